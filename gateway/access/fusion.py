@@ -1,0 +1,412 @@
+"""Multi-frame fusion of per-frame face matches into one outcome per approach.
+
+Per camera, an *approach* is continuous presence of faces; it ends when no face has been
+seen for ``approach_gap_s``, and then everything about it (unknown faces included) is
+forgotten. Within the approach the last ``n`` frames with faces form a window:
+
+- a person is ``Recognised`` when matched, with good quality and acceptable liveness, in
+  ``k`` of the window's frames; at most once per approach and once per ``cooldown_s``;
+- ``UnknownFace`` when ``k`` frames hold an unknown face and no known one: once per approach;
+- ``SpoofSuspected`` (liveness ``required``) when ``k`` frames fail liveness or multi-frame
+  consistency: once per approach. A face that fails liveness blocks recognition of every
+  face near where it was seen (in the window, and for the rest of the approach once
+  ``SpoofSuspected`` is out); with no position known it blocks every face. So a bystander
+  whose face the liveness model rejects does not lock out the resident beside them, while a
+  photo held up in place of a face never gets through;
+- ``LowQuality`` when ``k`` frames hold only faces that failed the quality gate: once;
+- each unknown/spoof fusion (and each external failure, :meth:`ApproachTracker.record_failure`)
+  is a failed attempt; after ``failed_face_attempts_before_fallback`` of them the tracker
+  says ``OfferFallback`` once (prompt for PIN or card).
+
+Liveness ``advisory`` counts failed-liveness frames but flags the recognition; ``off``
+ignores liveness. Under ``required`` a frame counts only with ``live is True`` (no
+anti-spoof model means no face grant: fail closed, PIN/card still work). Landmark-motion
+consistency is never enough on its own: measured on YuNet's 5 landmarks it does not
+separate a live head from a photo (see README, "Liveness").
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from gateway.errors import ConfigError
+
+from .decision import LivenessPolicy, is_fresh
+from .presented import FacePresented, FaceResult
+
+__all__ = [
+    "ApproachTracker",
+    "FaceMatch",
+    "FusionOutcome",
+    "FusionSettings",
+    "LowQuality",
+    "OfferFallback",
+    "Recognised",
+    "SpoofSuspected",
+    "UnknownFace",
+    "as_presented",
+    "is_fresh",
+    "near",
+]
+
+LIVENESS_UNAVAILABLE = "liveness_unavailable"
+
+#: A face box in frame pixels: (x, y, width, height).
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class FaceMatch:
+    """One face in one frame, as matched by the face pipeline.
+
+    ``person_id`` None = no match; ``live`` is the passive liveness verdict (None: no
+    model); ``consistent`` the multi-frame liveness consistency (None: not known yet).
+    """
+
+    person_id: str | None
+    quality_ok: bool = True
+    live: bool | None = None
+    consistent: bool | None = None
+    low_quality_reason: str | None = None
+    box: Box | None = None
+
+
+def near(a: Box | None, b: Box | None) -> bool:
+    """Whether two face boxes could be the same face moving between frames.
+
+    Each (x, y, w, h) box is grown by half its size on every side; they are near when the
+    grown boxes overlap. An unknown position is near everything (the safe answer).
+    """
+    if a is None or b is None:
+        return True
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return (
+        ax - aw / 2 < bx + bw * 1.5
+        and bx - bw / 2 < ax + aw * 1.5
+        and ay - ah / 2 < by + bh * 1.5
+        and by - bh / 2 < ay + ah * 1.5
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FusionSettings:
+    """Fusion tuning (see module docstring)."""
+
+    k: int = 2
+    n: int = 3
+    max_decision_age_ms: float = 500.0
+    cooldown_s: float = 10.0
+    approach_gap_s: float = 2.0
+    failed_face_attempts_before_fallback: int = 3
+    liveness: LivenessPolicy = LivenessPolicy.REQUIRED
+
+    def __post_init__(self) -> None:
+        problems: list[tuple[str, str, str]] = []
+        if not 1 <= self.k <= self.n:
+            problems.append(("face.fusion_k", str(self.k), f"must be 1..fusion_n ({self.n})"))
+        if self.max_decision_age_ms <= 0:
+            problems.append(("face.max_decision_age_ms", str(self.max_decision_age_ms), "> 0"))
+        if self.cooldown_s < 0:
+            problems.append(("face.cooldown_s", str(self.cooldown_s), "must be >= 0"))
+        if self.approach_gap_s <= 0:
+            problems.append(("face.approach_gap_s", str(self.approach_gap_s), "must be > 0"))
+        if self.failed_face_attempts_before_fallback < 1:
+            problems.append(
+                (
+                    "face.failed_attempts_before_fallback",
+                    str(self.failed_face_attempts_before_fallback),
+                    "must be >= 1",
+                )
+            )
+        if problems:
+            raise ConfigError(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Recognised:
+    """``person_id`` matched in k of n frames; ``frame_ts`` is the newest contributing frame."""
+
+    camera: str
+    person_id: str
+    frame_ts: float
+    liveness_flagged: bool = False
+    faces_in_approach: int = 1
+
+    @property
+    def evidence_ts(self) -> float:
+        """Same as ``frame_ts`` (for :func:`is_fresh`)."""
+        return self.frame_ts
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownFace:
+    """An unknown face in k of n frames (one per approach)."""
+
+    camera: str
+    frame_ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpoofSuspected:
+    """Liveness failed in k of n frames under ``required`` (one per approach)."""
+
+    camera: str
+    frame_ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class LowQuality:
+    """Only low-quality faces in k of n frames (one per approach); ``reason`` for a prompt."""
+
+    camera: str
+    frame_ts: float
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferFallback:
+    """Enough failed face attempts in this approach: prompt for PIN or card (once)."""
+
+    camera: str
+    frame_ts: float
+    failures: int
+
+
+FusionOutcome = Recognised | UnknownFace | SpoofSuspected | LowQuality | OfferFallback
+
+
+def as_presented(outcome: FusionOutcome, *, claimed: str | None = None) -> FacePresented | None:
+    """The ``FacePresented`` for the policy engine (None for ``OfferFallback``).
+
+    With ``claimed`` (1:1 verification of a claimed person, the tracker fed with
+    ``person_id=claimed`` on a verified frame and None otherwise) the result is a 1:1 one.
+    """
+    one_to_one = claimed is not None
+    match outcome:
+        case Recognised():
+            return FacePresented(
+                FaceResult.MATCH,
+                outcome.frame_ts,
+                outcome.person_id,
+                one_to_one=one_to_one,
+                liveness_flagged=outcome.liveness_flagged,
+            )
+        case UnknownFace():
+            return FacePresented(FaceResult.NO_MATCH, outcome.frame_ts, claimed, one_to_one)
+        case SpoofSuspected():
+            return FacePresented(FaceResult.SPOOF, outcome.frame_ts, claimed, one_to_one)
+        case LowQuality():
+            return FacePresented(FaceResult.LOW_QUALITY, outcome.frame_ts, claimed, one_to_one)
+        case OfferFallback():
+            return None
+
+
+@dataclass(slots=True)
+class _Frame:
+    ts: float
+    matched: dict[str, bool]  # person -> liveness flagged (advisory)
+    unknown: bool
+    spoof: bool
+    low_quality: bool
+    low_quality_reason: str | None
+    boxes: dict[str, list[Box | None]] = field(default_factory=dict)  # person -> boxes
+    spoof_boxes: list[Box | None] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Approach:
+    window: deque[_Frame]
+    last_face_ts: float
+    last_frame_ts: float
+    max_faces: int = 0
+    recognised: set[str] = field(default_factory=set)
+    unknown_sent: bool = False
+    spoof_sent: bool = False
+    low_quality_sent: bool = False
+    failures: int = 0
+    fallback_sent: bool = False
+    spoof_boxes: deque[Box | None] = field(default_factory=lambda: deque(maxlen=64))
+
+
+class ApproachTracker:
+    """Per-camera fusion state (pure: frame timestamps are the clock)."""
+
+    def __init__(
+        self, settings: FusionSettings, liveness: Mapping[str, LivenessPolicy] | None = None
+    ) -> None:
+        self.settings = settings
+        self._liveness = dict(liveness or {})
+        self._approaches: dict[str, _Approach] = {}
+        self._last_event: dict[str, float] = {}
+
+    def fresh(self, outcome: Recognised, now: float) -> bool:
+        """``is_fresh`` with the configured ``max_decision_age_ms``."""
+        return is_fresh(outcome, now, self.settings.max_decision_age_ms)
+
+    def liveness(self, camera: str) -> LivenessPolicy:
+        """The liveness policy applied to ``camera``."""
+        return self._liveness.get(camera, self.settings.liveness)
+
+    def in_approach(self, camera: str, now: float) -> bool:
+        """True while faces have been seen at ``camera`` within ``approach_gap_s``."""
+        st = self._approaches.get(camera)
+        return st is not None and now - st.last_face_ts < self.settings.approach_gap_s
+
+    def faces_in_approach(self, camera: str) -> int:
+        """Most people seen in the current approach (max faces per frame, people recognised)."""
+        st = self._approaches.get(camera)
+        return 0 if st is None else max(st.max_faces, len(st.recognised))
+
+    def reset(self, camera: str) -> None:
+        """Forget the current approach at ``camera``."""
+        self._approaches.pop(camera, None)
+
+    def expire(self, now: float) -> None:
+        """End idle approaches and forget cooldowns that ran out (call on a timer)."""
+        gap = self.settings.approach_gap_s
+        for cam in [c for c, st in self._approaches.items() if now - st.last_face_ts >= gap]:
+            del self._approaches[cam]
+        cool = self.settings.cooldown_s
+        for pid in [p for p, ts in self._last_event.items() if now - ts >= cool]:
+            del self._last_event[pid]
+
+    def record_failure(self, camera: str, frame_ts: float) -> list[FusionOutcome]:
+        """Count a failed face attempt decided elsewhere (e.g. a 1:1 ``face_mismatch``)."""
+        st = self._approaches.get(camera)
+        if st is None:
+            return []
+        st.failures += 1
+        return self._fallback(camera, st, frame_ts)
+
+    def observe(
+        self, camera: str, frame_ts: float, observations: Sequence[FaceMatch]
+    ) -> list[FusionOutcome]:
+        """Feed one frame's face matches (empty when no face); return new outcomes."""
+        s = self.settings
+        st = self._approaches.get(camera)
+        if st is not None:
+            if frame_ts < st.last_frame_ts:
+                return []  # out of order: never let an old frame count
+            if frame_ts - st.last_face_ts >= s.approach_gap_s:
+                del self._approaches[camera]
+                st = None
+        if not observations:
+            if st is not None:
+                st.last_frame_ts = frame_ts
+            return []
+        if st is None:
+            st = _Approach(deque(maxlen=s.n), frame_ts, frame_ts)
+            self._approaches[camera] = st
+        st.last_face_ts = st.last_frame_ts = frame_ts
+        st.max_faces = max(st.max_faces, len(observations))
+        policy = self.liveness(camera)
+        st.window.append(self._classify(frame_ts, observations, policy))
+
+        out: list[FusionOutcome] = []
+        window = list(st.window)
+        st.spoof_boxes.extend(window[-1].spoof_boxes)
+        spoofs: list[Box | None] = []
+        if policy is LivenessPolicy.REQUIRED:
+            spoofs = list(st.spoof_boxes) if st.spoof_sent else []
+            spoofs += [b for f in window for b in f.spoof_boxes]
+        out.extend(self._recognise(camera, st, window, spoofs))
+        known_in_window = any(f.matched for f in window)
+        if sum(f.spoof for f in window) >= s.k:
+            st.failures += 1
+            st.window.clear()
+            if not st.spoof_sent:
+                st.spoof_sent = True
+                out.append(SpoofSuspected(camera, frame_ts))
+        elif sum(f.unknown for f in window) >= s.k and not known_in_window:
+            st.failures += 1
+            st.window.clear()
+            if not st.unknown_sent:
+                st.unknown_sent = True
+                out.append(UnknownFace(camera, frame_ts))
+        elif not st.low_quality_sent and sum(f.low_quality for f in window) >= s.k:
+            st.low_quality_sent = True
+            reason = next(
+                (f.low_quality_reason for f in reversed(window) if f.low_quality_reason), None
+            )
+            out.append(LowQuality(camera, frame_ts, reason))
+        out.extend(self._fallback(camera, st, frame_ts))
+        return out
+
+    def _recognise(
+        self, camera: str, st: _Approach, window: list[_Frame], spoofs: list[Box | None]
+    ) -> list[FusionOutcome]:
+        s = self.settings
+        out: list[FusionOutcome] = []
+        people = sorted({p for f in window for p in f.matched})
+        for pid in people:
+            frames = [f for f in window if pid in f.matched]
+            if len(frames) < s.k or pid in st.recognised:
+                continue
+            boxes = [b for f in frames for b in f.boxes.get(pid, [None])]
+            if any(near(b, sp) for b in boxes for sp in spoofs):
+                continue  # a face that failed liveness was seen where this one is
+            newest = max(f.ts for f in frames)
+            last = self._last_event.get(pid)
+            if last is not None and newest - last < s.cooldown_s:
+                continue
+            st.recognised.add(pid)
+            self._last_event[pid] = newest
+            out.append(
+                Recognised(
+                    camera,
+                    pid,
+                    newest,
+                    liveness_flagged=any(f.matched[pid] for f in frames),
+                    faces_in_approach=max(st.max_faces, len(st.recognised)),
+                )
+            )
+        return out
+
+    def _fallback(self, camera: str, st: _Approach, ts: float) -> list[FusionOutcome]:
+        if st.fallback_sent or st.failures < self.settings.failed_face_attempts_before_fallback:
+            return []
+        st.fallback_sent = True
+        return [OfferFallback(camera, ts, st.failures)]
+
+    @staticmethod
+    def _classify(ts: float, faces: Sequence[FaceMatch], policy: LivenessPolicy) -> _Frame:
+        matched: dict[str, bool] = {}
+        boxes: dict[str, list[Box | None]] = {}
+        spoof_boxes: list[Box | None] = []
+        unknown = spoof = False
+        low: list[str | None] = []
+        for face in faces:
+            if not face.quality_ok:
+                low.append(face.low_quality_reason)
+                continue
+            failed = face.live is False or face.consistent is False
+            flagged = False
+            if policy is LivenessPolicy.REQUIRED:
+                if failed:
+                    spoof = True
+                    spoof_boxes.append(face.box)
+                    continue
+                if face.live is None:
+                    low.append(LIVENESS_UNAVAILABLE)
+                    continue
+            elif policy is LivenessPolicy.ADVISORY:
+                flagged = failed
+            if face.person_id is None:
+                unknown = True
+            else:
+                matched[face.person_id] = matched.get(face.person_id, False) or flagged
+                boxes.setdefault(face.person_id, []).append(face.box)
+        usable = bool(matched) or unknown or spoof
+        return _Frame(
+            ts=ts,
+            matched=matched,
+            unknown=unknown,
+            spoof=spoof,
+            low_quality=bool(low) and not usable,
+            low_quality_reason=next((r for r in low if r), None),
+            boxes=boxes,
+            spoof_boxes=spoof_boxes,
+        )

@@ -1,0 +1,839 @@
+"""Wire the subsystems into the daemon's supervised services.
+
+Readers and doors are critical: PIN and card must always work. The face path, MQTT and
+housekeeping are not: they may fail and come back without touching a door.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from gateway import access, store
+from gateway.config import DoorConfig, GatewayConfig, ReaderConfig
+from gateway.controller import AccessController, DoorRuntime
+from gateway.credentials import Credentials, LockoutPolicy
+from gateway.errors import GatewayError, ModelError
+from gateway.hardware.door import DoorConfig as MachineConfig
+from gateway.hardware.door import DoorStateMachine
+from gateway.hardware.door_controller import DoorController
+from gateway.hardware.io import DoorInputMap, DoorLock, FakeRelay, LockSpec, OsdpRelay
+from gateway.hardware.readers import Reader, open_reader
+from gateway.keys import Keys
+from gateway.mqtt import events as ev
+from gateway.runtime import ServiceSpec
+
+if TYPE_CHECKING:
+    from gateway.daemon import Daemon
+    from gateway.face.gallery import Gallery
+    from gateway.privacy.vault import Vault
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+
+
+class Gateway:
+    """Everything a running gateway holds (also used by the demo and the tests)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.cfg: GatewayConfig = daemon.cfg
+        assert daemon.db is not None  # noqa: S101 - the daemon opens the store first
+        self.db = daemon.db
+        self.keys = Keys.from_config(self.cfg)
+        self._db_executor = ThreadPoolExecutor(1, thread_name_prefix="db")
+        self.readers: dict[str, Reader] = {}
+        self.mqtt: Any = None
+        self.outbox: Any = None
+        self.gallery: Gallery | None = None
+        self.vault: Vault | None = None
+        self.pipeline: Any = None
+        self.face_paths: dict[str, Any] = {}
+        self.face_status: dict[str, str] = {}
+        self.controller: AccessController | None = None
+        self.events_emitted = 0
+        self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
+
+    # -- helpers ----------------------------------------------------------------------------
+    async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a database call on the single database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_executor, functools.partial(fn, *args, **kwargs))
+
+    def emit(self, event: ev.BaseEvent) -> None:
+        """Publish one event through the durable outbox (never raises)."""
+        self.events_emitted += 1
+        log.info("gate %s: event %s", self.cfg.site.gate, event.type)
+        try:
+            if self.mqtt is not None:
+                self.mqtt.publish_event(event)
+            elif self.outbox is not None:
+                self.outbox.put(event)
+        except Exception:
+            log.exception("gate %s: event %s could not be queued", self.cfg.site.gate, event.type)
+
+    def emit_threadsafe(self, loop: asyncio.AbstractEventLoop, event: ev.BaseEvent) -> None:
+        """Publish from a worker thread."""
+        loop.call_soon_threadsafe(self.emit, event)
+
+    def health(self) -> dict[str, Any]:
+        """Status summary: services, face path, outbox, storage (no identities)."""
+        out: dict[str, Any] = dict(self._daemon_health())
+        out["face"] = dict(self.face_status)
+        if self.outbox is not None:
+            stats = self.outbox.stats()
+            out["outbox"] = {
+                k: getattr(stats, k)
+                for k in ("pending", "in_memory", "dropped", "published")
+                if hasattr(stats, k)
+            }
+            out["outbox_degraded"] = self.outbox.degraded
+        if self.controller is not None:
+            out["storage"] = self.controller.storage_degraded or "ok"
+        if self.gallery is not None:
+            out["enrolled_people"] = len(self.gallery.people())
+        return out
+
+    # -- building blocks -----------------------------------------------------------------------
+    def build_mqtt(self) -> None:
+        """Outbox (own connection), command processor and MQTT service."""
+        cfg = self.cfg
+        if not cfg.mqtt.enabled:
+            log.info("gate %s: MQTT disabled; events are only logged", cfg.site.gate)
+            return
+        from gateway.mqtt.client import MqttService, MqttSettings
+        from gateway.mqtt.commands import CommandProcessor
+        from gateway.mqtt.outbox import Outbox
+        from gateway.mqtt.topics import Topics
+
+        topics = Topics(cfg.mqtt.topic_prefix, cfg.site.id, cfg.site.gate)
+        self.outbox = Outbox(
+            # Used on the event loop: a short lock wait, then the in-memory buffer.
+            store.connect(cfg.storage.database_path, busy_timeout_ms=200),
+            topics,
+            max_events=cfg.mqtt.outbox_max_events,
+            max_age_s=cfg.mqtt.outbox_max_age_s,
+            memory_max=cfg.mqtt.outbox_memory_max,
+        )
+        self.commands = CommandProcessor(
+            store.connect(cfg.storage.database_path),
+            cfg.mqtt.command_keys,
+            window_s=cfg.mqtt.command_window_s,
+            max_bytes=cfg.mqtt.command_max_bytes,
+            gate=cfg.site.gate,
+        )
+        if cfg.mqtt.url is None:
+            log.warning(
+                "gate %s: no MQTT broker configured; events wait in the outbox", cfg.site.gate
+            )
+            return
+        settings = MqttSettings.from_url(
+            cfg.mqtt.url,
+            client_id=cfg.mqtt.client_id or "",
+            username=cfg.mqtt.username,
+            password=cfg.mqtt.password.read_bytes().decode() if cfg.mqtt.password else None,
+            ca_file=cfg.mqtt.ca_file,
+            cert_file=cfg.mqtt.cert_file,
+            key_file=cfg.mqtt.key.path() if cfg.mqtt.key else None,
+            protocol=cfg.mqtt.protocol,
+            keepalive_s=cfg.mqtt.keepalive_s,
+        )
+        ha = None
+        if cfg.mqtt.homeassistant_discovery:
+            from gateway.mqtt.homeassistant import HomeAssistant
+
+            ha = HomeAssistant(topics, list(cfg.doors), cfg.mqtt.homeassistant_prefix)
+        self.mqtt = MqttService(
+            settings, topics, self.outbox, self.commands, health=self.health, homeassistant=ha
+        )
+        self.daemon.add_service(ServiceSpec("mqtt", self.mqtt.run))
+
+    def build_engine(self) -> access.PolicyEngine:
+        """The pure policy engine from the configuration."""
+        cfg = self.cfg
+        doors = {name: _door_policy(d, cfg) for name, d in cfg.doors.items()}
+        groups: dict[str, access.AccessGroup] = {}
+        for name, g in cfg.access_groups.items():
+            schedule = None
+            if g.schedule:
+                schedule = access.WeeklySchedule.from_windows(
+                    [(frozenset(_DAYS[d] for d in w.days), w.start, w.end) for w in g.schedule]
+                )
+            holidays: dict[dt.date, access.Holiday] = {d: access.Holiday() for d in g.holidays}
+            for day, ranges in g.holiday_hours.items():
+                holidays[day] = access.Holiday(
+                    ranges=tuple(access.TimeRange(r.start, r.end) for r in ranges)
+                )
+            groups[name] = access.AccessGroup(schedule=schedule, holidays=holidays)
+        pairs = [
+            access.AntiPassbackPair(
+                entry=name,
+                exit=d.anti_passback_pair,
+                mode=access.AntiPassbackMode(d.anti_passback),
+                forget_after_s=d.anti_passback_forget_after_s,
+            )
+            for name, d in cfg.doors.items()
+            if d.anti_passback != "off" and d.anti_passback_pair
+        ]
+        return access.PolicyEngine(doors, groups, cfg.site.timezone, anti_passback=pairs)
+
+    def build_readers(self) -> None:
+        """Reader drivers (not started yet); OSDP readers on one line share one bus."""
+        self.readers.update(open_readers(self.cfg.readers))
+
+    def build_door(self, name: str, dc: DoorConfig, on_event: Callable[[Any], None]) -> DoorRuntime:
+        """A door controller with its lock relay and input map."""
+        relay: Any
+        if dc.relay.kind == "osdp":
+            reader_name = dc.relay.reader or dc.reader
+            assert reader_name is not None  # noqa: S101 - config validation guarantees it
+            relay = OsdpRelay(self.readers[reader_name], dc.relay.output)
+        elif dc.relay.kind == "gpio":
+            from gateway.hardware.io import GpioRelay
+
+            assert dc.relay.line is not None  # noqa: S101 - config validation guarantees it
+            relay = GpioRelay(dc.relay.chip, dc.relay.line, name=f"{name}-relay")
+        else:
+            relay = FakeRelay(f"{name}-no-lock")
+        from gateway.hardware.io import LockType as HwLockType
+
+        spec = LockSpec(lock_type=HwLockType(dc.relay.lock_type.value))
+        inputs = DoorInputMap(
+            contact=dc.contact.input if dc.contact.kind == "osdp" else None,
+            exit=dc.exit_button.input if dc.exit_button.kind == "osdp" else None,
+            tamper=dc.tamper.input if dc.tamper.kind == "osdp" else None,
+        )
+        for key, binding in (
+            ("contact", dc.contact),
+            ("exit_button", dc.exit_button),
+            ("tamper", dc.tamper),
+        ):
+            if binding.kind == "gpio":
+                log.error(
+                    "door %s: GPIO %s input is configured but GPIO inputs are not wired in "
+                    "this release; use an OSDP reader input",
+                    name,
+                    key,
+                )
+        machine = DoorStateMachine(
+            MachineConfig(name, unlock_s=dc.unlock_seconds, held_open_s=dc.held_open_seconds)
+        )
+        controller = DoorController(machine, DoorLock(name, relay, spec), inputs, on_event=on_event)
+        readers = {b.reader or dc.reader for b in (dc.contact, dc.exit_button, dc.tamper)}
+        controller.input_readers = {r for r in readers if r}  # type: ignore[attr-defined]
+        return DoorRuntime(
+            name=name,
+            controller=controller,
+            reader=dc.reader,
+            camera=dc.camera,
+            unlock_s=dc.unlock_seconds,
+            held_open_s=dc.held_open_seconds,
+        )
+
+    # -- face path ---------------------------------------------------------------------------
+    def _face_settings(self) -> Any:
+        from gateway.face.settings import FaceSettings
+
+        f = self.cfg.face
+        return FaceSettings(
+            detector_input=f.detector_input,
+            letterbox=f.letterbox,
+            score_threshold=f.score_threshold,
+            nms_threshold=f.nms_threshold,
+            top_k=f.top_k,
+            min_interocular_px=f.min_interocular_px,
+            max_yaw=f.max_yaw,
+            max_roll_deg=f.max_roll_deg,
+            pitch_range=f.pitch_range,
+            min_sharpness=f.min_sharpness,
+            min_brightness=f.min_brightness,
+            max_brightness=f.max_brightness,
+            flip_fusion=f.flip_fusion,
+            providers=tuple(f.providers),
+            threads=f.threads,
+            backend=f.backend,
+            detector_backend=f.detector_backend,
+            embedder_backend=f.embedder_backend,
+            liveness_backend=f.liveness_backend,
+            warmup=f.warmup,
+        )
+
+    async def build_face(self, engine: access.PolicyEngine) -> None:
+        """Load models and the gallery, and create one face path per face camera."""
+        from gateway.face.gallery import Gallery
+        from gateway.privacy.vault import Vault, load_gallery
+
+        cfg = self.cfg
+        self.vault = Vault.from_root_keys(self.keys.device, self.keys.site)
+        self.gallery = Gallery()
+        face_cameras = {d.camera: name for name, d in cfg.doors.items() if d.uses_face and d.camera}
+        if not cfg.face.enabled or not face_cameras:
+            return
+        await self._record_notice()
+        try:
+            self.pipeline = await asyncio.to_thread(
+                _load_pipeline, cfg.face.model_dir, self._face_settings()
+            )
+        except (ModelError, GatewayError) as exc:
+            log.error(
+                "gate %s: face path disabled, PIN and card unaffected: %s", cfg.site.gate, exc
+            )
+            for cam in face_cameras:
+                self.face_status[cam] = "disabled: model_error"
+                self.emit(
+                    ev.FacePathDisabled(
+                        site=cfg.site.id,
+                        gate=cfg.site.gate,
+                        reason=ev.FacePathReason.MODEL_ERROR,
+                        camera=cam,
+                    )
+                )
+            return
+        if not self.pipeline.has_liveness:
+            blocked = [
+                cam
+                for cam, door in face_cameras.items()
+                if cfg.doors[door].liveness.value == "required"
+            ]
+            for cam in blocked:
+                del face_cameras[cam]
+                self.face_status[cam] = "disabled: no anti-spoofing model"
+                self.emit(
+                    ev.FacePathDisabled(
+                        site=cfg.site.id,
+                        gate=cfg.site.gate,
+                        reason=ev.FacePathReason.MODEL_ERROR,
+                        camera=cam,
+                    )
+                )
+            if blocked:
+                log.error(
+                    "gate %s: face path disabled on cameras %s, PIN and card unaffected: "
+                    "their doors require liveness and no anti-spoofing model is installed "
+                    "(gateway models install --antispoof DIR)",
+                    cfg.site.gate,
+                    ", ".join(blocked),
+                )
+        from gateway.privacy.consent import face_allowed
+
+        counts = await self.run_db(
+            load_gallery,
+            self.db,
+            self.vault,
+            self.gallery,
+            allowed=face_allowed(self.db, grace_days=cfg.privacy.renotice_grace_days),
+        )
+        log.info("gate %s: gallery loaded: %s", cfg.site.gate, counts)
+        for cam, door in face_cameras.items():
+            self._build_face_path(cam, door, engine)
+        self.daemon.add_service(ServiceSpec("gallery-sync", self._gallery_sync))
+
+    async def _record_notice(self) -> None:
+        notice_file = self.cfg.privacy.notice_file
+        if notice_file is None:
+            return
+        from gateway.privacy.consent import set_notice
+        from gateway.privacy.notice import load_notice
+
+        try:
+            notice = load_notice(notice_file, self.cfg.privacy.notice_version)
+            flagged = await self.run_db(set_notice, self.db, notice, actor="system:startup")
+        except GatewayError as exc:
+            log.error("gate %s: consent notice problem: %s", self.cfg.site.gate, exc)
+            return
+        if flagged:
+            log.warning(
+                "gate %s: notice version %s is new: %d people flagged for re-notice",
+                self.cfg.site.gate,
+                self.cfg.privacy.notice_version,
+                flagged,
+            )
+
+    def _build_face_path(self, cam: str, door: str, engine: access.PolicyEngine) -> None:
+        from gateway.camera import CameraCapture, OpenCVSource
+        from gateway.facepath import FacePath, MatchSettings
+        from gateway.privacy.zones import ZoneMasker
+
+        cfg = self.cfg
+        cc = cfg.cameras[cam]
+        loop = asyncio.get_running_loop()
+
+        def on_state(online: bool, reason: str) -> None:
+            self.face_status[cam] = "running" if online else f"disabled: camera {reason}"
+            site, gate = cfg.site.id, cfg.site.gate
+            if online:
+                self.emit_threadsafe(loop, ev.CameraOnline(site=site, gate=gate, camera=cam))
+                self.emit_threadsafe(
+                    loop,
+                    ev.FacePathEnabled(
+                        site=site, gate=gate, camera=cam, reason=ev.FacePathReason.RECOVERED
+                    ),
+                )
+            else:
+                self.emit_threadsafe(
+                    loop,
+                    ev.CameraOffline(
+                        site=site, gate=gate, camera=cam, reason=ev.DeviceReason.NO_FRAMES
+                    ),
+                )
+                self.emit_threadsafe(
+                    loop,
+                    ev.FacePathDisabled(
+                        site=site,
+                        gate=gate,
+                        camera=cam,
+                        reason=ev.FacePathReason.CAMERA_OFFLINE,
+                    ),
+                )
+
+        capture = CameraCapture(
+            cam,
+            functools.partial(OpenCVSource, cc.source, cc.width, cc.height),
+            fps=cc.fps,
+            on_state=on_state,
+        )
+        dc = cfg.doors[door]
+        tracker = access.ApproachTracker(
+            access.FusionSettings(
+                k=cfg.face.fusion_k,
+                n=cfg.face.fusion_n,
+                max_decision_age_ms=cfg.face.max_decision_age_ms,
+                cooldown_s=cfg.face.cooldown_s,
+                approach_gap_s=cfg.face.approach_gap_s,
+                failed_face_attempts_before_fallback=cfg.face.failed_attempts_before_fallback,
+                liveness=access.LivenessPolicy(dc.liveness.value),
+            )
+        )
+        gallery, vault = _need(self.gallery), _need(self.vault)
+        path = FacePath(
+            camera=cam,
+            door=door,
+            reader=dc.reader,
+            capture=capture,
+            pipeline=self.pipeline,
+            gallery=gallery,
+            transform=vault.transform,
+            masker=ZoneMasker(cam, [z.polygon for z in cc.zones]),
+            engine=engine,
+            tracker=tracker,
+            settings=MatchSettings(
+                cfg.face.match_threshold,
+                cfg.face.match_margin,
+                cfg.face.liveness_threshold,
+                cfg.face.verify_threshold,
+            ),
+            sink=self._face_sink,
+            liveness_enabled=dc.liveness.value != "off",
+            consistency_k=cfg.face.consistency_frames,
+            motion_veto=cfg.face.motion_check == "veto",
+            on_faces=self._note_faces,
+        )
+        self.face_paths[cam] = path
+        self.face_status[cam] = "starting"
+        self.daemon.add_service(ServiceSpec(f"face-{cam}", path.run))
+
+    async def _face_sink(self, camera: str, outcome: access.FusionOutcome) -> None:
+        if self.controller is not None:
+            await self.controller.on_face_outcome(camera, outcome)
+
+    def _note_faces(self, camera: str, count: int) -> None:
+        if self.controller is not None:
+            self.controller.note_faces(camera, count)
+
+    async def _gallery_sync(self) -> None:
+        """Apply enrolments and withdrawals made by other processes (CLI) within ~250 ms."""
+        from gateway.privacy.consent import face_allowed
+        from gateway.privacy.vault import load_gallery
+
+        gallery, vault = _need(self.gallery), _need(self.vault)
+        allowed = face_allowed(self.db, grace_days=self.cfg.privacy.renotice_grace_days)
+
+        def wanted_people() -> set[str]:
+            return {p for p in vault.enrolled_people(self.db) if allowed(p)}
+
+        last = await self.run_db(_data_version, self.db)
+        while True:
+            await asyncio.sleep(0.25)
+            version = await self.run_db(_data_version, self.db)
+            if version == last:
+                continue
+            last = version
+            wanted = await self.run_db(wanted_people)
+            for gone in gallery.people() - wanted:
+                gallery.remove_person(gone)
+                log.info("gate %s: a person's face data left the live gallery", self.cfg.site.gate)
+            await self.run_db(load_gallery, self.db, vault, gallery, allowed=allowed)
+
+    # -- commands ----------------------------------------------------------------------------
+    def register_commands(self) -> None:
+        """Handlers for the signed MQTT commands."""
+        if getattr(self, "commands", None) is None:
+            return
+        cmds = self.commands
+        cmds.register("withdraw_consent", self._cmd_withdraw)
+        cmds.register("sync_person", self._cmd_sync_person)
+        cmds.register("revoke_card", self._cmd_revoke_card)
+        cmds.register("revoke_pin", self._cmd_revoke_pin)
+        cmds.register("set_pin", self._cmd_set_pin)
+        cmds.register("unlock", self._cmd_unlock)
+        cmds.register("reload_config", self._cmd_reload)
+        cmds.register("purge", self._cmd_purge)
+
+    async def withdraw(self, person_id: str, channel: str) -> dict[str, Any]:
+        """Withdraw face consent and erase the person's face data everywhere on this gate."""
+        from gateway.privacy.withdraw import withdraw
+
+        receipt = await self.run_db(
+            withdraw, self.db, _need(self.vault), _need(self.gallery), person_id, channel
+        )
+        pz = self.pseudonym(person_id)
+        if pz is not None:
+            self.emit(
+                ev.ConsentWithdrawn(
+                    site=self.cfg.site.id,
+                    gate=self.cfg.site.gate,
+                    person=pz,
+                    channel=ev.WithdrawalChannel(channel),
+                    templates_erased=receipt.templates_erased,
+                )
+            )
+        return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
+
+    async def enrol_at_gate(self, person_id: str, door: str) -> str:
+        """Enrol a resident identified by card/PIN from the door's camera; a reader message."""
+        from gateway.privacy.consent import face_status
+        from gateway.privacy.enroll import enroll_from_frames
+
+        cam = self.cfg.doors[door].camera
+        path = self.face_paths.get(cam) if cam else None
+        if path is None or self.vault is None or self.gallery is None:
+            return "Face enrolment is not available at this gate"
+        status = await self.run_db(
+            face_status, self.db, person_id, grace_days=self.cfg.privacy.renotice_grace_days
+        )
+        if not status.allowed:
+            log.info("door %s: at-gate enrolment refused: %s", door, status.reason)
+            return "No face consent on record: ask the management office"
+        limit = self.cfg.privacy.gate_enrol_timeout_s
+        try:
+            result = await enroll_from_frames(
+                self.db,
+                self.vault,
+                self.gallery,
+                person_id,
+                path.enrol_frames(limit),
+                needed=self.cfg.privacy.gate_enrol_frames,
+                timeout_s=limit,
+                min_liveness=self.cfg.face.liveness_threshold,
+                actor=f"gate:{door}",
+                grace_days=self.cfg.privacy.renotice_grace_days,
+            )
+        except GatewayError as exc:
+            log.info("door %s: at-gate enrolment failed: %s", door, exc)
+            return "Face enrolment failed: please try again"
+        log.info("door %s: face enrolled at the gate (%d templates)", door, result.stored)
+        return "Face enrolled"
+
+    async def _cmd_sync_person(self, args: Any) -> dict[str, Any]:
+        from gateway.privacy.sync import handle_sync_person
+
+        if self.vault is None or self.gallery is None:
+            # No face path here (face disabled or models missing): refuse loudly.
+            raise GatewayError("sync_person: face data cannot be stored at this gate")
+        return await handle_sync_person(
+            args,
+            db=self.db,
+            vault=self.vault,
+            gallery=self.gallery,
+            site_key=self.keys.site,
+            run_db=self.run_db,
+            grace_days=self.cfg.privacy.renotice_grace_days,
+        )
+
+    async def _cmd_withdraw(self, args: Any) -> dict[str, Any]:
+        return await self.withdraw(args.person_id, "mqtt")
+
+    async def _cmd_revoke_card(self, args: Any) -> dict[str, Any]:
+        def revoke() -> int:
+            now = time.time()
+            if args.card_hmac:
+                cur = self.db.execute(
+                    "UPDATE cards SET revoked_at = ? WHERE person_id = ? AND hex(card_hmac) = "
+                    "upper(?) AND revoked_at IS NULL",
+                    [now, args.person_id, args.card_hmac],
+                )
+            else:
+                cur = self.db.execute(
+                    "UPDATE cards SET revoked_at = ? WHERE person_id = ? AND revoked_at IS NULL",
+                    [now, args.person_id],
+                )
+            return int(cur.rowcount)
+
+        return {"revoked": await self.run_db(revoke)}
+
+    async def _cmd_revoke_pin(self, args: Any) -> dict[str, Any]:
+        assert self.controller is not None  # noqa: S101
+        n = await self.run_db(
+            self.controller.credentials.revoke_pins, args.person_id, time.time(), args.kind
+        )
+        return {"revoked": n}
+
+    async def _cmd_set_pin(self, args: Any) -> dict[str, Any]:
+        assert self.controller is not None  # noqa: S101
+        pin_id = await self.run_db(
+            self.controller.credentials.set_pin_hash,
+            args.person_id,
+            args.pin_hash,
+            args.pin_index,
+            time.time(),
+            kind=args.kind,
+            expires_at=args.expires_at.timestamp() if args.expires_at else None,
+            uses_left=args.uses_left,
+        )
+        return {"pin_id": pin_id}
+
+    async def _cmd_unlock(self, args: Any) -> dict[str, Any]:
+        if args.door not in self.cfg.doors:
+            return {"ok": False, "error": f"no door {args.door!r}"}
+        assert self.controller is not None  # noqa: S101
+        await self.controller.remote_unlock(args.door, args.seconds)
+        return {"ok": True}
+
+    async def _cmd_reload(self, args: Any) -> dict[str, Any]:
+        ok = await self.daemon.reload()
+        return {"ok": ok}
+
+    async def _cmd_purge(self, args: Any) -> dict[str, Any]:
+        if args.target == "access_log":
+            before = args.before.timestamp() if args.before else time.time()
+
+            def purge_log() -> int:
+                return int(
+                    self.db.execute("DELETE FROM access_log WHERE ts < ?", [before]).rowcount
+                )
+
+            return {"deleted": await self.run_db(purge_log)}
+        result = await self.withdraw(args.person_id, "mqtt")
+        return {"erased": result["templates_erased"]}
+
+    def pseudonym(self, person_id: str | None) -> str | None:
+        """The rotating pseudonym of a person for events."""
+        return self._pseudonymizer(person_id)
+
+    # -- services -------------------------------------------------------------------------------
+    async def _reader_loop(self, name: str) -> None:
+        reader = self.readers[name]
+        await reader.start()
+        try:
+            async for event in reader.events():
+                assert self.controller is not None  # noqa: S101
+                try:
+                    await self.controller.on_reader_event(name, event)
+                except (GatewayError, sqlite3.Error) as exc:
+                    log.error(
+                        "reader %s: event %s not handled: %s", name, type(event).__name__, exc
+                    )
+        finally:
+            await reader.close()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if self.controller is not None:
+                await self.controller.tick()
+
+    async def _purger(self) -> None:
+        from gateway.privacy.retention import RetentionPolicy, run_purge
+
+        r = self.cfg.retention
+        policy = RetentionPolicy(
+            access_log_days=r.access_log_days,
+            inactive_template_days=r.inactive_template_days,
+            expired_person_days=r.expired_person_days,
+            visitor_pin_grace_days=r.visitor_pin_grace_days,
+            processing_records_years=r.processing_records_years,
+        )
+        while True:
+            if self.vault is not None and self.gallery is not None:
+                report = await self.run_db(
+                    run_purge, self.db, self.vault, self.gallery, policy, time.time()
+                )
+                log.info("gate %s: retention purge done: %s", self.cfg.site.gate, report)
+            await asyncio.sleep(r.purge_interval_s)
+
+    async def setup(self) -> None:
+        """Build every part and register the services with the daemon."""
+        from gateway.mqtt.pseudonym import Pseudonymizer
+
+        cfg = self.cfg
+        self._pseudonymizer = Pseudonymizer(self.keys.site, cfg.privacy.pseudonym_epoch_s)
+        self.build_mqtt()
+        engine = self.build_engine()
+        self.build_readers()
+        credentials = Credentials(
+            self.db,
+            self.keys.device,
+            index_key=self.keys.pin_index_site,
+            lockout=LockoutPolicy(),
+        )
+        holder: dict[str, AccessController] = {}
+
+        def on_door_event(event: Any) -> None:
+            if "c" in holder:
+                holder["c"].on_door_event(event)
+
+        doors = {name: self.build_door(name, dc, on_door_event) for name, dc in cfg.doors.items()}
+        await self.build_face(engine)
+        pin_timeout = min((r.pin_timeout_s for r in cfg.readers.values()), default=5.0)
+        self.controller = AccessController(
+            site=cfg.site.id,
+            gate=cfg.site.gate,
+            db=self.db,
+            credentials=credentials,
+            engine=engine,
+            doors=doors,
+            readers=self.readers,
+            emit=self.emit,
+            pseudonym=self.pseudonym,
+            renotice_grace_days=cfg.privacy.renotice_grace_days,
+            max_decision_age_ms=cfg.face.max_decision_age_ms,
+            pin_timeout_s=pin_timeout,
+            on_withdraw=self.withdraw,
+            on_enrol=self.enrol_at_gate,
+            run_db=self.run_db,
+        )
+        holder["c"] = self.controller
+        # Shutdown hooks run in reverse order: readers close last, after the doors have
+        # been driven to their safe state through them.
+        self.daemon.on_shutdown("readers", self._close)
+        self.register_commands()
+        for name in self.readers:
+            self.daemon.add_service(
+                ServiceSpec(
+                    f"reader-{name}", functools.partial(self._reader_loop, name), critical=True
+                )
+            )
+        for name, rt in doors.items():
+            self.daemon.add_service(ServiceSpec(f"door-{name}", rt.controller.run, critical=True))
+            self.daemon.on_shutdown(f"door-{name}", rt.controller.shutdown)
+        self.daemon.add_service(ServiceSpec("access-ticker", self._ticker, critical=True))
+        self.daemon.add_service(ServiceSpec("retention", self._purger))
+        self._daemon_health = self.daemon.health
+        self.daemon.health = self.health  # type: ignore[method-assign]
+
+    async def _close(self) -> None:
+        for reader in self.readers.values():
+            try:
+                await asyncio.wait_for(reader.close(), 1.0)
+            except (TimeoutError, GatewayError) as exc:
+                log.debug("reader close: %s", exc)
+        self._db_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _need(value: T | None) -> T:
+    if value is None:
+        raise GatewayError("the gateway is not fully set up yet")
+    return value
+
+
+def _load_pipeline(model_dir: Path, settings: Any) -> Any:
+    from gateway.face.pipeline import FacePipeline
+
+    return FacePipeline.load(model_dir, settings)
+
+
+def _data_version(db: Any) -> tuple[int, ...]:
+    """Changes whenever face data or consent changes (cheap: four index lookups)."""
+    row = db.execute(
+        "SELECT (SELECT count(*) FROM face_keys), (SELECT coalesce(max(id), 0) FROM templates),"
+        " (SELECT coalesce(max(id), 0) FROM consents),"
+        " (SELECT coalesce(sum(needs_renotice), 0) FROM people)"
+    ).fetchone()
+    return tuple(int(v) for v in row)
+
+
+def _door_policy(d: DoorConfig, cfg: GatewayConfig) -> access.DoorPolicy:
+    return access.DoorPolicy(
+        methods=frozenset(access.Method(m.value) for m in d.methods),
+        liveness=access.LivenessPolicy(d.liveness.value),
+        access_groups=frozenset(d.access_groups),
+        roles=frozenset(access.Role(r) for r in d.roles) if d.roles else None,
+        second_factor_timeout_s=d.second_factor_timeout_s,
+        max_decision_age_ms=float(cfg.face.max_decision_age_ms),
+    )
+
+
+def bus_key(rc: ReaderConfig) -> str:
+    """Readers with the same key are PDs on one OSDP line (same device or socket)."""
+    if rc.protocol != "osdp":
+        return f"wiegand:{rc.url}"
+    parts = urlsplit(rc.url)
+    return urlunsplit(parts._replace(query="", fragment=""))
+
+
+def open_readers(readers: dict[str, ReaderConfig]) -> dict[str, Reader]:
+    """Build every reader driver; several PDs on one RS-485 line get one control panel."""
+    from gateway.hardware.osdp import OsdpBus, transport_from_url
+
+    groups: dict[str, list[str]] = {}
+    for name, rc in readers.items():
+        groups.setdefault(bus_key(rc), []).append(name)
+    out: dict[str, Reader] = {}
+    for names in groups.values():
+        first = readers[names[0]]
+        if len(names) == 1 or first.protocol != "osdp":
+            for name in names:
+                rc = readers[name]
+                out[name] = open_reader(_reader_url(rc), name, _scbk(rc), rc.install_mode)
+            continue
+        bus = OsdpBus(transport_from_url(_reader_url(first)))
+        for name in names:
+            rc = readers[name]
+            out[name] = bus.add_reader(
+                name, rc.address, scbk=_scbk(rc), install_mode=rc.install_mode
+            )
+        log.info("OSDP line %s: readers %s share one bus", bus_key(first), ", ".join(names))
+    return out
+
+
+def _scbk(rc: ReaderConfig) -> bytes | None:
+    if rc.scbk is None:
+        return None
+    text = rc.scbk.read_bytes().decode().strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError as exc:
+        raise GatewayError("an SCBK must be 32 hexadecimal digits") from exc
+    if len(key) != 16:
+        raise GatewayError("an SCBK must be 16 bytes (32 hexadecimal digits)")
+    return key
+
+
+def _reader_url(rc: ReaderConfig) -> str:
+    if rc.protocol != "osdp":
+        return rc.url
+    parts = urlsplit(rc.url)
+    query = parse_qs(parts.query)
+    query.setdefault("address", [str(rc.address)])
+    if parts.scheme == "osdp":
+        query.setdefault("baud", [str(rc.baud)])
+    return urlunsplit(parts._replace(query=urlencode({k: v[0] for k, v in query.items()})))
+
+
+async def setup_gateway(daemon: Daemon) -> None:
+    """Create the services of a gateway from its configuration."""
+    gateway = Gateway(daemon)
+    await gateway.setup()
+    daemon.gateway = gateway  # type: ignore[attr-defined]
+    log.info("gateway %s: subsystems wired", daemon.cfg.site.gate)

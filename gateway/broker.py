@@ -1,0 +1,50 @@
+"""An embedded MQTT broker (amqtt) for the demo when no broker is configured."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class EmbeddedBroker:
+    """amqtt broker on 127.0.0.1, anonymous, MQTT 3.1.1 — for the demo only."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._broker: Any = None
+
+    @property
+    def url(self) -> str:
+        """mqtt:// URL of the broker."""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Start listening."""
+        from amqtt.broker import Broker
+
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+        self._broker = Broker(config)
+        await self._broker.start()
+        log.info("embedded MQTT broker listening on 127.0.0.1:%d", self.port)
+
+    async def stop(self) -> None:
+        """Shut down."""
+        if self._broker is not None:
+            await self._broker.shutdown()
+            self._broker = None

@@ -1,0 +1,1 @@
+"""Evaluation of the face pipeline: verification (pairs), identification (1:N), calibration."""

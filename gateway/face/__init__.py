@@ -1,0 +1,1 @@
+"""On-device face pipeline: detection (YuNet), alignment, embedding (SFace), quality, liveness."""

@@ -1,0 +1,67 @@
+"""Every knob of the face pipeline in one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Backend = Literal["onnxruntime", "opencv"]
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """Face pipeline settings (plain values; the daemon maps its config onto them).
+
+    ``detector_input`` is (width, height), multiples of 32, or None to run the detector at
+    the frame's own size padded to 32 (what ``cv2.FaceDetectorYN`` does). ``letterbox``
+    keeps the aspect ratio (pad right/bottom); otherwise the frame is stretched.
+    """
+
+    detector_input: tuple[int, int] | None = (320, 320)
+    letterbox: bool = True
+    score_threshold: float = 0.7
+    nms_threshold: float = 0.3
+    top_k: int = 50
+    min_interocular_px: float = 28.0
+    max_yaw: float = 0.35
+    max_roll_deg: float = 25.0
+    pitch_range: tuple[float, float] = (0.2, 0.8)
+    min_sharpness: float = 20.0
+    min_brightness: float = 40.0
+    max_brightness: float = 220.0
+    flip_fusion: bool = False
+    liveness_models: tuple[str, ...] = ("MiniFASNetV2.onnx", "MiniFASNetV1SE.onnx")
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    threads: int = 2
+    backend: Backend = "onnxruntime"
+    detector_backend: Backend | None = None
+    embedder_backend: Backend | None = None
+    liveness_backend: Backend | None = None
+    warmup: bool = True
+
+    def __post_init__(self) -> None:
+        """Reject impossible values with a message naming the field."""
+        from gateway.errors import ConfigError
+
+        problems: list[tuple[str, str, str]] = []
+        if self.detector_input is not None and any(d <= 0 or d % 32 for d in self.detector_input):
+            problems.append(
+                ("face.detector_input", str(self.detector_input), "must be multiples of 32")
+            )
+        for name in ("score_threshold", "nms_threshold"):
+            v = getattr(self, name)
+            if not 0 < v < 1:
+                problems.append((f"face.{name}", str(v), "must be between 0 and 1"))
+        if self.threads < 1:
+            problems.append(("face.threads", str(self.threads), "must be >= 1"))
+        for name in ("backend", "detector_backend", "embedder_backend", "liveness_backend"):
+            v = getattr(self, name)
+            if v not in (None, "onnxruntime", "opencv"):
+                problems.append((f"face.{name}", str(v), "must be onnxruntime or opencv"))
+        if problems:
+            raise ConfigError(problems)
+
+    def backend_for(self, stage: Literal["detector", "embedder", "liveness"]) -> Backend:
+        """The backend of one stage (its own setting, else ``backend``)."""
+        own: Backend | None = getattr(self, f"{stage}_backend")
+        return own or self.backend

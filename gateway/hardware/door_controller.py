@@ -1,0 +1,95 @@
+"""Glue for one door: state machine + lock relay + inputs + timer (async, thin).
+
+The decision logic stays in :class:`~gateway.hardware.door.DoorStateMachine`; this class
+only feeds it inputs, executes its lock commands and hands its events to ``on_event``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from gateway.errors import HardwareError
+from gateway.hardware.door import DoorEvent, DoorStateMachine, Step
+from gateway.hardware.events import ReaderEvent
+from gateway.hardware.io import DoorInputMap, DoorLock, InputRole
+
+log = logging.getLogger(__name__)
+
+
+class DoorController:
+    """Drive one door. ``on_event`` receives every DoorEvent (alarms included)."""
+
+    def __init__(
+        self,
+        machine: DoorStateMachine,
+        lock: DoorLock,
+        inputs: DoorInputMap | None = None,
+        *,
+        on_event: Callable[[DoorEvent], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.machine = machine
+        self.lock = lock
+        self.inputs = inputs or DoorInputMap()
+        self.on_event = on_event
+        self.clock = clock
+        self.name = machine.config.name
+        self._wake = asyncio.Event()
+
+    async def _apply(self, step: Step) -> Step:
+        for cmd in step.commands:
+            try:
+                await self.lock.apply(cmd.release)
+            except HardwareError as exc:
+                log.error("door %s: lock command failed: %s", self.name, exc)
+        for ev in step.events:
+            level = logging.WARNING if ev.alarm else logging.INFO
+            log.log(level, "door %s: %s", self.name, ev.kind)
+            if self.on_event is not None:
+                self.on_event(ev)
+        self._wake.set()
+        return step
+
+    async def grant(self, reason: str = "granted") -> Step:
+        """Access granted: release the lock for the configured time."""
+        return await self._apply(self.machine.grant(self.clock(), reason=reason))
+
+    async def handle(self, event: ReaderEvent) -> Step:
+        """Feed an InputChanged/Tamper from this door's reader or I/O board."""
+        role = self.inputs.role(event)
+        if role is None:
+            return Step()
+        kind, active = role
+        now = self.clock()
+        if kind is InputRole.CONTACT:
+            step = self.machine.door_opened(now) if active else self.machine.door_closed(now)
+            return await self._apply(step)
+        if kind is InputRole.EXIT:
+            return await self._apply(self.machine.exit_request(now)) if active else Step()
+        ev = DoorEvent(self.name, "tamper" if active else "tamper_cleared", now, alarm=active)
+        return await self._apply(Step((ev,)))
+
+    async def tick(self) -> Step:
+        """Advance the timers once."""
+        return await self._apply(self.machine.tick(self.clock()))
+
+    async def run(self, max_sleep_s: float = 1.0) -> None:
+        """Tick whenever a deadline is due (cancel to stop)."""
+        while True:
+            deadline = self.machine.next_deadline()
+            wait = max_sleep_s if deadline is None else max(0.0, deadline - self.clock())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(wait, max_sleep_s))
+            await self.tick()
+
+    async def shutdown(self) -> None:
+        """Put the lock in its safe state (fail-secure locked; fail-safe as configured)."""
+        try:
+            await self.lock.safe_state()
+        except HardwareError as exc:
+            log.error("door %s: cannot reach safe state: %s", self.name, exc)

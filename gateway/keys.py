@@ -1,0 +1,86 @@
+"""The gateway's keys: loaded from credentials, with purpose-bound subkeys (HKDF).
+
+The device key never leaves this machine: it wraps per-person template keys and keys the
+card and PIN lookup hashes. The site key is shared by the compound's gates and its
+management system: it binds templates to the site and keys event pseudonyms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from gateway.config import GatewayConfig, SecretRef
+from gateway.errors import ConfigError
+
+MIN_KEY_BYTES = 32
+
+
+def derive(key: bytes, purpose: str, length: int = 32) -> bytes:
+    """A subkey of ``key`` for one purpose (HKDF-SHA256)."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=purpose.encode()).derive(
+        key
+    )
+
+
+def _load(ref: SecretRef | None, key_path: str) -> bytes:
+    if ref is None:
+        raise ConfigError([(key_path, "None", "this key is required")])
+    data = ref.read_bytes()
+    if len(data) < MIN_KEY_BYTES:
+        raise ConfigError(
+            [(key_path, f"<{len(data)} bytes>", f"a key needs at least {MIN_KEY_BYTES} bytes")]
+        )
+    return data
+
+
+@dataclass(frozen=True, repr=False)
+class Keys:
+    """Root keys and their derived subkeys (never printed: ``repr`` is blank)."""
+
+    device: bytes
+    site: bytes
+
+    def __repr__(self) -> str:
+        return "Keys(<redacted>)"
+
+    @classmethod
+    def from_config(cls, cfg: GatewayConfig) -> Keys:
+        """Load both keys from their credential references."""
+        return cls(
+            device=_load(cfg.privacy.device_key, "privacy.device_key"),
+            site=_load(cfg.privacy.site_key, "privacy.site_key"),
+        )
+
+    @property
+    def card_hmac(self) -> bytes:
+        """Key of the card-number HMAC."""
+        return derive(self.device, "access-gateway/card-hmac/v1")
+
+    @property
+    def pin_pepper(self) -> bytes:
+        """Key of the PIN lookup index."""
+        return derive(self.device, "access-gateway/pin-index/v1")
+
+    @property
+    def template_wrap(self) -> bytes:
+        """Key wrapping the per-person template keys."""
+        return derive(self.device, "access-gateway/template-wrap/v1")
+
+    @property
+    def template_site(self) -> bytes:
+        """Key of the site-bound template transform."""
+        return derive(self.site, "access-gateway/template-site/v1")
+
+    @property
+    def pin_index_site(self) -> bytes:
+        """Key of the PIN lookup index shared with the management system (which holds the
+        site key and so can compute a PIN's index for the ``set_pin`` command)."""
+        return derive(self.site, "access-gateway/pin-index/v1")
+
+    @property
+    def pseudonym(self) -> bytes:
+        """Key of the event pseudonyms."""
+        return derive(self.site, "access-gateway/pseudonym/v1")

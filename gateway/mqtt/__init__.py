@@ -1,0 +1,1 @@
+"""Anonymized events out, Ed25519-signed commands in, over MQTT (aiomqtt)."""

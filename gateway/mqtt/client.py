@@ -1,0 +1,388 @@
+"""MQTT connection of the gateway (aiomqtt): reconnect loop, status, outbox, commands.
+
+One connection per gate: MQTT 5 (falls back to 3.1.1 when the broker refuses 5), optional
+TLS with CA / client certificate / key from files, username/password, client id per gate.
+While connected it publishes the retained ``status`` (online + version, uptime, health),
+drains the :class:`~gateway.mqtt.outbox.Outbox` in order with QoS 1, and executes commands
+from ``.../cmd/+``; a retained Last Will marks the gate offline if the connection dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway import __version__
+from gateway.errors import ConfigError
+from gateway.mqtt.commands import CommandProcessor, CommandResult
+from gateway.mqtt.events import BaseEvent, uuid7
+from gateway.mqtt.homeassistant import HomeAssistant
+from gateway.mqtt.outbox import Outbox
+from gateway.mqtt.topics import Topics
+
+log = logging.getLogger(__name__)
+
+HealthFn = Callable[[], Mapping[str, Any]]
+ExtraPublisher = Callable[["MqttService"], Awaitable[None]]
+
+# CONNACK codes meaning "protocol version not supported" (3.1.1: 1, MQTT 5: 0x84)
+_BAD_PROTOCOL = {1, 0x84}
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """Connection parameters (built by the daemon from its config)."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = ""
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    keepalive_s: int = 30
+    connect_timeout_s: float = 10.0
+    publish_timeout_s: float = 15.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 60.0
+    status_interval_s: float = 60.0
+    version: str = __version__
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> MqttSettings:
+        """``mqtt://host:1883`` or ``mqtts://host:8883`` plus keyword overrides."""
+        parts = urlsplit(url)
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+            raise ConfigError(
+                [("mqtt.url", url, "expected mqtt://host[:port] or mqtts://host[:port]")]
+            )
+        tls = parts.scheme == "mqtts"
+        port = parts.port or (8883 if tls else 1883)
+        return cls(host=parts.hostname, port=port, tls=tls, **kwargs)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """TLS context from the configured files (None without TLS)."""
+        if not self.tls:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if self.cert_file is not None:
+                ctx.load_cert_chain(
+                    str(self.cert_file), str(self.key_file) if self.key_file else None
+                )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                [("mqtt.ca_file/cert_file/key", str(self.cert_file or self.ca_file), str(exc))]
+            ) from exc
+        return ctx
+
+
+@dataclass
+class _State:
+    connected: bool = False
+    ready: bool = False
+    protocol: str | None = None
+    failures: int = 0
+    connects: int = 0
+    last_error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class MqttService:
+    """Keeps the broker connection, publishes status and events, runs commands."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        topics: Topics,
+        outbox: Outbox,
+        commands: CommandProcessor | None = None,
+        *,
+        health: HealthFn | None = None,
+        homeassistant: HomeAssistant | None = None,
+        on_connected: ExtraPublisher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.outbox = outbox
+        self.commands = commands
+        self._health = health or dict
+        self._on_connected = on_connected
+        self.homeassistant = homeassistant
+        self._state = _State()
+        self._client: aiomqtt.Client | None = None
+        self._force_311 = settings.protocol == "3.1.1"
+        self._tls = settings.tls_context()  # bad CA/cert/key paths fail here, at startup
+        self._status_wake = asyncio.Event()
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def connected(self) -> bool:
+        """True while a broker connection is up."""
+        return self._state.connected
+
+    @property
+    def ready(self) -> bool:
+        """True once connected, status published and the command subscription in place."""
+        return self._state.ready
+
+    @property
+    def protocol(self) -> str | None:
+        """Protocol of the current/last connection ("5" or "3.1.1")."""
+        return self._state.protocol
+
+    def publish_event(self, event: BaseEvent) -> None:
+        """Queue an event: durable in the outbox first, published when connected."""
+        self.outbox.put(event)
+        if self.homeassistant is not None:
+            for topic, payload, retain in self.homeassistant.state_for(event):
+                self.outbox.put_raw(str(uuid7()), topic, payload, retain=retain)
+
+    def status_changed(self) -> None:
+        """Ask for the retained status to be republished now (e.g. health changed)."""
+        self._status_wake.set()
+
+    async def publish_direct(
+        self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1
+    ) -> bool:
+        """Publish outside the outbox (status, HA discovery); False when not connected."""
+        client = self._client
+        if client is None or not self._state.connected:
+            return False
+        await client.publish(
+            topic, payload, qos=qos, retain=retain, timeout=self.settings.publish_timeout_s
+        )
+        return True
+
+    def status_payload(self, state: str = "online") -> bytes:
+        """The retained status document."""
+        doc: dict[str, Any] = {"state": state, "site": self.topics.site, "gate": self.topics.gate}
+        if state == "online":
+            stats = self.outbox.stats()
+            try:
+                health = dict(self._health())
+            except Exception as exc:  # noqa: BLE001 - a broken health callback must not stop MQTT
+                log.warning("gate %s: health callback failed: %s", self.topics.gate, exc)
+                health = {"error": type(exc).__name__}
+            doc.update(
+                version=self.settings.version,
+                uptime_s=round(time.monotonic() - self._state.started, 1),
+                ts=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                protocol=self._state.protocol,
+                health=health,
+                outbox={
+                    "pending": stats.pending,
+                    "in_memory": stats.in_memory,
+                    "dropped_total": stats.dropped_total,
+                    "degraded": stats.degraded is not None,
+                },
+            )
+        return json.dumps(doc, separators=(",", ":"), default=str).encode("utf-8")
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with capped jittered backoff; returns only when cancelled."""
+        delay = self.settings.backoff_initial_s
+        while True:
+            try:
+                await self._session()
+                delay = self.settings.backoff_initial_s
+            except aiomqtt.MqttError as exc:
+                self._state.connected = False
+                self._client = None
+                self._state.failures += 1
+                self._state.last_error = str(exc)
+                sleep = random.uniform(delay / 2, delay)
+                msg = "gate %s: MQTT %s:%d unavailable (%s), retry in %.1f s (attempt %d)"
+                args = (
+                    self.topics.gate,
+                    self.settings.host,
+                    self.settings.port,
+                    exc,
+                    sleep,
+                    self._state.failures,
+                )
+                if self._state.failures == 1:
+                    log.warning(msg, *args)
+                else:
+                    log.debug(msg, *args)
+                await asyncio.sleep(sleep)
+                delay = min(self.settings.backoff_max_s, delay * 2)
+            except Exception:
+                self._state.connected = False
+                self._client = None
+                self._state.failures += 1
+                log.exception("gate %s: MQTT session failed unexpectedly", self.topics.gate)
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(self.settings.backoff_max_s, delay * 2)
+
+    # ------------------------------------------------------------------ internals
+
+    def _client_for(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        s = self.settings
+        will = aiomqtt.Will(self.topics.status, self.status_payload("offline"), qos=1, retain=True)
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password,
+            identifier=s.client_id or f"access-{self.topics.site}-{self.topics.gate}",
+            protocol=protocol,
+            will=will,
+            keepalive=s.keepalive_s,
+            timeout=s.connect_timeout_s,
+            tls_context=self._tls,
+            max_inflight_messages=max(20, self.outbox.window),
+            clean_session=True if protocol != aiomqtt.ProtocolVersion.V5 else None,
+            # small QoS 1 packets pipelined: without NODELAY, Nagle + delayed ACK add ~40 ms
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        )
+        # the outbox keeps `window` publications in flight on purpose
+        client.pending_calls_threshold = self.outbox.window + 16
+        return client
+
+    async def _connect(self) -> aiomqtt.Client:
+        if not self._force_311:
+            client = self._client_for(aiomqtt.ProtocolVersion.V5)
+            try:
+                await client.__aenter__()
+            except aiomqtt.MqttCodeError as exc:
+                rc = exc.rc.value if isinstance(exc.rc, ReasonCode) else exc.rc
+                if self.settings.protocol != "auto" or rc not in _BAD_PROTOCOL:
+                    raise
+                log.warning(
+                    "gate %s: broker refused MQTT 5 (%s), falling back to 3.1.1",
+                    self.topics.gate,
+                    exc,
+                )
+                self._force_311 = True
+            else:
+                self._state.protocol = "5"
+                return client
+        client = self._client_for(aiomqtt.ProtocolVersion.V311)
+        await client.__aenter__()
+        self._state.protocol = "3.1.1"
+        return client
+
+    async def _session(self) -> None:
+        client = await self._connect()
+        self._client = client
+        try:
+            self._state.connected = True
+            self._state.connects += 1
+            if self._state.failures:
+                log.info(
+                    "gate %s: MQTT reconnected to %s:%d after %d failed attempts (MQTT %s)",
+                    self.topics.gate,
+                    self.settings.host,
+                    self.settings.port,
+                    self._state.failures,
+                    self._state.protocol,
+                )
+            else:
+                log.info(
+                    "gate %s: MQTT connected to %s:%d (MQTT %s)",
+                    self.topics.gate,
+                    self.settings.host,
+                    self.settings.port,
+                    self._state.protocol,
+                )
+            self._state.failures = 0
+            await self._publish_status(client)
+            if self.commands is not None:
+                await client.subscribe(self.topics.commands_wildcard, qos=1)
+            if self.homeassistant is not None:
+                for topic, payload, retain in self.homeassistant.discovery():
+                    await client.publish(
+                        topic,
+                        payload,
+                        qos=1,
+                        retain=retain,
+                        timeout=self.settings.publish_timeout_s,
+                    )
+            if self._on_connected is not None:
+                await self._on_connected(self)
+            self._state.ready = True
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._read(client))
+                tg.create_task(self.outbox.drain(self._publisher(client)))
+                tg.create_task(self._status_loop(client))
+        except* aiomqtt.MqttError as eg:
+            raise eg.exceptions[0] from None
+        finally:
+            self._state.connected = self._state.ready = False
+            self._client = None
+            with contextlib.suppress(aiomqtt.MqttError, asyncio.CancelledError, OSError):
+                if not client._disconnected.done():
+                    # a clean disconnect suppresses the will: say offline ourselves
+                    await asyncio.wait_for(
+                        client.publish(
+                            self.topics.status, self.status_payload("offline"), qos=1, retain=True
+                        ),
+                        2.0,
+                    )
+            with contextlib.suppress(
+                aiomqtt.MqttError, asyncio.CancelledError, OSError, TimeoutError
+            ):
+                await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
+
+    def _publisher(self, client: aiomqtt.Client) -> Callable[[str, bytes, bool], Awaitable[None]]:
+        timeout = self.settings.publish_timeout_s
+
+        async def publish(topic: str, payload: bytes, retain: bool) -> None:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=timeout)
+
+        return publish
+
+    async def _publish_status(self, client: aiomqtt.Client) -> None:
+        await client.publish(
+            self.topics.status,
+            self.status_payload("online"),
+            qos=1,
+            retain=True,
+            timeout=self.settings.publish_timeout_s,
+        )
+
+    async def _status_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._status_wake.wait(), self.settings.status_interval_s)
+            self._status_wake.clear()
+            await self._publish_status(client)
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if self.commands is None:
+                continue
+            topic = str(message.topic)
+            name = self.topics.command_name(topic)
+            payload = message.payload
+            if isinstance(payload, str):
+                payload = payload.encode("utf-8")
+            elif not isinstance(payload, bytes | bytearray):
+                payload = b""
+            result: CommandResult = await self.commands.process(name, bytes(payload))
+            await client.publish(
+                self.topics.command_result,
+                result.to_json(),
+                qos=1,
+                timeout=self.settings.publish_timeout_s,
+            )

@@ -1,0 +1,376 @@
+"""Signed remote commands: envelope checks, replay protection, per-command args, handlers.
+
+A command is accepted only when, in this order: the payload is at most ``max_bytes``, is a
+JSON envelope (``name``, ``args``, ``ts``, ``nonce``, ``key_id``, ``sig``), its name matches
+the topic, ``key_id`` is a trusted key, ``sig`` verifies (see :mod:`gateway.mqtt.sign`),
+``ts`` is within ``window_s`` of now, the nonce was not seen in the window (table
+``command_nonces``), the command is known and its args validate. Anything else gives a
+``cmd_result`` error with a reason code and an audit entry; the handler never runs and
+nothing raises. Handlers are async callables registered by name by the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Self
+
+import sqlite_utils
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from gateway.errors import GatewayError
+from gateway.mqtt.sign import load_public_b64, verify_envelope
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_BYTES = 64 * 1024
+DEFAULT_WINDOW_S = 120.0
+
+AuditFn = Callable[[str, str, str, dict[str, Any]], None]
+"""``audit(actor, action, subject, details)``."""
+Handler = Callable[[Any], Awaitable[Mapping[str, Any]]]
+"""``await handler(validated_args_model) -> result dict``."""
+
+_PERSON = r"^[A-Za-z0-9_.:-]{1,64}$"
+PersonId = Annotated[str, Field(pattern=_PERSON, description="Person id in the ledger.")]
+DoorName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TemplateBundle(_Args):
+    """Encrypted templates of one person (AES-256-GCM; the key wrapped for this site)."""
+
+    format: Literal["ag-template-bundle-v1"] = "ag-template-bundle-v1"
+    key_id: str = Field(min_length=1, max_length=64, description="Id of the wrapping key.")
+    wrapped_key_b64: str = Field(min_length=16, max_length=1024)
+    nonce_b64: str = Field(min_length=16, max_length=64)
+    ciphertext_b64: str = Field(min_length=16, max_length=48_000)
+    model: str = Field(min_length=1, max_length=64, description="Embedding model id.")
+    count: int = Field(ge=1, le=20, description="Number of templates in the bundle.")
+
+
+class ConsentRef(_Args):
+    """The consent that allows syncing the templates."""
+
+    scope: Literal["device", "compound"]
+    notice_version: str = Field(min_length=1, max_length=32)
+    notice_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    granted_at: dt.datetime
+    guardian_id: PersonId | None = None
+
+
+class SyncPersonArgs(_Args):
+    """Install an enrolled person's encrypted templates (consent scope 'compound' only)."""
+
+    person_id: PersonId
+    consent: ConsentRef
+    bundle: TemplateBundle
+
+
+class WithdrawConsentArgs(_Args):
+    """Withdraw face consent: erase the person's face data at once."""
+
+    person_id: PersonId
+    receipt_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class RevokeCardArgs(_Args):
+    """Revoke one card (by its HMAC, never the number) or all cards of a person."""
+
+    person_id: PersonId
+    card_hmac: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+
+class SetPinArgs(_Args):
+    """Set a PIN from an Argon2id hash computed by the management side (never the PIN),
+    with its 16-bit lookup index ``gateway.credentials.pin_index_for(pin, key)`` where
+    ``key = gateway.keys.derive(site_key, "access-gateway/pin-index/v1")``."""
+
+    person_id: PersonId
+    pin_hash: str = Field(pattern=r"^\$argon2id\$", max_length=256)
+    pin_index: int = Field(ge=0, le=65535, strict=True, description="PIN lookup index.")
+    kind: Literal["normal", "duress", "visitor"] = "normal"
+    expires_at: AwareDatetime | None = None
+    uses_left: int | None = Field(None, ge=1, le=1000)
+
+
+class RevokePinArgs(_Args):
+    """Revoke a person's PINs (of one kind, or all)."""
+
+    person_id: PersonId
+    kind: Literal["normal", "duress", "visitor"] | None = None
+
+
+class UnlockArgs(_Args):
+    """Momentary unlock of one door."""
+
+    door: DoorName
+    seconds: float = Field(5.0, ge=1.0, le=30.0)
+
+
+class ReloadConfigArgs(_Args):
+    """Re-read the configuration file."""
+
+
+class PurgeArgs(_Args):
+    """Erase data: one person entirely, or access-log rows before a time."""
+
+    target: Literal["person", "access_log"]
+    person_id: PersonId | None = None
+    before: dt.datetime | None = None
+
+    @model_validator(mode="after")
+    def _target_args(self) -> Self:
+        if self.target == "person" and self.person_id is None:
+            raise ValueError("purge target 'person' needs person_id")
+        if self.target == "access_log" and self.before is None:
+            raise ValueError("purge target 'access_log' needs before")
+        return self
+
+
+COMMAND_ARGS: dict[str, type[BaseModel]] = {
+    "sync_person": SyncPersonArgs,
+    "withdraw_consent": WithdrawConsentArgs,
+    "revoke_card": RevokeCardArgs,
+    "set_pin": SetPinArgs,
+    "revoke_pin": RevokePinArgs,
+    "unlock": UnlockArgs,
+    "reload_config": ReloadConfigArgs,
+    "purge": PurgeArgs,
+}
+
+
+class Envelope(BaseModel):
+    """The signed JSON envelope of every command."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    args: dict[str, Any]
+    ts: dt.datetime
+    nonce: str = Field(pattern=_NONCE.pattern)
+    key_id: str = Field(min_length=1, max_length=64)
+    sig: str = Field(min_length=1, max_length=200)
+
+
+class CommandResult(BaseModel):
+    """Published on ``.../cmd_result``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None
+    nonce: str | None
+    ok: bool
+    error: str | None = None
+    detail: str | None = None
+    result: dict[str, Any] = Field(default_factory=dict)
+    ts: str
+
+    def to_json(self) -> bytes:
+        """Compact JSON payload."""
+        return self.model_dump_json().encode("utf-8")
+
+
+@dataclass
+class _Reject(Exception):  # noqa: N818 - internal control flow, not an error family
+    reason: str
+    detail: str
+
+
+class CommandProcessor:
+    """Verifies command envelopes and dispatches them to registered handlers."""
+
+    def __init__(
+        self,
+        db: sqlite_utils.Database,
+        trusted_keys: Mapping[str, Ed25519PublicKey | str],
+        *,
+        window_s: float = DEFAULT_WINDOW_S,
+        max_bytes: int = MAX_COMMAND_BYTES,
+        handler_timeout_s: float = 30.0,
+        audit: AuditFn | None = None,
+        clock: Callable[[], float] = time.time,
+        gate: str = "",
+    ) -> None:
+        self._db = db
+        self._keys: dict[str, Ed25519PublicKey] = {
+            kid: load_public_b64(k) if isinstance(k, str) else k for kid, k in trusted_keys.items()
+        }
+        self.window_s = window_s
+        self.max_bytes = max_bytes
+        self.handler_timeout_s = handler_timeout_s
+        self._clock = clock
+        self._gate = gate
+        self._handlers: dict[str, tuple[Handler, type[BaseModel]]] = {}
+        if audit is None:
+            from gateway.privacy import audit as audit_mod
+
+            def _default_audit(
+                actor: str, action: str, subject: str, details: dict[str, Any]
+            ) -> None:
+                audit_mod.append(db, actor, action, subject, details)
+
+            audit = _default_audit
+        self._audit = audit
+
+    def register(
+        self, name: str, handler: Handler, args_model: type[BaseModel] | None = None
+    ) -> None:
+        """Register ``handler`` for command ``name`` (args model from COMMAND_ARGS by default)."""
+        model = args_model or COMMAND_ARGS.get(name)
+        if model is None:
+            raise ValueError(f"command {name!r} has no args model; pass args_model")
+        self._handlers[name] = (handler, model)
+
+    @property
+    def commands(self) -> list[str]:
+        """Names with a registered handler."""
+        return sorted(self._handlers)
+
+    def _now_iso(self) -> str:
+        t = dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+        return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def _safe_audit(self, actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
+        try:
+            self._audit(actor, action, subject, details)
+        except (GatewayError, sqlite3.Error, ValueError, TypeError) as exc:
+            log.error("gate %s: cannot audit %s of %s: %s", self._gate, action, subject, exc)
+
+    async def process(self, topic_name: str | None, payload: bytes) -> CommandResult:
+        """Check and run one command; always returns a result, never raises."""
+        name: str | None = topic_name
+        nonce: str | None = None
+        actor = "mqtt:unverified"
+        try:
+            env = self._check(topic_name, payload)
+            name, nonce, actor = env.name, env.nonce, f"mqtt:{env.key_id}"
+            handler, model = self._handlers[env.name]
+            try:
+                args = model.model_validate(env.args)
+            except ValidationError as exc:
+                raise _Reject("invalid_args", _first_error(exc)) from None
+            if isinstance(args, SyncPersonArgs) and args.consent.scope != "compound":
+                raise _Reject(
+                    "consent_scope",
+                    "consent scope 'device' does not allow syncing templates to other gates",
+                )
+        except _Reject as rej:
+            log.warning(
+                "gate %s: command %s rejected: %s (%s)", self._gate, name, rej.reason, rej.detail
+            )
+            self._safe_audit(
+                actor,
+                "command.rejected",
+                name or "?",
+                {"reason": rej.reason, "detail": rej.detail, "nonce": nonce},
+            )
+            return CommandResult(
+                name=name,
+                nonce=nonce,
+                ok=False,
+                error=rej.reason,
+                detail=rej.detail,
+                ts=self._now_iso(),
+            )
+        subject = str(getattr(args, "person_id", None) or getattr(args, "door", None) or name)
+        try:
+            result = dict(await asyncio.wait_for(handler(args), self.handler_timeout_s))
+        except TimeoutError:
+            reason, detail = (
+                "handler_timeout",
+                f"handler did not finish in {self.handler_timeout_s} s",
+            )
+        except GatewayError as exc:
+            reason, detail = "refused", str(exc)
+        except Exception as exc:
+            log.exception("gate %s: command %s handler failed", self._gate, name)
+            reason, detail = "handler_failed", type(exc).__name__
+        else:
+            log.info("gate %s: command %s executed (key %s)", self._gate, name, actor)
+            self._safe_audit(actor, "command.executed", subject, {"command": name, "nonce": nonce})
+            return CommandResult(name=name, nonce=nonce, ok=True, result=result, ts=self._now_iso())
+        log.warning("gate %s: command %s failed: %s (%s)", self._gate, name, reason, detail)
+        self._safe_audit(
+            actor, "command.failed", subject, {"command": name, "nonce": nonce, "reason": reason}
+        )
+        return CommandResult(
+            name=name, nonce=nonce, ok=False, error=reason, detail=detail, ts=self._now_iso()
+        )
+
+    def _check(self, topic_name: str | None, payload: bytes) -> Envelope:
+        if len(payload) > self.max_bytes:
+            raise _Reject("too_large", f"{len(payload)} bytes > limit {self.max_bytes}")
+        try:
+            raw = json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _Reject("malformed", f"not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise _Reject("malformed", "envelope must be a JSON object")
+        try:
+            env = Envelope.model_validate(raw)
+        except ValidationError as exc:
+            raise _Reject("malformed", _first_error(exc)) from None
+        if topic_name is not None and env.name != topic_name:
+            raise _Reject("topic_mismatch", f"envelope name {env.name!r} != topic {topic_name!r}")
+        key = self._keys.get(env.key_id)
+        if key is None:
+            raise _Reject("unknown_key", f"key id {env.key_id!r} is not trusted")
+        if not verify_envelope(raw, key):
+            raise _Reject("bad_signature", "signature does not verify")
+        if env.ts.tzinfo is None:
+            raise _Reject("malformed", "ts must carry a timezone")
+        now = self._clock()
+        skew = env.ts.timestamp() - now
+        if abs(skew) > self.window_s:
+            raise _Reject(
+                "stale", f"timestamp is {skew:+.0f} s from now (window {self.window_s:.0f} s)"
+            )
+        self._remember_nonce(f"{env.key_id}:{env.nonce}", now)
+        if env.name not in self._handlers:
+            known = env.name in COMMAND_ARGS
+            raise _Reject(
+                "not_supported" if known else "unknown_command",
+                f"no handler for command {env.name!r}",
+            )
+        return env
+
+    def _remember_nonce(self, key: str, now: float) -> None:
+        conn = self._db.conn
+        try:
+            conn.execute("DELETE FROM command_nonces WHERE ts < ?", (now - 2 * self.window_s,))
+            conn.execute("INSERT INTO command_nonces (nonce, ts) VALUES (?, ?)", (key, now))
+        except sqlite3.IntegrityError:
+            raise _Reject("replayed", "nonce already used within the replay window") from None
+        except sqlite3.Error as exc:
+            # without the nonce table replay cannot be ruled out: refuse
+            raise _Reject("storage_error", f"cannot record nonce: {exc}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    errs = exc.errors()
+    if not errs:
+        return "invalid"
+    e = errs[0]
+    loc = ".".join(str(p) for p in e.get("loc", ())) or "(root)"
+    more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{loc}: {e.get('msg', 'invalid')}{more}"

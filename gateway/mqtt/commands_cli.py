@@ -1,0 +1,69 @@
+"""``gateway mqtt keygen`` and ``gateway mqtt sign`` for operators and tests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gateway.errors import ProtocolError
+from gateway.mqtt import sign
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``mqtt keygen`` and ``mqtt sign``."""
+    mqtt = subparsers.add_parser("mqtt", help="MQTT command keys and signed envelopes")
+    sub = mqtt.add_subparsers(dest="mqtt_command", required=True)
+
+    kg = sub.add_parser("keygen", help="create an Ed25519 command-signing key")
+    kg.add_argument("--out", type=Path, required=True, help="private key file to create (0600)")
+    kg.add_argument("--key-id", help="key id (default: hash of the public key)")
+    kg.set_defaults(func=run_keygen)
+
+    sg = sub.add_parser("sign", help="print a signed command envelope (JSON)")
+    sg.add_argument("name", help="command name, e.g. unlock")
+    sg.add_argument("--args", default="{}", help="command args as a JSON object")
+    sg.add_argument("--key", type=Path, required=True, help="private key file from keygen")
+    sg.add_argument("--key-id", help="key id (default: hash of the public key)")
+    sg.set_defaults(func=run_sign)
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    """Write a private key; print the key id and the public key for ``mqtt.command_keys``."""
+    key = sign.generate()
+    try:
+        sign.write_private(key, args.out)
+    except FileExistsError:
+        sys.stderr.write(f"error: {args.out} exists; refusing to overwrite a key\n")
+        return 1
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot write {args.out}: {exc.strerror}\n")
+        return 1
+    kid = args.key_id or sign.key_id_of(key.public_key())
+    doc = {"key_id": kid, "public_key": sign.public_b64(key.public_key())}
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.write(
+        f'# add under [mqtt.command_keys] in the config:\n# "{kid}" = "{doc["public_key"]}"\n'
+    )
+    return 0
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    """Print a signed envelope for command ``args.name``."""
+    try:
+        cmd_args = json.loads(args.args)
+    except ValueError as exc:
+        sys.stderr.write(f"error: --args is not JSON: {exc}\n")
+        return 2
+    if not isinstance(cmd_args, dict):
+        sys.stderr.write("error: --args must be a JSON object\n")
+        return 2
+    try:
+        key = sign.load_private(args.key)
+    except ProtocolError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    env = sign.sign_envelope(args.name, cmd_args, key, key_id=args.key_id)
+    sys.stdout.write(json.dumps(env, separators=(",", ":")) + "\n")
+    return 0

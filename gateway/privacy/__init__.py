@@ -1,0 +1,1 @@
+"""Privacy: people and consent ledger, template vault, zones, audit, retention, compliance."""

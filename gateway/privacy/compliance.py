@@ -1,0 +1,295 @@
+"""Compliance: people-count thresholds, filing deadline, and records for an inspection.
+
+The filing threshold (100,000 people stored across the compound) starts a deadline of 30
+working days (Mon-Fri minus configured holidays) counted from the first day the report saw
+the threshold crossed (remembered in ``kv``). A warning is raised from 80,000.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from gateway.errors import PrivacyError
+from gateway.privacy import audit
+from gateway.privacy.consent import current_notice_version, renotice_pending
+from gateway.privacy.people import face_only_people
+from gateway.privacy.retention import RetentionPolicy
+from gateway.privacy.zones import check_camera_allowed
+
+CROSSED_KEY = "privacy.filing.crossed_on"
+FILING_WORKING_DAYS = 30
+
+
+@dataclass(frozen=True)
+class CameraRecord:
+    """A camera's placement record for the report."""
+
+    name: str
+    space: str
+    signage_installed: bool
+    signage_recorded: str = ""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """People-count thresholds (compound-wide)."""
+
+    warn_people: int = 80_000
+    filing_threshold: int = 100_000
+    holidays: tuple[dt.date, ...] = field(default_factory=tuple)
+
+
+def working_days_after(start: dt.date, n: int, holidays: Iterable[dt.date] = ()) -> dt.date:
+    """The ``n``-th working day after ``start`` (Mon-Fri, not a holiday; start excluded)."""
+    off = set(holidays)
+    day = start
+    left = n
+    while left > 0:
+        day += dt.timedelta(days=1)
+        if day.weekday() < 5 and day not in off:
+            left -= 1
+    return day
+
+
+def enrolled_count(db: sqlite_utils.Database) -> int:
+    """People with face data stored on this gate."""
+    return int(db.execute("SELECT count(*) FROM face_keys").fetchone()[0])
+
+
+def threshold_status(
+    db: sqlite_utils.Database,
+    total: int,
+    thresholds: Thresholds,
+    today: dt.date,
+) -> dict[str, Any]:
+    """Level (ok / warning / filing_required) and, once crossed, the filing deadline."""
+    row = db.execute("SELECT value FROM kv WHERE key = ?", [CROSSED_KEY]).fetchone()
+    crossed = dt.date.fromisoformat(row[0]) if row else None
+    if total >= thresholds.filing_threshold and crossed is None:
+        crossed = today
+        db.execute("INSERT INTO kv (key, value) VALUES (?, ?)", [CROSSED_KEY, today.isoformat()])
+    if total >= thresholds.filing_threshold:
+        level = "filing_required"
+    elif total >= thresholds.warn_people:
+        level = "warning"
+    else:
+        level = "ok"
+    out: dict[str, Any] = {"level": level, "total": total}
+    if crossed is not None:
+        deadline = working_days_after(crossed, FILING_WORKING_DAYS, thresholds.holidays)
+        out["filing_threshold_crossed_on"] = crossed.isoformat()
+        out["filing_deadline"] = deadline.isoformat()
+    if level == "warning":
+        out["message"] = (
+            f"WARNING: {total} people stored across the compound; filing with the authority "
+            f"is required from {thresholds.filing_threshold}"
+        )
+    elif level == "filing_required":
+        out["message"] = (
+            f"FILING REQUIRED: {total} people stored (>= {thresholds.filing_threshold}); file "
+            f"with the cyberspace authority by {out['filing_deadline']} "
+            f"({FILING_WORKING_DAYS} working days)"
+        )
+    return out
+
+
+def compliance_report(
+    db: sqlite_utils.Database,
+    *,
+    gate: str,
+    today: dt.date,
+    thresholds: Thresholds = Thresholds(),
+    gate_counts: Mapping[str, int] | None = None,
+    cameras: Sequence[CameraRecord] = (),
+    assessment_ref: str | None = None,
+    assessment_date: dt.date | None = None,
+    retention: RetentionPolicy | None = None,
+) -> dict[str, Any]:
+    """Build the report dict (JSON-serialisable)."""
+    local = enrolled_count(db)
+    others = {g: int(c) for g, c in (gate_counts or {}).items() if g != gate}
+    if any(c < 0 for c in others.values()):
+        raise PrivacyError("gate counts must not be negative")
+    total = local + sum(others.values())
+    statuses = dict(
+        db.execute(
+            "SELECT c.status, count(*) FROM consents c WHERE c.id ="
+            " (SELECT max(id) FROM consents WHERE person_id = c.person_id) GROUP BY c.status"
+        ).fetchall()
+    )
+    return {
+        "gate": gate,
+        "date": today.isoformat(),
+        "people_on_record": int(db.execute("SELECT count(*) FROM people").fetchone()[0]),
+        "enrolled_this_gate": local,
+        "enrolled_other_gates": others,
+        "thresholds": {
+            "warn_people": thresholds.warn_people,
+            "filing_threshold": thresholds.filing_threshold,
+        },
+        "compound": threshold_status(db, total, thresholds, today),
+        "consent": {
+            "notice_version": current_notice_version(db),
+            "current_status_counts": statuses,
+            "renotice_pending": len(renotice_pending(db)),
+        },
+        "face_only_people": len(face_only_people(db)),
+        "impact_assessment": {
+            "reference": assessment_ref,
+            "date": assessment_date.isoformat() if assessment_date else None,
+        },
+        "cameras": [
+            {
+                **asdict(c),
+                "problems": check_camera_allowed(
+                    c.space, c.signage_installed, assessment_ref, assessment_date, today=today
+                ),
+            }
+            for c in cameras
+        ],
+        "retention": asdict(retention) if retention else None,
+        "audit_rows": int(db.execute("SELECT count(*) FROM audit").fetchone()[0]),
+    }
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """Plain-text rendering for the CLI."""
+    comp = report["compound"]
+    lines = [
+        f"Compliance report for gate {report['gate']} on {report['date']}",
+        f"  people on record:        {report['people_on_record']}",
+        f"  enrolled on this gate:   {report['enrolled_this_gate']}",
+        f"  enrolled across compound: {comp['total']} (level: {comp['level']})",
+    ]
+    if "message" in comp:
+        lines.append(f"  {comp['message']}")
+    if "filing_deadline" in comp:
+        lines.append(
+            f"  threshold crossed on {comp['filing_threshold_crossed_on']}, "
+            f"filing deadline {comp['filing_deadline']}"
+        )
+    c = report["consent"]
+    lines.append(
+        f"  notice version: {c['notice_version']}; consent states: {c['current_status_counts']}"
+    )
+    lines.append(f"  awaiting re-notice: {c['renotice_pending']}")
+    lines.append(f"  enrolled without card/PIN: {report['face_only_people']}")
+    ia = report["impact_assessment"]
+    lines.append(f"  impact assessment: {ia['reference'] or 'MISSING'} ({ia['date'] or 'no date'})")
+    for cam in report["cameras"]:
+        state = "ok" if not cam["problems"] else "; ".join(cam["problems"])
+        lines.append(
+            f"  camera {cam['name']}: space {cam['space']}, signage "
+            f"{'yes' if cam['signage_installed'] else 'NO'} {cam['signage_recorded']} -> {state}"
+        )
+    if report["retention"]:
+        lines.append(
+            "  retention: " + ", ".join(f"{k}={v}" for k, v in report["retention"].items())
+        )
+    lines.append(f"  audit entries: {report['audit_rows']}")
+    return "\n".join(lines)
+
+
+EXPORT_FIELDS = (
+    "record_type",
+    "ref",
+    "ts",
+    "person_id",
+    "what",
+    "notice_version",
+    "notice_sha256",
+    "method",
+    "recorded_by",
+    "scope",
+    "guardian_id",
+    "details",
+)
+
+
+def processing_records(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Consent records, withdrawal receipts and the audit trail, as flat rows (no biometric)."""
+    rows: list[dict[str, Any]] = []
+    for r in db.query("SELECT * FROM consents ORDER BY id"):
+        rows.append(
+            {
+                "record_type": "consent",
+                "ref": str(r["id"]),
+                "ts": r["created_at"],
+                "person_id": r["person_id"],
+                "what": r["status"],
+                "notice_version": r["notice_version"],
+                "notice_sha256": r["notice_sha256"],
+                "method": r["method"],
+                "recorded_by": r["recorded_by"],
+                "scope": r["scope"],
+                "guardian_id": r["guardian_id"],
+                "details": "",
+            }
+        )
+    for r in db.query("SELECT * FROM withdrawal_receipts ORDER BY ts"):
+        rows.append(
+            {
+                "record_type": "withdrawal_receipt",
+                "ref": r["id"],
+                "ts": r["ts"],
+                "person_id": r["person_id"],
+                "what": f"templates_erased={r['templates_erased']}",
+                "method": r["channel"],
+                "details": "",
+            }
+        )
+    for r in db.query("SELECT * FROM audit ORDER BY seq"):
+        rows.append(
+            {
+                "record_type": "audit",
+                "ref": str(r["seq"]),
+                "ts": r["ts"],
+                "person_id": r["subject"],
+                "what": r["action"],
+                "recorded_by": r["actor"],
+                "details": r["details"],
+            }
+        )
+    return [{k: row.get(k) for k in EXPORT_FIELDS} for row in rows]
+
+
+def export_records(
+    db: sqlite_utils.Database,
+    fmt: str,
+    out: Path,
+    *,
+    actor: str = "operator",
+    now: float | None = None,
+) -> int:
+    """Write processing records as ``json`` or ``csv`` to ``out`` (0600); audited; row count."""
+    now = time.time() if now is None else now
+    if fmt not in ("json", "csv"):
+        raise PrivacyError(f"export format {fmt!r} is not json or csv")
+    rows = processing_records(db)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8", newline="") as fh:
+        out.chmod(0o600)
+        if fmt == "json":
+            json.dump(
+                {"generated_at": now, "fields": EXPORT_FIELDS, "records": rows},
+                fh,
+                ensure_ascii=False,
+                indent=1,
+            )
+        else:
+            writer = csv.DictWriter(fh, fieldnames=EXPORT_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    audit.append(
+        db, actor, "export", "processing_records", {"format": fmt, "rows": len(rows)}, now=now
+    )
+    return len(rows)

@@ -1,0 +1,151 @@
+"""Retention: idempotent purge jobs, each logged and audited.
+
+* local access log rows older than ``access_log_days``;
+* face data (crypto-erase) of people whose validity ended ``expired_person_days`` ago, or
+  who were not seen for ``inactive_template_days`` (``last_seen_at``, else enrolment time);
+* visitor PINs past their expiry or with no uses left;
+* consent records (superseded ones; each person's current record is kept) and withdrawal
+  receipts older than ``processing_records_years`` (at least 3 years: a shorter period is
+  refused). The audit log is never purged: it is the hash chain the records are proven by.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+
+import sqlite_utils
+
+from gateway.errors import PrivacyError
+from gateway.privacy import audit
+from gateway.privacy.tx import transaction
+from gateway.privacy.vault import GalleryLike, Vault, compact
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+MIN_RECORD_YEARS = 3
+
+
+class RetentionError(PrivacyError):
+    """A retention setting breaks a rule (e.g. records kept under 3 years)."""
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Retention periods; names match the ``[retention]`` config section."""
+
+    access_log_days: int = 30
+    inactive_template_days: int = 180
+    expired_person_days: int = 0
+    visitor_pin_grace_days: int = 0
+    processing_records_years: int = MIN_RECORD_YEARS
+
+    def __post_init__(self) -> None:
+        """Refuse periods the rules do not allow."""
+        if self.processing_records_years < MIN_RECORD_YEARS:
+            raise RetentionError(
+                f"processing_records_years = {self.processing_records_years}: consent "
+                f"receipts and processing records must be kept at least {MIN_RECORD_YEARS} years"
+            )
+        for name in ("access_log_days", "inactive_template_days"):
+            if getattr(self, name) < 1:
+                raise RetentionError(f"{name} must be at least 1 day")
+        for name in ("expired_person_days", "visitor_pin_grace_days"):
+            if getattr(self, name) < 0:
+                raise RetentionError(f"{name} must not be negative")
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What one purge run removed."""
+
+    access_log: int = 0
+    face_people: int = 0
+    templates_erased: int = 0
+    visitor_pins: int = 0
+    consents: int = 0
+    receipts: int = 0
+
+    @property
+    def total(self) -> int:
+        """Rows removed in all."""
+        return sum(asdict(self).values())
+
+
+def years_before(now: float, years: int) -> float:
+    """The timestamp ``years`` calendar years before ``now`` (UTC; Feb 29 -> Feb 28)."""
+    t = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+    try:
+        earlier = t.replace(year=t.year - years)
+    except ValueError:
+        earlier = t.replace(year=t.year - years, day=28)
+    return earlier.timestamp()
+
+
+def run_purge(
+    db: sqlite_utils.Database,
+    vault: Vault,
+    gallery: GalleryLike,
+    policy: RetentionPolicy,
+    now: float,
+    *,
+    actor: str = "system:retention",
+) -> PurgeReport:
+    """Run every purge job once; safe to repeat (a second run removes nothing new)."""
+    conn = db.conn
+    access = conn.execute(
+        "DELETE FROM access_log WHERE ts < ?", (now - policy.access_log_days * DAY,)
+    ).rowcount
+    stale = [
+        r[0]
+        for r in conn.execute(
+            "SELECT k.person_id FROM face_keys k JOIN people p ON p.id = k.person_id"
+            " WHERE (p.valid_until IS NOT NULL AND p.valid_until + ? <= ?)"
+            " OR coalesce(p.last_seen_at, k.created_at) < ?"
+            " ORDER BY k.person_id",
+            (
+                policy.expired_person_days * DAY,
+                now,
+                now - policy.inactive_template_days * DAY,
+            ),
+        ).fetchall()
+    ]
+    templates = 0
+    for pid in stale:
+        gallery.remove_person(pid)
+        with transaction(db):
+            n = vault.erase_person(db, pid, vacuum=False)
+            audit.append(
+                db, actor, "template.delete", pid, {"reason": "retention", "count": n}, now=now
+            )
+        templates += n
+    pins = conn.execute(
+        "DELETE FROM pins WHERE kind = 'visitor' AND ((expires_at IS NOT NULL AND expires_at < ?)"
+        " OR (uses_left IS NOT NULL AND uses_left <= 0))",
+        (now - policy.visitor_pin_grace_days * DAY,),
+    ).rowcount
+    cutoff = years_before(now, policy.processing_records_years)
+    consents = conn.execute(
+        "DELETE FROM consents WHERE created_at < ?"
+        " AND id != (SELECT max(id) FROM consents c2 WHERE c2.person_id = consents.person_id)",
+        (cutoff,),
+    ).rowcount
+    receipts = conn.execute("DELETE FROM withdrawal_receipts WHERE ts < ?", (cutoff,)).rowcount
+    report = PurgeReport(access, len(stale), templates, pins, consents, receipts)
+    if report.total:
+        audit.append(db, actor, "purge", "retention", asdict(report), now=now)
+        if stale:
+            compact(db)
+    log.info(
+        "retention purge: %d access log rows, face data of %d people (%d templates), "
+        "%d visitor PINs, %d consent records, %d receipts",
+        access,
+        len(stale),
+        templates,
+        pins,
+        consents,
+        receipts,
+    )
+    return report

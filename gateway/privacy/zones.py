@@ -1,0 +1,224 @@
+"""No-capture zones and the camera placement rules.
+
+Zones are polygons in normalised coordinates (0..1, x right, y down). A mask is built once
+per frame size and cached; :func:`apply_zones` zeroes the masked pixels IN PLACE, and must run
+before any detector sees the frame (:class:`ZonedAnalyzer` enforces that order).
+
+Camera rules: a camera in a private space (rooms, bathrooms, changing rooms, toilets) is
+refused with no override by any role (Art. 13); face processing also needs visible signage
+(Art. 13) and an impact assessment reference and date on record (Art. 9).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.errors import PrivacyError
+
+log = logging.getLogger(__name__)
+
+Polygon = Sequence[tuple[float, float]]
+Mask = npt.NDArray[np.bool_]
+SPACES = ("public", "semi_private", "private")
+
+PRIVATE_SPACE_RULE = (
+    "no face processing in private spaces (Art. 13): rooms, bathrooms, changing rooms and "
+    "toilets may not have a face camera; no role can override this"
+)
+SIGNAGE_RULE = "face processing needs visible signage at the camera (Art. 13)"
+ASSESSMENT_RULE = (
+    "face processing needs a personal-information impact assessment on record, "
+    "with reference and date (Art. 9)"
+)
+
+
+class ZoneError(PrivacyError):
+    """Invalid zone polygons or a camera that may not do face processing."""
+
+
+def validate_polygons(polygons: Sequence[Polygon]) -> list[list[tuple[float, float]]]:
+    """Check every polygon has >= 3 vertices inside 0..1; return them as lists of tuples."""
+    out = []
+    for i, poly in enumerate(polygons):
+        pts = [(float(x), float(y)) for x, y in poly]
+        if len(pts) < 3:
+            raise ZoneError(f"zone {i}: a polygon needs at least 3 vertices")
+        for x, y in pts:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ZoneError(f"zone {i}: vertex ({x}, {y}) is outside 0..1")
+        out.append(pts)
+    return out
+
+
+def build_mask(polygons: Sequence[Polygon], width: int, height: int) -> Mask:
+    """Boolean (height, width) mask, True where pixels must be blanked."""
+    import cv2
+
+    canvas = np.zeros((height, width), dtype=np.uint8)
+    scale = np.array([width, height], dtype=np.float64)
+    for pts in validate_polygons(polygons):
+        px = np.round(np.asarray(pts) * scale).astype(np.int32)
+        cv2.fillPoly(canvas, [px], 1)
+    mask: Mask = canvas.astype(bool)
+    return mask
+
+
+class ZoneMasker:
+    """One camera's zones with a mask cached per frame size (thread-safe)."""
+
+    def __init__(self, camera: str, polygons: Sequence[Polygon]) -> None:
+        """Validate ``polygons`` for ``camera`` (names appear in errors/logs)."""
+        self.camera = camera
+        self.polygons = validate_polygons(polygons)
+        self._cache: dict[tuple[int, int], Mask] = {}
+        self._lock = threading.Lock()
+
+    def mask_for(self, frame: np.ndarray) -> Mask | None:
+        """The cached mask for this frame's size (None when there are no zones)."""
+        if not self.polygons:
+            return None
+        h, w = frame.shape[:2]
+        with self._lock:
+            mask = self._cache.get((w, h))
+            if mask is None:
+                mask = build_mask(self.polygons, w, h)
+                self._cache[(w, h)] = mask
+                log.info("camera %s: zone mask built for %dx%d", self.camera, w, h)
+        return mask
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        """Blank this camera's zones in ``frame`` in place; return the same array."""
+        mask = self.mask_for(frame)
+        if mask is not None:
+            apply_zones(frame, mask)
+        return frame
+
+
+def apply_zones(frame: np.ndarray, mask: Mask | Sequence[Polygon] | None) -> np.ndarray:
+    """Zero the masked pixels of ``frame`` in place and return it.
+
+    ``mask`` is a boolean mask of the frame's size, or polygons (a mask is built, uncached:
+    prefer :class:`ZoneMasker` in loops).
+    """
+    if mask is None:
+        return frame
+    if not isinstance(mask, np.ndarray):
+        h, w = frame.shape[:2]
+        mask = build_mask(mask, w, h)
+    if mask.shape != frame.shape[:2]:
+        raise ZoneError(f"zone mask is {mask.shape}, frame is {frame.shape[:2]}")
+    frame[mask] = 0
+    return frame
+
+
+class Analyzer(Protocol):
+    """Anything with the face pipeline's ``analyze``."""
+
+    def analyze(self, frame_bgr: np.ndarray, **kwargs: Any) -> Any: ...
+
+
+class ZonedAnalyzer:
+    """Wraps an analyzer so zones are always blanked before it sees a frame."""
+
+    def __init__(self, inner: Analyzer, masker: ZoneMasker) -> None:
+        """Blank ``masker``'s zones, then delegate to ``inner``."""
+        self.inner = inner
+        self.masker = masker
+
+    def analyze(self, frame_bgr: np.ndarray, **kwargs: Any) -> Any:
+        """Mask in place, then analyse."""
+        self.masker.apply(frame_bgr)
+        return self.inner.analyze(frame_bgr, **kwargs)
+
+
+def check_camera_allowed(
+    space: str,
+    signage_installed: bool,
+    assessment_ref: str | None,
+    assessment_date: dt.date | str | None,
+    *,
+    today: dt.date | None = None,
+) -> list[str]:
+    """Problems that forbid face processing on this camera (empty list: allowed).
+
+    A private space is always refused; there is no override parameter on purpose.
+    """
+    problems: list[str] = []
+    if space not in SPACES:
+        problems.append(f"space {space!r} is not one of {', '.join(SPACES)}")
+    if space == "private":
+        problems.append(f"refused: {PRIVATE_SPACE_RULE}")
+    if not signage_installed:
+        problems.append(f"refused: {SIGNAGE_RULE}; signage_installed is false")
+    if not (assessment_ref and assessment_ref.strip()):
+        problems.append(f"refused: {ASSESSMENT_RULE}; no assessment reference")
+    if assessment_date is None or assessment_date == "":
+        problems.append(f"refused: {ASSESSMENT_RULE}; no assessment date")
+    else:
+        try:
+            date = (
+                assessment_date
+                if isinstance(assessment_date, dt.date)
+                else dt.date.fromisoformat(assessment_date)
+            )
+        except ValueError:
+            problems.append(f"assessment date {assessment_date!r} is not YYYY-MM-DD")
+        else:
+            if today is not None and date > today:
+                problems.append(
+                    f"refused: {ASSESSMENT_RULE}; assessment date {date} is in the future"
+                )
+    return problems
+
+
+def require_camera_allowed(
+    camera: str,
+    space: str,
+    signage_installed: bool,
+    assessment_ref: str | None,
+    assessment_date: dt.date | str | None,
+    *,
+    today: dt.date | None = None,
+) -> None:
+    """Raise :class:`ZoneError` naming the camera and every rule it breaks."""
+    problems = check_camera_allowed(
+        space, signage_installed, assessment_ref, assessment_date, today=today
+    )
+    if problems:
+        raise ZoneError(f"camera {camera}: " + "; ".join(problems))
+
+
+def render_preview(frame: np.ndarray, polygons: Sequence[Polygon]) -> np.ndarray:
+    """A copy of ``frame`` with zones blanked and outlined (for ``gateway zones preview``)."""
+    import cv2
+
+    out = frame.copy()
+    h, w = out.shape[:2]
+    apply_zones(out, build_mask(polygons, w, h))
+    scale = np.array([w, h], dtype=np.float64)
+    for pts in validate_polygons(polygons):
+        px = np.round(np.asarray(pts) * scale).astype(np.int32)
+        cv2.polylines(out, [px], isClosed=True, color=(0, 0, 255), thickness=2)
+    return out
+
+
+def grab_frame(source: str, *, timeout_s: float = 10.0) -> np.ndarray:
+    """Read one frame from a camera source (device path, URL or file); :class:`ZoneError`."""
+    import cv2
+
+    cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    try:
+        cap.set(cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_s * 1000)
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    if not ok or frame is None:
+        raise ZoneError(f"camera source {source!r}: no frame could be read")
+    return np.asarray(frame)

@@ -1,0 +1,193 @@
+"""The simulated reader speaks OSDP with Secure Channel to a real libosdp ControlPanel."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import osdp
+import pytest
+
+from hw_sim.cards import h10301, h10304, to_osdp_bytes
+from hw_sim.config import DEMO_SCBK
+from hw_sim.osdp_pd import ReaderError, ReaderSettings, SimReader
+from hw_sim.sim import Simulator
+
+SCBK = bytes.fromhex(DEMO_SCBK)
+
+
+class _Client(osdp.Channel):  # type: ignore[misc]
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setblocking(False)
+
+    def read(self, max_bytes: int) -> bytes:
+        try:
+            return self.sock.recv(max_bytes)
+        except BlockingIOError:
+            return b""
+
+    def write(self, buf: bytes) -> int:
+        try:
+            return self.sock.send(buf)
+        except BlockingIOError:
+            return 0
+
+    def flush(self) -> None:
+        return None
+
+
+class _CP:
+    def __init__(self, port: int, address: int = 101, scbk: bytes = SCBK) -> None:
+        self.address = address
+        self.chan = _Client(port)
+        info = osdp.PDInfo(address, self.chan, scbk=scbk, flags=[osdp.LibFlag.EnforceSecure])
+        self.cp = osdp.ControlPanel([info], log_level=osdp.LogLevel.Error)
+        self.cp.start()
+
+    def event(self, kind: int, timeout: float = 3.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ev = self.cp.get_event(self.address, timeout=0.2)
+            if ev is not None and ev["event"] == kind:
+                return dict(ev)
+        raise AssertionError(f"no event {kind} within {timeout}s")
+
+    def close(self) -> None:
+        self.cp.teardown()
+        self.chan.sock.close()
+
+
+def _wait(cond: Any, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def link(sim: Simulator) -> Iterator[tuple[Simulator, _CP]]:
+    cp = _CP(sim.readers["entry"].port)
+    try:
+        assert cp.cp.online_wait(101, timeout=8), "PD did not come online"
+        assert cp.cp.sc_wait(101, timeout=5), "Secure Channel not established"
+        yield sim, cp
+    finally:
+        cp.close()
+
+
+def test_secure_channel_card_and_keypad(link: tuple[Simulator, _CP]) -> None:
+    sim, cp = link
+    assert sim.readers["entry"].sc_active()
+    sim.do("present-card", {"reader": "entry", "card": 4242, "facility": 10})
+    ev = cp.event(osdp.Event.CardRead)
+    assert ev["format"] == osdp.CardFormat.Wiegand
+    assert ev["length"] == 26
+    assert ev["data"] == to_osdp_bytes(h10301(4242, 10))
+    sim.do("present-card", {"reader": "entry", "card": 500000, "facility": 7, "format": "H10304"})
+    ev = cp.event(osdp.Event.CardRead)
+    assert ev["length"] == 37
+    assert ev["data"] == to_osdp_bytes(h10304(500000, 7))
+    sim.do("type-pin", {"reader": "entry", "pin": "2580"})
+    ev = cp.event(osdp.Event.KeyPress)
+    assert ev["data"] == b"2580\x0d"  # '#' is 0x0D on an OSDP keypad
+
+
+def test_output_led_buzzer_text_observed_and_door_contact(link: tuple[Simulator, _CP]) -> None:
+    sim, cp = link
+    # timed pulse: temporary ON (code 5) for 1.0 s
+    cp.cp.submit_command(
+        101, {"command": osdp.Command.Output, "output_no": 0, "control_code": 5, "timer_count": 10}
+    )
+    assert _wait(lambda: sim.state()["doors"]["main-gate"]["relay"])
+    assert sim.doors["main-gate"].state()["unlocked"]
+    sim.do("open-door", {"door": "main-gate"})
+    ev = cp.event(osdp.Event.Status)
+    assert ev["type"] == osdp.StatusReportType.Input
+    assert ev["report"][0] == 1  # input 0 active = door open
+    assert _wait(lambda: not sim.state()["doors"]["main-gate"]["relay"], timeout=3.0)  # pulse ended
+    cp.cp.submit_command(
+        101,
+        {
+            "command": osdp.Command.LED,
+            "reader": 0,
+            "led_number": 0,
+            "control_code": 1,
+            "on_color": osdp.CommandLEDColor.Green,
+            "off_color": osdp.CommandLEDColor.Black,
+            "on_count": 10,
+            "off_count": 0,
+            "temporary": False,
+        },
+    )
+    assert _wait(lambda: sim.state()["doors"]["main-gate"]["led"]["color"] == "green")
+    cp.cp.submit_command(
+        101,
+        {
+            "command": osdp.Command.Buzzer,
+            "reader": 0,
+            "control_code": 2,
+            "on_count": 2,
+            "off_count": 2,
+            "rep_count": 1,
+        },
+    )
+    assert _wait(lambda: sim.state()["doors"]["main-gate"]["buzzer"]["on"])
+    cp.cp.submit_command(
+        101,
+        {
+            "command": osdp.Command.Text,
+            "reader": 0,
+            "control_code": 1,
+            "temp_time": 0,
+            "offset_row": 1,
+            "offset_col": 1,
+            "data": "Use PIN or card",
+        },
+    )
+    assert _wait(lambda: sim.state()["doors"]["main-gate"]["text"] == "Use PIN or card")
+    # door closes by itself after pass_s: input 0 goes inactive
+    ev = cp.event(osdp.Event.Status, timeout=4.0)
+    assert ev["report"][0] == 0
+
+
+def test_permanent_output_and_exit_button_and_tamper(link: tuple[Simulator, _CP]) -> None:
+    sim, cp = link
+    cp.cp.submit_command(
+        101, {"command": osdp.Command.Output, "output_no": 0, "control_code": 2, "timer_count": 0}
+    )
+    assert _wait(lambda: sim.state()["doors"]["main-gate"]["relay"])
+    time.sleep(0.3)
+    assert sim.state()["doors"]["main-gate"]["relay"]  # permanent: stays on
+    cp.cp.submit_command(
+        101, {"command": osdp.Command.Output, "output_no": 0, "control_code": 1, "timer_count": 0}
+    )
+    assert _wait(lambda: not sim.state()["doors"]["main-gate"]["relay"])
+    sim.do("press-exit", {"door": "main-gate", "seconds": 0.2})
+    ev = cp.event(osdp.Event.Status)
+    assert ev["report"][1] == 1
+    sim.do("tamper", {"reader": "entry", "active": True})
+    ev = cp.event(osdp.Event.Status)
+    assert ev["type"] == osdp.StatusReportType.Local
+    assert ev["report"][0] == 1
+
+
+def test_wrong_scbk_never_gets_secure_channel(sim: Simulator) -> None:
+    cp = _CP(sim.readers["side"].port, scbk=bytes(16))
+    try:
+        assert not cp.cp.sc_wait(101, timeout=2)
+        assert not sim.readers["side"].sc_active()
+    finally:
+        cp.close()
+
+
+def test_reader_settings_are_checked() -> None:
+    with pytest.raises(ReaderError, match="SCBK must be 16 bytes"):
+        SimReader(ReaderSettings("x", scbk=b"short"))
+    with pytest.raises(ReaderError, match="address 200"):
+        SimReader(ReaderSettings("x", address=200))

@@ -1,0 +1,319 @@
+"""Scenario runner against a fake gateway.
+
+The fake gateway is a real libosdp ControlPanel on the simulator's reader that grants every
+card: it pulses relay output 0 and publishes ``access.granted`` to a private mosquitto.
+Evaluation details run with an injected observer (no broker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import osdp
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hw_sim.config import DEMO_SCBK
+from hw_sim.runner import Observed, format_report, run_scenarios, run_scenarios_async
+from hw_sim.sim import Simulator
+
+PREFIX = "test"
+
+
+class _Chan(osdp.Channel):  # type: ignore[misc]
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setblocking(False)
+
+    def read(self, n: int) -> bytes:
+        try:
+            return self.sock.recv(n)
+        except BlockingIOError:
+            return b""
+
+    def write(self, b: bytes) -> int:
+        try:
+            return self.sock.send(b)
+        except BlockingIOError:
+            return 0
+
+    def flush(self) -> None:
+        return None
+
+
+class FakeGateway:
+    """Grants every card at main-gate; publishes anonymised events (never the number)."""
+
+    def __init__(self, sim: Simulator, mqtt_port: int) -> None:
+        self.chan = _Chan(sim.readers["entry"].port)
+        info = osdp.PDInfo(
+            101, self.chan, scbk=bytes.fromhex(DEMO_SCBK), flags=[osdp.LibFlag.EnforceSecure]
+        )
+        self.cp = osdp.ControlPanel([info], log_level=osdp.LogLevel.Error)
+        self.mqtt = paho.Client(CallbackAPIVersion.VERSION2)
+        self.mqtt.connect("127.0.0.1", mqtt_port)
+        self.mqtt.loop_start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.cp.start()
+        assert self.cp.sc_wait(101, timeout=8)
+        self._thread.start()
+
+    def _publish(self, etype: str, **fields: Any) -> None:
+        payload = {"type": etype, "site": "demo", "gate": "gate-1", **fields}
+        self.mqtt.publish(f"{PREFIX}/demo/gate-1/events/{etype}", json.dumps(payload), qos=1)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ev = self.cp.get_event(101, timeout=0.1)
+            if ev is None:
+                continue
+            if ev["event"] == osdp.Event.CardRead:
+                self.cp.submit_command(
+                    101,
+                    {
+                        "command": osdp.Command.Output,
+                        "output_no": 0,
+                        "control_code": 5,
+                        "timer_count": 15,
+                    },
+                )
+                self._publish("access.granted", door="main-gate", method="card")
+            elif ev["event"] == osdp.Event.Status and ev["type"] == osdp.StatusReportType.Input:
+                self._publish("door.opened" if ev["report"][0] else "door.closed", door="main-gate")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.cp.teardown()
+        self.chan.sock.close()
+        self.mqtt.loop_stop()
+        self.mqtt.disconnect()
+
+
+@pytest.fixture
+def gateway(sim: Simulator, mosquitto: int) -> Iterator[FakeGateway]:
+    gw = FakeGateway(sim, mosquitto)
+    gw.start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+CARD_OK = """
+name: card-ok
+steps:
+  - {at: 0.2, action: present-card, args: {reader: entry, card: 4242, facility: 10}}
+  - {at: 1.0, action: open-door, args: {door: main-gate}}
+duration: 2.5
+expect:
+  - {event: access.granted, fields: {door: main-gate, method: card}, within: [0.2, 1.0]}
+  - {hardware: {door: main-gate, relay: true}, within: [0.2, 1.0]}
+  - {event: door.opened, fields: {door: main-gate}, within: [1.0, 2.0]}
+  - {absent: access.denied}
+  - never_published: ["4242"]
+"""
+
+CARD_WRONG = """
+name: card-wrong-expectation
+steps:
+  - {at: 0.2, action: present-card, args: {reader: entry, card: 4242, facility: 10}}
+duration: 1.5
+expect:
+  - {event: access.denied, fields: {door: main-gate, reason: unknown_card}, within: 1.2}
+  - {absent: access.granted}
+  - {hardware: {door: main-gate, relay: true}, never: true}
+"""
+
+
+def _files(tmp_path: Path, **texts: str) -> list[Path]:
+    out = []
+    for name, text in texts.items():
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(text, encoding="utf-8")
+        out.append(p)
+    return out
+
+
+@pytest.mark.mosquitto
+def test_runner_against_fake_gateway(
+    tmp_path: Path, sim: Simulator, gateway: FakeGateway, mosquitto: int
+) -> None:
+    paths = _files(tmp_path, ok=CARD_OK, wrong=CARD_WRONG)
+    results = run_scenarios(paths, sim, f"mqtt://127.0.0.1:{mosquitto}", PREFIX, settle_s=2.0)
+    report = format_report(results)
+    ok, wrong = results
+    assert ok.status == "pass", report
+    assert ok.time_to_decision_s is not None
+    assert 0 <= ok.time_to_decision_s < 1.0
+    assert wrong.status == "fail", report
+    assert [c.ok for c in wrong.checks] == [False, False, False]
+    assert "access.granted(door=main-gate, method=card)" in report
+    assert "summary: 1 fail, 1 pass" in report
+
+
+class FakeObserver:
+    """Injected observer: events are appended by the test's fake gateway."""
+
+    def __init__(self) -> None:
+        self.events: list[Observed] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def emit(self, etype: str, **payload: Any) -> None:
+        data = {"type": etype, **payload}
+        self.events.append(
+            Observed(
+                time.monotonic(), f"p/demo/gate-1/events/{etype}", etype, data, json.dumps(data)
+            )
+        )
+
+
+class _NoSim:
+    def __init__(self) -> None:
+        self.done: list[str] = []
+
+    def do(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.done.append(action)
+        return {"ok": True}
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "doors": {
+                "main-gate": {
+                    "relay": False,
+                    "led": {"color": "off"},
+                    "buzzer": {"on": False},
+                    "text": "",
+                    "door": {"open": False},
+                }
+            }
+        }
+
+
+def test_runner_statuses_with_injected_observer(tmp_path: Path) -> None:
+    obs = FakeObserver()
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def harness(name: str, args: dict[str, Any]) -> None:
+        calls.append((name, args))
+        if name == "start_broker":  # the gateway flushes its outbox, in order
+            obs.emit("access.granted", door="main-gate", method="card")
+            obs.emit("access.granted", door="main-gate", method="pin")
+            obs.emit("reader.online", reader="entry", leak="Colin_Powell")
+
+    seq = """
+name: ordered
+fixtures: {people: [{ref: resident1, card: {number: 1}}]}
+steps:
+  - {at: 0.0, harness: stop_broker}
+  - {at: 0.1, action: present-card, args: {reader: entry, card: 1}}
+  - {at: 0.2, harness: start_broker}
+duration: 0.5
+expect:
+  - sequence:
+      - {event: access.granted, fields: {method: card}}
+      - {event: access.granted, fields: {method: pin}}
+  - {event: access.granted, count: 2, exactly: true}
+  - {absent: access.denied}
+  - never_published: ["4242"]
+"""
+    reversed_seq = (
+        seq.replace("name: ordered", "name: reversed")
+        .replace("{method: card}}\n", "{method: PIN}}\n")
+        .replace("{method: pin}}\n", "{method: card}}\n")
+        .replace("PIN", "pin")
+    )
+    leak = seq.replace("name: ordered", "name: leak").replace('["4242"]', '["Colin_Powell"]')
+    tail = "steps: [{at: 0, action: open-door}]\nexpect: [{absent: x}]\n"
+    pending = "name: later\npending: needs the daemon\n" + tail
+    unsupported = "name: faces\nrequires: [face]\n" + tail
+    broken = "name: broken\nsteps: [{at: 0, action: fly}]\nexpect: [{absent: x}]\n"
+    paths = _files(tmp_path, a=seq, b=reversed_seq, c=leak, d=pending, e=unsupported, f=broken)
+    sim = _NoSim()
+    results = asyncio.run(
+        run_scenarios_async(
+            paths, sim, harness=harness, observer=obs, capabilities=["osdp"], settle_s=0.0
+        )
+    )
+    status = {r.name: r.status for r in results}
+    assert status == {
+        "ordered": "pass",
+        "reversed": "fail",
+        "leak": "fail",
+        "later": "pending",
+        "faces": "unsupported",
+        "f": "error",  # invalid file: named after the file
+    }, format_report(results)
+    assert "gateway lacks: face" in results[4].message
+    assert "steps.0" in results[5].message
+    assert calls[0][0] == "provision"
+    assert calls[0][1]["people"][0]["ref"] == "resident1"
+    assert [c[0] for c in calls[:3]] == ["provision", "stop_broker", "start_broker"]
+    assert sim.done.count("present-card") == 3
+    report = format_report(results)
+    assert "[    PENDING] later" in report
+    assert "pending: needs the daemon" in report
+
+
+def test_harness_action_without_harness_is_an_error(tmp_path: Path) -> None:
+    text = "name: h\nsteps: [{at: 0, harness: withdraw_consent}]\nexpect: [{absent: x}]\n"
+    results = asyncio.run(
+        run_scenarios_async(_files(tmp_path, h=text), _NoSim(), observer=FakeObserver(), settle_s=0)
+    )
+    assert results[0].status == "error"
+    assert (
+        "needs harness action(s) withdraw_consent but no harness was provided" in results[0].message
+    )
+
+
+def test_hardware_expectation_and_time_to_decision(tmp_path: Path) -> None:
+    obs = FakeObserver()
+
+    class Sim(_NoSim):
+        relay = False
+
+        def do(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+            if action == "type-pin":
+                threading.Timer(0.15, self._grant).start()
+            return super().do(action, args)
+
+        def _grant(self) -> None:
+            self.relay = True
+            obs.emit("access.granted", door="main-gate", method="pin")
+
+        def state(self) -> dict[str, Any]:
+            st = super().state()
+            st["doors"]["main-gate"]["relay"] = self.relay
+            return st
+
+    text = """
+name: pin
+steps: [{at: 0.1, action: type-pin, args: {reader: entry, pin: "1234"}}]
+duration: 0.8
+expect:
+  - {hardware: {door: main-gate, relay: true}, within: [0.1, 0.7]}
+  - {hardware: {door: main-gate, relay: true}, never: true, within: [0, 0.1]}
+"""
+    (res,) = asyncio.run(
+        run_scenarios_async(_files(tmp_path, p=text), Sim(), observer=obs, settle_s=0)
+    )
+    assert res.status == "pass", format_report([res])
+    assert res.time_to_decision_s is not None
+    assert 0.1 <= res.time_to_decision_s < 0.5

@@ -1,0 +1,379 @@
+"""Credentials: keyed card hashes, argon2id PINs with a pepper index, lockout, duress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlite_utils
+
+from gateway import store
+from gateway.credentials import (
+    CredentialError,
+    Credentials,
+    LockedOutError,
+    LockoutEvent,
+    LockoutPolicy,
+    PinHashParams,
+    lockout_seconds,
+)
+from gateway.hardware.events import CardRead
+
+KEY = bytes(range(32))
+FAST = PinHashParams(time_cost=1, memory_kib=1024, parallelism=1)
+
+
+def make_db() -> sqlite_utils.Database:
+    db = store.connect(":memory:")
+    for pid, role in (("p1", "resident"), ("p2", "resident"), ("v1", "visitor")):
+        db.execute(
+            "INSERT INTO people (id, display_name, role, created_at) VALUES (?, ?, ?, 0)",
+            [pid, pid, role],
+        )
+    return db
+
+
+def make(events: list[LockoutEvent] | None = None, **kw: object) -> Credentials:
+    return Credentials(
+        make_db(),
+        KEY,
+        hash_params=FAST,
+        on_lockout=events.append if events is not None else None,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_card_identify_revoke_and_1to1() -> None:
+    c = make()
+    c.add_card("p1", 42, 12345, now=1.0)
+    read = CardRead("r", 12345, 42, "H10301", 26)
+    assert c.identify_card(read) == "p1"
+    assert c.verify_card_for("p1", read)
+    assert not c.verify_card_for("p2", read)
+    assert c.identify_card(CardRead("r", 12345, 43, "H10301", 26)) is None
+    with pytest.raises(CredentialError, match="already enrolled"):
+        c.add_card("p2", 42, 12345, now=2.0)
+    assert c.revoke_card(42, 12345, now=3.0)
+    assert c.identify_card(read) is None
+    c.add_card("p2", 42, 12345, now=4.0)  # a revoked card can be re-issued
+    assert c.identify_card(read) == "p2"
+
+
+def test_card_hash_depends_on_device_key() -> None:
+    a = Credentials(make_db(), KEY, hash_params=FAST)
+    b = Credentials(make_db(), bytes(32), hash_params=FAST)
+    assert a.card_hmac(1, 2) != b.card_hmac(1, 2)
+    assert a.card_hmac(1, 2) != a.card_hmac(2, 1)
+
+
+def test_pin_identify_and_verify() -> None:
+    c = make()
+    c.set_pin("p1", "135790", now=0.0)
+    c.set_pin("p2", "246801", now=0.0)
+    m = c.identify_pin("135790", reader="gate", now=1.0)
+    assert m is not None
+    assert (m.person_id, m.kind, m.duress) == ("p1", "normal", False)
+    assert c.verify_pin_for("p2", "246801", reader="gate", now=1.0) is not None
+    assert c.verify_pin_for("p2", "135790", reader="gate", now=1.0) is None
+    assert c.identify_pin("000000", reader="gate", now=1.0) is None
+    assert c.identify_pin("12ab", reader="gate", now=1.0) is None
+
+
+def test_pin_rules() -> None:
+    c = make()
+    with pytest.raises(CredentialError, match="4 to 8 digits"):
+        c.set_pin("p1", "12", now=0.0)
+    with pytest.raises(CredentialError, match="4 to 8 digits"):
+        c.set_pin("p1", "12a4", now=0.0)
+    c.set_pin("p1", "4711", now=0.0)
+    with pytest.raises(CredentialError, match="already in use"):
+        c.set_pin("p2", "4711", now=0.0)
+    with pytest.raises(CredentialError, match="expiry or a use count"):
+        c.set_pin("v1", "9999", now=0.0, kind="visitor")
+    # a new PIN replaces the old one of the same kind
+    c.set_pin("p1", "8888", now=1.0)
+    assert c.identify_pin("4711", reader="g", now=2.0) is None
+    assert c.identify_pin("8888", reader="g", now=2.0) is not None
+    assert c.revoke_pins("p1", now=3.0) == 1
+    assert c.identify_pin("8888", reader="g", now=4.0) is None
+
+
+def test_pin_lookup_checks_only_its_bucket() -> None:
+    c = make()
+    calls: list[str] = []
+    real = c._verify
+
+    def counting(pin_hash: str, pin: str) -> bool:
+        calls.append(pin_hash)
+        return real(pin_hash, pin)
+
+    c._verify = counting  # type: ignore[method-assign]
+    for i in range(40):
+        c.db.execute(
+            "INSERT INTO people (id, display_name, role, created_at) "
+            "VALUES (?, 'x', 'resident', 0)",
+            [f"x{i}"],
+        )
+        c.db.execute(
+            "INSERT INTO pins (person_id, pin_hash, pin_index, kind, created_at) "
+            "VALUES (?, ?, ?, 'normal', 0)",
+            [f"x{i}", c._ph.hash(f"{100000 + i}"), c.pin_index(f"{100000 + i}")],
+        )
+    calls.clear()
+    assert c.identify_pin("100017", reader="g", now=1.0) is not None
+    assert len(calls) <= 2, "only same-bucket candidates may be argon2-verified"
+
+
+def test_duress_pin_grants_with_flag() -> None:
+    c = make()
+    c.set_pin("p1", "1234", now=0.0)
+    c.set_pin("p1", "1235", now=0.0, kind="duress")
+    m = c.identify_pin("1235", reader="g", now=1.0)
+    assert m is not None
+    assert (m.person_id, m.duress) == ("p1", True)
+    m2 = c.verify_pin_for("p1", "1235", reader="g", now=1.0)
+    assert m2 is not None
+    assert m2.duress
+    m3 = c.verify_pin_for("p1", "1234", reader="g", now=1.0)
+    assert m3 is not None
+    assert not m3.duress
+
+
+def test_visitor_pin_expiry_and_uses() -> None:
+    c = make()
+    c.set_pin("v1", "5555", now=0.0, kind="visitor", expires_at=100.0, uses_left=2)
+    m = c.identify_pin("5555", reader="g", now=1.0)
+    assert m is not None
+    assert (m.kind, m.expires_at, m.uses_left) == ("visitor", 100.0, 2)
+    assert c.consume_use(m.pin_id)  # after a grant
+    m = c.identify_pin("5555", reader="g", now=2.0)  # a denied attempt costs nothing
+    assert m is not None
+    assert m.uses_left == 1
+    assert c.identify_pin("5555", reader="g", now=3.0, consume=True) is not None
+    assert c.identify_pin("5555", reader="g", now=4.0) is None  # used up
+    assert not c.consume_use(m.pin_id)
+    c.set_pin("v1", "6666", now=5.0, kind="visitor", expires_at=10.0)
+    assert c.identify_pin("6666", reader="h", now=9.0) is not None
+    assert c.identify_pin("6666", reader="h", now=10.0) is None  # expired
+
+
+def test_lockout_policy_is_exponential_and_capped() -> None:
+    p = LockoutPolicy(free_attempts=3, base_s=30, factor=2, max_s=200)
+    assert [lockout_seconds(n, p) for n in range(1, 8)] == [0, 0, 30, 60, 120, 200, 200]
+
+
+def test_reader_lockout_timing_and_event() -> None:
+    events: list[LockoutEvent] = []
+    c = make(events, lockout=LockoutPolicy(free_attempts=3, base_s=30, reset_after_s=900))
+    c.set_pin("p1", "1234", now=0.0)
+    assert c.identify_pin("0000", reader="gate", now=10.0) is None
+    assert c.identify_pin("0001", reader="gate", now=11.0) is None
+    assert not events
+    assert c.identify_pin("0002", reader="gate", now=12.0) is None
+    assert events == [LockoutEvent("reader", "gate", 3, 42.0, 12.0)]
+    with pytest.raises(LockedOutError) as info:
+        c.identify_pin("1234", reader="gate", now=41.0)  # even the right PIN waits
+    assert info.value.retry_after_s == pytest.approx(1.0)
+    assert c.identify_pin("1234", reader="other", now=41.0) is not None  # per reader
+    assert c.identify_pin("1234", reader="gate", now=42.0) is not None
+    assert c.identify_pin("0003", reader="gate", now=43.0) is None  # 4th failure: 60 s
+    assert events[-1].locked_until == 103.0
+    # long quiet period forgets the history
+    assert c.identify_pin("0004", reader="gate", now=103.0 + 901) is None
+    assert c.locked_for("reader", "gate", 103.0 + 901) == 0.0
+
+
+def test_person_lockout_for_card_plus_pin() -> None:
+    events: list[LockoutEvent] = []
+    c = make(events, lockout=LockoutPolicy(free_attempts=2, base_s=10))
+    c.set_pin("p1", "1234", now=0.0)
+    assert c.verify_pin_for("p1", "9999", reader="a", now=1.0) is None
+    assert c.verify_pin_for("p1", "9998", reader="b", now=2.0) is None  # other reader
+    assert any(e.scope == "person" and e.subject == "p1" for e in events)
+    with pytest.raises(LockedOutError):
+        c.verify_pin_for("p1", "1234", reader="c", now=3.0)
+    assert c.verify_pin_for("p1", "1234", reader="c", now=12.0) is not None
+    assert c.locked_for("person", "p1", 12.0) == 0.0  # success clears the person
+
+
+def test_db_dump_has_no_plaintext_card_or_pin() -> None:
+    c = Credentials(make_db(), KEY)  # production argon2 parameters
+    card_no, pin, duress, visitor = 8675309, "97531864", "86420975", "31415926"
+    c.add_card("p1", 123, card_no, now=0.0)
+    c.set_pin("p1", pin, now=0.0)
+    c.set_pin("p1", duress, now=0.0, kind="duress")
+    c.set_pin("v1", visitor, now=0.0, kind="visitor", uses_left=3)
+    c.identify_pin("11112222", reader="g", now=1.0)
+    dump = "\n".join(c.db.conn.iterdump())
+    for secret in (str(card_no), hex(card_no)[2:], pin, duress, visitor):
+        assert secret not in dump
+    assert "argon2id" in dump
+
+
+# -- pre-hashed PINs from the management side (MQTT set_pin, issue #7) -----------------
+
+SITE = bytes(range(100, 132))
+
+
+def management_record(pin: str, *, t: int = 2, m: int = 1024, p: int = 1) -> tuple[str, int]:
+    """What the management system computes: argon2id hash + index under the site key."""
+    from argon2 import PasswordHasher
+
+    from gateway.credentials import pin_index_for
+    from gateway.keys import derive
+
+    index_key = derive(SITE, "access-gateway/pin-index/v1")
+    return PasswordHasher(time_cost=t, memory_cost=m, parallelism=p).hash(pin), pin_index_for(
+        pin, index_key
+    )
+
+
+def site_creds(db: sqlite_utils.Database | None = None) -> Credentials:
+    from gateway.keys import Keys
+
+    return Credentials(
+        db or make_db(), KEY, index_key=Keys(KEY, SITE).pin_index_site, hash_params=FAST
+    )
+
+
+def test_set_pin_hash_from_management_side_is_found() -> None:
+    c = site_creds()
+    h, idx = management_record("482916")
+    pin_id = c.set_pin_hash("p1", h, idx, now=0.0)
+    m = c.identify_pin("482916", reader="g", now=1.0)
+    assert m is not None
+    assert (m.person_id, m.pin_id, m.kind) == ("p1", pin_id, "normal")
+    assert c.verify_pin_for("p1", "482916", reader="g", now=1.0) is not None
+    hv, iv = management_record("7001")
+    c.set_pin_hash("v1", hv, iv, now=0.0, kind="visitor", uses_left=1)
+    mv = c.identify_pin("7001", reader="g", now=2.0, consume=True)
+    assert mv is not None
+    assert mv.kind == "visitor"
+    assert c.identify_pin("7001", reader="g", now=3.0) is None
+    # a new PIN of the same kind replaces the old one
+    h2, idx2 = management_record("555123")
+    c.set_pin_hash("p1", h2, idx2, now=4.0)
+    assert c.identify_pin("482916", reader="h", now=5.0) is None
+    assert c.identify_pin("555123", reader="h", now=5.0) is not None
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda h: h.replace("$argon2id$", "$argon2i$"), "argon2id required"),
+        (lambda h: h.replace("m=1024", "m=512"), "m=512 KiB < 1024"),
+        (lambda h: h.replace("t=2", "t=0"), "t=0 < 1"),
+        (lambda h: h.replace("m=1024", "m=4194304"), "> 262144"),
+        (lambda h: h.replace("p=1", "p=64"), "p=64"),
+        (lambda h: h.replace("v=19", "v=16"), "version"),
+        (lambda h: "$argon2id$nonsense", "not a valid"),
+        (lambda h: h.rsplit("$", 1)[0] + "$c2hvcnQ", "hash of"),
+    ],
+)
+def test_set_pin_hash_rejects_weak_or_invalid_hashes(mutate: Any, message: str) -> None:
+    c = site_creds()
+    h, idx = management_record("482916")
+    with pytest.raises(CredentialError, match=message):
+        c.set_pin_hash("p1", mutate(h), idx, now=0.0)
+    assert c.db.execute("SELECT count(*) FROM pins").fetchone()[0] == 0
+
+
+def test_set_pin_hash_needs_our_minimum_cost_and_a_valid_record() -> None:
+    c = Credentials(make_db(), KEY, index_key=bytes(32))  # production parameters
+    weak, idx = management_record("482916", t=1, m=1024)
+    with pytest.raises(CredentialError, match=r"t=1 < 2.*m=1024 KiB < 19456"):
+        c.set_pin_hash("p1", weak, idx, now=0.0)
+    c2 = site_creds()
+    h, idx = management_record("482916")
+    for bad in (-1, 65536):
+        with pytest.raises(CredentialError, match="pin_index"):
+            c2.set_pin_hash("p1", h, bad, now=0.0)
+    with pytest.raises(CredentialError, match="expiry or a use count"):
+        c2.set_pin_hash("v1", h, idx, now=0.0, kind="visitor")
+    with pytest.raises(CredentialError, match="unknown person"):
+        c2.set_pin_hash("nobody", h, idx, now=0.0)
+
+
+def test_same_pin_for_two_people_is_refused_at_the_keypad() -> None:
+    c = site_creds()
+    h1, idx = management_record("482916")
+    h2, _ = management_record("482916")
+    c.set_pin_hash("p1", h1, idx, now=0.0)
+    c.set_pin_hash("p2", h2, idx, now=0.0)
+    assert c.identify_pin("482916", reader="g", now=1.0) is None
+    assert c.verify_pin_for("p2", "482916", reader="g", now=1.0) is not None  # 1:1 is fine
+
+
+def test_legacy_device_indexed_pins_still_found_and_reindexed() -> None:
+    db = make_db()
+    old = Credentials(db, KEY, hash_params=FAST)  # before the site-keyed index
+    old.set_pin("p1", "482916", now=0.0)
+    new = site_creds(db)
+    m = new.identify_pin("482916", reader="g", now=1.0)
+    assert m is not None
+    assert m.person_id == "p1"
+    row = db.execute("SELECT pin_index FROM pins WHERE id = ?", [m.pin_id]).fetchone()
+    assert row[0] == management_record("482916")[1]  # moved to the site-keyed bucket
+    with pytest.raises(CredentialError, match="already in use"):
+        new.set_pin("p2", "482916", now=2.0)
+
+
+def test_set_pin_command_end_to_end() -> None:
+    """Signed MQTT set_pin -> SetPinArgs -> Gateway._cmd_set_pin -> identify_pin."""
+    import asyncio
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from gateway.app import Gateway
+    from gateway.mqtt import sign
+    from gateway.mqtt.commands import CommandProcessor
+
+    now = 1_800_000_000.0
+    c = site_creds()
+    key = sign.generate()
+    proc = CommandProcessor(
+        c.db,
+        {sign.key_id_of(key.public_key()): sign.public_b64(key.public_key())},
+        clock=lambda: now,
+    )
+    gw = Gateway.__new__(Gateway)  # only what the handler touches
+    gw.controller = SimpleNamespace(credentials=c)  # type: ignore[assignment]
+    gw._db_executor = ThreadPoolExecutor(1)
+    proc.register("set_pin", gw._cmd_set_pin)
+    h, idx = management_record("90210")
+
+    def send(args: dict[str, Any]) -> Any:
+        env = sign.sign_envelope("set_pin", args, key, ts=sign.now_rfc3339(now))
+        return asyncio.run(proc.process("set_pin", json.dumps(env).encode()))
+
+    try:
+        res = send(
+            {
+                "person_id": "v1",
+                "pin_hash": h,
+                "pin_index": idx,
+                "kind": "visitor",
+                "expires_at": "2099-01-01T00:00:00Z",
+            }
+        )
+        assert res.ok, res
+        m = c.identify_pin("90210", reader="g", now=now)
+        assert m is not None
+        assert (m.person_id, m.pin_id) == ("v1", res.result["pin_id"])
+        assert m.expires_at == pytest.approx(4070908800.0)
+        missing = send({"person_id": "p1", "pin_hash": h})
+        assert (missing.ok, missing.error) == (False, "invalid_args")
+        naive = send(
+            {
+                "person_id": "p1",
+                "pin_hash": h,
+                "pin_index": idx,
+                "expires_at": "2099-01-01T00:00:00",
+            }
+        )
+        assert (naive.ok, naive.error) == (False, "invalid_args")
+        weak = send({"person_id": "p1", "pin_hash": h.replace("m=1024", "m=512"), "pin_index": idx})
+        assert (weak.ok, weak.error) == (False, "refused")
+    finally:
+        gw._db_executor.shutdown()

@@ -1,0 +1,1 @@
+"""MQTT tests (real mosquitto)."""

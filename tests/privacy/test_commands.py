@@ -1,0 +1,130 @@
+"""The privacy CLI end to end on a temporary database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gateway import store
+from gateway.privacy import commands
+
+from .conftest import NOTICE_EN, write_key
+from .test_enroll import FakePipeline, _img
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="gateway")
+    parser.add_argument("--config", type=Path, default=None)
+    commands.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    notice = tmp_path / "notice.txt"
+    notice.write_text(NOTICE_EN, encoding="utf-8")
+    return {
+        "db": str(tmp_path / "state" / "state.db"),
+        "dk": str(write_key(tmp_path / "keys" / "device-key", secrets.token_hex(32).encode())),
+        "sk": str(write_key(tmp_path / "keys" / "site-key", secrets.token_bytes(32))),
+        "notice": str(notice),
+    }
+
+
+def test_cli_flow(
+    env: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db = ["--db", env["db"]]
+    keys = ["--device-key", env["dk"], "--site-key", env["sk"]]
+    notice = ["--notice-file", env["notice"], "--notice-version", "1"]
+    assert _run(["people", "add", "Zhang San", "--unit", "5-201", *db]) == 0
+    pid = capsys.readouterr().out.strip()
+    assert _run(["people", "add", "Kid", "--minor", *db]) == 1
+    assert "guardian" in capsys.readouterr().err
+
+    monkeypatch.setattr(commands, "_load_pipeline", lambda _d: FakePipeline())
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    _img(imgs / "a.png", 10)
+    _img(imgs / "b.png", 0)
+    assert _run(["enroll", pid, "--images", str(imgs), *db, *keys]) == 1
+    assert "consent" in capsys.readouterr().err
+
+    assert _run(["consent", "grant", pid, "--method", "paper", *db, *notice]) == 0
+    assert _run(["enroll", pid, "--images", str(imgs), *db, *keys]) == 0
+    cap = capsys.readouterr()
+    assert "a.png  ok" in cap.out
+    assert "b.png  no_face" in cap.out
+    assert "2/2" in cap.err  # progress bar on stderr
+
+    assert _run(["people", "show", pid, *db]) == 0
+    assert "templates:     1" in capsys.readouterr().out
+    assert _run(["consent", "withdraw", pid, *db, *keys]) == 0
+    assert "1 templates erased" in capsys.readouterr().out
+    assert _run(["consent", "show", pid, *db]) == 0
+    assert "withdrawn" in capsys.readouterr().out
+
+    assert _run(["audit", "verify", *db]) == 0
+    out = tmp_path / "records.csv"
+    assert _run(["compliance", "export", "--format", "csv", "--out", str(out), *db]) == 0
+    assert "consent" in out.read_text()
+    assert _run(["compliance", "report", "--gate", "g1", "--gate-counts", '{"g2": 5}', *db]) == 0
+    text = capsys.readouterr().out
+    assert "enrolled across compound: 5 (level: ok)" in text
+    assert _run(["purge", *db, *keys]) == 0
+    assert _run(["purge", "--processing-records-years", "2", *db, *keys]) == 1
+    assert "3 years" in capsys.readouterr().err
+
+    conn = store.connect(Path(env["db"]))
+    conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+    conn.conn.close()
+    assert _run(["audit", "verify", *db]) == 1
+    assert "BROKEN at seq 2" in capsys.readouterr().out
+
+
+def test_cli_compliance_report_json(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _run(
+        [
+            "compliance",
+            "report",
+            "--json",
+            "--gate",
+            "g1",
+            "--gate-counts",
+            '{"g2": 100000}',
+            "--db",
+            env["db"],
+        ]
+    )
+    assert code == 2  # filing required
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["compound"]["level"] == "filing_required"
+    assert "filing_deadline" in rep["compound"]
+
+
+def test_cli_zones_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "frame.png"
+    cv2.imwrite(str(src), np.full((120, 160, 3), 200, dtype=np.uint8))
+    out = tmp_path / "zones.png"
+    zones = '[{"name": "window", "polygon": [[0.5, 0], [1, 0], [1, 0.5], [0.5, 0.5]]}]'
+    assert (
+        _run(["zones", "preview", "gate", "--image", str(src), "--zones", zones, "--out", str(out)])
+        == 0
+    )
+    img = cv2.imread(str(out))
+    assert img is not None
+    assert (img[10:50, 90:150] == 0).all()
+    assert _run(["zones", "preview", "gate", "--out", str(out)]) == 1
+    assert "--source" in capsys.readouterr().err
