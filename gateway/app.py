@@ -26,7 +26,14 @@ from gateway.errors import GatewayError, ModelError
 from gateway.hardware.door import DoorConfig as MachineConfig
 from gateway.hardware.door import DoorStateMachine
 from gateway.hardware.door_controller import DoorController
-from gateway.hardware.io import DoorInputMap, DoorLock, FakeRelay, LockSpec, OsdpRelay
+from gateway.hardware.io import (
+    DoorInputMap,
+    DoorLock,
+    FakeRelay,
+    InputRole,
+    LockSpec,
+    OsdpRelay,
+)
 from gateway.hardware.readers import Reader, open_reader
 from gateway.keys import Keys
 from gateway.mqtt import events as ev
@@ -112,8 +119,9 @@ class Gateway:
         if not cfg.mqtt.enabled:
             log.info("gate %s: MQTT disabled; events are only logged", cfg.site.gate)
             return
-        from gateway.mqtt.client import MqttService, MqttSettings
+        from gateway.mqtt.client import MqttService
         from gateway.mqtt.commands import CommandProcessor
+        from gateway.mqtt.fleet import settings_from_config
         from gateway.mqtt.outbox import Outbox
         from gateway.mqtt.topics import Topics
 
@@ -138,17 +146,8 @@ class Gateway:
                 "gate %s: no MQTT broker configured; events wait in the outbox", cfg.site.gate
             )
             return
-        settings = MqttSettings.from_url(
-            cfg.mqtt.url,
-            client_id=cfg.mqtt.client_id or "",
-            username=cfg.mqtt.username,
-            password=cfg.mqtt.password.read_bytes().decode() if cfg.mqtt.password else None,
-            ca_file=cfg.mqtt.ca_file,
-            cert_file=cfg.mqtt.cert_file,
-            key_file=cfg.mqtt.key.path() if cfg.mqtt.key else None,
-            protocol=cfg.mqtt.protocol,
-            keepalive_s=cfg.mqtt.keepalive_s,
-        )
+        settings = settings_from_config(cfg)
+        assert settings is not None  # noqa: S101 - url checked above
         ha = None
         if cfg.mqtt.homeassistant_discovery:
             from gateway.mqtt.homeassistant import HomeAssistant
@@ -214,24 +213,28 @@ class Gateway:
             exit=dc.exit_button.input if dc.exit_button.kind == "osdp" else None,
             tamper=dc.tamper.input if dc.tamper.kind == "osdp" else None,
         )
-        for key, binding in (
-            ("contact", dc.contact),
-            ("exit_button", dc.exit_button),
-            ("tamper", dc.tamper),
-        ):
-            if binding.kind == "gpio":
-                log.error(
-                    "door %s: GPIO %s input is configured but GPIO inputs are not wired in "
-                    "this release; use an OSDP reader input",
-                    name,
-                    key,
-                )
+        gpio = [
+            (role, binding)
+            for role, binding in (
+                (InputRole.CONTACT, dc.contact),
+                (InputRole.EXIT, dc.exit_button),
+                (InputRole.TAMPER, dc.tamper),
+            )
+            if binding.kind == "gpio"
+        ]
         machine = DoorStateMachine(
             MachineConfig(name, unlock_s=dc.unlock_seconds, held_open_s=dc.held_open_seconds)
         )
         controller = DoorController(machine, DoorLock(name, relay, spec), inputs, on_event=on_event)
         readers = {b.reader or dc.reader for b in (dc.contact, dc.exit_button, dc.tamper)}
         controller.input_readers = {r for r in readers if r}  # type: ignore[attr-defined]
+        if gpio:
+            self.daemon.add_service(
+                ServiceSpec(
+                    f"door-{name}-gpio-inputs",
+                    functools.partial(self._gpio_inputs, name, controller, gpio),
+                )
+            )
         return DoorRuntime(
             name=name,
             controller=controller,
@@ -731,6 +734,50 @@ class Gateway:
         self.daemon.add_service(ServiceSpec("retention", self._purger))
         self._daemon_health = self.daemon.health
         self.daemon.health = self.health  # type: ignore[method-assign]
+
+    async def _gpio_inputs(
+        self, door: str, controller: DoorController, bindings: list[tuple[InputRole, Any]]
+    ) -> None:
+        """Door contact / exit button / tamper on GPIO lines: debounced levels -> the door.
+
+        One input source per GPIO chip; a line's NC wiring and debounce come from its
+        binding. Failure to open the lines (no libgpiod, no permission) is raised to the
+        supervisor, which logs it and retries with backoff; readers' inputs are unaffected.
+        """
+        from gateway.hardware.events import InputChanged
+        from gateway.hardware.io import Wiring
+
+        by_chip: dict[str, dict[int, tuple[InputRole, Any]]] = {}
+        for role, b in bindings:
+            by_chip.setdefault(b.chip, {})[b.line] = (role, b)
+
+        async def one(chip: str, lines: dict[int, tuple[InputRole, Any]]) -> None:
+            wiring = {
+                line: Wiring.NC if b.normally_closed else Wiring.NO
+                for line, (_, b) in lines.items()
+            }
+            stable_s = max(b.debounce_ms for _, b in lines.values()) / 1000
+            source = self.gpio_inputs_factory(chip, wiring, f"{door}-gpio", stable_s)
+            await source.start()
+            log.info("door %s: %d GPIO input(s) on %s", door, len(lines), chip)
+            try:
+                async for event in source.events():
+                    if isinstance(event, InputChanged) and event.input_no in lines:
+                        role = lines[event.input_no][0]
+                        await controller.handle_role(role, event.active)
+            finally:
+                await source.close()
+
+        async with asyncio.TaskGroup() as tg:
+            for chip, lines in by_chip.items():
+                tg.create_task(one(chip, lines), name=f"gpio-{door}-{chip}")
+
+    @staticmethod
+    def gpio_inputs_factory(chip: str, lines: dict[int, Any], name: str, stable_s: float) -> Any:
+        """The GPIO input source (libgpiod); tests replace it with a fake."""
+        from gateway.hardware.io import GpioInputs
+
+        return GpioInputs(chip, lines, name=name, stable_s=stable_s)
 
     async def _close(self) -> None:
         for reader in self.readers.values():

@@ -153,6 +153,22 @@ def pin_index_for(pin: str, index_key: bytes) -> int:
     return int.from_bytes(digest[:4], "big") >> (32 - _INDEX_BITS)
 
 
+def management_pin_record(
+    pin: str, site_key: bytes, params: PinHashParams | None = None
+) -> tuple[str, int]:
+    """What the management side (holding the site key) sends in a ``set_pin`` command for
+    ``pin``: its argon2id hash (fresh salt) and its index under the site's PIN index key.
+    The PIN itself never travels."""
+    from gateway.keys import derive
+
+    validate_pin(pin)
+    p = params or PinHashParams()
+    hasher = PasswordHasher(
+        time_cost=p.time_cost, memory_cost=p.memory_kib, parallelism=p.parallelism
+    )
+    return hasher.hash(pin), pin_index_for(pin, derive(site_key, "access-gateway/pin-index/v1"))
+
+
 def validate_pin(pin: str, min_len: int = 4, max_len: int = 8) -> None:
     """Raise CredentialError unless ``pin`` is min_len..max_len digits."""
     if not pin.isascii() or not pin.isdigit() or not min_len <= len(pin) <= max_len:

@@ -324,6 +324,8 @@ class DemoStack:
             await self._withdraw(args["person"])
         elif name == "sync_person":
             await self._sync(args["person"])
+        elif name == "set_pin":
+            await self._set_pin(args["person"], str(args["pin"]))
         else:
             raise RuntimeError(f"unknown harness step {name!r}")
 
@@ -468,6 +470,18 @@ class DemoStack:
         pid, args = await asyncio.to_thread(self._office_export, name)
         self._people[name] = pid
         await self.command("sync_person", args)
+
+    async def _set_pin(self, ref: str, pin: str) -> None:
+        """Set a PIN as the management system does: only its hash and index travel."""
+        from gateway.credentials import management_pin_record
+
+        name = self.sim.corpus.resolve(ref)
+        pid = self._people.get(name)
+        if pid is None:
+            raise RuntimeError(f"person {ref} was not provisioned")
+        site = self.keys["site"].read_bytes()
+        pin_hash, index = await asyncio.to_thread(management_pin_record, pin, site)
+        await self.command("set_pin", {"person_id": pid, "pin_hash": pin_hash, "pin_index": index})
 
     async def command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Send a signed command as the management system would; its ``cmd_result`` body.

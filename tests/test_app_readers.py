@@ -55,3 +55,79 @@ def test_health_summary_is_built_without_recursion(minimal_config: Path) -> None
     assert health["version"]
     assert health["storage"] == "ok"
     assert "services" in health
+
+
+def test_gpio_door_inputs_drive_the_door(minimal_config: Path) -> None:
+    """Contact (NC), exit button and tamper on GPIO lines reach the door's state machine."""
+    import asyncio
+
+    from gateway import store
+    from gateway.app import Gateway
+    from gateway.config import load_config
+    from gateway.daemon import Daemon
+    from gateway.hardware.io import FakeInputs, Wiring
+
+    text = minimal_config.read_text().replace(
+        'relay = { kind = "osdp", output = 0 }',
+        'relay = { kind = "osdp", output = 0 }\n'
+        'contact = { kind = "gpio", chip = "/dev/gpiochip0", line = 17, '
+        "normally_closed = true, debounce_ms = 0 }\n"
+        'exit_button = { kind = "gpio", chip = "/dev/gpiochip0", line = 27, debounce_ms = 0 }\n'
+        'tamper = { kind = "gpio", chip = "/dev/gpiochip1", line = 4, debounce_ms = 0 }',
+    )
+    minimal_config.write_text(text)
+    sources: dict[str, FakeInputs] = {}
+
+    def fake_factory(chip: str, lines: dict[int, Wiring], name: str, stable_s: float) -> FakeInputs:
+        assert stable_s == 0.0
+        sources[chip] = FakeInputs(name, lines)
+        return sources[chip]
+
+    async def main() -> list[str]:
+        cfg = load_config(minimal_config, env=False)
+        daemon = Daemon(minimal_config, cfg)
+        daemon.db = store.connect(cfg.storage.database_path)
+        gw = Gateway(daemon)
+        gw.gpio_inputs_factory = fake_factory  # type: ignore[method-assign]
+        kinds: list[str] = []
+        await gw.setup()
+        try:
+            assert gw.controller is not None
+            door = gw.controller.doors["main"].controller
+            door.on_event = lambda e: kinds.append(e.kind)
+            [spec] = [s for s in daemon.services if s.name == "door-main-gpio-inputs"]
+            task = asyncio.create_task(spec.run())
+            for _ in range(50):
+                if len(sources) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert set(sources) == {"/dev/gpiochip0", "/dev/gpiochip1"}
+            main_chip, other = sources["/dev/gpiochip0"], sources["/dev/gpiochip1"]
+            assert main_chip.wiring == {17: Wiring.NC, 27: Wiring.NO}
+            # Pull-ups: a raw level True means the circuit is open. The NC contact opens its
+            # circuit when the door opens; NO buttons close theirs (level low) when pressed.
+            main_chip.set(17, False, 0.0)  # door closed
+            main_chip.set(17, True, 0.1)  # opened while locked: forced
+            await asyncio.sleep(0.05)
+            main_chip.set(17, False, 0.2)  # closed again: relocked
+            await asyncio.sleep(0.05)
+            main_chip.set(27, False, 0.3)  # exit button pressed: unlock
+            await asyncio.sleep(0.05)
+            other.set(4, False, 0.4)  # tamper switch
+            await asyncio.sleep(0.05)
+            task.cancel()
+            return kinds
+        finally:
+            await gw._close()
+            daemon.db.close()
+
+    kinds = asyncio.run(main())
+    assert kinds == [
+        "forced_open",
+        "closed",
+        "forced_open_cleared",
+        "relocked",
+        "exit_request",
+        "unlocked",
+        "tamper",
+    ], kinds

@@ -63,7 +63,10 @@ class DoorController:
         role = self.inputs.role(event)
         if role is None:
             return Step()
-        kind, active = role
+        return await self.handle_role(*role)
+
+    async def handle_role(self, kind: InputRole, active: bool) -> Step:
+        """Feed one input by its meaning at this door (e.g. from a GPIO line)."""
         now = self.clock()
         if kind is InputRole.CONTACT:
             step = self.machine.door_opened(now) if active else self.machine.door_closed(now)

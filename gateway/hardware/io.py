@@ -175,9 +175,15 @@ class FakeInputs:
         self._queue.put_nowait(ev)
         return ev
 
+    async def start(self) -> None:
+        """Nothing to start (same interface as :class:`GpioInputs`)."""
+
     async def events(self) -> AsyncIterator[ReaderEvent]:
         while True:
             yield await self._queue.get()
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 # ----------------------------------------------------------------------------- OSDP

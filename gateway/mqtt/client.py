@@ -176,13 +176,17 @@ class MqttService:
     def status_payload(self, state: str = "online") -> bytes:
         """The retained status document."""
         doc: dict[str, Any] = {"state": state, "site": self.topics.site, "gate": self.topics.gate}
+        try:
+            health = dict(self._health())
+        except Exception as exc:  # noqa: BLE001 - a broken health callback must not stop MQTT
+            log.warning("gate %s: health callback failed: %s", self.topics.gate, exc)
+            health = {"error": type(exc).__name__}
+        # The count (never an identity) also in the Last Will and the offline status: the
+        # compound's compliance report sums the last known count of every gate.
+        if isinstance(health.get("enrolled_people"), int):
+            doc["enrolled_people"] = health["enrolled_people"]
         if state == "online":
             stats = self.outbox.stats()
-            try:
-                health = dict(self._health())
-            except Exception as exc:  # noqa: BLE001 - a broken health callback must not stop MQTT
-                log.warning("gate %s: health callback failed: %s", self.topics.gate, exc)
-                health = {"error": type(exc).__name__}
             doc.update(
                 version=self.settings.version,
                 uptime_s=round(time.monotonic() - self._state.started, 1),

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, PrivacyError
 from gateway.privacy import audit, compliance, consent, people, retention, zones
 from gateway.privacy.enroll import EnrolmentError, SampleVerdict, enroll_images
 from gateway.privacy.notice import Notice, load_notice
@@ -451,22 +451,36 @@ def _load_json(value: str | None) -> Any:
 
 def _compliance_report(args: argparse.Namespace) -> int:
     db = _open_db(args)
+    cfg = _config(args)
+    gate = args.gate or (cfg.site.gate if cfg is not None else os.uname().nodename)
+    gate_counts: dict[str, int] = dict(_load_json(args.gate_counts) or {})
+    if args.from_mqtt:
+        gate_counts.update(_counts_from_mqtt(cfg, gate))
     cams = [compliance.CameraRecord(**c) for c in (_load_json(args.cameras) or [])]
+    if not cams and cfg is not None:
+        cams = [
+            compliance.CameraRecord(
+                name, cam.space.value, cam.signage_installed, cam.signage_recorded or ""
+            )
+            for name, cam in cfg.cameras.items()
+        ]
+    ref, date = args.assessment_ref, args.assessment_date
+    if ref is None and cfg is not None and cfg.privacy.impact_assessment is not None:
+        ref = cfg.privacy.impact_assessment.reference
+        date = date or cfg.privacy.impact_assessment.date.isoformat()
     report = compliance.compliance_report(
         db,
-        gate=args.gate,
+        gate=gate,
         today=dt.datetime.now().astimezone().date(),
         thresholds=compliance.Thresholds(
             args.warn_people,
             args.filing_threshold,
             tuple(dt.date.fromisoformat(h) for h in args.holiday),
         ),
-        gate_counts=_load_json(args.gate_counts),
+        gate_counts=gate_counts,
         cameras=cams,
-        assessment_ref=args.assessment_ref,
-        assessment_date=dt.date.fromisoformat(args.assessment_date)
-        if args.assessment_date
-        else None,
+        assessment_ref=ref,
+        assessment_date=dt.date.fromisoformat(date) if date else None,
         retention=_policy(args),
     )
     print(
@@ -475,6 +489,24 @@ def _compliance_report(args: argparse.Namespace) -> int:
         else compliance.format_report(report)
     )
     return 2 if report["compound"]["level"] == "filing_required" else 0
+
+
+def _counts_from_mqtt(cfg: Any, gate: str) -> dict[str, int]:
+    """The other gates' last published counts (their retained status on the broker)."""
+    import asyncio
+
+    from gateway.mqtt.fleet import collect_counts, settings_from_config
+
+    if cfg is None:
+        raise PrivacyError("--from-mqtt needs --config (the [mqtt] section of this gate)")
+    settings = settings_from_config(cfg)
+    if settings is None:
+        raise PrivacyError("--from-mqtt: no broker configured (mqtt.url)")
+    found = asyncio.run(collect_counts(settings, cfg.mqtt.topic_prefix, cfg.site.id))
+    for g in found.values():
+        if g.state != "online":
+            print(f"note: gate {g.gate} is {g.state}; its last count is used", file=sys.stderr)
+    return {g.gate: g.enrolled_people for g in found.values() if g.gate != gate}
 
 
 def _compliance_export(args: argparse.Namespace) -> int:
@@ -594,8 +626,13 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     cmp_ = subparsers.add_parser("compliance", help="compliance report and inspection export")
     cms = cmp_.add_subparsers(dest="compliance_command", metavar="ACTION", required=True)
     r = cms.add_parser("report", help="people counts, thresholds, filing deadline, records")
-    r.add_argument("--gate", default=os.uname().nodename, help="this gate's name")
+    r.add_argument("--gate", help="this gate's name (default: site.gate of --config, or host)")
     r.add_argument("--gate-counts", help='JSON {"gate": count} of the other gates, or a file')
+    r.add_argument(
+        "--from-mqtt",
+        action="store_true",
+        help="also read the other gates' counts from their retained MQTT status (--config)",
+    )
     r.add_argument(
         "--cameras",
         help="JSON list of {name, space, signage_installed, signage_recorded}, or a file",

@@ -257,6 +257,32 @@ def test_set_pin_hash_from_management_side_is_found() -> None:
     assert c.identify_pin("555123", reader="h", now=5.0) is not None
 
 
+def test_management_pin_record_is_accepted_and_found() -> None:
+    from gateway.credentials import CredentialError, PinHashParams, management_pin_record
+
+    c = site_creds()
+    h, idx = management_pin_record("604812", SITE, FAST)
+    assert "604812" not in h
+    c.set_pin_hash("p1", h, idx, now=0.0)
+    m = c.identify_pin("604812", reader="g", now=1.0)
+    assert m is not None
+    assert m.person_id == "p1"
+    assert c.identify_pin("604813", reader="g", now=1.0) is None
+    # Another site's key gives another index: the PIN is not found under this site's key.
+    h3, idx3 = management_pin_record("771203", b"y" * 32, FAST)
+    c.set_pin_hash("p2", h3, idx3, now=0.0)
+    assert c.identify_pin("771203", reader="g", now=2.0) is None or idx3 == pin_index_site("771203")
+    with pytest.raises(CredentialError, match="digits"):
+        management_pin_record("12a4", SITE, PinHashParams())
+
+
+def pin_index_site(pin: str) -> int:
+    from gateway.credentials import pin_index_for
+    from gateway.keys import derive
+
+    return pin_index_for(pin, derive(SITE, "access-gateway/pin-index/v1"))
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

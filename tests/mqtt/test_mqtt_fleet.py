@@ -1,0 +1,116 @@
+"""Compound-wide people count for the Art. 15 filing threshold, from the gates' retained
+status on a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from gateway.mqtt.client import MqttSettings
+from gateway.mqtt.fleet import GateCount, collect_counts, parse_status
+from tests.mosquitto import Mosquitto
+
+pytestmark = pytest.mark.mosquitto
+
+
+@pytest.fixture
+def broker() -> Iterator[Mosquitto]:
+    with Mosquitto() as m:
+        yield m
+
+
+async def _retain(broker: Mosquitto, docs: dict[str, bytes]) -> None:
+    async with aiomqtt.Client(broker.host, broker.port, identifier="fleet-test") as c:
+        for topic, payload in docs.items():
+            await c.publish(topic, payload, qos=1, retain=True)
+
+
+def _status(gate: str, state: str, count: object) -> bytes:
+    return json.dumps(
+        {"state": state, "site": "s1", "gate": gate, "enrolled_people": count}
+    ).encode()
+
+
+def test_parse_status_accepts_counts_and_rejects_garbage() -> None:
+    assert parse_status("a/s1/g2/status", _status("g2", "online", 7)) == GateCount(
+        "g2", 7, "online"
+    )
+    nested = json.dumps({"state": "online", "gate": "g3", "health": {"enrolled_people": 4}})
+    assert parse_status("a/s1/g3/status", nested.encode()) == GateCount("g3", 4, "online")
+    for bad in (b"\xff", b"[1]", _status("g4", "online", -1), _status("g4", "online", True)):
+        assert parse_status("a/s1/g4/status", bad) is None
+    assert parse_status("a/s1/g4/status", _status("g4", "online", "12")) is None
+
+
+def test_counts_of_other_gates_reach_the_compliance_report(
+    broker: Mosquitto, minimal_config: Path
+) -> None:
+    docs = {
+        "access/test-site/gate-2/status": _status("gate-2", "online", 70_000),
+        "access/test-site/gate-3/status": _status("gate-3", "offline", 15_000),
+        "access/test-site/gate-4/status": b"not json",
+        "access/other-site/gate-9/status": _status("gate-9", "online", 99_999),
+    }
+    asyncio.run(_retain(broker, docs))
+    settings = MqttSettings(host=broker.host, port=broker.port)
+    found = asyncio.run(collect_counts(settings, "access", "test-site", wait_s=1.0))
+    assert {g: c.enrolled_people for g, c in found.items()} == {"gate-2": 70_000, "gate-3": 15_000}
+    assert found["gate-3"].state == "offline"
+
+    # The CLI, bound to this gate's config, sums them: 85,000 >= 80,000 -> warning.
+    cfg = minimal_config.read_text().replace(
+        "[mqtt]\nenabled = false", f'[mqtt]\nurl = "mqtt://127.0.0.1:{broker.port}"'
+    )
+    minimal_config.write_text(cfg)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--config",
+            str(minimal_config),
+            "compliance",
+            "report",
+            "--from-mqtt",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["gate"] == "gate-1"
+    assert report["enrolled_other_gates"] == {"gate-2": 70_000, "gate-3": 15_000}
+    assert report["compound"]["total"] == 85_000
+    assert report["compound"]["level"] != "ok"
+    assert "gate gate-3 is offline" in run.stderr
+
+
+def test_from_mqtt_without_a_broker_is_a_clear_error(minimal_config: Path) -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--config",
+            str(minimal_config),
+            "compliance",
+            "report",
+            "--from-mqtt",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "no broker configured" in run.stderr
