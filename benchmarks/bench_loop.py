@@ -1,6 +1,6 @@
 """End-to-end loop: a resident walks up to the simulated gate -> the door relay command.
 
-usage: python benchmarks/bench_loop.py [--approaches 50] [--check 10] [--json OUT]
+usage: python benchmarks/bench_loop.py [--approaches 50] [--check 50] [--json OUT]
 
 Everything runs on loopback: the hardware simulator (hw-sim) and an embedded MQTT broker in
 this process, the daemon with a generated config (camera 640x480 at 15 fps; the shared
@@ -33,7 +33,9 @@ broker on 1883 is never used). Needs ../shared (face corpus, anti-spoofing model
 3. CPU per camera: the daemon as its own process (``python -m gateway run``), CPU seconds
    (utime+stime from /proc/PID/stat) per wall second, ~10 s with nobody in view and ~10 s
    with a resident lingering in view; ``--check`` more approaches against that process
-   cross-check the in-process time to unlock (no instrumentation, no shared GIL).
+   measure the time to unlock of the daemon as deployed (no instrumentation, no GIL shared
+   with the simulator); with at least ``--approaches`` of them the p95 target is judged on
+   these, the in-process run giving the per-stage breakdown.
 4. Reference (same run, same frames): the gateway pipeline's ``analyze`` vs the plain OpenCV
    pipeline (gateway.eval.reference.OpenCVReference: detect + alignCrop + SFace) on JPEG
    frames of the same scene at the same size.
@@ -652,6 +654,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         gt = unlock_times(rows, "gt_full")
         check = unlock_times(check_rows, "accepted")
         p95 = pct(accepted, 95) if accepted else None
+        # The target is judged on the daemon as deployed (its own process) when that run is
+        # as large as the instrumented one: in-process, the simulator's JPEG encoding and
+        # this harness share the daemon's GIL, which inflates the tail.
+        judged_on_process = bool(check) and args.check >= args.approaches
+        judged = pct(check, 95) if judged_on_process else p95
         return {
             "time_to_unlock_ms": {
                 **summary(accepted, args.approaches),
@@ -671,7 +678,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "misses": check_misses,
             },
             "controller_capture_to_grant_median_ms": med(list(ctl.stats.timings)),
-            "meets_target": p95 is not None and p95 <= TARGET_P95_MS,
+            "meets_target": judged is not None and judged <= TARGET_P95_MS,
+            "target_judged_on": "daemon process" if judged_on_process else "in-process daemon",
+            "target_p95_judged_ms": None if judged is None else round(judged, 1),
             "setup": {
                 "camera": f"{WIDTH}x{HEIGHT} at {FPS} fps, JPEG quality 80 over HTTP MJPEG",
                 "residents": len(residents),
@@ -709,7 +718,13 @@ def print_table(r: dict[str, Any]) -> None:
     )
     rows = [
         ("time to unlock p50 / p95 (in-process daemon)", f"{t.get('p50')} / {t.get('p95')} ms"),
-        ("  target p95", f"{TARGET_P95_MS:.0f} ms: {'met' if r['meets_target'] else 'NOT met'}"),
+        (
+            "  target p95",
+            (
+                f"{TARGET_P95_MS:.0f} ms: {'met' if r['meets_target'] else 'NOT met'} "
+                f"({r['target_judged_on']}: p95 {r['target_p95_judged_ms']} ms)"
+            ),
+        ),
         (
             "  unlocked / measured / approaches",
             f"{t['unlocked']} / {t['measured']} / {t['approaches']}",
@@ -761,7 +776,13 @@ def print_table(r: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--approaches", type=int, default=50)
-    ap.add_argument("--check", type=int, default=10, help="approaches against the daemon process")
+    ap.add_argument(
+        "--check",
+        type=int,
+        default=50,
+        help="approaches against the daemon process (the target is judged on these when "
+        "there are at least --approaches of them)",
+    )
     ap.add_argument("--residents", type=int, default=4)
     ap.add_argument("--cpu-seconds", type=float, default=10.0)
     ap.add_argument("--faces", type=Path, default=None, help="face corpus (default ../shared)")

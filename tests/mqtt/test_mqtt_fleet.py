@@ -32,6 +32,14 @@ async def _retain(broker: Mosquitto, docs: dict[str, bytes]) -> None:
             await c.publish(topic, payload, qos=1, retain=True)
 
 
+def _report(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``gateway --config CONFIG compliance report --from-mqtt EXTRA...``."""
+    cmd = [sys.executable, "-m", "gateway", "--config", str(config), "compliance", "report"]
+    return subprocess.run(
+        [*cmd, "--from-mqtt", *extra], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def _status(gate: str, state: str, count: object) -> bytes:
     return json.dumps(
         {"state": state, "site": "s1", "gate": gate, "enrolled_people": count}
@@ -69,23 +77,7 @@ def test_counts_of_other_gates_reach_the_compliance_report(
         "[mqtt]\nenabled = false", f'[mqtt]\nurl = "mqtt://127.0.0.1:{broker.port}"'
     )
     minimal_config.write_text(cfg)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "--config",
-            str(minimal_config),
-            "compliance",
-            "report",
-            "--from-mqtt",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = _report(minimal_config, "--json")
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["gate"] == "gate-1"
@@ -96,21 +88,6 @@ def test_counts_of_other_gates_reach_the_compliance_report(
 
 
 def test_from_mqtt_without_a_broker_is_a_clear_error(minimal_config: Path) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "--config",
-            str(minimal_config),
-            "compliance",
-            "report",
-            "--from-mqtt",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = _report(minimal_config)
     assert run.returncode == 1
     assert "no broker configured" in run.stderr
