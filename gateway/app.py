@@ -70,6 +70,7 @@ class Gateway:
         self.face_status: dict[str, str] = {}
         self.controller: AccessController | None = None
         self.events_emitted = 0
+        self.enrolled_count: int | None = None
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
     # -- helpers ----------------------------------------------------------------------------
@@ -108,9 +109,26 @@ class Gateway:
             out["outbox_degraded"] = self.outbox.degraded
         if self.controller is not None:
             out["storage"] = self.controller.storage_degraded or "ok"
-        if self.gallery is not None:
-            out["enrolled_people"] = len(self.gallery.people())
+        if self.enrolled_count is not None:
+            out["enrolled_people"] = self.enrolled_count
         return out
+
+    async def _count_people(self) -> None:
+        """Keep the count of people with face data on this gate (Art. 15) current: it is
+        what the compound's compliance report sums from every gate's retained MQTT count."""
+        from gateway.privacy.compliance import enrolled_count
+
+        last_version: tuple[int, ...] | None = None
+        while True:
+            version = await self.run_db(_data_version, self.db)
+            if version != last_version:
+                last_version = version
+                count = await self.run_db(enrolled_count, self.db)
+                if count != self.enrolled_count:
+                    self.enrolled_count = count
+                    if self.mqtt is not None:
+                        self.mqtt.status_changed()
+            await asyncio.sleep(2.0)
 
     # -- building blocks -----------------------------------------------------------------------
     def build_mqtt(self) -> None:
@@ -135,7 +153,8 @@ class Gateway:
             memory_max=cfg.mqtt.outbox_memory_max,
         )
         self.commands = CommandProcessor(
-            store.connect(cfg.storage.database_path),
+            # Also used on the event loop (nonces, audit of rejected commands): short wait.
+            store.connect(cfg.storage.database_path, busy_timeout_ms=200),
             cfg.mqtt.command_keys,
             window_s=cfg.mqtt.command_window_s,
             max_bytes=cfg.mqtt.command_max_bytes,
@@ -551,9 +570,10 @@ class Gateway:
     async def _cmd_sync_person(self, args: Any) -> dict[str, Any]:
         from gateway.privacy.sync import handle_sync_person
 
-        if self.vault is None or self.gallery is None:
-            # No face path here (face disabled or models missing): refuse loudly.
-            raise GatewayError("sync_person: face data cannot be stored at this gate")
+        if self.vault is None or self.gallery is None or not self.face_paths:
+            # No running face path here (face disabled, no face camera, models missing):
+            # templates this gate cannot use are not stored (data minimisation).
+            raise GatewayError("sync_person: this gate runs no face path; nothing stored")
         return await handle_sync_person(
             args,
             db=self.db,
@@ -593,11 +613,14 @@ class Gateway:
         return {"revoked": n}
 
     async def _cmd_set_pin(self, args: Any) -> dict[str, Any]:
+        from gateway.credentials import open_pin_hash
+
         assert self.controller is not None  # noqa: S101
+        pin_hash = open_pin_hash(args.pin_hash_sealed, args.person_id, self.keys.site)
         pin_id = await self.run_db(
             self.controller.credentials.set_pin_hash,
             args.person_id,
-            args.pin_hash,
+            pin_hash,
             args.pin_index,
             time.time(),
             kind=args.kind,
@@ -732,6 +755,7 @@ class Gateway:
             self.daemon.on_shutdown(f"door-{name}", rt.controller.shutdown)
         self.daemon.add_service(ServiceSpec("access-ticker", self._ticker, critical=True))
         self.daemon.add_service(ServiceSpec("retention", self._purger))
+        self.daemon.add_service(ServiceSpec("people-count", self._count_people))
         self._daemon_health = self.daemon.health
         self.daemon.health = self.health  # type: ignore[method-assign]
 
@@ -747,20 +771,20 @@ class Gateway:
         from gateway.hardware.events import InputChanged
         from gateway.hardware.io import Wiring
 
-        by_chip: dict[str, dict[int, tuple[InputRole, Any]]] = {}
+        # One source per chip and debounce time, so that each line keeps its own debounce.
+        groups: dict[tuple[str, int], dict[int, tuple[InputRole, Any]]] = {}
         for role, b in bindings:
-            by_chip.setdefault(b.chip, {})[b.line] = (role, b)
+            groups.setdefault((b.chip, b.debounce_ms), {})[b.line] = (role, b)
 
-        async def one(chip: str, lines: dict[int, tuple[InputRole, Any]]) -> None:
+        async def one(chip: str, debounce_ms: int, lines: dict[int, tuple[InputRole, Any]]) -> None:
             wiring = {
                 line: Wiring.NC if b.normally_closed else Wiring.NO
                 for line, (_, b) in lines.items()
             }
-            stable_s = max(b.debounce_ms for _, b in lines.values()) / 1000
-            source = self.gpio_inputs_factory(chip, wiring, f"{door}-gpio", stable_s)
-            await source.start()
-            log.info("door %s: %d GPIO input(s) on %s", door, len(lines), chip)
+            source = self.gpio_inputs_factory(chip, wiring, f"{door}-gpio", debounce_ms / 1000)
             try:
+                await source.start()
+                log.info("door %s: %d GPIO input(s) on %s", door, len(lines), chip)
                 async for event in source.events():
                     if isinstance(event, InputChanged) and event.input_no in lines:
                         role = lines[event.input_no][0]
@@ -769,8 +793,10 @@ class Gateway:
                 await source.close()
 
         async with asyncio.TaskGroup() as tg:
-            for chip, lines in by_chip.items():
-                tg.create_task(one(chip, lines), name=f"gpio-{door}-{chip}")
+            for (chip, debounce_ms), lines in groups.items():
+                tg.create_task(
+                    one(chip, debounce_ms, lines), name=f"gpio-{door}-{chip}-{debounce_ms}ms"
+                )
 
     @staticmethod
     def gpio_inputs_factory(chip: str, lines: dict[int, Any], name: str, stable_s: float) -> Any:

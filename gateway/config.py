@@ -761,8 +761,25 @@ def _door_problems(
     groups: dict[str, AccessGroupConfig] | None,
 ) -> Iterator[CrossProblem]:
     """Door rules that refer to other sections (paths relative to ``doors``)."""
+    gpio_lines: dict[tuple[str, int], str] = {}
     for name, door in doors.items():
         base: tuple[str | int, ...] = (name,)
+        for key, b in (
+            ("relay", door.relay),
+            ("contact", door.contact),
+            ("exit_button", door.exit_button),
+            ("tamper", door.tamper),
+        ):
+            if b.kind != "gpio" or b.line is None:
+                continue
+            where = f"doors.{name}.{key}"
+            first = gpio_lines.setdefault((b.chip, b.line), where)
+            if first != where:
+                yield (
+                    (*base, key, "line"),
+                    b.line,
+                    f"GPIO line {b.chip}:{b.line} is already used by {first}",
+                )
         if readers is not None and door.reader is not None and door.reader not in readers:
             yield (*base, "reader"), door.reader, f"reader {door.reader!r} is not configured"
         if cameras is not None and door.camera is not None and door.camera not in cameras:

@@ -153,12 +153,65 @@ def pin_index_for(pin: str, index_key: bytes) -> int:
     return int.from_bytes(digest[:4], "big") >> (32 - _INDEX_BITS)
 
 
+#: HKDF purpose of the key that seals ``set_pin`` hashes in transit (from the site key).
+PIN_TRANSPORT_PURPOSE = "access-gateway/pin-transport/v1"
+
+
+def _pin_transport_aad(person_id: str) -> bytes:
+    return b"access-gateway set_pin v1\x00" + person_id.encode()
+
+
+def seal_pin_hash(pin_hash: str, person_id: str, site_key: bytes) -> str:
+    """AES-256-GCM-seal an argon2id hash for the ``set_pin`` command (base64 nonce|ct).
+
+    A PIN has 4-8 digits: its hash alone would be cracked offline by anyone who reads the
+    broker, so it travels sealed under a key only holders of the site key derive; the AAD
+    binds it to ``person_id``."""
+    import base64
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from gateway.keys import derive
+
+    nonce = os.urandom(12)
+    key = derive(site_key, PIN_TRANSPORT_PURPOSE)
+    ct = AESGCM(key).encrypt(nonce, pin_hash.encode(), _pin_transport_aad(person_id))
+    return base64.b64encode(nonce + ct).decode()
+
+
+def open_pin_hash(sealed: str, person_id: str, site_key: bytes) -> str:
+    """The argon2id hash inside :func:`seal_pin_hash`'s output; CredentialError otherwise."""
+    import base64
+    import binascii
+
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from gateway.keys import derive
+
+    try:
+        raw = base64.b64decode(sealed, validate=True)
+    except (binascii.Error, ValueError):
+        raise CredentialError("pin_hash_sealed is not base64") from None
+    if len(raw) < 12 + 16 + 1:
+        raise CredentialError("pin_hash_sealed is too short")
+    key = derive(site_key, PIN_TRANSPORT_PURPOSE)
+    try:
+        plain = AESGCM(key).decrypt(raw[:12], raw[12:], _pin_transport_aad(person_id))
+    except InvalidTag:
+        raise CredentialError(
+            "pin_hash_sealed does not open with this site's key for this person"
+        ) from None
+    return plain.decode("utf-8", errors="replace")
+
+
 def management_pin_record(
-    pin: str, site_key: bytes, params: PinHashParams | None = None
+    pin: str, site_key: bytes, person_id: str, params: PinHashParams | None = None
 ) -> tuple[str, int]:
     """What the management side (holding the site key) sends in a ``set_pin`` command for
-    ``pin``: its argon2id hash (fresh salt) and its index under the site's PIN index key.
-    The PIN itself never travels."""
+    ``pin``: its argon2id hash (fresh salt) sealed by :func:`seal_pin_hash`, and its index
+    under the site's PIN index key. Neither the PIN nor its bare hash ever travels."""
     from gateway.keys import derive
 
     validate_pin(pin)
@@ -166,7 +219,8 @@ def management_pin_record(
     hasher = PasswordHasher(
         time_cost=p.time_cost, memory_cost=p.memory_kib, parallelism=p.parallelism
     )
-    return hasher.hash(pin), pin_index_for(pin, derive(site_key, "access-gateway/pin-index/v1"))
+    index = pin_index_for(pin, derive(site_key, "access-gateway/pin-index/v1"))
+    return seal_pin_hash(hasher.hash(pin), person_id, site_key), index
 
 
 def validate_pin(pin: str, min_len: int = 4, max_len: int = 8) -> None:

@@ -137,7 +137,11 @@ class Daemon:
             signal.SIGHUP, lambda: loop.create_task(self.reload(), name="reload")
         )
         try:
-            self.db = await asyncio.to_thread(store.connect, self.cfg.storage.database_path)
+            # Decisions read through this connection: a database locked from outside must
+            # not hold them up for long (writes then fail fast and are kept in memory).
+            self.db = await asyncio.to_thread(
+                store.connect, self.cfg.storage.database_path, busy_timeout_ms=1000
+            )
         except StorageError as exc:
             log.critical("%s", exc)
             return EXIT_FAILURE

@@ -171,6 +171,7 @@ class DemoStack:
         self.pipeline: Any = None
         self.have_antispoof = False
         self._people: dict[str, str] = {}
+        self._played = False
         self._printer: asyncio.Task[None] | None = None
 
     # -- setup ------------------------------------------------------------------------------
@@ -315,7 +316,7 @@ class DemoStack:
         """Carry out a scenario's harness step."""
         if name == "provision":
             await asyncio.to_thread(self._provision, args)
-            await self.settle()
+            await self.settle(clear=False)
         elif name in ("stop_broker", "start_broker"):
             if self.broker_control is None:
                 raise RuntimeError(f"harness step {name} needs a broker this demo controls")
@@ -329,17 +330,20 @@ class DemoStack:
         else:
             raise RuntimeError(f"unknown harness step {name!r}")
 
-    async def settle(self, limit_s: float = 15.0) -> None:
+    async def settle(self, limit_s: float = 15.0, *, clear: bool = True) -> None:
         """Start each scenario from a quiet gate: nobody left in view of a camera (a person
         still lingering from the last scenario would continue its approach, and one approach
         yields one decision), that approach over, and every door locked and closed."""
-        st = await asyncio.to_thread(self.sim.state)
-        lingering = [n for n, c in st.get("cameras", {}).items() if c.get("people")]
-        for cam in lingering:
-            await asyncio.to_thread(self.sim.do, "clear-camera", {"camera": cam})
-        if lingering:
-            await asyncio.sleep(APPROACH_GAP_S + 0.5)
+        if clear:
+            st = await asyncio.to_thread(self.sim.state)
+            for cam in [n for n, c in st.get("cameras", {}).items() if c.get("people")]:
+                await asyncio.to_thread(self.sim.do, "clear-camera", {"camera": cam})
+            if self._played:
+                # Someone may have left the view just now: let that approach end.
+                await asyncio.sleep(APPROACH_GAP_S + 0.5)
+            self._played = True
         deadline = time.monotonic() + limit_s
+        busy: list[str] = []
         while time.monotonic() < deadline:
             st = await asyncio.to_thread(self.sim.state)
             doors = st.get("doors", {})
@@ -349,6 +353,7 @@ class DemoStack:
             if not busy:
                 return
             await asyncio.sleep(0.25)
+        log.warning("demo: doors %s still unlocked or open after %.0f s", busy, limit_s)
 
     def _db(self) -> Any:
         from gateway import store
@@ -480,8 +485,10 @@ class DemoStack:
         if pid is None:
             raise RuntimeError(f"person {ref} was not provisioned")
         site = self.keys["site"].read_bytes()
-        pin_hash, index = await asyncio.to_thread(management_pin_record, pin, site)
-        await self.command("set_pin", {"person_id": pid, "pin_hash": pin_hash, "pin_index": index})
+        sealed, index = await asyncio.to_thread(management_pin_record, pin, site, pid)
+        await self.command(
+            "set_pin", {"person_id": pid, "pin_hash_sealed": sealed, "pin_index": index}
+        )
 
     async def command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Send a signed command as the management system would; its ``cmd_result`` body.

@@ -220,3 +220,18 @@ def test_binary_secret_is_not_trimmed_but_text_secret_is(tmp_path: Path) -> None
     assert SecretRef(file=tmp_path / "k").read_bytes() == raw
     (tmp_path / "p").write_bytes(b"hunter2\n")
     assert SecretRef(file=tmp_path / "p").read_bytes() == b"hunter2"
+
+
+def test_one_gpio_line_cannot_serve_two_inputs(minimal_config: Path, tmp_path: Path) -> None:
+    bad = _edit(
+        minimal_config,
+        tmp_path / "gpio.toml",
+        'relay = { kind = "osdp", output = 0 }',
+        'relay = { kind = "osdp", output = 0 }\n'
+        'contact = { kind = "gpio", chip = "/dev/gpiochip0", line = 17 }\n'
+        'exit_button = { kind = "gpio", chip = "/dev/gpiochip0", line = 17 }',
+    )
+    problems = _problems(bad)
+    assert problems["doors.main.exit_button.line"] == (
+        "GPIO line /dev/gpiochip0:17 is already used by doors.main.contact"
+    )

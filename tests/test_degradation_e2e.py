@@ -9,9 +9,11 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
-from gateway.demo import DEFAULT_SCENARIOS, PREFIX, DemoStack
+from gateway.demo import DEFAULT_SCENARIOS, GATE, PREFIX, SITE, DemoStack
+from gateway.mqtt.topics import Topics
 from hw_sim.runner import format_report, run_scenarios_async
 from tests.mosquitto import Mosquitto
 from tests.test_scenarios_e2e import _stack
@@ -83,23 +85,48 @@ def test_card_and_pin_survive_camera_broker_and_model_loss(
             await play(stack, card)
             await play(stack, pin)
             # 4. storage failure: another process holds the database's write lock, so every
-            # write fails ("database is locked"); decisions go on from memory.
+            # write fails ("database is locked"); decisions go on from memory, events wait
+            # in memory, and both are published / written back once the lock is gone.
+            log_path = tmp_path / "daemon.log"
+            offset = len(log_path.read_text())
+            grants: list[bytes] = []
+
+            async def collect() -> None:
+                topic = Topics(PREFIX, SITE, GATE).event("access.granted")
+                async with aiomqtt.Client("127.0.0.1", broker.port, identifier="deg-test") as c:
+                    await c.subscribe(topic, qos=1)
+                    async for msg in c.messages:
+                        grants.append(bytes(msg.payload))
+
+            collector = asyncio.create_task(collect())
+            await asyncio.sleep(0.5)
             locker = sqlite3.connect(stack.state_dir / "state.db", isolation_level=None)
             try:
                 locker.execute("BEGIN IMMEDIATE")
                 await relay_opens_with_card(stack)
                 for _ in range(100):
-                    log = (tmp_path / "daemon.log").read_text()
-                    if "storage failure during" in log:
+                    if "storage failure during" in log_path.read_text()[offset:]:
                         break
                     await asyncio.sleep(0.2)
+                log = log_path.read_text()[offset:]
                 assert "decisions continue, events are buffered in memory" in log, log[-3000:]
+                # A second card while still locked: the lookup is not stuck behind writes.
+                await stack.settle(clear=False)
+                await relay_opens_with_card(stack)
             finally:
                 locker.rollback()
                 locker.close()
+            try:
+                for _ in range(100):
+                    if len(grants) >= 2:
+                        break
+                    await asyncio.sleep(0.1)
+                assert len(grants) >= 2, f"{len(grants)} grant event(s) published"
+            finally:
+                collector.cancel()
             await stack.settle()
             await play(stack, card)
-            log = (tmp_path / "daemon.log").read_text()
+            log = log_path.read_text()[offset:]
             assert "storage works again" in log, log[-3000:]
         finally:
             await stack.stop_daemon()

@@ -8,11 +8,11 @@ forgotten. Within the approach the last ``n`` frames with faces form a window:
   ``k`` of the window's frames; at most once per approach and once per ``cooldown_s``;
 - ``UnknownFace`` when ``k`` frames hold an unknown face and no known one: once per approach;
 - ``SpoofSuspected`` (liveness ``required``) when ``k`` frames fail liveness or multi-frame
-  consistency: once per approach. A face that fails liveness blocks recognition of every
-  face near where it was seen (in the window, and for the rest of the approach once
-  ``SpoofSuspected`` is out); with no position known it blocks every face. So a bystander
-  whose face the liveness model rejects does not lock out the resident beside them, while a
-  photo held up in place of a face never gets through;
+  consistency: once per approach, and nobody is recognised for the rest of that approach.
+  Before that, a face failing liveness in the window blocks the person it matched (anywhere
+  in the frame) and every face near where it was seen (with no position known: every face).
+  So a single rejected frame of a bystander does not lock out the resident beside them,
+  while a photo that fails liveness even once cannot be moved elsewhere to pass;
 - ``LowQuality`` when ``k`` frames hold only faces that failed the quality gate: once;
 - each unknown/spoof fusion (and each external failure, :meth:`ApproachTracker.record_failure`)
   is a failed attempt; after ``failed_face_attempts_before_fallback`` of them the tracker
@@ -214,6 +214,7 @@ class _Frame:
     low_quality_reason: str | None
     boxes: dict[str, list[Box | None]] = field(default_factory=dict)  # person -> boxes
     spoof_boxes: list[Box | None] = field(default_factory=list)
+    spoof_people: set[str] = field(default_factory=set)  # whom the failed faces matched
 
 
 @dataclass(slots=True)
@@ -228,7 +229,6 @@ class _Approach:
     low_quality_sent: bool = False
     failures: int = 0
     fallback_sent: bool = False
-    spoof_boxes: deque[Box | None] = field(default_factory=lambda: deque(maxlen=64))
 
 
 class ApproachTracker:
@@ -307,12 +307,11 @@ class ApproachTracker:
 
         out: list[FusionOutcome] = []
         window = list(st.window)
-        st.spoof_boxes.extend(window[-1].spoof_boxes)
-        spoofs: list[Box | None] = []
-        if policy is LivenessPolicy.REQUIRED:
-            spoofs = list(st.spoof_boxes) if st.spoof_sent else []
-            spoofs += [b for f in window for b in f.spoof_boxes]
-        out.extend(self._recognise(camera, st, window, spoofs))
+        required = policy is LivenessPolicy.REQUIRED
+        if not (required and st.spoof_sent):
+            spoofs = [b for f in window for b in f.spoof_boxes] if required else []
+            spoofed = {p for f in window for p in f.spoof_people} if required else set()
+            out.extend(self._recognise(camera, st, window, spoofs, spoofed))
         known_in_window = any(f.matched for f in window)
         if sum(f.spoof for f in window) >= s.k:
             st.failures += 1
@@ -336,7 +335,12 @@ class ApproachTracker:
         return out
 
     def _recognise(
-        self, camera: str, st: _Approach, window: list[_Frame], spoofs: list[Box | None]
+        self,
+        camera: str,
+        st: _Approach,
+        window: list[_Frame],
+        spoofs: list[Box | None],
+        spoofed: set[str],
     ) -> list[FusionOutcome]:
         s = self.settings
         out: list[FusionOutcome] = []
@@ -345,6 +349,8 @@ class ApproachTracker:
             frames = [f for f in window if pid in f.matched]
             if len(frames) < s.k or pid in st.recognised:
                 continue
+            if pid in spoofed:
+                continue  # a face matching this person failed liveness in the window
             boxes = [b for f in frames for b in f.boxes.get(pid, [None])]
             if any(near(b, sp) for b in boxes for sp in spoofs):
                 continue  # a face that failed liveness was seen where this one is
@@ -376,6 +382,7 @@ class ApproachTracker:
         matched: dict[str, bool] = {}
         boxes: dict[str, list[Box | None]] = {}
         spoof_boxes: list[Box | None] = []
+        spoof_people: set[str] = set()
         unknown = spoof = False
         low: list[str | None] = []
         for face in faces:
@@ -388,6 +395,8 @@ class ApproachTracker:
                 if failed:
                     spoof = True
                     spoof_boxes.append(face.box)
+                    if face.person_id is not None:
+                        spoof_people.add(face.person_id)
                     continue
                 if face.live is None:
                     low.append(LIVENESS_UNAVAILABLE)
@@ -409,4 +418,5 @@ class ApproachTracker:
             low_quality_reason=next((r for r in low if r), None),
             boxes=boxes,
             spoof_boxes=spoof_boxes,
+            spoof_people=spoof_people,
         )

@@ -297,7 +297,7 @@ class GpioInputs:
         self.lines = lines
         self.poll_s = poll_s
         self._deb = {no: Debouncer(stable_s) for no in lines}
-        self._queue: asyncio.Queue[ReaderEvent] = asyncio.Queue()
+        self._queue: asyncio.Queue[ReaderEvent | HardwareError] = asyncio.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -324,14 +324,23 @@ class GpioInputs:
     def _run(self) -> None:
         import time
 
+        failures = 0
         while not self._stop.is_set():
             now = time.monotonic()
             try:
                 values = self._request.get_values(list(self.lines))
             except OSError as exc:
-                log.warning("inputs %s: GPIO read failed: %s", self.name, exc)
-                self._stop.wait(1.0)
+                failures += 1
+                log.warning("inputs %s: GPIO read failed (%d): %s", self.name, failures, exc)
+                if failures >= 3 and self._loop is not None:
+                    # Surface it: events() raises, the supervisor restarts the inputs and
+                    # reports the service as failing (never silently unwatched).
+                    err = HardwareError(f"inputs {self.name}: GPIO reads keep failing: {exc}")
+                    self._loop.call_soon_threadsafe(self._queue.put_nowait, err)
+                    return
+                self._stop.wait(0.2)
                 continue
+            failures = 0
             for (no, wiring), value in zip(self.lines.items(), values, strict=True):
                 stable = self._deb[no].feed(value == self._active, now)
                 if stable is not None and self._loop is not None:
@@ -341,7 +350,10 @@ class GpioInputs:
 
     async def events(self) -> AsyncIterator[ReaderEvent]:
         while True:
-            yield await self._queue.get()
+            item = await self._queue.get()
+            if isinstance(item, HardwareError):
+                raise item
+            yield item
 
     async def close(self) -> None:
         self._stop.set()

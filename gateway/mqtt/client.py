@@ -176,17 +176,13 @@ class MqttService:
     def status_payload(self, state: str = "online") -> bytes:
         """The retained status document."""
         doc: dict[str, Any] = {"state": state, "site": self.topics.site, "gate": self.topics.gate}
-        try:
-            health = dict(self._health())
-        except Exception as exc:  # noqa: BLE001 - a broken health callback must not stop MQTT
-            log.warning("gate %s: health callback failed: %s", self.topics.gate, exc)
-            health = {"error": type(exc).__name__}
-        # The count (never an identity) also in the Last Will and the offline status: the
-        # compound's compliance report sums the last known count of every gate.
-        if isinstance(health.get("enrolled_people"), int):
-            doc["enrolled_people"] = health["enrolled_people"]
         if state == "online":
             stats = self.outbox.stats()
+            try:
+                health = dict(self._health())
+            except Exception as exc:  # noqa: BLE001 - a broken health callback must not stop MQTT
+                log.warning("gate %s: health callback failed: %s", self.topics.gate, exc)
+                health = {"error": type(exc).__name__}
             doc.update(
                 version=self.settings.version,
                 uptime_s=round(time.monotonic() - self._state.started, 1),
@@ -356,6 +352,21 @@ class MqttService:
 
         return publish
 
+    def enrolled_payload(self) -> bytes | None:
+        """The retained people count (:attr:`Topics.enrolled`), None when not known."""
+        try:
+            count = self._health().get("enrolled_people")
+        except Exception:  # noqa: BLE001 - reported with the status already
+            return None
+        if isinstance(count, bool) or not isinstance(count, int):
+            return None
+        doc = {
+            "gate": self.topics.gate,
+            "enrolled_people": count,
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
     async def _publish_status(self, client: aiomqtt.Client) -> None:
         await client.publish(
             self.topics.status,
@@ -364,6 +375,15 @@ class MqttService:
             retain=True,
             timeout=self.settings.publish_timeout_s,
         )
+        enrolled = self.enrolled_payload()
+        if enrolled is not None:
+            await client.publish(
+                self.topics.enrolled,
+                enrolled,
+                qos=1,
+                retain=True,
+                timeout=self.settings.publish_timeout_s,
+            )
 
     async def _status_loop(self, client: aiomqtt.Client) -> None:
         while True:

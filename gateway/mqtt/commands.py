@@ -102,11 +102,19 @@ class RevokeCardArgs(_Args):
 
 class SetPinArgs(_Args):
     """Set a PIN from an Argon2id hash computed by the management side (never the PIN),
-    with its 16-bit lookup index ``gateway.credentials.pin_index_for(pin, key)`` where
+    sealed with ``gateway.credentials.seal_pin_hash`` under the site key (a bare hash of a
+    short PIN is crackable by anyone reading the broker), with its 16-bit lookup index
+    ``gateway.credentials.pin_index_for(pin, key)`` where
     ``key = gateway.keys.derive(site_key, "access-gateway/pin-index/v1")``."""
 
     person_id: PersonId
-    pin_hash: str = Field(pattern=r"^\$argon2id\$", max_length=256)
+    pin_hash_sealed: str = Field(
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        min_length=40,
+        max_length=512,
+        description="base64(nonce | AES-256-GCM(argon2id hash)) under the site's PIN "
+        "transport key, AAD bound to person_id.",
+    )
     pin_index: int = Field(ge=0, le=65535, strict=True, description="PIN lookup index.")
     kind: Literal["normal", "duress", "visitor"] = "normal"
     expires_at: AwareDatetime | None = None

@@ -1,9 +1,11 @@
-"""The compound's other gates, as their retained ``status`` documents tell it.
+"""The compound's other gates, as their retained MQTT documents tell it.
 
-Every gate publishes a retained ``{prefix}/{site}/{gate}/status`` carrying
-``enrolled_people`` (a count, never an identity), also in its Last Will and its clean
-offline status, so the last known count of a gate that is down stays on the broker. The
-compliance report (Art. 15: filing at 100,000 people across the compound) sums them.
+Every gate publishes a retained ``{prefix}/{site}/{gate}/enrolled`` with its count of
+people with face data (``enrolled_people``, never an identity), refreshed with its status.
+The Last Will touches only ``.../status``, so a gate that went down keeps its last count on
+the broker. The compliance report (Art. 15: filing at 100,000 people across the compound)
+sums them. A person synced to several gates is counted once per gate: the sum is an upper
+bound, so the warning comes early, never late.
 """
 
 from __future__ import annotations
@@ -56,32 +58,41 @@ def settings_from_config(cfg: GatewayConfig) -> MqttSettings | None:
     )
 
 
-def parse_status(topic: str, payload: bytes) -> GateCount | None:
-    """A gate's count from its status document; None (logged) when it carries none."""
-    gate = topic.rstrip("/").split("/")[-2]
+def _gate_of(topic: str) -> str:
+    """The gate level of ``{prefix}/{site}/{gate}/{leaf}`` (the topic is the authority)."""
+    return topic.rstrip("/").split("/")[-2]
+
+
+def parse_enrolled(topic: str, payload: bytes) -> int | None:
+    """A gate's count from its ``enrolled`` document; None (logged) when unusable."""
+    gate = _gate_of(topic)
     try:
         doc: Any = json.loads(payload)
     except (UnicodeDecodeError, ValueError):
-        log.warning("gate %s: status on %s is not JSON; ignored", gate, topic)
+        log.warning("gate %s: %s is not JSON; ignored", gate, topic)
         return None
-    if not isinstance(doc, dict):
-        log.warning("gate %s: status on %s is not an object; ignored", gate, topic)
-        return None
-    count = doc.get("enrolled_people")
-    if count is None and isinstance(doc.get("health"), dict):
-        count = doc["health"].get("enrolled_people")
+    count = doc.get("enrolled_people") if isinstance(doc, dict) else None
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        log.warning("gate %s: status carries no valid enrolled_people (%r)", gate, count)
+        log.warning("gate %s: %s carries no valid enrolled_people (%r)", gate, topic, count)
         return None
-    return GateCount(str(doc.get("gate") or gate), count, str(doc.get("state", "unknown")))
+    return count
+
+
+def parse_state(payload: bytes) -> str:
+    """``online`` / ``offline`` from a status document (``unknown`` when unreadable)."""
+    try:
+        doc: Any = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        return "unknown"
+    return str(doc.get("state", "unknown")) if isinstance(doc, dict) else "unknown"
 
 
 async def collect_counts(
     settings: MqttSettings, prefix: str, site: str, *, wait_s: float = 2.0
 ) -> dict[str, GateCount]:
-    """Read the retained status of every gate of ``site`` (``wait_s`` for them to arrive)."""
-    topic = f"{prefix}/{site}/+/status"
-    found: dict[str, GateCount] = {}
+    """Read the retained count and status of every gate of ``site`` (``wait_s`` to arrive)."""
+    counts: dict[str, int] = {}
+    states: dict[str, str] = {}
     try:
         async with aiomqtt.Client(
             settings.host,
@@ -92,15 +103,19 @@ async def collect_counts(
             tls_context=settings.tls_context(),
             timeout=settings.connect_timeout_s,
         ) as client:
-            await client.subscribe(topic, qos=1)
+            await client.subscribe(f"{prefix}/{site}/+/enrolled", qos=1)
+            await client.subscribe(f"{prefix}/{site}/+/status", qos=1)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
                     async for msg in client.messages:
-                        got = parse_status(str(msg.topic), bytes(msg.payload))
-                        if got is not None:
-                            found[got.gate] = got
+                        topic = str(msg.topic)
+                        payload = bytes(msg.payload)
+                        if topic.endswith("/status"):
+                            states[_gate_of(topic)] = parse_state(payload)
+                        elif (count := parse_enrolled(topic, payload)) is not None:
+                            counts[_gate_of(topic)] = count
     except aiomqtt.MqttError as exc:
         raise GatewayError(
-            f"cannot read gate status from MQTT {settings.host}:{settings.port}: {exc}"
+            f"cannot read gate counts from MQTT {settings.host}:{settings.port}: {exc}"
         ) from exc
-    return found
+    return {g: GateCount(g, c, states.get(g, "unknown")) for g, c in counts.items()}

@@ -60,6 +60,12 @@ class Topics:
         """Retained gate status (online/offline, version, uptime, health)."""
         return f"{self.base}/status"
 
+    @property
+    def enrolled(self) -> str:
+        """Retained count of people with face data on this gate (never an identity); not
+        touched by the Last Will, so a gate that went down keeps its last count."""
+        return f"{self.base}/enrolled"
+
     def command(self, name: str) -> str:
         """Topic a management system publishes command ``name`` to."""
         return f"{self.base}/cmd/{_check_level('command', name)}"

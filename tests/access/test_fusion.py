@@ -199,16 +199,28 @@ def test_spoofed_bystander_does_not_block_resident_elsewhere_in_frame() -> None:
     assert only(out, SpoofSuspected) == [SpoofSuspected(CAM, 100.2)]
 
 
-def test_spoof_at_the_same_place_blocks_even_after_it_passes_liveness() -> None:
+def test_a_photo_moved_elsewhere_after_failing_liveness_is_still_blocked() -> None:
+    # It failed at LEFT (matching alice), then passes twice at RIGHT within the window.
+    t = ApproachTracker(FusionSettings(k=2, n=3))
+    photo_left = FaceMatch("alice", live=False, box=LEFT)
+    passes_right = FaceMatch("alice", live=True, box=RIGHT)
+    assert only(feed(t, [[photo_left], [passes_right], [passes_right]]), Recognised) == []
+    # Unmatched when it failed, near the same place when it passes: blocked by position.
+    t2 = ApproachTracker(FusionSettings(k=2, n=3))
+    unknown_left = FaceMatch(None, live=False, box=LEFT)
+    moved = FaceMatch("alice", live=True, box=(130.0, 190.0, 84.0, 84.0))
+    assert only(feed(t2, [[unknown_left], [moved], [moved]]), Recognised) == []
+
+
+def test_after_spoof_suspected_nobody_is_recognised_in_that_approach() -> None:
     t = ApproachTracker(FusionSettings(failed_face_attempts_before_fallback=9))
-    photo = FaceMatch("alice", live=False, box=LEFT)
+    photo = FaceMatch(None, live=False, box=LEFT)
     out = feed(t, [[photo]] * 3)
     assert only(out, SpoofSuspected) == [SpoofSuspected(CAM, 100.2)]
-    # The photo moved a little and then passed liveness: still never recognised.
-    moved = (130.0, 190.0, 84.0, 84.0)
-    later = feed(t, [[FaceMatch("alice", live=True, box=moved)]] * 6, start=100.6)
+    # Moved anywhere, even far away and matching, within the same approach: never recognised.
+    later = feed(t, [[FaceMatch("alice", live=True, box=RIGHT)]] * 6, start=100.6)
     assert only(later, Recognised) == []
-    # A spoof seen earlier in the window with no position blocks everyone, as before.
+    # A spoof seen in the window with no position blocks everyone, as before.
     t2 = ApproachTracker(FusionSettings())
     mixed = [[FaceMatch("bob", live=True, box=RIGHT), FaceMatch(None, live=False)]]
     assert only(feed(t2, mixed * 3), Recognised) == []
@@ -336,6 +348,7 @@ any_face_st = st.builds(
     quality_ok=st.sampled_from([True, True, True, False]),
     live=st.sampled_from([True, True, True, False, None]),
     consistent=st.sampled_from([None, None, True, False]),
+    box=st.sampled_from([None, LEFT, RIGHT, (130.0, 190.0, 84.0, 84.0)]),
 )
 face_st = st.one_of(st.sampled_from([ALICE, BOB, STRANGER]), any_face_st)
 frames_st = st.lists(st.lists(face_st, max_size=2), max_size=40)
@@ -383,11 +396,18 @@ def test_required_recognition_always_rests_on_k_live_frames(
             assert good
             assert len(good_frames) >= s.k
             assert o.frame_ts == ts
-            assert not any(
-                f.quality_ok and (f.live is False or f.consistent is False)
+            mine = [
+                f.box
                 for _, fs in window
                 for f in fs
-            )
+                if f.person_id == o.person_id and _counts_under_required(f)
+            ]
+            for _, fs in window:
+                for f in fs:
+                    if f.quality_ok and (f.live is False or f.consistent is False):
+                        # no failed face of this person, nor near where this person was
+                        assert f.person_id != o.person_id
+                        assert not any(near(f.box, b) for b in mine)
             assert o.person_id not in seen_in_approach
             seen_in_approach.add(o.person_id)
 

@@ -16,6 +16,7 @@ from gateway.credentials import (
     LockoutPolicy,
     PinHashParams,
     lockout_seconds,
+    seal_pin_hash,
 )
 from gateway.hardware.events import CardRead
 
@@ -258,22 +259,32 @@ def test_set_pin_hash_from_management_side_is_found() -> None:
 
 
 def test_management_pin_record_is_accepted_and_found() -> None:
-    from gateway.credentials import CredentialError, PinHashParams, management_pin_record
+    from gateway.credentials import (
+        CredentialError,
+        PinHashParams,
+        management_pin_record,
+        open_pin_hash,
+    )
 
     c = site_creds()
-    h, idx = management_pin_record("604812", SITE, FAST)
-    assert "604812" not in h
+    sealed, idx = management_pin_record("604812", SITE, "p1", FAST)
+    assert "604812" not in sealed
+    assert "argon2" not in sealed  # the hash itself does not travel in the clear
+    h = open_pin_hash(sealed, "p1", SITE)
+    assert h.startswith("$argon2id$")
     c.set_pin_hash("p1", h, idx, now=0.0)
     m = c.identify_pin("604812", reader="g", now=1.0)
     assert m is not None
     assert m.person_id == "p1"
     assert c.identify_pin("604813", reader="g", now=1.0) is None
     # Another site's key gives another index: the PIN is not found under this site's key.
-    h3, idx3 = management_pin_record("771203", b"y" * 32, FAST)
-    c.set_pin_hash("p2", h3, idx3, now=0.0)
+    sealed3, idx3 = management_pin_record("771203", b"y" * 32, "p2", FAST)
+    c.set_pin_hash("p2", open_pin_hash(sealed3, "p2", b"y" * 32), idx3, now=0.0)
     assert c.identify_pin("771203", reader="g", now=2.0) is None or idx3 == pin_index_site("771203")
     with pytest.raises(CredentialError, match="digits"):
-        management_pin_record("12a4", SITE, PinHashParams())
+        management_pin_record("12a4", SITE, "p1", PinHashParams())
+    with pytest.raises(CredentialError, match="does not open"):
+        open_pin_hash(sealed, "p2", SITE)
 
 
 def pin_index_site(pin: str) -> int:
@@ -366,10 +377,14 @@ def test_set_pin_command_end_to_end() -> None:
     gw = Gateway.__new__(Gateway)  # only what the handler touches
     gw.controller = SimpleNamespace(credentials=c)  # type: ignore[assignment]
     gw._db_executor = ThreadPoolExecutor(1)
+    gw.keys = SimpleNamespace(site=SITE)  # type: ignore[assignment]
     proc.register("set_pin", gw._cmd_set_pin)
     h, idx = management_record("90210")
 
     def send(args: dict[str, Any]) -> Any:
+        if "pin_hash" in args:  # travels sealed under the site key, bound to the person
+            args = dict(args)
+            args["pin_hash_sealed"] = seal_pin_hash(args.pop("pin_hash"), args["person_id"], SITE)
         env = sign.sign_envelope("set_pin", args, key, ts=sign.now_rfc3339(now))
         return asyncio.run(proc.process("set_pin", json.dumps(env).encode()))
 
@@ -401,5 +416,14 @@ def test_set_pin_command_end_to_end() -> None:
         assert (naive.ok, naive.error) == (False, "invalid_args")
         weak = send({"person_id": "p1", "pin_hash": h.replace("m=1024", "m=512"), "pin_index": idx})
         assert (weak.ok, weak.error) == (False, "refused")
+        # A hash sealed for another person, or under another site's key, is refused.
+        other = seal_pin_hash(h, "p2", SITE)
+        moved = send({"person_id": "p1", "pin_hash_sealed": other, "pin_index": idx})
+        assert (moved.ok, moved.error) == (False, "refused")
+        foreign = seal_pin_hash(h, "p1", b"z" * 32)
+        wrong_site = send({"person_id": "p1", "pin_hash_sealed": foreign, "pin_index": idx})
+        assert (wrong_site.ok, wrong_site.error) == (False, "refused")
+        bare = send({"person_id": "p1", "pin_hash_sealed": h, "pin_index": idx})
+        assert (bare.ok, bare.error) == (False, "invalid_args")  # a bare hash is not accepted
     finally:
         gw._db_executor.shutdown()

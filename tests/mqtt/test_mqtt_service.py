@@ -449,15 +449,18 @@ def test_status_reports_degraded_outbox(tmp_path: Path) -> None:
     assert json.loads(service2.status_payload())["health"] == {"error": "RuntimeError"}
 
 
-def test_status_and_last_will_carry_the_people_count(tmp_path: Path) -> None:
+def test_people_count_is_retained_apart_from_the_last_will(tmp_path: Path) -> None:
     outbox = Outbox(store.connect(tmp_path / "s.db"), TOPICS)
     service = MqttService(
         MqttSettings(), TOPICS, outbox, health=lambda: {"enrolled_people": 12, "relay": "ok"}
     )
-    online = json.loads(service.status_payload())
-    offline = json.loads(service.status_payload("offline"))
-    assert online["enrolled_people"] == offline["enrolled_people"] == 12
-    assert "health" not in offline  # the offline document says nothing else
+    enrolled = service.enrolled_payload()
+    assert enrolled is not None
+    assert json.loads(enrolled)["enrolled_people"] == 12
+    assert TOPICS.enrolled.endswith("/enrolled")
+    assert "enrolled_people" not in json.loads(service.status_payload("offline"))
+    unknown = MqttService(MqttSettings(), TOPICS, outbox, health=lambda: {"relay": "ok"})
+    assert unknown.enrolled_payload() is None
 
 
 def test_homeassistant_discovery_and_state(broker: Mosquitto, db_path: Path) -> None:
