@@ -1,4 +1,4 @@
-"""``gateway mqtt keygen`` and ``gateway mqtt sign`` for operators and tests."""
+"""``gateway mqtt keygen``, ``sign`` and ``pin-args`` for operators and tests."""
 
 from __future__ import annotations
 
@@ -27,6 +27,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sg.add_argument("--key", type=Path, required=True, help="private key file from keygen")
     sg.add_argument("--key-id", help="key id (default: hash of the public key)")
     sg.set_defaults(func=run_sign)
+
+    pa = sub.add_parser(
+        "pin-args",
+        help="print set_pin args for a PIN read from stdin (sealed hash + index; never the PIN)",
+    )
+    pa.add_argument("person_id", help="the person's id")
+    pa.add_argument("--site-key", type=Path, required=True, help="the site key file (0600)")
+    pa.add_argument("--kind", choices=("normal", "duress", "visitor"), default="normal")
+    pa.set_defaults(func=run_pin_args)
 
 
 def run_keygen(args: argparse.Namespace) -> int:
@@ -66,4 +75,27 @@ def run_sign(args: argparse.Namespace) -> int:
         return 1
     env = sign.sign_envelope(args.name, cmd_args, key, key_id=args.key_id)
     sys.stdout.write(json.dumps(env, separators=(",", ":")) + "\n")
+    return 0
+
+
+def run_pin_args(args: argparse.Namespace) -> int:
+    """``set_pin`` args for the PIN on stdin (one line; kept off the command line and logs)."""
+    from gateway.credentials import management_pin_record
+    from gateway.errors import GatewayError
+    from gateway.privacy.vault import load_key
+
+    pin = sys.stdin.readline().strip()
+    try:
+        site = load_key(args.site_key, "site-key")
+        sealed, index = management_pin_record(pin, site, args.person_id)
+    except (GatewayError, OSError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    doc = {
+        "person_id": args.person_id,
+        "pin_hash_sealed": sealed,
+        "pin_index": index,
+        "kind": args.kind,
+    }
+    sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
     return 0

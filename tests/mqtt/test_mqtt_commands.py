@@ -249,6 +249,34 @@ def test_cli_keygen_and_sign_roundtrip(tmp_path: Path, capsys: pytest.CaptureFix
     assert a.func(a) == 2
 
 
+def test_cli_pin_args_seals_the_hash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import secrets
+
+    from gateway.credentials import open_pin_hash
+    from gateway.mqtt.commands import SetPinArgs
+
+    site = secrets.token_bytes(32)
+    key_file = tmp_path / "site-key"
+    key_file.write_bytes(site)
+    key_file.chmod(0o600)
+    parser = argparse.ArgumentParser()
+    commands_cli.register(parser.add_subparsers(dest="cmd"))
+    a = parser.parse_args(["mqtt", "pin-args", "p-1", "--site-key", str(key_file)])
+    monkeypatch.setattr("sys.stdin", io.StringIO("834201\n"))
+    assert a.func(a) == 0
+    out = capsys.readouterr().out
+    assert "834201" not in out
+    assert "argon2" not in out
+    args = SetPinArgs.model_validate_json(out)
+    assert open_pin_hash(args.pin_hash_sealed, "p-1", site).startswith("$argon2id$")
+    monkeypatch.setattr("sys.stdin", io.StringIO("12\n"))
+    assert a.func(a) == 2
+    assert "digits" in capsys.readouterr().err
+
+
 @pytest.mark.mosquitto
 def test_commands_over_mqtt_end_to_end(broker: Mosquitto, tmp_path: Path) -> None:
     """Valid, forged, replayed, stale, oversized and malformed commands through the broker."""
