@@ -98,15 +98,51 @@ def _open_db(args: argparse.Namespace) -> sqlite_utils.Database:
 
 
 def _vault(args: argparse.Namespace) -> Vault:
+    return Vault.from_root_keys(*_root_keys(args))
+
+
+def _root_keys(args: argparse.Namespace) -> tuple[bytes, bytes]:
+    """(device key, site key) from --device-key/--site-key, else --config, else credentials."""
     cfg = _config(args)
     if cfg is not None and args.device_key is None and args.site_key is None:
         from gateway.keys import Keys
 
         keys = Keys.from_config(cfg)
-        return Vault.from_root_keys(keys.device, keys.site)
-    device = load_key(args.device_key, "device-key")
-    site = load_key(args.site_key, "site-key")
-    return Vault.from_root_keys(device, site)
+        return keys.device, keys.site
+    return load_key(args.device_key, "device-key"), load_key(args.site_key, "site-key")
+
+
+def _credentials(args: argparse.Namespace, db: sqlite_utils.Database) -> Any:
+    """The gateway's card/PIN store, keyed exactly as the daemon keys it."""
+    from gateway.credentials import Credentials
+    from gateway.keys import Keys
+
+    device, site = _root_keys(args)
+    return Credentials(db, device, index_key=Keys(device, site).pin_index_site)
+
+
+def _people_add_card(args: argparse.Namespace) -> int:
+    db = _open_db(args)
+    people.get_person(db, args.person)  # a clear error for an unknown id
+    number = args.number
+    if number is None:
+        number = sys.stdin.readline().strip()
+    if not str(number).isdigit():
+        raise GatewayError("the card number must be digits (from --number or stdin)")
+    card_id = _credentials(args, db).add_card(args.person, args.facility, int(number), time.time())
+    audit.append(db, args.actor, "card.added", args.person, {"card_id": card_id})
+    print(f"card added for {args.person} (stored as a keyed hash only)")
+    return 0
+
+
+def _people_set_pin(args: argparse.Namespace) -> int:
+    db = _open_db(args)
+    people.get_person(db, args.person)
+    pin = sys.stdin.readline().strip()  # never on the command line (shell history, ps)
+    pin_id = _credentials(args, db).set_pin(args.person, pin, time.time(), kind=args.kind)
+    audit.append(db, args.actor, "pin.set", args.person, {"pin_id": pin_id, "kind": args.kind})
+    print(f"{args.kind} PIN set for {args.person} (stored as an argon2id hash only)")
+    return 0
 
 
 def _notice(args: argparse.Namespace) -> Notice:
@@ -324,6 +360,9 @@ def _verdict_table(verdicts: list[SampleVerdict]) -> None:
         print(f"{v.source:{w}}  {v.verdict}")
 
 
+DEFAULT_MODEL_DIR = Path("/var/lib/access-gateway/models")
+
+
 def _load_pipeline(model_dir: Path) -> Any:
     try:
         from gateway.face.pipeline import FacePipeline
@@ -337,7 +376,14 @@ def _enroll(args: argparse.Namespace) -> int:
     db = _open_db(args)
     vault = _vault(args)
     consent.require_consent(db, args.person, grace_days=args.renotice_grace_days)
-    pipeline = _load_pipeline(args.model_dir)
+    if not people.person_has_non_face_credential(db, args.person):
+        raise GatewayError(
+            f"person {args.person} has no card or PIN: face must never be the only way in "
+            "(Art. 10); give them one first (gateway people add-card / people set-pin)"
+        )
+    cfg = _config(args)
+    model_dir = args.model_dir or (cfg.face.model_dir if cfg is not None else DEFAULT_MODEL_DIR)
+    pipeline = _load_pipeline(model_dir)
     try:
         res = enroll_images(
             db,
@@ -552,6 +598,17 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     lst = ps.add_parser("list", help="list people")
     _common(lst)
     lst.set_defaults(func=_safe(_people_list))
+    ac = ps.add_parser("add-card", help="give a person a card (stored as a keyed hash only)")
+    ac.add_argument("person")
+    ac.add_argument("--number", help="card number (default: read from stdin)")
+    ac.add_argument("--facility", type=int, default=None, help="facility code, if any")
+    _common(ac, keys=True)
+    ac.set_defaults(func=_safe(_people_add_card))
+    sp = ps.add_parser("set-pin", help="set a person's PIN, read from stdin (argon2id hash only)")
+    sp.add_argument("person")
+    sp.add_argument("--kind", choices=("normal", "duress"), default="normal")
+    _common(sp, keys=True)
+    sp.set_defaults(func=_safe(_people_set_pin))
     sh = ps.add_parser("show", help="show one person")
     sh.add_argument("person")
     _common(sh)
@@ -598,7 +655,12 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     e = subparsers.add_parser("enroll", help="enrol a consenting person from images")
     e.add_argument("person")
     e.add_argument("--images", nargs="+", type=Path, required=True, help="DIR or FILES")
-    e.add_argument("--model-dir", type=Path, default=Path("/var/lib/access-gateway/models"))
+    e.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help=f"installed models (default: face.model_dir of --config, else {DEFAULT_MODEL_DIR})",
+    )
     e.add_argument("--min-good", type=int, default=1)
     e.add_argument("--max-templates", type=int, default=10)
     _common(e, keys=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import secrets
 from pathlib import Path
@@ -61,6 +62,28 @@ def test_cli_flow(
     assert "consent" in capsys.readouterr().err
 
     assert _run(["consent", "grant", pid, "--method", "paper", *db, *notice]) == 0
+    capsys.readouterr()
+    # Face must never be the only way in (Art. 10): a card or PIN first.
+    assert _run(["enroll", pid, "--images", str(imgs), *db, *keys]) == 1
+    assert "no card or PIN" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("24680\n"))
+    assert _run(["people", "set-pin", pid, *db, *keys]) == 0
+    assert "24680" not in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("12a\n"))
+    assert _run(["people", "set-pin", pid, *db, *keys]) == 1
+    assert "digits" in capsys.readouterr().err
+    assert (
+        _run(["people", "add-card", pid, "--number", "88123", "--facility", "7", *db, *keys]) == 0
+    )
+    assert (
+        _run(["people", "add-card", pid, "--number", "88123", "--facility", "7", *db, *keys]) == 1
+    )
+    assert "already enrolled" in capsys.readouterr().err
+    assert _run(["people", "add-card", "nobody", "--number", "1", *db, *keys]) == 1
+    assert "no person" in capsys.readouterr().err
+    dump = Path(env["db"]).read_bytes()
+    assert b"88123" not in dump
+    assert b"24680" not in dump
     assert _run(["enroll", pid, "--images", str(imgs), *db, *keys]) == 0
     cap = capsys.readouterr()
     assert "a.png  ok" in cap.out
