@@ -158,6 +158,7 @@ class Gateway:
             cfg.mqtt.command_keys,
             window_s=cfg.mqtt.command_window_s,
             max_bytes=cfg.mqtt.command_max_bytes,
+            site=cfg.site.id,
             gate=cfg.site.gate,
         )
         if cfg.mqtt.url is None:
@@ -358,8 +359,43 @@ class Gateway:
         )
         log.info("gate %s: gallery loaded: %s", cfg.site.gate, counts)
         for cam, door in face_cameras.items():
+            if not self._camera_allowed(cam):
+                continue
             self._build_face_path(cam, door, engine)
         self.daemon.add_service(ServiceSpec("gallery-sync", self._gallery_sync))
+
+    def _camera_allowed(self, cam: str) -> bool:
+        """The Art. 9/13 rules again at runtime (config validation already enforces them):
+        no face processing on a private-space camera, without signage, or without an impact
+        assessment on record. No role can override it."""
+        from gateway.privacy.zones import ZoneError, require_camera_allowed
+
+        cc = self.cfg.cameras[cam]
+        ia = self.cfg.privacy.impact_assessment
+        try:
+            require_camera_allowed(
+                cam,
+                cc.space.value,
+                cc.signage_installed,
+                ia.reference if ia else None,
+                ia.date if ia else None,
+            )
+        except ZoneError as exc:
+            log.error("camera %s: face processing refused: %s", cam, exc)
+            private = cc.space.value == "private"
+            self.face_status[cam] = "disabled: " + ("private_space" if private else "rules")
+            self.emit(
+                ev.FacePathDisabled(
+                    site=self.cfg.site.id,
+                    gate=self.cfg.site.gate,
+                    reason=ev.FacePathReason.PRIVATE_SPACE
+                    if private
+                    else ev.FacePathReason.IMPACT_ASSESSMENT_MISSING,
+                    camera=cam,
+                )
+            )
+            return False
+        return True
 
     async def _record_notice(self) -> None:
         notice_file = self.cfg.privacy.notice_file
@@ -547,6 +583,18 @@ class Gateway:
         if not status.allowed:
             log.info("door %s: at-gate enrolment refused: %s", door, status.reason)
             return "No face consent on record: ask the management office"
+        enrolled = await self.run_db(
+            lambda: self.db.execute(
+                "SELECT 1 FROM face_keys WHERE person_id = ?", [person_id]
+            ).fetchone()
+        )
+        if enrolled is not None:
+            # Never replace someone's face data at a gate: that is for the office, in person.
+            log.info("door %s: at-gate enrolment refused: face data already on record", door)
+            return "Face already enrolled: ask the management office to re-enrol"
+        if not path.pipeline.has_liveness:
+            log.info("door %s: at-gate enrolment refused: no anti-spoofing model", door)
+            return "Face enrolment needs the liveness check: ask the management office"
         limit = self.cfg.privacy.gate_enrol_timeout_s
         try:
             result = await enroll_from_frames(

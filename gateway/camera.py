@@ -19,6 +19,22 @@ import numpy.typing as npt
 
 from gateway.runtime import Backoff
 
+
+def redact_url(source: str) -> str:
+    """``source`` with any ``user:password@`` replaced, for logs and reports."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        return "<unparseable camera URL>"
+    if parts.username is None and parts.password is None:
+        return source
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 log = logging.getLogger(__name__)
 
 Frame = npt.NDArray[np.uint8]
@@ -51,7 +67,7 @@ class OpenCVSource:
         self._cap = cv2.VideoCapture(target, cv2.CAP_ANY, params)
         if not self._cap.isOpened():
             self._cap.release()
-            raise OSError(f"cannot open camera source {source}")
+            raise OSError(f"cannot open camera source {redact_url(source)}")
         if source.startswith("/dev/video") or isinstance(target, int):
             self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
             self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)

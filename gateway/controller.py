@@ -78,6 +78,8 @@ class _Menu:
     person_id: str
     until: float
     confirming: bool = False
+    by_card: bool = False  # opened by the person's card (not by a PIN alone)
+    enrol_pin: bool = False  # 88# given: waiting for the person's PIN to confirm
 
 
 @dataclass
@@ -260,7 +262,7 @@ class AccessController:
             self._storage_error("card lookup", exc)
             person = None
         if person is not None:
-            self._menus[reader] = _Menu(person, now + MENU_WINDOW_S)
+            self._menus[reader] = _Menu(person, now + MENU_WINDOW_S, by_card=True)
         presented = CredentialsPresented(card=CardPresented(person), reader=reader)
         await self._decide(door, presented, person, reader=reader, started=now)
 
@@ -309,15 +311,19 @@ class AccessController:
         menu = self._menus.get(reader)
         if menu is None or menu.until < now:
             return False
-        if not menu.confirming and entry == MENU_ENROL:
+        if menu.enrol_pin:
+            # Enrolling a face binds it to this identity: a stolen card alone must not do
+            # that, so the person's own PIN confirms (failures count towards lockout).
             del self._menus[reader]
-            door = self.reader_door.get(reader)
-            if self.on_enrol is None or door is None:
-                await self._text(reader, "Face enrolment is not available here")
+            return await self._enrol_confirmed(reader, menu.person_id, entry, now)
+        if not menu.confirming and entry == MENU_ENROL:
+            if not menu.by_card:
+                del self._menus[reader]
+                await self._text(reader, "Present your card, then 88# and your PIN")
                 return True
-            await self._text(reader, "Look at the camera")
-            message = await self.on_enrol(menu.person_id, door)
-            await self._text(reader, message)
+            menu.enrol_pin = True
+            menu.until = now + MENU_WINDOW_S
+            await self._text(reader, "Enter your PIN to enrol your face")
             return True
         if not menu.confirming and entry == MENU_CODE:
             menu.confirming = True
@@ -335,6 +341,30 @@ class AccessController:
             await self._text(reader, "Cancelled")
             return True
         return False
+
+    async def _enrol_confirmed(self, reader: str, person: str, pin: str, now: float) -> bool:
+        door = self.reader_door.get(reader)
+        match: PinMatch | None = None
+        try:
+            match = await self.run_db(
+                self.credentials.verify_pin_for, person, pin, reader=reader, now=now
+            )
+        except LockedOutError:
+            match = None
+        except sqlite3.Error as exc:
+            self._storage_error("PIN lookup", exc)
+        if match is None or match.kind != "normal":
+            log.info("door %s: at-gate enrolment refused: PIN not confirmed", door)
+            await self._text(reader, "PIN not accepted: face enrolment cancelled")
+            await self._feedback(reader, feedback.Outcome.DENIED)
+            return True
+        if self.on_enrol is None or door is None:
+            await self._text(reader, "Face enrolment is not available here")
+            return True
+        await self._text(reader, "Look at the camera")
+        message = await self.on_enrol(person, door)
+        await self._text(reader, message)
+        return True
 
     # -- faces ----------------------------------------------------------------------------
     async def on_face_outcome(self, camera: str, outcome: access.FusionOutcome) -> None:
@@ -547,8 +577,8 @@ class AccessController:
     async def remote_unlock(self, door: str, seconds: float | None = None) -> None:
         """Momentary unlock by a signed command."""
         rt = self.doors[door]
-        await rt.controller.grant(reason="remote")
-        log.info("door %s: remote unlock", door)
+        await rt.controller.grant(reason="remote", seconds=seconds)
+        log.info("door %s: remote unlock for %s s", door, seconds or rt.unlock_s)
 
     # -- feedback ---------------------------------------------------------------------------
     async def _feedback(self, reader: str | None, outcome: feedback.Outcome) -> None:

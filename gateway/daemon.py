@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -47,6 +48,7 @@ class Daemon:
         )
         self.db: sqlite_utils.Database | None = None
         self._stop = asyncio.Event()
+        self.restart_requested = False
         self._shutdown_hooks: list[tuple[str, ShutdownHook]] = []
         self._reload_hooks: list[tuple[str, ReloadHook]] = []
         self.services: list[ServiceSpec] = []
@@ -90,6 +92,22 @@ class Daemon:
             )
             self.notifier.status("running (last reload refused: invalid configuration)")
             return False
+        if new.model_dump() == self.cfg.model_dump():
+            log.info("configuration in %s unchanged; nothing to reload", self.config_path)
+            self.notifier.status("running (configuration unchanged)")
+            return True
+        if not self._reload_hooks:
+            # Services hold what they were built from (zones, models, doors, readers): a
+            # changed configuration is applied by restarting in place, after the same safe
+            # shutdown as SIGTERM (outputs to their safe state, outbox kept on disk).
+            log.info(
+                "configuration reloaded from %s: valid and changed; restarting to apply it",
+                self.config_path,
+            )
+            self.notifier.status("restarting to apply the new configuration")
+            self.restart_requested = True
+            self.request_stop()
+            return True
         self.cfg = new
         for name, hook in self._reload_hooks:
             try:
@@ -204,4 +222,10 @@ def run_daemon(config_path: Path) -> int:
         return EXIT_CONFIG
     logs.setup(cfg.runtime.log_level, cfg.runtime.log_format)
     daemon = Daemon(config_path, cfg)
-    return asyncio.run(daemon.run())
+    code = asyncio.run(daemon.run())
+    if code == 0 and daemon.restart_requested:
+        # Same PID (systemd keeps tracking it; the new image sends READY=1 again).
+        log.info("restarting in place with the new configuration")
+        logging.shutdown()
+        os.execv(sys.executable, [sys.executable, "-m", "gateway", *sys.argv[1:]])  # noqa: S606
+    return code

@@ -501,7 +501,7 @@ class DemoStack:
         from gateway.mqtt.topics import Topics
 
         topics = Topics(PREFIX, SITE, GATE)
-        env = sign.sign_envelope(name, args, self.command_key, key_id="demo")
+        env = sign.sign_envelope(name, args, self.command_key, site=SITE, gate=GATE, key_id="demo")
         host, port = _host_port(self.mqtt_url)
         async with aiomqtt.Client(host, port, identifier=f"demo-mgmt-{secrets.token_hex(3)}") as c:
             await c.subscribe(topics.command_result, qos=1)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.camera import redact_url
 from gateway.config import GatewayConfig, format_problems, load_config
 from gateway.errors import ConfigError, GatewayError
 
@@ -77,10 +78,10 @@ def check_camera(name: str, source: str, timeout: float) -> Check:
         cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
         try:
             if not cap.isOpened():
-                return f"cannot open {source}"
+                return f"cannot open {redact_url(source)}"
             ok, frame = cap.read()
             if not ok or frame is None:
-                return f"{source} opened but delivered no frame"
+                return f"{redact_url(source)} opened but delivered no frame"
             return None
         finally:
             cap.release()
@@ -91,8 +92,8 @@ def check_camera(name: str, source: str, timeout: float) -> Check:
     try:
         err = asyncio.run(bounded())
     except TimeoutError:
-        err = f"no frame from {source} within {timeout:.0f} s"
-    return Check(f"camera {name}", "FAIL" if err else "PASS", err or source)
+        err = f"no frame from {redact_url(source)} within {timeout:.0f} s"
+    return Check(f"camera {name}", "FAIL" if err else "PASS", err or redact_url(source))
 
 
 def check_reader(name: str, url: str, timeout: float) -> Check:

@@ -100,7 +100,9 @@ class FacePath:
     def _analyze(self, frame: np.ndarray) -> list[FaceObservation]:
         # The mask is applied in place, in this buffer, before any model runs.
         self.masker.apply(frame)
-        return self.pipeline.analyze(frame, liveness=self.liveness_enabled)
+        # At-gate enrolment always measures liveness, whatever the door's policy.
+        live = self.liveness_enabled or self.enrolment is not None
+        return self.pipeline.analyze(frame, liveness=live)
 
     def _match(
         self, observations: Sequence[FaceObservation], claimed: str | None, now: float
@@ -180,6 +182,17 @@ class FacePath:
     async def _process(self, frame: CapturedFrame, now: float) -> None:
         # Capture time on the wall clock, so that freshness is judged on one clock.
         frame_ts = now - (time.monotonic() - frame.ts)
+        if self.enrolment is None:
+            # Data minimisation: no face is even detected when nothing could use it (face
+            # off by schedule, or a verify-only door with no card/PIN claim pending).
+            mode = self.engine.face_mode(self.door)
+            if mode is FaceMode.NONE:
+                return
+            if mode is FaceMode.VERIFY_ONLY and (
+                self.reader is None
+                or self.engine.pending_for(self.door, self.reader, time.time()) is None
+            ):
+                return
         start = time.perf_counter()
         result = await self.worker.process(frame.image)
         del frame  # the buffer is not kept after use

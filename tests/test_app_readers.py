@@ -131,3 +131,40 @@ def test_gpio_door_inputs_drive_the_door(minimal_config: Path) -> None:
         "unlocked",
         "tamper",
     ], kinds
+
+
+def test_private_space_camera_refused_at_runtime_too() -> None:
+    """Config validation rejects it; if a private camera ever reached the face path builder
+    (e.g. a bypassed validator), the runtime check refuses it again with an event."""
+    from gateway.app import Gateway
+    from gateway.config import load_config
+    from gateway.mqtt import events as ev
+
+    cfg = load_config(Path(__file__).parents[1] / "config" / "gateway.example.toml", env=False)
+    gw = Gateway.__new__(Gateway)
+    gw.cfg = cfg
+    gw.face_status = {}
+    emitted: list[ev.BaseEvent] = []
+    gw.emit = emitted.append  # type: ignore[method-assign]
+    assert gw._camera_allowed("north-cam")
+    cam = cfg.cameras["north-cam"]
+    object.__setattr__(cam, "space", type(cam.space)("private"))
+    assert not gw._camera_allowed("north-cam")
+    assert gw.face_status["north-cam"] == "disabled: private_space"
+    [event] = emitted
+    assert isinstance(event, ev.FacePathDisabled)
+    assert event.reason is ev.FacePathReason.PRIVATE_SPACE
+
+
+def test_camera_credentials_never_reach_logs_or_doctor() -> None:
+    from gateway.camera import redact_url
+    from gateway.doctor import check_camera
+
+    url = "rtsp://admin:s3cret@127.0.0.1:9/stream1"
+    assert redact_url(url) == "rtsp://***@127.0.0.1:9/stream1"
+    assert redact_url("/dev/video0") == "/dev/video0"
+    assert redact_url("http://10.0.0.5:8080/video.mjpg") == "http://10.0.0.5:8080/video.mjpg"
+    check = check_camera("gate-cam", url, 1.0)  # nothing listens on port 9
+    assert check.status == "FAIL"
+    assert "s3cret" not in check.detail
+    assert "admin" not in check.detail

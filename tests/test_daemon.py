@@ -26,10 +26,10 @@ def _start(config: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]
     return proc, log
 
 
-def _wait_for(log: Path, text: str, timeout: float = 20.0) -> None:
+def _wait_for(log: Path, text: str, timeout: float = 20.0, count: int = 1) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if text in log.read_text(errors="replace"):
+        if log.read_text(errors="replace").count(text) >= count:
             return
         time.sleep(0.1)
     raise AssertionError(f"{text!r} not logged; log:\n{log.read_text(errors='replace')}")
@@ -68,9 +68,16 @@ def test_sighup_with_broken_file_keeps_old_config(minimal_config: Path, tmp_path
         _wait_for(log, "reload of")
         _wait_for(log, "bogus: unknown key")
         assert proc.poll() is None, "a broken reload must not stop the daemon"
-        minimal_config.write_text(good.replace('gate = "gate-1"', 'gate = "gate-1"\nname = "N"'))
+        # The same file again: nothing to do.
+        minimal_config.write_text(good)
+        proc.send_signal(signal.SIGHUP)
+        _wait_for(log, "unchanged; nothing to reload")
+        # A valid change is applied: safe shutdown, then the same process starts again.
+        minimal_config.write_text(good.replace('gate = "gate-1"', 'gate = "gate-2"'))
         proc.send_signal(signal.SIGHUP)
         _wait_for(log, "configuration reloaded")
+        _wait_for(log, "running for site test-site gate gate-2")
+        assert proc.poll() is None, "the daemon restarts in place (same PID for systemd)"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:

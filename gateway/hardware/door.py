@@ -86,9 +86,10 @@ class DoorStateMachine:
         self._released = release
         return (LockCommand(self.config.name, release),)
 
-    def grant(self, now: float, *, reason: str = "granted") -> Step:
-        """Access granted: release the lock for ``unlock_s`` (extends a running window)."""
-        return self._unlock(now, self.config.unlock_s, reason)
+    def grant(self, now: float, *, reason: str = "granted", seconds: float | None = None) -> Step:
+        """Access granted: release the lock for ``seconds`` (default ``unlock_s``; extends a
+        running window)."""
+        return self._unlock(now, self.config.unlock_s if seconds is None else seconds, reason)
 
     def exit_request(self, now: float) -> Step:
         """Exit button pressed: unlock (the opening that follows is not forced)."""

@@ -54,9 +54,9 @@ class DoorController:
         self._wake.set()
         return step
 
-    async def grant(self, reason: str = "granted") -> Step:
-        """Access granted: release the lock for the configured time."""
-        return await self._apply(self.machine.grant(self.clock(), reason=reason))
+    async def grant(self, reason: str = "granted", seconds: float | None = None) -> Step:
+        """Access granted: release the lock for the configured time (or ``seconds``)."""
+        return await self._apply(self.machine.grant(self.clock(), reason=reason, seconds=seconds))
 
     async def handle(self, event: ReaderEvent) -> Step:
         """Feed an InputChanged/Tamper from this door's reader or I/O board."""

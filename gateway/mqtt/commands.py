@@ -1,12 +1,14 @@
 """Signed remote commands: envelope checks, replay protection, per-command args, handlers.
 
 A command is accepted only when, in this order: the payload is at most ``max_bytes``, is a
-JSON envelope (``name``, ``args``, ``ts``, ``nonce``, ``key_id``, ``sig``), its name matches
-the topic, ``key_id`` is a trusted key, ``sig`` verifies (see :mod:`gateway.mqtt.sign`),
-``ts`` is within ``window_s`` of now, the nonce was not seen in the window (table
-``command_nonces``), the command is known and its args validate. Anything else gives a
-``cmd_result`` error with a reason code and an audit entry; the handler never runs and
-nothing raises. Handlers are async callables registered by name by the daemon.
+JSON envelope (``name``, ``args``, ``site``, ``gate``, ``ts``, ``nonce``, ``key_id``, ``sig``),
+its name matches the topic, ``key_id`` is a trusted key, ``sig`` verifies (see
+:mod:`gateway.mqtt.sign`), the signed ``site`` and ``gate`` are this gate's own (so a command
+captured on its way to one gate cannot be replayed to another), ``ts`` is within ``window_s``
+of now, the nonce was not seen in the window (table ``command_nonces``), the command is known
+and its args validate. Anything else gives a ``cmd_result`` error with a reason code and an
+audit entry; the handler never runs and nothing raises. Handlers are async callables
+registered by name by the daemon.
 """
 
 from __future__ import annotations
@@ -174,6 +176,8 @@ class Envelope(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
     args: dict[str, Any]
+    site: str = Field(min_length=1, max_length=64, description="Target site id (signed).")
+    gate: str = Field(min_length=1, max_length=64, description="Target gate id (signed).")
     ts: dt.datetime
     nonce: str = Field(pattern=_NONCE.pattern)
     key_id: str = Field(min_length=1, max_length=64)
@@ -217,8 +221,11 @@ class CommandProcessor:
         handler_timeout_s: float = 30.0,
         audit: AuditFn | None = None,
         clock: Callable[[], float] = time.time,
-        gate: str = "",
+        site: str,
+        gate: str,
     ) -> None:
+        if not site or not gate:
+            raise ValueError("CommandProcessor needs this gate's site and gate ids")
         self._db = db
         self._keys: dict[str, Ed25519PublicKey] = {
             kid: load_public_b64(k) if isinstance(k, str) else k for kid, k in trusted_keys.items()
@@ -227,6 +234,7 @@ class CommandProcessor:
         self.max_bytes = max_bytes
         self.handler_timeout_s = handler_timeout_s
         self._clock = clock
+        self._site = site
         self._gate = gate
         self._handlers: dict[str, tuple[Handler, type[BaseModel]]] = {}
         if audit is None:
@@ -345,6 +353,11 @@ class CommandProcessor:
             raise _Reject("unknown_key", f"key id {env.key_id!r} is not trusted")
         if not verify_envelope(raw, key):
             raise _Reject("bad_signature", "signature does not verify")
+        if (env.site, env.gate) != (self._site, self._gate):
+            raise _Reject(
+                "wrong_target",
+                f"envelope is for {env.site}/{env.gate}, this is {self._site}/{self._gate}",
+            )
         if env.ts.tzinfo is None:
             raise _Reject("malformed", "ts must carry a timezone")
         now = self._clock()

@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sg = sub.add_parser("sign", help="print a signed command envelope (JSON)")
     sg.add_argument("name", help="command name, e.g. unlock")
     sg.add_argument("--args", default="{}", help="command args as a JSON object")
+    sg.add_argument("--site", required=True, help="target site id (signed; as in the topic)")
+    sg.add_argument("--gate", required=True, help="target gate id (signed; as in the topic)")
     sg.add_argument("--key", type=Path, required=True, help="private key file from keygen")
     sg.add_argument("--key-id", help="key id (default: hash of the public key)")
     sg.set_defaults(func=run_sign)
@@ -73,7 +75,9 @@ def run_sign(args: argparse.Namespace) -> int:
     except ProtocolError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    env = sign.sign_envelope(args.name, cmd_args, key, key_id=args.key_id)
+    env = sign.sign_envelope(
+        args.name, cmd_args, key, site=args.site, gate=args.gate, key_id=args.key_id
+    )
     sys.stdout.write(json.dumps(env, separators=(",", ":")) + "\n")
     return 0
 

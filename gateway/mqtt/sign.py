@@ -1,6 +1,7 @@
 """Ed25519 command envelopes: canonical encoding, signing, key files.
 
-Envelope (JSON object): ``name``, ``args`` (object), ``ts`` (RFC 3339 UTC), ``nonce``
+Envelope (JSON object): ``name``, ``args`` (object), ``site`` and ``gate`` (the target gate,
+so a signed command is valid for that gate only), ``ts`` (RFC 3339 UTC), ``nonce``
 (16-64 chars), ``key_id``, ``sig``. ``sig`` is base64 Ed25519 over the canonical encoding of
 every other member: JSON with sorted keys, ``(",", ":")`` separators, UTF-8, no NaN.
 """
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gateway.errors import ProtocolError
 
-SIGNED_FIELDS = ("name", "args", "ts", "nonce", "key_id")
+SIGNED_FIELDS = ("name", "args", "site", "gate", "ts", "nonce", "key_id")
 
 
 def canonical(envelope: dict[str, Any]) -> bytes:
@@ -96,14 +97,20 @@ def sign_envelope(
     args: dict[str, Any],
     key: Ed25519PrivateKey,
     *,
+    site: str,
+    gate: str,
     key_id: str | None = None,
     ts: str | None = None,
     nonce: str | None = None,
 ) -> dict[str, Any]:
-    """Build and sign a command envelope."""
+    """Build and sign a command envelope for gate ``gate`` of site ``site``."""
+    if not site or not gate:
+        raise ValueError("a command envelope needs its target site and gate")
     env: dict[str, Any] = {
         "name": name,
         "args": args,
+        "site": site,
+        "gate": gate,
         "ts": ts or now_rfc3339(),
         "nonce": nonce or secrets.token_hex(16),
         "key_id": key_id or key_id_of(key.public_key()),

@@ -472,20 +472,39 @@ def _audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+_RETENTION_FIELDS = (
+    "access_log_days",
+    "inactive_template_days",
+    "expired_person_days",
+    "visitor_pin_grace_days",
+    "processing_records_years",
+)
+
+
 def _policy(args: argparse.Namespace) -> retention.RetentionPolicy:
-    return retention.RetentionPolicy(
-        access_log_days=args.access_log_days,
-        inactive_template_days=args.inactive_template_days,
-        expired_person_days=args.expired_person_days,
-        processing_records_years=args.processing_records_years,
-    )
+    """The ``[retention]`` periods of --config (the daemon's), each overridable by a flag."""
+    cfg = _config(args)
+    base = retention.RetentionPolicy()
+    values: dict[str, int] = {}
+    for name in _RETENTION_FIELDS:
+        flag = getattr(args, name, None)
+        if flag is not None:
+            values[name] = flag
+        elif cfg is not None:
+            values[name] = getattr(cfg.retention, name)
+        else:
+            values[name] = getattr(base, name)
+    return retention.RetentionPolicy(**values)
 
 
 def _retention_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--access-log-days", type=int, default=30)
-    p.add_argument("--inactive-template-days", type=int, default=180)
-    p.add_argument("--expired-person-days", type=int, default=0)
-    p.add_argument("--processing-records-years", type=int, default=3)
+    for name in _RETENTION_FIELDS:
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            default=None,
+            help="default: [retention] of --config, else the built-in default",
+        )
 
 
 def _load_json(value: str | None) -> Any:

@@ -305,7 +305,7 @@ def _frame_verdict(obs_list: Sequence[Any], min_liveness: float) -> tuple[str, A
     if emb is None:
         return "low_quality:no_embedding", None
     live = getattr(obs, "liveness", None)
-    if live is not None and live < min_liveness:
+    if live is None or live < min_liveness:  # not measured = not accepted at the gate
         return "not_live", None
     return "ok", obs
 
@@ -331,7 +331,7 @@ async def enroll_from_frames(
 
     ``observations`` yields, per analysed (zone-masked) frame, the list of
     ``FaceObservation`` (or a single observation). Collects ``needed`` good frames (one face,
-    quality ok, embedding present, liveness >= ``min_liveness`` when measured), stopping after
+    quality ok, embedding present, MEASURED liveness >= ``min_liveness``), stopping after
     ``max_frames`` frames or ``timeout_s`` seconds. Consent is checked first.
     """
     require_consent(db, person_id, grace_days=grace_days, now=clock())

@@ -373,6 +373,8 @@ def test_set_pin_command_end_to_end() -> None:
         c.db,
         {sign.key_id_of(key.public_key()): sign.public_b64(key.public_key())},
         clock=lambda: now,
+        site="site1",
+        gate="gate1",
     )
     gw = Gateway.__new__(Gateway)  # only what the handler touches
     gw.controller = SimpleNamespace(credentials=c)  # type: ignore[assignment]
@@ -385,7 +387,9 @@ def test_set_pin_command_end_to_end() -> None:
         if "pin_hash" in args:  # travels sealed under the site key, bound to the person
             args = dict(args)
             args["pin_hash_sealed"] = seal_pin_hash(args.pop("pin_hash"), args["person_id"], SITE)
-        env = sign.sign_envelope("set_pin", args, key, ts=sign.now_rfc3339(now))
+        env = sign.sign_envelope(
+            "set_pin", args, key, site="site1", gate="gate1", ts=sign.now_rfc3339(now)
+        )
         return asyncio.run(proc.process("set_pin", json.dumps(env).encode()))
 
     try:

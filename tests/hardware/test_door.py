@@ -56,6 +56,14 @@ def test_second_grant_extends_window() -> None:
     assert kinds(m.tick(9.0)) == ["relocked"]
 
 
+def test_grant_for_given_seconds() -> None:
+    m = machine()
+    m.grant(0.0, reason="remote", seconds=12.0)
+    assert m.next_deadline() == 12.0
+    assert m.tick(11.0) == Step()
+    assert kinds(m.tick(12.0)) == ["relocked"]
+
+
 def test_forced_open_alarm_and_clear() -> None:
     m = machine()
     s = m.door_opened(10.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 from pathlib import Path
@@ -24,6 +25,8 @@ from tests.mosquitto import Mosquitto
 from tests.mqtt.mqtt_support import Collector
 
 TOPICS = Topics("access", "site1", "gate1")
+SITE, GATE = "site1", "gate1"
+TARGET_ARGS = ["--site", SITE, "--gate", GATE]
 NOW = 1_800_000_000.0
 
 
@@ -40,7 +43,12 @@ def make(db: sqlite_utils.Database, now: float = NOW) -> tuple[CommandProcessor,
     key = sign.generate()
     kid = sign.key_id_of(key.public_key())
     proc = CommandProcessor(
-        db, {kid: sign.public_b64(key.public_key())}, window_s=60, clock=lambda: now, gate="g1"
+        db,
+        {kid: sign.public_b64(key.public_key())},
+        window_s=60,
+        clock=lambda: now,
+        site=SITE,
+        gate=GATE,
     )
     rec = Recorder()
     proc.register("unlock", rec.unlock)
@@ -65,7 +73,9 @@ def run(proc: CommandProcessor, name: str | None, payload: bytes) -> Any:
 def test_valid_command_runs_once_and_is_audited() -> None:
     db = store.connect(":memory:")
     proc, key, rec = make(db)
-    env = sign.sign_envelope("unlock", {"door": "main"}, key, ts=sign.now_rfc3339(NOW))
+    env = sign.sign_envelope(
+        "unlock", {"door": "main"}, key, ts=sign.now_rfc3339(NOW), site=SITE, gate=GATE
+    )
     res = run(proc, "unlock", env_bytes(env))
     assert res.ok, res
     assert res.result == {"door": "main", "seconds": 5.0}
@@ -82,6 +92,9 @@ def test_valid_command_runs_once_and_is_audited() -> None:
     [
         ("forged", "bad_signature"),
         ("tampered", "bad_signature"),
+        ("tampered_site", "bad_signature"),
+        ("tampered_gate", "bad_signature"),
+        ("missing_target", "malformed"),
         ("unknown_key", "unknown_key"),
         ("stale", "stale"),
         ("future", "stale"),
@@ -105,45 +118,82 @@ def test_bad_commands_rejected_never_executed(case: str, reason: str) -> None:
     payload: bytes
     if case == "forged":
         other = sign.generate()
-        env = sign.sign_envelope(name, args, other, key_id=sign.key_id_of(key.public_key()), ts=ts)
+        env = sign.sign_envelope(
+            name, args, other, key_id=sign.key_id_of(key.public_key()), ts=ts, site=SITE, gate=GATE
+        )
         payload = env_bytes(env)
     elif case == "tampered":
-        env = sign.sign_envelope(name, args, key, ts=ts)
+        env = sign.sign_envelope(name, args, key, ts=ts, site=SITE, gate=GATE)
         env["args"] = {"door": "back", "seconds": 30}
         payload = env_bytes(env)
+    elif case in ("tampered_site", "tampered_gate"):
+        # an envelope signed for another gate, re-addressed to this one
+        field = case.removeprefix("tampered_")
+        elsewhere = (
+            {"site": SITE, "gate": "gate2"} if field == "gate" else {"site": "site2", "gate": GATE}
+        )
+        env = sign.sign_envelope(name, args, key, ts=ts, **elsewhere)
+        env[field] = SITE if field == "site" else GATE
+        payload = env_bytes(env)
+    elif case == "missing_target":  # old-style envelope, validly signed without site/gate
+        env = sign.sign_envelope(name, args, key, ts=ts, site=SITE, gate=GATE)
+        for k in ("site", "gate", "sig"):
+            del env[k]
+        env["sig"] = base64.b64encode(key.sign(sign.canonical(env))).decode()
+        payload = env_bytes(env)
     elif case == "unknown_key":
-        payload = env_bytes(sign.sign_envelope(name, args, sign.generate(), ts=ts))
+        payload = env_bytes(
+            sign.sign_envelope(name, args, sign.generate(), ts=ts, site=SITE, gate=GATE)
+        )
     elif case == "stale":
-        payload = env_bytes(sign.sign_envelope(name, args, key, ts=sign.now_rfc3339(NOW - 3600)))
+        payload = env_bytes(
+            sign.sign_envelope(
+                name, args, key, ts=sign.now_rfc3339(NOW - 3600), site=SITE, gate=GATE
+            )
+        )
     elif case == "future":
-        payload = env_bytes(sign.sign_envelope(name, args, key, ts=sign.now_rfc3339(NOW + 3600)))
+        payload = env_bytes(
+            sign.sign_envelope(
+                name, args, key, ts=sign.now_rfc3339(NOW + 3600), site=SITE, gate=GATE
+            )
+        )
     elif case == "oversized":
         payload = env_bytes(
-            sign.sign_envelope(name, {"door": "main", "pad": "x" * 70_000}, key, ts=ts)
+            sign.sign_envelope(
+                name, {"door": "main", "pad": "x" * 70_000}, key, ts=ts, site=SITE, gate=GATE
+            )
         )
     elif case == "not_json":
         payload = b"\xff{not json"
     elif case == "not_object":
         payload = b"[1, 2, 3]"
     elif case == "missing_sig":
-        env = sign.sign_envelope(name, args, key, ts=ts)
+        env = sign.sign_envelope(name, args, key, ts=ts, site=SITE, gate=GATE)
         del env["sig"]
         payload = env_bytes(env)
     elif case == "extra_field":
-        env = sign.sign_envelope(name, args, key, ts=ts)
+        env = sign.sign_envelope(name, args, key, ts=ts, site=SITE, gate=GATE)
         env["admin"] = True
         payload = env_bytes(env)
     elif case == "bad_args":
-        payload = env_bytes(sign.sign_envelope(name, {"door": "main", "seconds": 999}, key, ts=ts))
+        payload = env_bytes(
+            sign.sign_envelope(
+                name, {"door": "main", "seconds": 999}, key, ts=ts, site=SITE, gate=GATE
+            )
+        )
     elif case == "topic_mismatch":
-        payload = env_bytes(sign.sign_envelope(name, args, key, ts=ts))
+        payload = env_bytes(sign.sign_envelope(name, args, key, ts=ts, site=SITE, gate=GATE))
         name = "purge"
     elif case == "unknown_command":
-        payload = env_bytes(sign.sign_envelope("self_destruct", {}, key, ts=ts))
+        payload = env_bytes(
+            sign.sign_envelope("self_destruct", {}, key, ts=ts, site=SITE, gate=GATE)
+        )
         name = "self_destruct"
     elif case == "not_registered":
         payload = env_bytes(
-            sign.sign_envelope("purge", {"target": "person", "person_id": "p1"}, key, ts=ts)
+            sign.sign_envelope(
+                "purge", {"target": "person", "person_id": "p1"}, key, ts=ts, site=SITE, gate=GATE
+            )
         )
         name = "purge"
     res = run(proc, name, payload)
@@ -156,18 +206,56 @@ def test_bad_commands_rejected_never_executed(case: str, reason: str) -> None:
     assert rows[-1][3]["reason"] == reason
 
 
+@pytest.mark.parametrize(("site", "gate"), [(SITE, "gate2"), ("site2", GATE), ("site2", "gate2")])
+def test_command_for_another_gate_is_refused(site: str, gate: str) -> None:
+    """A command captured on its way to one gate cannot be replayed to another."""
+    db_a, db_b = store.connect(":memory:"), store.connect(":memory:")
+    key = sign.generate()
+    keys = {sign.key_id_of(key.public_key()): sign.public_b64(key.public_key())}
+    rec_a, rec_b = Recorder(), Recorder()
+    proc_a = CommandProcessor(db_a, keys, window_s=60, clock=lambda: NOW, site=SITE, gate=GATE)
+    proc_b = CommandProcessor(db_b, keys, window_s=60, clock=lambda: NOW, site=site, gate=gate)
+    proc_a.register("unlock", rec_a.unlock)
+    proc_b.register("unlock", rec_b.unlock)
+    env = sign.sign_envelope(
+        "unlock", {"door": "main"}, key, ts=sign.now_rfc3339(NOW), site=SITE, gate=GATE
+    )
+    res = run(proc_b, "unlock", env_bytes(env))
+    assert (res.ok, res.error) == (False, "wrong_target")
+    assert f"{SITE}/{GATE}" in (res.detail or "")
+    assert rec_b.calls == []
+    _, action, subject, details = audit_rows(db_b)[-1]
+    assert (action, subject, details["reason"]) == ("command.rejected", "unlock", "wrong_target")
+    assert audit.verify(db_b).ok
+    # the gate it was signed for accepts it
+    assert run(proc_a, "unlock", env_bytes(env)).ok
+    assert len(rec_a.calls) == 1
+
+
+def test_processor_and_signer_need_site_and_gate() -> None:
+    db = store.connect(":memory:")
+    with pytest.raises(ValueError, match="site and gate"):
+        CommandProcessor(db, {}, site="", gate=GATE)
+    with pytest.raises(ValueError, match="site and gate"):
+        sign.sign_envelope("unlock", {}, sign.generate(), site=SITE, gate="")
+
+
 def test_replayed_nonce_rejected_and_remembered_in_db(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     db = store.connect(path)
     proc, key, rec = make(db)
     payload = env_bytes(
-        sign.sign_envelope("unlock", {"door": "main"}, key, ts=sign.now_rfc3339(NOW))
+        sign.sign_envelope(
+            "unlock", {"door": "main"}, key, ts=sign.now_rfc3339(NOW), site=SITE, gate=GATE
+        )
     )
     assert run(proc, "unlock", payload).ok
     again = run(proc, "unlock", payload)
     assert (again.ok, again.error) == (False, "replayed")
     # a restarted gateway (new processor, same DB) still refuses the replay
-    proc2 = CommandProcessor(db, dict(proc._keys), window_s=60, clock=lambda: NOW + 5)
+    proc2 = CommandProcessor(
+        db, dict(proc._keys), window_s=60, clock=lambda: NOW + 5, site=SITE, gate=GATE
+    )
     proc2.register("unlock", rec.unlock)
     assert run(proc2, "unlock", payload).error == "replayed"
     assert len(rec.calls) == 1
@@ -199,11 +287,19 @@ def test_sync_person_requires_compound_consent_scope() -> None:
     }
     args = {"person_id": "p-1", "consent": consent, "bundle": bundle}
     ts = sign.now_rfc3339(NOW)
-    res = run(proc, "sync_person", env_bytes(sign.sign_envelope("sync_person", args, key, ts=ts)))
+    res = run(
+        proc,
+        "sync_person",
+        env_bytes(sign.sign_envelope("sync_person", args, key, ts=ts, site=SITE, gate=GATE)),
+    )
     assert res.error == "consent_scope"
     assert got == []
     args["consent"] = {**consent, "scope": "compound"}
-    res = run(proc, "sync_person", env_bytes(sign.sign_envelope("sync_person", args, key, ts=ts)))
+    res = run(
+        proc,
+        "sync_person",
+        env_bytes(sign.sign_envelope("sync_person", args, key, ts=ts, site=SITE, gate=GATE)),
+    )
     assert res.ok, res
     assert res.result == {"stored": 3}
 
@@ -216,7 +312,9 @@ def test_handler_failure_is_a_result_not_a_crash() -> None:
         raise RuntimeError("disk on fire")
 
     proc.register("withdraw_consent", boom)
-    env = sign.sign_envelope("withdraw_consent", {"person_id": "p1"}, key, ts=sign.now_rfc3339(NOW))
+    env = sign.sign_envelope(
+        "withdraw_consent", {"person_id": "p1"}, key, ts=sign.now_rfc3339(NOW), site=SITE, gate=GATE
+    )
     res = run(proc, "withdraw_consent", env_bytes(env))
     assert (res.ok, res.error) == (False, "handler_failed")
     assert audit_rows(db)[-1][1] == "command.failed"
@@ -232,21 +330,30 @@ def test_cli_keygen_and_sign_roundtrip(tmp_path: Path, capsys: pytest.CaptureFix
     assert keyfile.stat().st_mode & 0o077 == 0
     assert a.func(a) == 1  # never overwrites a key
     capsys.readouterr()
+    door = '{"door": "main"}'
     a = parser.parse_args(
-        ["mqtt", "sign", "unlock", "--args", '{"door": "main"}', "--key", str(keyfile)]
+        ["mqtt", "sign", "unlock", "--args", door, "--key", str(keyfile), *TARGET_ARGS]
     )
     assert a.func(a) == 0
     env = json.loads(capsys.readouterr().out)
     assert env["key_id"] == pub["key_id"]
+    assert (env["site"], env["gate"]) == (SITE, GATE)
     db = store.connect(":memory:")
     import time
 
-    proc = CommandProcessor(db, {pub["key_id"]: pub["public_key"]}, clock=time.time)
+    proc = CommandProcessor(
+        db, {pub["key_id"]: pub["public_key"]}, clock=time.time, site=SITE, gate=GATE
+    )
     rec = Recorder()
     proc.register("unlock", rec.unlock)
     assert run(proc, "unlock", json.dumps(env).encode()).ok
-    a = parser.parse_args(["mqtt", "sign", "unlock", "--args", "[1]", "--key", str(keyfile)])
+    a = parser.parse_args(
+        ["mqtt", "sign", "unlock", "--args", "[1]", "--key", str(keyfile), *TARGET_ARGS]
+    )
     assert a.func(a) == 2
+    with pytest.raises(SystemExit):  # the target gate is required
+        parser.parse_args(["mqtt", "sign", "unlock", "--key", str(keyfile), "--site", SITE])
+    capsys.readouterr()
 
 
 def test_cli_pin_args_seals_the_hash(
@@ -283,7 +390,9 @@ def test_commands_over_mqtt_end_to_end(broker: Mosquitto, tmp_path: Path) -> Non
     db = store.connect(tmp_path / "s.db")
     key = sign.generate()
     kid = sign.key_id_of(key.public_key())
-    proc = CommandProcessor(db, {kid: sign.public_b64(key.public_key())}, window_s=60)
+    proc = CommandProcessor(
+        db, {kid: sign.public_b64(key.public_key())}, window_s=60, site=SITE, gate=GATE
+    )
     rec = Recorder()
     proc.register("unlock", rec.unlock)
     service = MqttService(
@@ -292,17 +401,23 @@ def test_commands_over_mqtt_end_to_end(broker: Mosquitto, tmp_path: Path) -> Non
         Outbox(db, TOPICS),
         proc,
     )
-    good = sign.sign_envelope("unlock", {"door": "main"}, key)
+    good = sign.sign_envelope("unlock", {"door": "main"}, key, site=SITE, gate=GATE)
     cases: list[tuple[bytes, str | None]] = [
         (env_bytes(good), None),
         (env_bytes(good), "replayed"),
         (
-            env_bytes(sign.sign_envelope("unlock", {"door": "main"}, sign.generate(), key_id=kid)),
+            env_bytes(
+                sign.sign_envelope(
+                    "unlock", {"door": "main"}, sign.generate(), key_id=kid, site=SITE, gate=GATE
+                )
+            ),
             "bad_signature",
         ),
         (
             env_bytes(
-                sign.sign_envelope("unlock", {"door": "main"}, key, ts="2020-01-01T00:00:00Z")
+                sign.sign_envelope(
+                    "unlock", {"door": "main"}, key, ts="2020-01-01T00:00:00Z", site=SITE, gate=GATE
+                )
             ),
             "stale",
         ),

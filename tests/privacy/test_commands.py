@@ -151,3 +151,19 @@ def test_cli_zones_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert (img[10:50, 90:150] == 0).all()
     assert _run(["zones", "preview", "gate", "--out", str(out)]) == 1
     assert "--source" in capsys.readouterr().err
+
+
+def test_purge_and_report_use_the_configured_retention(
+    minimal_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = minimal_config.read_text() + "\n[retention]\ninactive_template_days = 365\n"
+    minimal_config.write_text(text)
+    cfg = ["--config", str(minimal_config)]
+    assert _run([*cfg, "compliance", "report", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["retention"]["inactive_template_days"] == 365
+    flag = ["--access-log-days", "7", "--json"]
+    assert _run([*cfg, "compliance", "report", *flag]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["retention"]["access_log_days"] == 7
+    assert report["retention"]["inactive_template_days"] == 365

@@ -156,6 +156,7 @@ def test_enroll_from_frames(
         [good[0], good[1]],
         [Obs(Q(False, "not_frontal"), None)],
         [Obs(Q(True), random_embedding(7), liveness=0.1)],
+        [Obs(Q(True), random_embedding(8), liveness=None)],  # not measured: not accepted
         [good[0]],
         good[1],
         [good[2]],
@@ -166,6 +167,7 @@ def test_enroll_from_frames(
         "no_face",
         "several_faces",
         "low_quality:not_frontal",
+        "not_live",
         "not_live",
         "ok",
         "ok",

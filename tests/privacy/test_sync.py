@@ -367,7 +367,7 @@ def test_handler_through_signed_command(gates: tuple[Gate, Gate], tmp_path: Path
     sync_args = export_sync_args(a.db, a.vault, pid, a.site_key)
     key = sign.generate()
     kid = sign.key_id_of(key.public_key())
-    proc = CommandProcessor(b.db, {kid: sign.public_b64(key.public_key())}, gate="b")
+    proc = CommandProcessor(b.db, {kid: sign.public_b64(key.public_key())}, site="s", gate="b")
 
     async def run_db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -383,7 +383,7 @@ def test_handler_through_signed_command(gates: tuple[Gate, Gate], tmp_path: Path
             run_db=run_db,
         ),
     )
-    env = sign.sign_envelope("sync_person", sync_args, key)
+    env = sign.sign_envelope("sync_person", sync_args, key, site="s", gate="b")
     payload = json.dumps(env).encode()
     assert len(payload) < proc.max_bytes
     res = asyncio.run(proc.process("sync_person", payload))
@@ -396,7 +396,8 @@ def test_handler_through_signed_command(gates: tuple[Gate, Gate], tmp_path: Path
     bad["bundle"]["ciphertext_b64"] = _flip(bad["bundle"]["ciphertext_b64"], 3)
     res = asyncio.run(
         proc.process(
-            "sync_person", json.dumps(sign.sign_envelope("sync_person", bad, key)).encode()
+            "sync_person",
+            json.dumps(sign.sign_envelope("sync_person", bad, key, site="s", gate="b")).encode(),
         )
     )
     assert not res.ok

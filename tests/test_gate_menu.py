@@ -1,0 +1,104 @@
+"""The keypad privacy menu: 88# binds a face to an identity only with card AND the person's
+own PIN; 99# 1# withdraws. Driven through the real controller built from a config."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from gateway.hardware.events import CardRead, KeyPress
+
+
+class TextReader:
+    """Stands in for the reader: records texts, accepts LED/buzzer."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def text(self, message: str) -> None:
+        self.texts.append(message)
+
+    def __getattr__(self, name: str) -> Any:
+        async def ignore(*_a: Any, **_k: Any) -> None:
+            return None
+
+        return ignore
+
+
+def _run(minimal_config: Path, script: Any) -> tuple[list[tuple[str, str]], list[str]]:
+    from gateway import store
+    from gateway.app import Gateway
+    from gateway.config import load_config
+    from gateway.daemon import Daemon
+
+    async def main() -> tuple[list[tuple[str, str]], list[str]]:
+        cfg = load_config(minimal_config, env=False)
+        daemon = Daemon(minimal_config, cfg)
+        daemon.db = store.connect(cfg.storage.database_path)
+        gw = Gateway(daemon)
+        await gw.setup()
+        try:
+            ctl = gw.controller
+            assert ctl is not None
+            from gateway.privacy.people import add_person
+
+            pid = add_person(gw.db, "Li Wei", unit="3-402")
+            ctl.credentials.add_card(pid, 10, 4242, 0.0)
+            ctl.credentials.set_pin(pid, "246810", 0.0)
+            reader = TextReader()
+            ctl.readers["entry"] = reader  # type: ignore[assignment]
+            enrolled: list[tuple[str, str]] = []
+
+            async def on_enrol(person: str, door: str) -> str:
+                enrolled.append((person, door))
+                return "Face enrolled"
+
+            ctl.on_enrol = on_enrol
+
+            async def keys(text: str) -> None:
+                for k in text:
+                    await ctl.on_reader_event("entry", KeyPress("entry", k))
+
+            async def card() -> None:
+                await ctl.on_reader_event("entry", CardRead("entry", 4242, 10, "H10301", 26))
+
+            await script(card, keys)
+            return [("pid" if p == pid else p, d) for p, d in enrolled], reader.texts
+        finally:
+            await gw._close()
+            daemon.db.close()
+
+    return asyncio.run(main())
+
+
+def test_card_then_88_then_own_pin_enrols(minimal_config: Path) -> None:
+    async def script(card: Any, keys: Any) -> None:
+        await card()
+        await keys("88#")
+        await keys("246810#")
+
+    enrolled, texts = _run(minimal_config, script)
+    assert enrolled == [("pid", "main")]
+    assert "Enter your PIN to enrol your face" in texts
+
+
+def test_stolen_card_with_wrong_pin_cannot_bind_a_face(minimal_config: Path) -> None:
+    async def script(card: Any, keys: Any) -> None:
+        await card()
+        await keys("88#")
+        await keys("111111#")
+
+    enrolled, texts = _run(minimal_config, script)
+    assert enrolled == []
+    assert "PIN not accepted: face enrolment cancelled" in texts
+
+
+def test_pin_alone_cannot_open_enrolment(minimal_config: Path) -> None:
+    async def script(card: Any, keys: Any) -> None:
+        await keys("246810#")
+        await keys("88#")
+
+    enrolled, texts = _run(minimal_config, script)
+    assert enrolled == []
+    assert "Present your card, then 88# and your PIN" in texts
