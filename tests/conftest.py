@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import socket
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +95,30 @@ def minimal_config(tmp_path: Path) -> Path:
         )
     )
     return cfg
+
+
+@contextlib.asynccontextmanager
+async def built_gateway(
+    config: Path, prepare: Callable[[Any], None] | None = None
+) -> AsyncIterator[Any]:
+    """A ``Gateway`` set up from ``config`` (readers not connected), closed on exit.
+
+    ``prepare(gw)`` runs before ``setup()`` (e.g. to replace a hardware factory).
+    """
+    from gateway import store
+    from gateway.app import Gateway
+    from gateway.config import load_config
+    from gateway.daemon import Daemon
+
+    cfg = load_config(config, env=False)
+    daemon = Daemon(config, cfg)
+    daemon.db = store.connect(cfg.storage.database_path)
+    gw = Gateway(daemon)
+    if prepare is not None:
+        prepare(gw)
+    await gw.setup()
+    try:
+        yield gw
+    finally:
+        await gw._close()
+        daemon.db.close()

@@ -1,11 +1,14 @@
-"""Readers on one RS-485 line share one OSDP control panel; others get their own."""
+"""The daemon's wiring: readers grouped per RS-485 line, health, GPIO door inputs, runtime
+privacy checks, camera credentials kept out of reports."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from gateway.app import bus_key, open_readers
 from gateway.config import ReaderConfig, SecretRef
+from tests.conftest import built_gateway
 
 
 def _osdp(url: str, address: int, key: Path) -> ReaderConfig:
@@ -34,22 +37,9 @@ def test_two_pds_on_one_line_share_a_bus(tmp_path: Path) -> None:
 def test_health_summary_is_built_without_recursion(minimal_config: Path) -> None:
     import asyncio
 
-    from gateway import store
-    from gateway.app import Gateway
-    from gateway.config import load_config
-    from gateway.daemon import Daemon
-
     async def main() -> dict[str, object]:
-        cfg = load_config(minimal_config, env=False)
-        daemon = Daemon(minimal_config, cfg)
-        daemon.db = store.connect(cfg.storage.database_path)
-        gw = Gateway(daemon)
-        await gw.setup()
-        try:
-            return daemon.health()
-        finally:
-            await gw._close()
-            daemon.db.close()
+        async with built_gateway(minimal_config) as gw:
+            return dict(gw.daemon.health())
 
     health = asyncio.run(main())
     assert health["version"]
@@ -61,10 +51,6 @@ def test_gpio_door_inputs_drive_the_door(minimal_config: Path) -> None:
     """Contact (NC), exit button and tamper on GPIO lines reach the door's state machine."""
     import asyncio
 
-    from gateway import store
-    from gateway.app import Gateway
-    from gateway.config import load_config
-    from gateway.daemon import Daemon
     from gateway.hardware.io import FakeInputs, Wiring
 
     text = minimal_config.read_text().replace(
@@ -83,15 +69,13 @@ def test_gpio_door_inputs_drive_the_door(minimal_config: Path) -> None:
         sources[chip] = FakeInputs(name, lines)
         return sources[chip]
 
+    def prepare(gw: Any) -> None:
+        gw.gpio_inputs_factory = fake_factory
+
     async def main() -> list[str]:
-        cfg = load_config(minimal_config, env=False)
-        daemon = Daemon(minimal_config, cfg)
-        daemon.db = store.connect(cfg.storage.database_path)
-        gw = Gateway(daemon)
-        gw.gpio_inputs_factory = fake_factory  # type: ignore[method-assign]
         kinds: list[str] = []
-        await gw.setup()
-        try:
+        async with built_gateway(minimal_config, prepare) as gw:
+            daemon = gw.daemon
             assert gw.controller is not None
             door = gw.controller.doors["main"].controller
             door.on_event = lambda e: kinds.append(e.kind)
@@ -117,9 +101,6 @@ def test_gpio_door_inputs_drive_the_door(minimal_config: Path) -> None:
             await asyncio.sleep(0.05)
             task.cancel()
             return kinds
-        finally:
-            await gw._close()
-            daemon.db.close()
 
     kinds = asyncio.run(main())
     assert kinds == [

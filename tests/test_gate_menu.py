@@ -27,18 +27,10 @@ class TextReader:
 
 
 def _run(minimal_config: Path, script: Any) -> tuple[list[tuple[str, str]], list[str]]:
-    from gateway import store
-    from gateway.app import Gateway
-    from gateway.config import load_config
-    from gateway.daemon import Daemon
+    from tests.conftest import built_gateway
 
     async def main() -> tuple[list[tuple[str, str]], list[str]]:
-        cfg = load_config(minimal_config, env=False)
-        daemon = Daemon(minimal_config, cfg)
-        daemon.db = store.connect(cfg.storage.database_path)
-        gw = Gateway(daemon)
-        await gw.setup()
-        try:
+        async with built_gateway(minimal_config) as gw:
             ctl = gw.controller
             assert ctl is not None
             from gateway.privacy.people import add_person
@@ -65,9 +57,6 @@ def _run(minimal_config: Path, script: Any) -> tuple[list[tuple[str, str]], list
 
             await script(card, keys)
             return [("pid" if p == pid else p, d) for p, d in enrolled], reader.texts
-        finally:
-            await gw._close()
-            daemon.db.close()
 
     return asyncio.run(main())
 
