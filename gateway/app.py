@@ -71,6 +71,8 @@ class Gateway:
         self.controller: AccessController | None = None
         self.events_emitted = 0
         self.enrolled_count: int | None = None
+        self.topics: Any = None
+        self._fanout_rx: Any = None
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
     # -- helpers ----------------------------------------------------------------------------
@@ -144,6 +146,7 @@ class Gateway:
         from gateway.mqtt.topics import Topics
 
         topics = Topics(cfg.mqtt.topic_prefix, cfg.site.id, cfg.site.gate)
+        self.topics = topics
         self.outbox = Outbox(
             # Used on the event loop: a short lock wait, then the in-memory buffer.
             store.connect(cfg.storage.database_path, busy_timeout_ms=200),
@@ -174,7 +177,13 @@ class Gateway:
 
             ha = HomeAssistant(topics, list(cfg.doors), cfg.mqtt.homeassistant_prefix)
         self.mqtt = MqttService(
-            settings, topics, self.outbox, self.commands, health=self.health, homeassistant=ha
+            settings,
+            topics,
+            self.outbox,
+            self.commands,
+            health=self.health,
+            homeassistant=ha,
+            on_withdrawal=self.on_withdrawal_fanout,
         )
         self.daemon.add_service(ServiceSpec("mqtt", self.mqtt.run))
 
@@ -531,6 +540,10 @@ class Gateway:
             for gone in gallery.people() - wanted:
                 gallery.remove_person(gone)
                 log.info("gate %s: a person's face data left the live gallery", self.cfg.site.gate)
+                # Withdrawn by another process on this gate (the CLI): tell the site.
+                receipt = await self.run_db(_recent_withdrawal, self.db, gone)
+                if receipt is not None and receipt[0] != "compound":
+                    self._announce_withdrawal(gone, receipt[0], receipt[1])
             await self.run_db(load_gallery, self.db, vault, gallery, allowed=allowed)
 
     # -- commands ----------------------------------------------------------------------------
@@ -555,6 +568,12 @@ class Gateway:
         receipt = await self.run_db(
             withdraw, self.db, _need(self.vault), _need(self.gallery), person_id, channel
         )
+        self._announce_withdrawal(person_id, channel, receipt.templates_erased)
+        return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
+
+    def _announce_withdrawal(self, person_id: str, channel: str, erased: int) -> None:
+        """The pseudonymous event, and (unless it came from there) the fan-out that erases
+        the person's face data on every other gate of the site."""
         pz = self.pseudonym(person_id)
         if pz is not None:
             self.emit(
@@ -563,10 +582,53 @@ class Gateway:
                     gate=self.cfg.site.gate,
                     person=pz,
                     channel=ev.WithdrawalChannel(channel),
-                    templates_erased=receipt.templates_erased,
+                    templates_erased=erased,
                 )
             )
-        return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
+        if channel != "compound" and self.outbox is not None and self.topics is not None:
+            import uuid
+
+            from gateway.mqtt import fanout
+
+            message = fanout.build(self.keys.withdrawal_fanout, self.cfg.site.gate, person_id)
+            self.outbox.put_raw(str(uuid.uuid4()), self.topics.withdrawal, message)
+            log.info("gate %s: withdrawal fanned out to the site's gates", self.cfg.site.gate)
+
+    async def on_withdrawal_fanout(self, payload: bytes) -> None:
+        """Another gate of the site reports a withdrawal: erase our copy at once."""
+        from gateway.errors import ProtocolError
+        from gateway.mqtt import fanout
+
+        if self._fanout_rx is None:
+            self._fanout_rx = fanout.FanoutReceiver(self.keys.withdrawal_fanout, self.cfg.site.gate)
+        try:
+            got = self._fanout_rx.accept(payload)
+        except ProtocolError as exc:
+            log.warning("gate %s: withdrawal fan-out refused: %s", self.cfg.site.gate, exc)
+            return
+        if got is None:
+            return  # our own
+
+        def ours() -> list[str]:
+            return [str(r[0]) for r in self.db.execute("SELECT id FROM people").fetchall()]
+
+        pid = fanout.find_person(self.keys.withdrawal_fanout, got.subject, await self.run_db(ours))
+        if pid is None:
+            log.info(
+                "gate %s: withdrawal from gate %s: not a person of this gate",
+                self.cfg.site.gate,
+                got.origin_gate,
+            )
+            return
+        if self.vault is None or self.gallery is None:
+            log.error("gate %s: withdrawal fan-out: no face store here", self.cfg.site.gate)
+            return
+        log.info(
+            "gate %s: withdrawal from gate %s: erasing this gate's copy",
+            self.cfg.site.gate,
+            got.origin_gate,
+        )
+        await self.withdraw(pid, "compound")
 
     async def enrol_at_gate(self, person_id: str, door: str) -> str:
         """Enrol a resident identified by card/PIN from the door's camera; a reader message."""
@@ -872,6 +934,16 @@ def _load_pipeline(model_dir: Path, settings: Any) -> Any:
     from gateway.face.pipeline import FacePipeline
 
     return FacePipeline.load(model_dir, settings)
+
+
+def _recent_withdrawal(db: Any, person_id: str, within_s: float = 600.0) -> tuple[str, int] | None:
+    """(channel, templates erased) of the person's withdrawal in the last ``within_s``."""
+    row = db.execute(
+        "SELECT channel, templates_erased FROM withdrawal_receipts WHERE person_id = ? "
+        "AND ts > ? ORDER BY ts DESC LIMIT 1",
+        [person_id, time.time() - within_s],
+    ).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
 
 
 def _data_version(db: Any) -> tuple[int, ...]:

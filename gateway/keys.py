@@ -81,6 +81,13 @@ class Keys:
         return derive(self.site, "access-gateway/pin-index/v1")
 
     @property
+    def withdrawal_fanout(self) -> bytes:
+        """MAC key of consent withdrawals fanned out between the site's gates."""
+        from gateway.mqtt.fanout import PURPOSE
+
+        return derive(self.site, PURPOSE)
+
+    @property
     def pseudonym(self) -> bytes:
         """Key of the event pseudonyms."""
         return derive(self.site, "access-gateway/pseudonym/v1")

@@ -119,8 +119,10 @@ class MqttService:
         health: HealthFn | None = None,
         homeassistant: HomeAssistant | None = None,
         on_connected: ExtraPublisher | None = None,
+        on_withdrawal: Callable[[bytes], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_withdrawal = on_withdrawal
         self.topics = topics
         self.outbox = outbox
         self.commands = commands
@@ -309,6 +311,8 @@ class MqttService:
             await self._publish_status(client)
             if self.commands is not None:
                 await client.subscribe(self.topics.commands_wildcard, qos=1)
+            if self.on_withdrawal is not None:
+                await client.subscribe(self.topics.withdrawals_wildcard, qos=1)
             if self.homeassistant is not None:
                 for topic, payload, retain in self.homeassistant.discovery():
                     await client.publish(
@@ -394,15 +398,22 @@ class MqttService:
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            if self.commands is None:
-                continue
             topic = str(message.topic)
-            name = self.topics.command_name(topic)
             payload = message.payload
             if isinstance(payload, str):
                 payload = payload.encode("utf-8")
             elif not isinstance(payload, bytes | bytearray):
                 payload = b""
+            if topic.endswith("/withdrawal"):
+                if self.on_withdrawal is not None:
+                    try:
+                        await self.on_withdrawal(bytes(payload))
+                    except Exception:  # a bad message must never stop the MQTT loop
+                        log.exception("gate %s: withdrawal fan-out failed", self.topics.gate)
+                continue
+            if self.commands is None:
+                continue
+            name = self.topics.command_name(topic)
             result: CommandResult = await self.commands.process(name, bytes(payload))
             await client.publish(
                 self.topics.command_result,

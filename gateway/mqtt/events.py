@@ -174,6 +174,7 @@ class WithdrawalChannel(StrEnum):
     MQTT = "mqtt"
     CLI = "cli"
     GATE = "gate"
+    COMPOUND = "compound"  # fanned out from another gate of the site
 
 
 class LockoutScope(StrEnum):

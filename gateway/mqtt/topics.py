@@ -61,6 +61,16 @@ class Topics:
         return f"{self.base}/status"
 
     @property
+    def withdrawal(self) -> str:
+        """Consent withdrawals this gate fans out to the site's other gates."""
+        return f"{self.base}/withdrawal"
+
+    @property
+    def withdrawals_wildcard(self) -> str:
+        """Subscription for every gate's withdrawal fan-out (this site)."""
+        return f"{self.prefix}/{self.site}/+/withdrawal"
+
+    @property
     def enrolled(self) -> str:
         """Retained count of people with face data on this gate (never an identity); not
         touched by the Last Will, so a gate that went down keeps its last count."""

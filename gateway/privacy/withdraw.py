@@ -24,7 +24,8 @@ from gateway.privacy.vault import GalleryLike, Vault, compact
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("cli", "mqtt", "gate", "app", "paper", "kiosk", "web", "operator")
+CHANNELS = ("cli", "mqtt", "gate", "app", "paper", "kiosk", "web", "operator", "compound")
+"""``compound``: fanned out from another gate of the site (gateway.mqtt.fanout)."""
 
 
 @dataclass(frozen=True)

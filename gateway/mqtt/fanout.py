@@ -1,0 +1,122 @@
+"""Consent withdrawal fanned out from gate to gate (the Measures: erase "on every gate").
+
+When a person withdraws at one gate (keypad, MQTT command, CLI), that gate publishes on
+``{prefix}/{site}/{gate}/withdrawal`` a message naming the person only by a keyed hash,
+authenticated with a key derived from the site key (so only the site's gates and its
+management side can make or read one):
+
+    {"v": 1, "gate": ORIGIN, "subject": HMAC(k, "person:" + id)[:32 hex],
+     "ts": UNIX_SECONDS, "nonce": 16 hex, "mac": HMAC(k, "v1|gate|subject|ts|nonce") hex}
+
+Every gate subscribes to ``{prefix}/{site}/+/withdrawal``, checks the MAC, the time window
+and the nonce, finds which of its own people the subject is, and erases that person's face
+data at once (channel ``compound``; never fanned out again). A forged or replayed message is
+refused and logged; nothing is erased.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import ProtocolError
+
+PURPOSE = "access-gateway/withdrawal-fanout/v1"
+WINDOW_S = 600.0
+
+
+def subject_of(key: bytes, person_id: str) -> str:
+    """The person's keyed hash (32 hex digits) as carried in a fan-out message."""
+    return hmac.new(key, b"person:" + person_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _mac(key: bytes, gate: str, subject: str, ts: int, nonce: str) -> str:
+    text = f"v1|{gate}|{subject}|{ts}|{nonce}".encode()
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
+
+
+def build(key: bytes, origin_gate: str, person_id: str, *, now: float | None = None) -> bytes:
+    """The message announcing that ``person_id`` withdrew at ``origin_gate``."""
+    ts = int(time.time() if now is None else now)
+    nonce = secrets.token_hex(8)
+    subject = subject_of(key, person_id)
+    doc = {
+        "v": 1,
+        "gate": origin_gate,
+        "subject": subject,
+        "ts": ts,
+        "nonce": nonce,
+        "mac": _mac(key, origin_gate, subject, ts, nonce),
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A verified fan-out message."""
+
+    origin_gate: str
+    subject: str
+
+
+class FanoutReceiver:
+    """Verifies fan-out messages: MAC, time window, one use per nonce."""
+
+    def __init__(self, key: bytes, own_gate: str, window_s: float = WINDOW_S) -> None:
+        """``key``: :data:`PURPOSE` derived from the site key."""
+        self.key = key
+        self.own_gate = own_gate
+        self.window_s = window_s
+        self._seen: dict[str, float] = {}
+
+    def accept(self, payload: bytes, now: float | None = None) -> Withdrawal | None:
+        """The withdrawal, None for our own message; ProtocolError names what is wrong."""
+        now = time.time() if now is None else now
+        try:
+            doc: Any = json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ProtocolError(f"withdrawal fan-out is not JSON: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("v") != 1:
+            raise ProtocolError("withdrawal fan-out: not a version 1 message")
+        gate, subject, ts, nonce, mac = (
+            doc.get("gate"),
+            doc.get("subject"),
+            doc.get("ts"),
+            doc.get("nonce"),
+            doc.get("mac"),
+        )
+        if not (
+            isinstance(gate, str)
+            and isinstance(subject, str)
+            and isinstance(ts, int)
+            and not isinstance(ts, bool)
+            and isinstance(nonce, str)
+            and isinstance(mac, str)
+        ):
+            raise ProtocolError("withdrawal fan-out: missing or mistyped fields")
+        if not hmac.compare_digest(mac, _mac(self.key, gate, subject, ts, nonce)):
+            raise ProtocolError(f"withdrawal fan-out from {gate!r}: bad MAC (not this site's)")
+        if abs(now - ts) > self.window_s:
+            raise ProtocolError(f"withdrawal fan-out from {gate!r}: stale ({now - ts:.0f} s)")
+        for old in [n for n, t in self._seen.items() if now - t > 2 * self.window_s]:
+            del self._seen[old]
+        if nonce in self._seen:
+            raise ProtocolError(f"withdrawal fan-out from {gate!r}: replayed")
+        self._seen[nonce] = now
+        if gate == self.own_gate:
+            return None
+        return Withdrawal(gate, subject)
+
+
+def find_person(key: bytes, subject: str, people: Iterable[str]) -> str | None:
+    """Which of ``people`` the subject names (None: not one of ours)."""
+    for pid in people:
+        if hmac.compare_digest(subject_of(key, pid), subject):
+            return pid
+    return None
