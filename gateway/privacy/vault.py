@@ -408,7 +408,14 @@ def compact(db: sqlite_utils.Database) -> None:
         log.warning("compact skipped: a transaction is open; erased pages stay until next VACUUM")
         return
     conn.execute("VACUUM")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # A reader on another connection can hold old pages in the WAL: retry briefly, and say
+    # so when it stays busy (the next checkpoint, at most minutes later, completes it).
+    for attempt in range(5):  # at most ~0.75 s on the database thread
+        row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if row is None or int(row[0]) == 0:
+            return
+        time.sleep(0.05 * (attempt + 1))
+    log.warning("compact: WAL checkpoint still busy; erased pages leave the WAL at the next one")
 
 
 def load_gallery(
