@@ -429,18 +429,17 @@ def _zones_from_config(args: argparse.Namespace) -> tuple[str | None, list[Any]]
 def _zones_preview(args: argparse.Namespace) -> int:
     import cv2
 
-    source, polys = args.source, None
+    cfg_source, cfg_polys = _zones_from_config(args)
+    source = args.source or cfg_source
+    # The camera's configured zones are always applied; --zones can only ADD zones to try.
+    polys = list(cfg_polys)
     if args.zones is not None:
         raw = (
             json.loads(args.zones)
             if args.zones.lstrip().startswith("[")
             else json.loads(Path(args.zones).read_text(encoding="utf-8"))
         )
-        polys = [z["polygon"] if isinstance(z, dict) else z for z in raw]
-    if polys is None or (source is None and args.image is None):
-        cfg_source, cfg_polys = _zones_from_config(args)
-        source = source or cfg_source
-        polys = cfg_polys if polys is None else polys
+        polys += [z["polygon"] if isinstance(z, dict) else z for z in raw]
     if args.image is not None:
         frame = cv2.imread(str(args.image))
         if frame is None:
@@ -452,11 +451,18 @@ def _zones_preview(args: argparse.Namespace) -> int:
             f"camera {args.camera}: give --source URL or --image FILE "
             "(or a config with this camera)"
         )
-    out = zones.render_preview(frame, polys or [])
-    if not cv2.imwrite(str(args.out), out):
-        raise GatewayError(f"cannot write {args.out}")
-    args.out.chmod(0o600)
-    print(f"camera {args.camera}: {len(polys or [])} zone(s) blanked and outlined -> {args.out}")
+    out = zones.render_preview(frame, polys)
+    ok, png = cv2.imencode(".png", out)
+    if not ok:
+        raise GatewayError(f"cannot encode the preview for {args.out}")
+    # Created 0600 from the first byte (not chmod-ed after the fact).
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, png.tobytes())
+    finally:
+        os.close(fd)
+    print(f"camera {args.camera}: {len(polys)} zone(s) blanked and outlined -> {args.out}")
     return 0
 
 

@@ -167,3 +167,21 @@ def test_purge_and_report_use_the_configured_retention(
     report = json.loads(capsys.readouterr().out)
     assert report["retention"]["access_log_days"] == 7
     assert report["retention"]["inactive_template_days"] == 365
+
+
+def test_zones_preview_always_applies_the_configured_zones(tmp_path: Path) -> None:
+    """`--zones` can add zones to try, never drop the camera's configured ones."""
+    from tests.conftest import REPO
+
+    cfg_text = (REPO / "config" / "gateway.example.toml").read_text()
+    assert "[cameras.north-cam]" in cfg_text
+    src = tmp_path / "frame.png"
+    cv2.imwrite(str(src), np.full((480, 640, 3), 200, dtype=np.uint8))
+    out = tmp_path / "zones.png"
+    config = ["--config", str(REPO / "config" / "gateway.example.toml")]
+    argv = [*config, "zones", "preview", "north-cam", "--image", str(src), "--out", str(out)]
+    assert _run([*argv, "--zones", "[]"]) == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    img = cv2.imread(str(out))
+    assert img is not None
+    assert (img == 0).all(axis=2).sum() > 1000, "the configured no-capture zone was not blanked"
