@@ -127,7 +127,8 @@ class FaceWorker(Generic[R]):
             except Exception as exc:  # noqa: BLE001 - a bad frame must never kill the worker
                 error = exc
                 self.failed += 1
-                log.warning("face worker %s: frame failed: %s", self.name, exc)
+                # The exception type only: a message from a model runtime could quote data.
+                log.warning("face worker %s: frame failed (%s)", self.name, type(exc).__name__)
             result = FrameResult(value, error, slot.submitted, self._clock())
             try:
                 slot.loop.call_soon_threadsafe(_resolve, slot.future, result)

@@ -365,19 +365,19 @@ class GpioWiegandReader:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
 
-    def _emit_frame(self, frame: Bits) -> None:
+    def _decode(self, frame: Bits) -> ReaderEvent:
         event = to_event(self.name, frame)
         if isinstance(event, CardReadError):
+            # The reason names the fault (length, parity bit position), never the bits.
             log.warning("reader %s: bad Wiegand frame: %s", self.name, event.reason)
-        self._post(event)
+        return event
+
+    def _emit_frame(self, frame: Bits) -> None:
+        self._post(self._decode(frame))
 
     def feed_bits(self, bits: Iterable[int]) -> None:
         """Inject one complete frame (in-process feed; call from the event loop)."""
-        frame = tuple(bits)
-        event = to_event(self.name, frame)
-        if isinstance(event, CardReadError):
-            log.warning("reader %s: bad Wiegand frame: %s", self.name, event.reason)
-        self._queue.put_nowait(event)
+        self._queue.put_nowait(self._decode(tuple(bits)))
 
     async def events(self) -> AsyncIterator[ReaderEvent]:
         """Yield events until closed."""

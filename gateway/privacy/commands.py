@@ -452,6 +452,8 @@ def _zones_preview(args: argparse.Namespace) -> int:
             "(or a config with this camera)"
         )
     out = zones.render_preview(frame, polys)
+    # privacy-ok: the one image the gateway ever writes, on the installer's explicit request,
+    # locally, 0600, with every configured no-capture zone blanked (Art. 13 installer aid).
     ok, png = cv2.imencode(".png", out)
     if not ok:
         raise GatewayError(f"cannot encode the preview for {args.out}")
