@@ -71,6 +71,7 @@ class Gateway:
         self.controller: AccessController | None = None
         self.events_emitted = 0
         self.enrolled_count: int | None = None
+        self._gallery_live = False
         self.topics: Any = None
         self._fanout_rx: Any = None
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
@@ -114,23 +115,6 @@ class Gateway:
         if self.enrolled_count is not None:
             out["enrolled_people"] = self.enrolled_count
         return out
-
-    async def _count_people(self) -> None:
-        """Keep the count of people with face data on this gate (Art. 15) current: it is
-        what the compound's compliance report sums from every gate's retained MQTT count."""
-        from gateway.privacy.compliance import enrolled_count
-
-        last_version: tuple[int, ...] | None = None
-        while True:
-            version = await self.run_db(_data_version, self.db)
-            if version != last_version:
-                last_version = version
-                count = await self.run_db(enrolled_count, self.db)
-                if count != self.enrolled_count:
-                    self.enrolled_count = count
-                    if self.mqtt is not None:
-                        self.mqtt.status_changed()
-            await asyncio.sleep(2.0)
 
     # -- building blocks -----------------------------------------------------------------------
     def build_mqtt(self) -> None:
@@ -371,7 +355,7 @@ class Gateway:
             if not self._camera_allowed(cam):
                 continue
             self._build_face_path(cam, door, engine)
-        self.daemon.add_service(ServiceSpec("gallery-sync", self._gallery_sync))
+        self._gallery_live = True
 
     def _camera_allowed(self, cam: str) -> bool:
         """The Art. 9/13 rules again at runtime (config validation already enforces them):
@@ -518,8 +502,24 @@ class Gateway:
         if self.controller is not None:
             self.controller.note_faces(camera, count)
 
-    async def _gallery_sync(self) -> None:
-        """Apply enrolments and withdrawals made by other processes (CLI) within ~250 ms."""
+    async def _watch_data(self) -> None:
+        """Follow changes other processes (the CLI, the office) make to face data within
+        ~250 ms: the people count published for Art. 15, and on a face gate the live
+        gallery (enrolments, withdrawals: announced to the site's other gates)."""
+        last: tuple[int, ...] | None = None
+        while True:
+            version = await self.run_db(_data_version, self.db)
+            if version != last:
+                if version[0] != self.enrolled_count:  # count(*) of face_keys
+                    self.enrolled_count = version[0]
+                    if self.mqtt is not None:
+                        self.mqtt.status_changed()
+                if last is not None and self._gallery_live:
+                    await self._sync_gallery()
+                last = version
+            await asyncio.sleep(0.25)
+
+    async def _sync_gallery(self) -> None:
         from gateway.privacy.consent import face_allowed
         from gateway.privacy.vault import load_gallery
 
@@ -529,22 +529,15 @@ class Gateway:
         def wanted_people() -> set[str]:
             return {p for p in vault.enrolled_people(self.db) if allowed(p)}
 
-        last = await self.run_db(_data_version, self.db)
-        while True:
-            await asyncio.sleep(0.25)
-            version = await self.run_db(_data_version, self.db)
-            if version == last:
-                continue
-            last = version
-            wanted = await self.run_db(wanted_people)
-            for gone in gallery.people() - wanted:
-                gallery.remove_person(gone)
-                log.info("gate %s: a person's face data left the live gallery", self.cfg.site.gate)
-                # Withdrawn by another process on this gate (the CLI): tell the site.
-                receipt = await self.run_db(_recent_withdrawal, self.db, gone)
-                if receipt is not None and receipt[0] != "compound":
-                    self._announce_withdrawal(gone, receipt[0], receipt[1])
-            await self.run_db(load_gallery, self.db, vault, gallery, allowed=allowed)
+        wanted = await self.run_db(wanted_people)
+        for gone in gallery.people() - wanted:
+            gallery.remove_person(gone)
+            log.info("gate %s: a person's face data left the live gallery", self.cfg.site.gate)
+            # Withdrawn by another process on this gate (the CLI): tell the site.
+            receipt = await self.run_db(_recent_withdrawal, self.db, gone)
+            if receipt is not None and receipt[0] != "compound":
+                self._announce_withdrawal(gone, receipt[0], receipt[1])
+        await self.run_db(load_gallery, self.db, vault, gallery, allowed=allowed)
 
     # -- commands ----------------------------------------------------------------------------
     def register_commands(self) -> None:
@@ -609,19 +602,17 @@ class Gateway:
         if got is None:
             return  # our own
 
-        def ours() -> list[str]:
-            return [str(r[0]) for r in self.db.execute("SELECT id FROM people").fetchall()]
-
-        pid = fanout.find_person(self.keys.withdrawal_fanout, got.subject, await self.run_db(ours))
+        if self.vault is None or self.gallery is None:
+            log.error("gate %s: withdrawal fan-out: no face store here", self.cfg.site.gate)
+            return
+        holders = await self.run_db(self.vault.enrolled_people, self.db)  # face data here
+        pid = fanout.find_person(self.keys.withdrawal_fanout, got.subject, holders)
         if pid is None:
             log.info(
-                "gate %s: withdrawal from gate %s: not a person of this gate",
+                "gate %s: withdrawal from gate %s: no face data of that person here",
                 self.cfg.site.gate,
                 got.origin_gate,
             )
-            return
-        if self.vault is None or self.gallery is None:
-            log.error("gate %s: withdrawal fan-out: no face store here", self.cfg.site.gate)
             return
         log.info(
             "gate %s: withdrawal from gate %s: erasing this gate's copy",
@@ -645,12 +636,7 @@ class Gateway:
         if not status.allowed:
             log.info("door %s: at-gate enrolment refused: %s", door, status.reason)
             return "No face consent on record: ask the management office"
-        enrolled = await self.run_db(
-            lambda: self.db.execute(
-                "SELECT 1 FROM face_keys WHERE person_id = ?", [person_id]
-            ).fetchone()
-        )
-        if enrolled is not None:
+        if await self.run_db(self.vault.has_face_data, self.db, person_id):
             # Never replace someone's face data at a gate: that is for the office, in person.
             log.info("door %s: at-gate enrolment refused: face data already on record", door)
             return "Face already enrolled: ask the management office to re-enrol"
@@ -865,7 +851,7 @@ class Gateway:
             self.daemon.on_shutdown(f"door-{name}", rt.controller.shutdown)
         self.daemon.add_service(ServiceSpec("access-ticker", self._ticker, critical=True))
         self.daemon.add_service(ServiceSpec("retention", self._purger))
-        self.daemon.add_service(ServiceSpec("people-count", self._count_people))
+        self.daemon.add_service(ServiceSpec("data-watch", self._watch_data))
         self._daemon_health = self.daemon.health
         self.daemon.health = self.health  # type: ignore[method-assign]
 

@@ -212,14 +212,14 @@ def management_pin_record(
     """What the management side (holding the site key) sends in a ``set_pin`` command for
     ``pin``: its argon2id hash (fresh salt) sealed by :func:`seal_pin_hash`, and its index
     under the site's PIN index key. Neither the PIN nor its bare hash ever travels."""
-    from gateway.keys import derive
+    from gateway.keys import pin_index_key
 
     validate_pin(pin)
     p = params or PinHashParams()
     hasher = PasswordHasher(
         time_cost=p.time_cost, memory_cost=p.memory_kib, parallelism=p.parallelism
     )
-    index = pin_index_for(pin, derive(site_key, "access-gateway/pin-index/v1"))
+    index = pin_index_for(pin, pin_index_key(site_key))
     return seal_pin_hash(hasher.hash(pin), person_id, site_key), index
 
 

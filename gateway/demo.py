@@ -402,15 +402,10 @@ class DemoStack:
                     latest = consent.latest(db, pid)
                     if latest is None or latest.status != "granted":
                         consent.grant(db, pid, notice, method="kiosk", recorded_by="demo")
-                if person.get("face") and person.get("consent", True):
-                    enrolled = db.execute(
-                        "SELECT 1 FROM face_keys WHERE person_id = ?", [pid]
-                    ).fetchone()
-                    if enrolled is None:
-                        images = self.sim.corpus.enrolment_images(name)
-                        enroll_arrays(
-                            db, vault, self.pipeline, Gallery(), pid, images, actor="demo"
-                        )
+                wants_face = person.get("face") and person.get("consent", True)
+                if wants_face and not vault.has_face_data(db, pid):
+                    images = self.sim.corpus.enrolment_images(name)
+                    enroll_arrays(db, vault, self.pipeline, Gallery(), pid, images, actor="demo")
             for i, visitor in enumerate(fixtures.get("visitor_pins", [])):
                 key = f"visitor:{visitor['pin']}"
                 pid = self._people.get(key)

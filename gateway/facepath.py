@@ -179,20 +179,25 @@ class FacePath:
             self.worker.stop()
             self.capture.stop()
 
+    def _mode_and_claim(self) -> tuple[FaceMode, str | None]:
+        """The door's face mode now, and the person a pending card/PIN claims (1:1)."""
+        mode = self.engine.face_mode(self.door)
+        if mode is FaceMode.NONE or self.reader is None:
+            return mode, None
+        pending = self.engine.pending_for(self.door, self.reader, time.time())
+        return mode, None if pending is None else pending.person_id
+
     async def _process(self, frame: CapturedFrame, now: float) -> None:
         # Capture time on the wall clock, so that freshness is judged on one clock.
         frame_ts = now - (time.monotonic() - frame.ts)
-        if self.enrolment is None:
+        # Decided once per frame, before any model runs (a claim made during the analysis
+        # is taken up by the next frame).
+        mode, claimed = self._mode_and_claim()
+        idle = mode is FaceMode.NONE or (mode is FaceMode.VERIFY_ONLY and claimed is None)
+        if idle and self.enrolment is None:
             # Data minimisation: no face is even detected when nothing could use it (face
             # off by schedule, or a verify-only door with no card/PIN claim pending).
-            mode = self.engine.face_mode(self.door)
-            if mode is FaceMode.NONE:
-                return
-            if mode is FaceMode.VERIFY_ONLY and (
-                self.reader is None
-                or self.engine.pending_for(self.door, self.reader, time.time()) is None
-            ):
-                return
+            return
         start = time.perf_counter()
         result = await self.worker.process(frame.image)
         del frame  # the buffer is not kept after use
@@ -215,18 +220,9 @@ class FacePath:
             with contextlib.suppress(asyncio.QueueFull):
                 self.enrolment.put_nowait(observations)
             return
-        mode = self.engine.face_mode(self.door)
-        if mode is FaceMode.NONE:
-            return
-        claimed: str | None = None
-        if self.reader is not None:
-            pending = self.engine.pending_for(self.door, self.reader, time.time())
-            if pending is not None:
-                claimed = pending.person_id
-        if mode is FaceMode.VERIFY_ONLY and claimed is None:
-            matches: list[FaceMatch] = []
-        else:
-            matches = await asyncio.to_thread(self._match, observations, claimed, frame_ts)
+        if idle:
+            return  # the frame was analysed for an enrolment that has just ended
+        matches = await asyncio.to_thread(self._match, observations, claimed, frame_ts)
         self.timing = FrameTiming(
             capture_to_start_ms=0.0,
             analyze_ms=(analyzed - start) * 1000,

@@ -25,6 +25,15 @@ def derive(key: bytes, purpose: str, length: int = 32) -> bytes:
     )
 
 
+#: HKDF purpose of the PIN lookup index key shared with the management side.
+PIN_INDEX_PURPOSE = "access-gateway/pin-index/v1"
+
+
+def pin_index_key(site_key: bytes) -> bytes:
+    """The site's PIN lookup index key (what ``set_pin``'s ``pin_index`` is keyed with)."""
+    return derive(site_key, PIN_INDEX_PURPOSE)
+
+
 def _load(ref: SecretRef | None, key_path: str) -> bytes:
     if ref is None:
         raise ConfigError([(key_path, "None", "this key is required")])
@@ -78,7 +87,7 @@ class Keys:
     def pin_index_site(self) -> bytes:
         """Key of the PIN lookup index shared with the management system (which holds the
         site key and so can compute a PIN's index for the ``set_pin`` command)."""
-        return derive(self.site, "access-gateway/pin-index/v1")
+        return pin_index_key(self.site)
 
     @property
     def withdrawal_fanout(self) -> bytes:

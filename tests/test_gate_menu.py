@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.hardware.events import CardRead, KeyPress
 
 
@@ -61,33 +63,33 @@ def _run(minimal_config: Path, script: Any) -> tuple[list[tuple[str, str]], list
     return asyncio.run(main())
 
 
-def test_card_then_88_then_own_pin_enrols(minimal_config: Path) -> None:
+CARD = "card"  # a step: present the person's card; any other step is keyed in
+
+
+@pytest.mark.parametrize(
+    ("steps", "enrols", "says"),
+    [
+        pytest.param(
+            [CARD, "88#", "246810#"], True, "Enter your PIN to enrol your face", id="card+pin"
+        ),
+        pytest.param(
+            [CARD, "88#", "111111#"],
+            False,
+            "PIN not accepted: face enrolment cancelled",
+            id="stolen-card-wrong-pin",
+        ),
+        pytest.param(
+            ["246810#", "88#"], False, "Present your card, then 88# and your PIN", id="pin-only"
+        ),
+    ],
+)
+def test_face_is_bound_to_an_identity_only_with_card_and_own_pin(
+    minimal_config: Path, steps: list[str], enrols: bool, says: str
+) -> None:
     async def script(card: Any, keys: Any) -> None:
-        await card()
-        await keys("88#")
-        await keys("246810#")
+        for step in steps:
+            await (card() if step == CARD else keys(step))
 
     enrolled, texts = _run(minimal_config, script)
-    assert enrolled == [("pid", "main")]
-    assert "Enter your PIN to enrol your face" in texts
-
-
-def test_stolen_card_with_wrong_pin_cannot_bind_a_face(minimal_config: Path) -> None:
-    async def script(card: Any, keys: Any) -> None:
-        await card()
-        await keys("88#")
-        await keys("111111#")
-
-    enrolled, texts = _run(minimal_config, script)
-    assert enrolled == []
-    assert "PIN not accepted: face enrolment cancelled" in texts
-
-
-def test_pin_alone_cannot_open_enrolment(minimal_config: Path) -> None:
-    async def script(card: Any, keys: Any) -> None:
-        await keys("246810#")
-        await keys("88#")
-
-    enrolled, texts = _run(minimal_config, script)
-    assert enrolled == []
-    assert "Present your card, then 88# and your PIN" in texts
+    assert enrolled == ([("pid", "main")] if enrols else [])
+    assert says in texts

@@ -175,16 +175,20 @@ class MqttService:
         )
         return True
 
-    def status_payload(self, state: str = "online") -> bytes:
-        """The retained status document."""
+    def _health_doc(self) -> dict[str, Any]:
+        try:
+            return dict(self._health())
+        except Exception as exc:  # noqa: BLE001 - a broken health callback must not stop MQTT
+            log.warning("gate %s: health callback failed: %s", self.topics.gate, exc)
+            return {"error": type(exc).__name__}
+
+    def status_payload(self, state: str = "online", health: dict[str, Any] | None = None) -> bytes:
+        """The retained status document (``health``: already collected, else collected now)."""
         doc: dict[str, Any] = {"state": state, "site": self.topics.site, "gate": self.topics.gate}
         if state == "online":
             stats = self.outbox.stats()
-            try:
-                health = dict(self._health())
-            except Exception as exc:  # noqa: BLE001 - a broken health callback must not stop MQTT
-                log.warning("gate %s: health callback failed: %s", self.topics.gate, exc)
-                health = {"error": type(exc).__name__}
+            if health is None:
+                health = self._health_doc()
             doc.update(
                 version=self.settings.version,
                 uptime_s=round(time.monotonic() - self._state.started, 1),
@@ -356,12 +360,9 @@ class MqttService:
 
         return publish
 
-    def enrolled_payload(self) -> bytes | None:
+    def enrolled_payload(self, health: dict[str, Any] | None = None) -> bytes | None:
         """The retained people count (:attr:`Topics.enrolled`), None when not known."""
-        try:
-            count = self._health().get("enrolled_people")
-        except Exception:  # noqa: BLE001 - reported with the status already
-            return None
+        count = (self._health_doc() if health is None else health).get("enrolled_people")
         if isinstance(count, bool) or not isinstance(count, int):
             return None
         doc = {
@@ -372,14 +373,15 @@ class MqttService:
         return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
     async def _publish_status(self, client: aiomqtt.Client) -> None:
+        health = self._health_doc()  # once for both documents
         await client.publish(
             self.topics.status,
-            self.status_payload("online"),
+            self.status_payload("online", health),
             qos=1,
             retain=True,
             timeout=self.settings.publish_timeout_s,
         )
-        enrolled = self.enrolled_payload()
+        enrolled = self.enrolled_payload(health)
         if enrolled is not None:
             await client.publish(
                 self.topics.enrolled,

@@ -380,6 +380,11 @@ class Vault:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack(out)
 
+    def has_face_data(self, db: sqlite_utils.Database, person_id: str) -> bool:
+        """Whether ``person_id`` has a wrapped data key (face data) on this device."""
+        row = db.conn.execute("SELECT 1 FROM face_keys WHERE person_id = ?", (person_id,))
+        return row.fetchone() is not None
+
     def enrolled_people(self, db: sqlite_utils.Database) -> list[str]:
         """Ids of everyone with a wrapped data key (i.e. face data) on this device."""
         return [r[0] for r in db.conn.execute("SELECT person_id FROM face_keys ORDER BY person_id")]
