@@ -269,6 +269,7 @@ class Gateway:
             nms_threshold=f.nms_threshold,
             top_k=f.top_k,
             min_interocular_px=f.min_interocular_px,
+            tracked_size_ratio=f.tracked_size_ratio,
             max_yaw=f.max_yaw,
             max_roll_deg=f.max_roll_deg,
             pitch_range=f.pitch_range,

@@ -437,6 +437,15 @@ class FaceConfig(Strict):
     min_interocular_px: float = Field(
         28.0, gt=0, description="Smallest eye distance accepted by the quality gate."
     )
+    tracked_size_ratio: float = Field(
+        0.85,
+        ge=0.5,
+        le=1.0,
+        description="Hysteresis of the size check: a face the gate accepted in the previous "
+        "frame (same place, within 0.5 s) keeps passing down to this share of "
+        "min_interocular_px, so a resident walking up at the size limit is not turned away "
+        "frame by frame; 1.0 turns it off. Enrolment always uses the strict limit.",
+    )
     min_sharpness: float = Field(
         20.0, ge=0, description="Variance of the Laplacian below which a face is blurred."
     )

@@ -23,13 +23,17 @@ from gateway.access import ApproachTracker, FaceMatch, FaceMode, PolicyEngine
 from gateway.camera import CameraCapture, CapturedFrame
 from gateway.face.gallery import Gallery
 from gateway.face.liveness import ConsistencyTracker
-from gateway.face.pipeline import FaceObservation, FacePipeline
+from gateway.face.pipeline import Box, FaceObservation, FacePipeline
 from gateway.face.worker import FaceWorker
 from gateway.privacy.zones import ZoneMasker
 
 log = logging.getLogger(__name__)
 
 OutcomeSink = Callable[[str, access.FusionOutcome], Awaitable[None]]
+
+#: a face accepted by the quality gate this recently (monotonic seconds) is "tracked": the
+#: next frame judges its size with the gate's hysteresis
+TRACK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -96,13 +100,21 @@ class FacePath:
         self.frames = 0
         self.failures = 0
         self.enrolment: asyncio.Queue[list[FaceObservation]] | None = None
+        #: (monotonic time, boxes) of the faces the quality gate accepted in the last frame
+        self._accepted: tuple[float, tuple[Box, ...]] = (0.0, ())
 
     def _analyze(self, frame: np.ndarray) -> list[FaceObservation]:
         # The mask is applied in place, in this buffer, before any model runs.
         self.masker.apply(frame)
         # At-gate enrolment always measures liveness, whatever the door's policy.
         live = self.liveness_enabled or self.enrolment is not None
-        return self.pipeline.analyze(frame, liveness=live)
+        seen, boxes = self._accepted
+        # Enrolment samples always meet the strict gate.
+        recent = self.enrolment is None and time.monotonic() - seen <= TRACK_S
+        tracked = boxes if recent else ()
+        observations = self.pipeline.analyze(frame, liveness=live, tracked=tracked)
+        self._accepted = (time.monotonic(), tuple(o.box for o in observations if o.quality.ok))
+        return observations
 
     def _match(
         self, observations: Sequence[FaceObservation], claimed: str | None, now: float

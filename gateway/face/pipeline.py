@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,24 @@ class PipelineStats:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+Box = tuple[float, float, float, float]
+#: overlap with a previous frame's accepted face that makes a detection "the same face"
+TRACK_IOU = 0.3
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
 def _thresholds(s: FaceSettings) -> QualityThresholds:
     return QualityThresholds(
         min_interocular_px=s.min_interocular_px,
+        tracked_size_ratio=s.tracked_size_ratio,
         max_yaw=s.max_yaw,
         max_roll_deg=s.max_roll_deg,
         pitch_range=s.pitch_range,
@@ -173,11 +189,19 @@ class FacePipeline:
         """Detections only (validated frame)."""
         return self.detector.detect(as_bgr(frame_bgr, what="frame"))
 
-    def analyze(self, frame_bgr: np.ndarray, *, liveness: bool = True) -> list[FaceObservation]:
+    def analyze(
+        self,
+        frame_bgr: np.ndarray,
+        *,
+        liveness: bool = True,
+        tracked: Sequence[Box] = (),
+    ) -> list[FaceObservation]:
         """Every face in the frame; embeddings only for faces that pass the quality gate.
 
         ImageError for an unusable frame. ``liveness`` is None when not asked, when no
         anti-spoofing model is installed, or when the face failed the quality gate.
+        ``tracked``: boxes of faces that passed the gate in the previous frame; a face
+        overlapping one gets the gate's size hysteresis (``tracked_size_ratio``).
         """
         frame = as_bgr(frame_bgr, what="frame")
         t0 = time.perf_counter()
@@ -187,7 +211,8 @@ class FacePipeline:
         for d in dets:
             crop = align(frame, d.landmarks)
             crops.append(crop)
-            verdicts.append(assess(d.landmarks, crop, self.thresholds))
+            near = any(iou(d.box, b) >= TRACK_IOU for b in tracked)
+            verdicts.append(assess(d.landmarks, crop, self.thresholds, tracked=near))
         t2 = time.perf_counter()
         good = [i for i, v in enumerate(verdicts) if v.ok]
         embs = self.embedder.embed([crops[i] for i in good]) if good else None

@@ -13,6 +13,9 @@ class QualityThresholds:
     """Limits of the quality gate (see FaceSettings for the defaults)."""
 
     min_interocular_px: float = 28.0
+    #: a face that passed the gate in the previous frame passes the size check down to this
+    #: share of ``min_interocular_px`` (hysteresis: no flicker at the limit as someone walks up)
+    tracked_size_ratio: float = 0.85
     max_yaw: float = 0.35
     max_roll_deg: float = 25.0
     pitch_range: tuple[float, float] = (0.2, 0.8)
@@ -74,13 +77,24 @@ def sharpness_and_brightness(aligned_bgr: np.ndarray) -> tuple[float, float]:
     return float(lap.var()), float(centre.mean())
 
 
-def assess(landmarks: np.ndarray, aligned_bgr: np.ndarray, t: QualityThresholds) -> QualityVerdict:
-    """Apply the gate to one face (landmarks in frame pixels, its 112x112 aligned crop)."""
+def assess(
+    landmarks: np.ndarray,
+    aligned_bgr: np.ndarray,
+    t: QualityThresholds,
+    *,
+    tracked: bool = False,
+) -> QualityVerdict:
+    """Apply the gate to one face (landmarks in frame pixels, its 112x112 aligned crop).
+
+    ``tracked``: the same face passed the gate in the previous frame, so the size limit is
+    ``min_interocular_px * tracked_size_ratio`` (every other check is unchanged).
+    """
     iod, yaw, roll, pitch = pose(landmarks)
     sharp, bright = sharpness_and_brightness(aligned_bgr)
     lo, hi = t.pitch_range
     reason: str | None = None
-    if iod < t.min_interocular_px:
+    min_iod = t.min_interocular_px * (t.tracked_size_ratio if tracked else 1.0)
+    if iod < min_iod:
         reason = "too_small"
     elif abs(yaw) > t.max_yaw or abs(roll) > t.max_roll_deg or not lo <= pitch <= hi:
         reason = "not_frontal"

@@ -23,6 +23,7 @@ class FaceSettings:
     nms_threshold: float = 0.3
     top_k: int = 50
     min_interocular_px: float = 28.0
+    tracked_size_ratio: float = 0.85
     max_yaw: float = 0.35
     max_roll_deg: float = 25.0
     pitch_range: tuple[float, float] = (0.2, 0.8)
@@ -52,6 +53,10 @@ class FaceSettings:
             v = getattr(self, name)
             if not 0 < v < 1:
                 problems.append((f"face.{name}", str(v), "must be between 0 and 1"))
+        if not 0.5 <= self.tracked_size_ratio <= 1.0:
+            problems.append(
+                ("face.tracked_size_ratio", str(self.tracked_size_ratio), "must be 0.5..1")
+            )
         if self.threads < 1:
             problems.append(("face.threads", str(self.threads), "must be >= 1"))
         for name in ("backend", "detector_backend", "embedder_backend", "liveness_backend"):

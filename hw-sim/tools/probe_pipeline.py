@@ -16,9 +16,12 @@ threshold); ``live`` MiniFASNet live probability (median / share >= 0.5); consis
 verdict counts over non-pending frames and the median ``motion`` / ``nonrigid`` measures;
 ``truth_verdicts`` the same tracker fed the renderer's exact landmarks (``Scene.landmarks``);
 ``flow_res`` a dense cue for comparison (LK-tracked face corners 0.4 s apart, homography-fit
-residual / eye distance); ``grant@fas`` / ``grant@cons`` per approach: the first frame at
-which 2 of the last 3 frames are matched AND live by MiniFASNet / by the consistency check
-alone (what the daemon's fusion does without an anti-spoof model), None = never;
+residual / eye distance); ``px`` a 3-D cue: the spread over 1 s of the nose's affine
+coordinates in the eyes/mouth frame (0 for anything flat; ``px_truth`` from the renderer's
+exact landmarks, ``px`` from the detector's); ``grant@fas`` / ``grant@cons`` per
+approach: the first frame at which 2 of the last 3 frames are matched AND live by
+MiniFASNet / by the consistency check alone (what the daemon's fusion does without an
+anti-spoof model), None = never;
 ``spoof@fas`` / ``spoof@cons`` likewise for 2 of 3 matched frames judged NOT live (the
 fusion's SpoofSuspected, which blocks the rest of the approach when it comes first).
 """
@@ -65,6 +68,9 @@ class VariantStats:
     nonrigid: list[float] = field(default_factory=list)
     inside_zone: int = 0
     flow_residual: list[float] = field(default_factory=list)
+    # nose parallax over a 1 s window: detected landmarks / the renderer's exact ones
+    parallax: list[float] = field(default_factory=list)
+    truth_parallax: list[float] = field(default_factory=list)
     # per frame with a face: (matched at the threshold, MiniFASNet live, consistency live)
     frame_flags: list[tuple[bool, bool | None, bool | None]] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
@@ -117,6 +123,9 @@ class VariantStats:
             "flow_res_med": q(self.flow_residual, 50),
             "flow_res_p90": q(self.flow_residual, 90),
             "render_ms_med": q(self.render_ms, 50),
+            "px_med": q(self.parallax, 50),
+            "px_p90": q(self.parallax, 90),
+            "px_truth_med": q(self.truth_parallax, 50),
             "grant@fas": self.first_grant(2, 3, 1),
             "grant@cons": self.first_grant(2, 3, 2),
             "spoof@fas": self.first_grant(2, 3, 1, live=False),
@@ -127,6 +136,23 @@ class VariantStats:
 def _subject(obs: list[FaceObservation]) -> FaceObservation | None:
     """The largest face (the person walking up)."""
     return max(obs, key=lambda o: o.box[2] * o.box[3]) if obs else None
+
+
+def nose_coords(landmarks: np.ndarray) -> np.ndarray:
+    """The nose in the affine frame of the eyes and the mouth centre (2 numbers).
+
+    Affine-invariant: constant for a flat photo or screen however it is moved (up to
+    perspective), changing with head rotation for a 3-D face (the nose stands off the
+    eye/mouth plane).
+    """
+    er, el, nose, mr, ml = np.asarray(landmarks, np.float64).reshape(5, 2)
+    basis = np.column_stack([el - er, (mr + ml) / 2 - er])
+    return np.asarray(np.linalg.lstsq(basis, nose - er, rcond=None)[0])
+
+
+def spread(window: deque[np.ndarray]) -> float:
+    """Root of the summed variance of the nose coordinates over the window."""
+    return float(np.sqrt(np.var(np.stack(list(window)), axis=0).sum()))
 
 
 def plane_residual(a: np.ndarray, b: np.ndarray, obs: FaceObservation) -> float | None:
@@ -210,6 +236,9 @@ def probe_variant(
     n = int((approach_s + linger_s) * fps)
     lag = max(1, round(flow_lag_s * fps))
     history: deque[tuple[np.ndarray, FaceObservation] | None] = deque(maxlen=lag + 1)
+    px_window = max(2, round(fps))
+    px_det: deque[np.ndarray] = deque(maxlen=px_window)
+    px_truth: deque[np.ndarray] = deque(maxlen=px_window)
     for i in range(n):
         t = i / fps
         r0 = time.perf_counter()
@@ -234,6 +263,8 @@ def probe_variant(
         o = _subject(pipe.analyze(frame))
         history.append(None if o is None else (frame, o))
         if o is None:
+            px_det.clear()
+            px_truth.clear()
             continue
         prev = history[-1 - lag] if len(history) > lag else None
         if o.quality.ok and prev is not None:
@@ -243,6 +274,11 @@ def probe_variant(
         stats.detected += 1
         truth = scene.landmarks(actor, t)  # what the renderer drew: perfect landmarks
         tv = truth_tracker.update(truth, o.box, t)
+        px_det.append(nose_coords(o.landmarks))
+        px_truth.append(nose_coords(truth))
+        if len(px_det) == px_window:
+            stats.parallax.append(spread(px_det))
+            stats.truth_parallax.append(spread(px_truth))
         if tv.state != "pending":
             stats.truth_verdicts[tv.state] += 1
         v = tracker.update(o.landmarks, o.box, t)
@@ -284,6 +320,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ("flow_res_med", 12),
         ("flow_res_p90", 12),
         ("render_ms_med", 13),
+        ("px_med", 7),
+        ("px_p90", 7),
+        ("px_truth_med", 12),
         ("grant@fas", 9),
         ("grant@cons", 10),
         ("spoof@fas", 9),

@@ -69,6 +69,21 @@ def test_no_face_several_faces_tiny_blurred(pipeline: FacePipeline, astronaut: n
     t_s = small.embed_image(tiny)
     assert t_s.verdict == "low_quality"
     assert t_s.reason == "too_small"
+    # size hysteresis: the same face, accepted in the previous frame, passes down to 85 %
+    iod = t_obs[0].quality.interocular_px
+    near = FacePipeline(
+        pipeline.detector,
+        pipeline.embedder,
+        None,
+        FaceSettings(detector_input=None, min_interocular_px=iod / 0.9),
+    )
+    assert near.analyze(tiny)[0].quality.reason == "too_small"
+    kept = near.analyze(tiny, tracked=[t_obs[0].box])[0]
+    assert kept.quality.ok
+    assert kept.embedding is not None
+    x, y, w, h = t_obs[0].box
+    elsewhere = (x + 3 * w, y, w, h)  # another place in the frame: not the same face
+    assert near.analyze(tiny, tracked=[elsewhere])[0].quality.reason == "too_small"
     blurred = cv2.GaussianBlur(astronaut, (0, 0), 3)
     b_obs = pipeline.analyze(blurred)
     assert len(b_obs) == 1
@@ -146,6 +161,8 @@ def test_settings_validation() -> None:
         FaceSettings(score_threshold=1.5)
     with pytest.raises(GatewayError, match="backend"):
         FaceSettings(backend="tensorflow")  # type: ignore[arg-type]
+    with pytest.raises(GatewayError, match="tracked_size_ratio"):
+        FaceSettings(tracked_size_ratio=0.2)
     assert (
         FaceSettings(backend="opencv", embedder_backend="onnxruntime").backend_for("embedder")
         == "onnxruntime"

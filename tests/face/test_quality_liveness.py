@@ -53,6 +53,24 @@ def test_assess_reasons_in_order() -> None:
     )
 
 
+def test_size_hysteresis_only_for_a_tracked_face() -> None:
+    t = QualityThresholds(min_interocular_px=80.0, tracked_size_ratio=0.85)
+    crop = texture()
+    # eyes ~70.5 px apart: under the strict 80, over the tracked 68
+    assert assess(FRONT, crop, t).reason == "too_small"
+    assert assess(FRONT, crop, t, tracked=True).ok
+    # under 68 even a tracked face is too small
+    shrunk = (FRONT - FRONT.mean(axis=0)) * 0.9 + FRONT.mean(axis=0)
+    assert assess(shrunk, crop, t, tracked=True).reason == "too_small"
+    # hysteresis relaxes only the size: a turned, tracked face still fails
+    turned = FRONT.copy()
+    turned[2, 0] += 40
+    assert assess(turned, crop, t, tracked=True).reason == "not_frontal"
+    # ratio 1.0 turns it off
+    off = QualityThresholds(min_interocular_px=80.0, tracked_size_ratio=1.0)
+    assert assess(FRONT, crop, off, tracked=True).reason == "too_small"
+
+
 def test_umeyama_recovers_a_similarity_and_align_is_112() -> None:
     ang, sc, tx, ty = 0.3, 1.7, 12.0, -4.0
     rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]]) * sc
