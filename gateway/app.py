@@ -74,6 +74,7 @@ class Gateway:
         self._gallery_live = False
         self.topics: Any = None
         self._fanout_rx: Any = None
+        self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
     # -- helpers ----------------------------------------------------------------------------
@@ -420,6 +421,13 @@ class Gateway:
         cfg = self.cfg
         cc = cfg.cameras[cam]
         loop = asyncio.get_running_loop()
+        if cc.inline_password:
+            log.warning(
+                "camera %s: its password is written inside 'source'; move it to "
+                "cameras.%s.password (a file or systemd credential)",
+                cam,
+                cam,
+            )
 
         def on_state(online: bool, reason: str) -> None:
             self.face_status[cam] = "running" if online else f"disabled: camera {reason}"
@@ -451,7 +459,7 @@ class Gateway:
 
         capture = CameraCapture(
             cam,
-            functools.partial(OpenCVSource, cc.source, cc.width, cc.height),
+            lambda: OpenCVSource(cc.stream_url(), cc.width, cc.height),
             fps=cc.fps,
             on_state=on_state,
         )
@@ -505,8 +513,8 @@ class Gateway:
 
     async def _watch_data(self) -> None:
         """Follow changes other processes (the CLI, the office) make to face data within
-        ~250 ms: the people count published for Art. 15, and on a face gate the live
-        gallery (enrolments, withdrawals: announced to the site's other gates)."""
+        ~250 ms: the people count published for Art. 15, on a face gate the live gallery,
+        and on every gate the withdrawals still to announce to the site's other gates."""
         last: tuple[int, ...] | None = None
         while True:
             version = await self.run_db(_data_version, self.db)
@@ -517,6 +525,9 @@ class Gateway:
                         self.mqtt.status_changed()
                 if last is not None and self._gallery_live:
                     await self._sync_gallery()
+                # Withdrawals recorded by any process (the CLI too, or while this daemon
+                # was down), on every gate, face path or not.
+                await self.announce_withdrawals()
                 last = version
             await asyncio.sleep(0.25)
 
@@ -534,10 +545,6 @@ class Gateway:
         for gone in gallery.people() - wanted:
             gallery.remove_person(gone)
             log.info("gate %s: a person's face data left the live gallery", self.cfg.site.gate)
-            # Withdrawn by another process on this gate (the CLI): tell the site.
-            receipt = await self.run_db(_recent_withdrawal, self.db, gone)
-            if receipt is not None and receipt[0] != "compound":
-                self._announce_withdrawal(gone, receipt[0], receipt[1])
         await self.run_db(load_gallery, self.db, vault, gallery, allowed=allowed)
 
     # -- commands ----------------------------------------------------------------------------
@@ -562,8 +569,22 @@ class Gateway:
         receipt = await self.run_db(
             withdraw, self.db, _need(self.vault), _need(self.gallery), person_id, channel
         )
-        self._announce_withdrawal(person_id, channel, receipt.templates_erased)
+        await self.announce_withdrawals()
         return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
+
+    async def announce_withdrawals(self) -> None:
+        """Announce every withdrawal receipt not yet announced, whichever process wrote it.
+
+        A receipt is marked only after its messages are queued in the outbox: at least once
+        (a repeat erases nothing more on the receiving gates)."""
+        from gateway.privacy.withdraw import mark_announced, pending_announcements
+
+        async with self._announcing:
+            for receipt in await self.run_db(pending_announcements, self.db):
+                self._announce_withdrawal(
+                    receipt.person_id, receipt.channel, receipt.templates_erased
+                )
+                await self.run_db(mark_announced, self.db, receipt.id)
 
     def _announce_withdrawal(self, person_id: str, channel: str, erased: int) -> None:
         """The pseudonymous event, and (unless it came from there) the fan-out that erases
@@ -921,16 +942,6 @@ def _load_pipeline(model_dir: Path, settings: Any) -> Any:
     from gateway.face.pipeline import FacePipeline
 
     return FacePipeline.load(model_dir, settings)
-
-
-def _recent_withdrawal(db: Any, person_id: str, within_s: float = 600.0) -> tuple[str, int] | None:
-    """(channel, templates erased) of the person's withdrawal in the last ``within_s``."""
-    row = db.execute(
-        "SELECT channel, templates_erased FROM withdrawal_receipts WHERE person_id = ? "
-        "AND ts > ? ORDER BY ts DESC LIMIT 1",
-        [person_id, time.time() - within_s],
-    ).fetchone()
-    return None if row is None else (str(row[0]), int(row[1]))
 
 
 def _data_version(db: Any) -> tuple[int, ...]:

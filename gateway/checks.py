@@ -10,6 +10,9 @@ from gateway.errors import ConfigError
 
 
 def _secret_refs(cfg: GatewayConfig) -> Iterator[tuple[str, SecretRef]]:
+    for name, cam in cfg.cameras.items():
+        if cam.password is not None:
+            yield f"cameras.{name}.password", cam.password
     for name, reader in cfg.readers.items():
         if reader.scbk is not None:
             yield f"readers.{name}.scbk", reader.scbk

@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -287,6 +288,7 @@ class Space(StrEnum):
     PRIVATE = "private"
 
 
+STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
 PRIVATE_SPACE_RULE = (
     "no face processing in private spaces (Art. 13): rooms, bathrooms, changing rooms and "
     "toilets may not have a face camera; no role can override this"
@@ -297,7 +299,16 @@ class CameraConfig(Strict):
     """A camera: its source, what it sees and what must never be captured."""
 
     source: str = Field(
-        description="V4L2 device (/dev/video0), rtsp:// or http(s):// MJPEG URL, or a file path."
+        description="V4L2 device (/dev/video0), rtsp:// or http(s):// MJPEG URL, or a file path. "
+        "Give a stream's credentials with 'username' and 'password', not inside the URL."
+    )
+    username: str | None = Field(
+        None, description="User name for an rtsp:// or http(s):// stream that needs one."
+    )
+    password: SecretRef | None = Field(
+        None,
+        description="Password reference for the stream (a file or systemd credential, never "
+        "inline); joined into the URL only when the stream is opened.",
     )
     door: str = Field(description="Door this camera serves.")
     width: int = Field(640, ge=160, le=3840, description="Requested frame width.")
@@ -323,6 +334,42 @@ class CameraConfig(Strict):
         if v is Space.PRIVATE:
             raise ValueError(PRIVATE_SPACE_RULE)
         return v
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if self.username is None and self.password is None:
+            return self
+        parts = urlsplit(self.source)
+        if parts.scheme not in STREAM_SCHEMES:
+            raise ValueError("'username'/'password' apply only to rtsp:// or http(s):// sources")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "credentials are given both inside 'source' and as 'username'/'password': "
+                "remove them from the URL"
+            )
+        if self.password is not None and not self.username:
+            raise ValueError("'password' needs a 'username'")
+        return self
+
+    @property
+    def inline_password(self) -> bool:
+        """True when the source URL itself carries a password (works, but discouraged)."""
+        try:
+            return urlsplit(self.source).password is not None
+        except ValueError:
+            return False
+
+    def stream_url(self) -> str:
+        """The URL to open, with the credentials joined in (read the secret now: a rotated
+        password takes effect at the next reconnect). Never log it: see ``redact_url``."""
+        if self.username is None:
+            return self.source
+        parts = urlsplit(self.source)
+        user = quote(self.username, safe="")
+        if self.password is not None:
+            user += ":" + quote(self.password.read_bytes().decode("utf-8"), safe="")
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 class ReaderConfig(Strict):

@@ -138,7 +138,20 @@ def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
     checks.append(check_storage(cfg))
     checks.append(check_models(cfg))
     for name, cam in cfg.cameras.items():
-        checks.append(check_camera(name, cam.source, timeout))
+        try:
+            url = cam.stream_url()
+        except ConfigError as exc:
+            checks.append(Check(f"camera {name}", "FAIL", format_problems(exc.problems)))
+            continue
+        check = check_camera(name, url, timeout)
+        if cam.inline_password:
+            check = Check(
+                check.name,
+                check.status,
+                f"{check.detail}; password inside 'source': move it to "
+                f"cameras.{name}.password (a file or systemd credential)",
+            )
+        checks.append(check)
     for name, reader in cfg.readers.items():
         checks.append(check_reader(name, reader.url, timeout))
     checks.append(check_broker(cfg, timeout))

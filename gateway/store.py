@@ -138,6 +138,14 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 2: a withdrawal is announced (event + fan-out to the site's gates) exactly from this
+    # flag, whichever process recorded it; earlier receipts were announced by their writer.
+    """
+    ALTER TABLE withdrawal_receipts ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;
+    UPDATE withdrawal_receipts SET announced = 1;
+    CREATE INDEX withdrawal_receipts_pending ON withdrawal_receipts(announced)
+        WHERE announced = 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

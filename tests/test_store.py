@@ -70,3 +70,32 @@ def test_failed_migration_leaves_database_untouched(
 def test_memory_database_for_tests() -> None:
     db = store.connect(":memory:")
     assert "people" in db.table_names()
+
+
+def test_upgrade_from_schema_1_keeps_data_and_marks_old_withdrawals_announced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway's schema-1 database upgrades in place: rows kept, receipts written by the
+    old version (which announced them itself) are not announced a second time."""
+    path = tmp_path / "s" / "x.db"
+    with monkeypatch.context() as m:
+        m.setattr(store, "MIGRATIONS", store.MIGRATIONS[:1])
+        m.setattr(store, "SCHEMA_VERSION", 1)
+        old = store.connect(path)
+        old.execute(
+            "INSERT INTO withdrawal_receipts (id, person_id, channel, templates_erased, ts)"
+            " VALUES ('r1', 'p1', 'cli', 2, 1.0)"
+        )
+        old.conn.commit()
+        old.close()
+    db = store.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION >= 2
+    rows = db.execute("SELECT id, announced FROM withdrawal_receipts").fetchall()
+    assert [tuple(r) for r in rows] == [("r1", 1)]
+    db.execute(
+        "INSERT INTO withdrawal_receipts (id, person_id, channel, templates_erased, ts)"
+        " VALUES ('r2', 'p1', 'cli', 0, 2.0)"
+    )
+    new = db.execute("SELECT announced FROM withdrawal_receipts WHERE id = 'r2'").fetchone()
+    assert new[0] == 0  # a new receipt waits for the daemon to announce it
+    db.close()

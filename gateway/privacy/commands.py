@@ -314,8 +314,9 @@ def _consent_withdraw(args: argparse.Namespace) -> int:
         f"{time.monotonic() - t0:.2f} s; receipt {receipt.id}; card/PIN unaffected"
     )
     print(
-        "note: a running daemon drops the person when it receives the withdrawal command; "
-        "from this CLI it drops them at its next gallery reload"
+        "the running daemon drops the person from its live gallery within a second and "
+        "announces the withdrawal to the site's other gates, which erase their copies; "
+        "if it is not running, it does so when it starts"
     )
     return 0
 

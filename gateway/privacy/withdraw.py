@@ -104,3 +104,18 @@ def withdraw(
         receipt_id,
     )
     return Receipt(receipt_id, person_id, channel, erased, now)
+
+
+def pending_announcements(db: sqlite_utils.Database) -> list[Receipt]:
+    """Withdrawals not yet announced (event + fan-out), oldest first, whoever recorded them."""
+    rows = db.execute(
+        "SELECT id, person_id, channel, templates_erased, ts FROM withdrawal_receipts"
+        " WHERE announced = 0 ORDER BY ts, rowid"
+    ).fetchall()
+    return [Receipt(str(r[0]), str(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+
+def mark_announced(db: sqlite_utils.Database, receipt_id: str) -> None:
+    """Record that the withdrawal ``receipt_id`` has been announced."""
+    with transaction(db):
+        db.execute("UPDATE withdrawal_receipts SET announced = 1 WHERE id = ?", [receipt_id])

@@ -2,12 +2,15 @@
 
 One render thread per camera, running only while someone watches, produces the latest
 JPEG at the configured fps; every HTTP client streams that frame. ``unplug()`` ends the
-open streams and refuses new ones (HTTP 503) until ``replug()``.
+open streams and refuses new ones (HTTP 503) until ``replug()``. With ``basic_auth`` the
+stream demands an HTTP Basic login (401 otherwise), like an IP camera with a password.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hmac
 import logging
 import threading
 import time
@@ -35,8 +38,15 @@ class SimCamera:
         fps: float = 10.0,
         jpeg_quality: int = 80,
         zones: list[Polygon] | None = None,
+        basic_auth: tuple[str, str] | None = None,
     ) -> None:
         self.name = name
+        self._auth = (
+            None
+            if basic_auth is None
+            else "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode("ascii")
+        )
+        self.refused_logins = 0
         self.fps = fps
         self.jpeg_quality = jpeg_quality
         self.scene = Scene(width, height, corpus, zones=list(zones or []))
@@ -137,6 +147,19 @@ class SimCamera:
         """Stream to one HTTP client until it leaves, the camera is unplugged or stopped."""
         if not self.plugged:
             handler.send_error(503, f"camera {self.name} is unplugged")
+            return
+        given = handler.headers.get("Authorization")
+        if self._auth is not None and not hmac.compare_digest(
+            (given or "").encode(), self._auth.encode()
+        ):
+            if given is not None:
+                self.refused_logins += 1
+            handler.send_response(401)
+            handler.send_header("WWW-Authenticate", f'Basic realm="camera {self.name}"')
+            handler.send_header("Content-Length", "0")
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            handler.close_connection = True
             return
         handler.send_response(200)
         handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")

@@ -30,6 +30,11 @@ class CameraConfig(_Model):
     height: int = Field(480, ge=64, le=2160)
     fps: float = Field(10.0, gt=0, le=60)
     jpeg_quality: int = Field(80, ge=10, le=100)
+    basic_auth: tuple[str, str] | None = Field(
+        None,
+        description="[user, password] the stream demands (HTTP Basic), like an IP camera "
+        "with a login; a simulator setting, so the password is plain text here.",
+    )
     zones: list[list[Point]] = Field(
         default_factory=list,
         description="No-capture regions drawn in the scene (normalised polygons), e.g. a window.",

@@ -42,6 +42,7 @@ class Simulator:
                 fps=c.fps,
                 jpeg_quality=c.jpeg_quality,
                 zones=[list(z) for z in c.zones],
+                basic_auth=c.basic_auth,
             )
             for c in config.cameras
         }

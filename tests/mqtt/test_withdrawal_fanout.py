@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -131,33 +133,96 @@ def test_withdrawal_at_one_gate_erases_the_copy_on_another(
     asyncio.run(main())
 
 
-def test_a_cli_withdrawal_is_found_and_fanned_out(tmp_path: Path) -> None:
-    """The daemon notices a withdrawal made by another process (the CLI) on its database
-    and queues the fan-out message in its durable outbox."""
-    from gateway.app import _recent_withdrawal
-    from gateway.face.gallery import Gallery
+@pytest.mark.mosquitto
+def test_a_cli_withdrawal_on_a_gate_without_face_path_reaches_the_others(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """``gateway consent withdraw`` (another process) on a card/PIN-only gate: the running
+    daemon there announces it (once) and gate 2 erases its copy; a withdrawal recorded while
+    the daemon was down is announced when it starts."""
     from gateway.privacy import consent, people
     from gateway.privacy.notice import load_notice
-    from gateway.privacy.withdraw import withdraw
 
     site_key = write_secret(tmp_path / "site-key", secrets.token_bytes(32))
-    cfg = _config(tmp_path, "gate-1", site_key, free_port())
+    cfg1 = _config(tmp_path, "gate-1", site_key, broker.port)  # card/PIN only
+    cfg2 = _config(tmp_path, "gate-2", site_key, broker.port)
     notice = load_notice(REPO / "config" / "notice.example.txt", "2025-06")
 
+    def face_keys(db: object, pid: str) -> int:
+        return int(
+            db.execute(  # type: ignore[attr-defined]
+                "SELECT count(*) FROM face_keys WHERE person_id = ?", [pid]
+            ).fetchone()[0]
+        )
+
+    def cli_withdraw(pid: str) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "gateway", "--config", str(cfg1), "consent", "withdraw", pid],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "withdrawn: 2 templates erased" in out.stdout
+
+    async def wait_for(cond: Callable[[], bool], what: str) -> None:
+        for _ in range(200):
+            if cond():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(what)
+
     async def main() -> None:
-        async with built_gateway(cfg) as gw:
-            pid = people.add_person(gw.db, "Li Wei")
-            consent.grant(gw.db, pid, notice, method="paper", recorded_by="t")
-            emb = np.random.default_rng(1).standard_normal((2, 128)).astype(np.float32)
-            gw.vault.store_templates(gw.db, pid, emb, model="sface")
-            assert _recent_withdrawal(gw.db, pid) is None
-            withdraw(gw.db, gw.vault, Gallery(), pid, "cli")  # what `gateway consent withdraw` does
-            channel, erased = _recent_withdrawal(gw.db, pid) or ("", 0)
-            assert (channel, erased) == ("cli", 2)
-            before = gw.outbox.stats().pending
-            gw._announce_withdrawal(pid, channel, erased)
-            assert gw.outbox.stats().pending == before + 2  # consent.withdrawn + fan-out
-            gw._announce_withdrawal(pid, "compound", erased)
-            assert gw.outbox.stats().pending == before + 3  # never fanned out again
+        pids: list[str] = []
+        async with built_gateway(cfg1) as gw1, built_gateway(cfg2) as gw2:
+            assert not gw1.face_paths, "gate 1 must be a gate without a face path"
+            for i, name in enumerate(("Li Wei", "Wang Fang", "Zhang Min")):
+                pid = people.add_person(gw1.db, name, unit="3-402")
+                gw2.db["people"].insert(gw1.db["people"].get(pid))  # as a sync would
+                for gw in (gw1, gw2):
+                    consent.grant(
+                        gw.db, pid, notice, method="paper", recorded_by="t", scope="compound"
+                    )
+                    emb = np.random.default_rng(i).standard_normal((2, 128)).astype(np.float32)
+                    gw.vault.store_templates(gw.db, pid, emb, model="sface")
+                pids.append(pid)
+            # Withdrawn while gate 1's daemon is not yet watching (down).
+            await asyncio.to_thread(cli_withdraw, pids[2])
+            tasks = [asyncio.create_task(g.mqtt.run()) for g in (gw1, gw2)]
+            tasks.append(asyncio.create_task(gw1._watch_data()))
+            try:
+                await wait_for(lambda: gw1.mqtt.ready and gw2.mqtt.ready, "brokers not ready")
+                await wait_for(
+                    lambda: face_keys(gw2.db, pids[2]) == 0,
+                    "a withdrawal made while the daemon was down never reached gate 2",
+                )
+                published = gw1.outbox.stats().published_total
+                await asyncio.to_thread(cli_withdraw, pids[0])
+                await wait_for(
+                    lambda: face_keys(gw2.db, pids[0]) == 0,
+                    "gate 2 kept the face data withdrawn on gate 1's CLI",
+                )
+                assert consent.latest(gw2.db, pids[0]).status == "withdrawn"  # type: ignore[union-attr]
+                assert face_keys(gw2.db, pids[1]) == 1, "another person's data was erased"
+                # Announced once: consent.withdrawn + the fan-out, and nothing left pending.
+                await wait_for(
+                    lambda: gw1.outbox.stats().published_total >= published + 2, "not published"
+                )
+                await asyncio.sleep(0.6)  # two more watcher rounds
+                assert gw1.outbox.stats().published_total == published + 2
+                left = gw1.db.execute(
+                    "SELECT count(*) FROM withdrawal_receipts WHERE announced = 0"
+                ).fetchone()[0]
+                assert left == 0
+                # Gate 2 recorded its own erasure (channel compound) and never fans it out.
+                rows = gw2.db.execute(
+                    "SELECT channel, announced FROM withdrawal_receipts ORDER BY ts"
+                ).fetchall()
+                assert [tuple(r) for r in rows] == [("compound", 1), ("compound", 1)]
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     asyncio.run(main())

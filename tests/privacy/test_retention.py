@@ -39,9 +39,15 @@ def test_purge_idempotent(db: sqlite_utils.Database, vault: Vault, notice: Notic
     people.touch_last_seen(db, idle, NOW - 200 * DAY)
     # a superseded old consent (re-granted since) and an old receipt
     consent.grant(db, active, notice, method="app", recorded_by="o", now=NOW - 10 * DAY)
-    db.execute("INSERT INTO withdrawal_receipts VALUES ('r-old', ?, 'cli', 1, ?)", [idle, t_old])
     db.execute(
-        "INSERT INTO withdrawal_receipts VALUES ('r-new', ?, 'cli', 1, ?)", [idle, NOW - DAY]
+        "INSERT INTO withdrawal_receipts (id, person_id, channel, templates_erased, ts)"
+        " VALUES ('r-old', ?, 'cli', 1, ?)",
+        [idle, t_old],
+    )
+    db.execute(
+        "INSERT INTO withdrawal_receipts (id, person_id, channel, templates_erased, ts)"
+        " VALUES ('r-new', ?, 'cli', 1, ?)",
+        [idle, NOW - DAY],
     )
     for ts in (NOW - 40 * DAY, NOW - 31 * DAY, NOW - 5 * DAY):
         db.execute(
