@@ -75,6 +75,7 @@ class Gateway:
         self.topics: Any = None
         self._fanout_rx: Any = None
         self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
+        self._data_seen: tuple[int, ...] | None = None  # _watch_data's last data version
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
     # -- helpers ----------------------------------------------------------------------------
@@ -515,20 +516,28 @@ class Gateway:
         """Follow changes other processes (the CLI, the office) make to face data within
         ~250 ms: the people count published for Art. 15, on a face gate the live gallery,
         and on every gate the withdrawals still to announce to the site's other gates."""
-        last: tuple[int, ...] | None = None
+        retry_at: float | None = None  # withdrawals left to announce: try again then
         while True:
-            version = await self.run_db(_data_version, self.db)
-            if version != last:
+            try:
+                version = await self.run_db(_data_version, self.db)
+            except sqlite3.Error as exc:
+                log.warning("gate %s: cannot read the data version: %s", self.cfg.site.gate, exc)
+                await asyncio.sleep(5.0)
+                continue
+            last = self._data_seen  # kept across restarts of this service
+            due = retry_at is not None and time.monotonic() >= retry_at
+            if version != last or due:
                 if version[0] != self.enrolled_count:  # count(*) of face_keys
                     self.enrolled_count = version[0]
                     if self.mqtt is not None:
                         self.mqtt.status_changed()
-                if last is not None and self._gallery_live:
+                if last is not None and version != last and self._gallery_live:
                     await self._sync_gallery()
+                self._data_seen = version
                 # Withdrawals recorded by any process (the CLI too, or while this daemon
                 # was down), on every gate, face path or not.
-                await self.announce_withdrawals()
-                last = version
+                ok = await self.announce_withdrawals()
+                retry_at = None if ok else time.monotonic() + 5.0
             await asyncio.sleep(0.25)
 
     async def _sync_gallery(self) -> None:
@@ -572,19 +581,45 @@ class Gateway:
         await self.announce_withdrawals()
         return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
 
-    async def announce_withdrawals(self) -> None:
-        """Announce every withdrawal receipt not yet announced, whichever process wrote it.
+    async def announce_withdrawals(self) -> bool:
+        """Announce every withdrawal receipt not yet announced, whichever process wrote it;
+        True when none is left waiting. Never raises: what fails waits for the next try.
 
-        A receipt is marked only after its messages are queued in the outbox: at least once
-        (a repeat erases nothing more on the receiving gates)."""
+        A receipt is marked only once its messages are stored in the durable outbox: at
+        least once (a repeat erases nothing more on the receiving gates). Without MQTT
+        there is nobody to tell, and the receipts wait for it to be configured."""
         from gateway.privacy.withdraw import mark_announced, pending_announcements
 
+        gate = self.cfg.site.gate
+        if self.outbox is None:
+            return True
         async with self._announcing:
-            for receipt in await self.run_db(pending_announcements, self.db):
-                self._announce_withdrawal(
-                    receipt.person_id, receipt.channel, receipt.templates_erased
-                )
-                await self.run_db(mark_announced, self.db, receipt.id)
+            try:
+                pending = await self.run_db(pending_announcements, self.db)
+            except sqlite3.Error as exc:
+                log.warning("gate %s: cannot read withdrawals to announce: %s", gate, exc)
+                return False
+            done = True
+            for receipt in pending:
+                try:
+                    self._announce_withdrawal(
+                        receipt.person_id, receipt.channel, receipt.templates_erased
+                    )
+                except ValueError as exc:  # e.g. a channel this version does not know
+                    log.error("gate %s: withdrawal %s not announced: %s", gate, receipt.id, exc)
+                    done = False
+                    continue
+                if self.outbox.degraded is not None:
+                    done = False  # held in memory only: announce again once stored
+                    continue
+                try:
+                    await self.run_db(mark_announced, self.db, receipt.id)
+                except sqlite3.Error as exc:
+                    log.warning(
+                        "gate %s: withdrawal %s announced, not marked: %s", gate, receipt.id, exc
+                    )
+                    done = False
+            return done
 
     def _announce_withdrawal(self, person_id: str, channel: str, erased: int) -> None:
         """The pseudonymous event, and (unless it came from there) the fan-out that erases

@@ -28,11 +28,10 @@ def redact_url(source: str) -> str:
         parts = urlsplit(source)
     except ValueError:
         return "<unparseable camera URL>"
-    if parts.username is None and parts.password is None:
+    if "@" not in parts.netloc:
         return source
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    # host[:port] exactly as written (an IPv6 literal keeps its brackets)
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 log = logging.getLogger(__name__)

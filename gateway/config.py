@@ -303,7 +303,9 @@ class CameraConfig(Strict):
         "Give a stream's credentials with 'username' and 'password', not inside the URL."
     )
     username: str | None = Field(
-        None, description="User name for an rtsp:// or http(s):// stream that needs one."
+        None,
+        min_length=1,
+        description="User name for an rtsp:// or http(s):// stream that needs one.",
     )
     password: SecretRef | None = Field(
         None,
@@ -360,14 +362,23 @@ class CameraConfig(Strict):
             return False
 
     def stream_url(self) -> str:
-        """The URL to open, with the credentials joined in (read the secret now: a rotated
-        password takes effect at the next reconnect). Never log it: see ``redact_url``."""
+        """The URL to open, with the credentials joined in (the secret is read now: a
+        rotated password file takes effect at the next reconnect; a systemd credential is a
+        copy made at service start). Never log it: see ``redact_url``."""
         if self.username is None:
             return self.source
         parts = urlsplit(self.source)
         user = quote(self.username, safe="")
         if self.password is not None:
-            user += ":" + quote(self.password.read_bytes().decode("utf-8"), safe="")
+            raw = self.password.read_bytes()
+            try:
+                secret = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                where = str(self.password.file or self.password.credential)
+                raise ConfigError(
+                    [("password", where, "the camera password is not UTF-8 text")]
+                ) from None
+            user += ":" + quote(secret, safe="")
         host = parts.netloc.rpartition("@")[2]
         return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.camera import redact_url
-from gateway.config import GatewayConfig, format_problems, load_config
+from gateway.config import CameraConfig, GatewayConfig, format_problems, load_config
 from gateway.errors import ConfigError, GatewayError
 
 
@@ -21,7 +21,7 @@ class Check:
     """One row of the doctor's table."""
 
     name: str
-    status: str  # PASS, FAIL, SKIP
+    status: str  # PASS, WARN (works, but fix it), FAIL, SKIP
     detail: str
 
 
@@ -96,6 +96,24 @@ def check_camera(name: str, source: str, timeout: float) -> Check:
     return Check(f"camera {name}", "FAIL" if err else "PASS", err or redact_url(source))
 
 
+def check_configured_camera(name: str, cam: CameraConfig, timeout: float) -> Check:
+    """A configured camera with its login: its secret readable, a frame delivered, and a
+    WARN for a password still written inside ``source``."""
+    try:
+        url = cam.stream_url()
+    except ConfigError as exc:
+        return Check(f"camera {name}", "FAIL", format_problems(exc.problems))
+    check = check_camera(name, url, timeout)
+    if not cam.inline_password:
+        return check
+    return Check(
+        check.name,
+        "WARN" if check.status == "PASS" else check.status,
+        f"{check.detail}; password inside 'source': move it to cameras.{name}.password "
+        "(a file or systemd credential)",
+    )
+
+
 def check_reader(name: str, url: str, timeout: float) -> Check:
     """The reader's transport is reachable (serial device present, or TCP port open)."""
     parts = urlsplit(url)
@@ -137,21 +155,7 @@ def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
     )
     checks.append(check_storage(cfg))
     checks.append(check_models(cfg))
-    for name, cam in cfg.cameras.items():
-        try:
-            url = cam.stream_url()
-        except ConfigError as exc:
-            checks.append(Check(f"camera {name}", "FAIL", format_problems(exc.problems)))
-            continue
-        check = check_camera(name, url, timeout)
-        if cam.inline_password:
-            check = Check(
-                check.name,
-                check.status,
-                f"{check.detail}; password inside 'source': move it to "
-                f"cameras.{name}.password (a file or systemd credential)",
-            )
-        checks.append(check)
+    checks.extend(check_configured_camera(name, cam, timeout) for name, cam in cfg.cameras.items())
     for name, reader in cfg.readers.items():
         checks.append(check_reader(name, reader.url, timeout))
     checks.append(check_broker(cfg, timeout))

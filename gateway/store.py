@@ -138,11 +138,13 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
-    # 2: a withdrawal is announced (event + fan-out to the site's gates) exactly from this
-    # flag, whichever process recorded it; earlier receipts were announced by their writer.
+    # 2: a withdrawal is announced (event + fan-out to the site's gates) from this flag,
+    # whichever process recorded it. Earlier versions missed some (a CLI withdrawal on a
+    # gate without face path), so every earlier one is announced once more after the
+    # upgrade (a repeat erases nothing more); those from other gates are never fanned out.
     """
     ALTER TABLE withdrawal_receipts ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;
-    UPDATE withdrawal_receipts SET announced = 1;
+    UPDATE withdrawal_receipts SET announced = 1 WHERE channel = 'compound';
     CREATE INDEX withdrawal_receipts_pending ON withdrawal_receipts(announced)
         WHERE announced = 0;
     """,

@@ -72,11 +72,12 @@ def test_memory_database_for_tests() -> None:
     assert "people" in db.table_names()
 
 
-def test_upgrade_from_schema_1_keeps_data_and_marks_old_withdrawals_announced(
+def test_upgrade_from_schema_1_keeps_data_and_announces_old_withdrawals_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A gateway's schema-1 database upgrades in place: rows kept, receipts written by the
-    old version (which announced them itself) are not announced a second time."""
+    """A gateway's schema-1 database upgrades in place: rows kept; withdrawals recorded
+    there are announced once more (the old version missed some), except those that came
+    from another gate, which are never fanned out."""
     path = tmp_path / "s" / "x.db"
     with monkeypatch.context() as m:
         m.setattr(store, "MIGRATIONS", store.MIGRATIONS[:1])
@@ -84,14 +85,14 @@ def test_upgrade_from_schema_1_keeps_data_and_marks_old_withdrawals_announced(
         old = store.connect(path)
         old.execute(
             "INSERT INTO withdrawal_receipts (id, person_id, channel, templates_erased, ts)"
-            " VALUES ('r1', 'p1', 'cli', 2, 1.0)"
+            " VALUES ('r1', 'p1', 'cli', 2, 1.0), ('r0', 'p2', 'compound', 1, 0.5)"
         )
         old.conn.commit()
         old.close()
     db = store.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION >= 2
-    rows = db.execute("SELECT id, announced FROM withdrawal_receipts").fetchall()
-    assert [tuple(r) for r in rows] == [("r1", 1)]
+    rows = db.execute("SELECT id, announced FROM withdrawal_receipts ORDER BY ts").fetchall()
+    assert [tuple(r) for r in rows] == [("r0", 1), ("r1", 0)]
     db.execute(
         "INSERT INTO withdrawal_receipts (id, person_id, channel, templates_erased, ts)"
         " VALUES ('r2', 'p1', 'cli', 0, 2.0)"

@@ -170,6 +170,8 @@ class WithdrawalChannel(StrEnum):
 
     KIOSK = "kiosk"
     APP = "app"
+    PAPER = "paper"
+    WEB = "web"
     OPERATOR = "operator"
     MQTT = "mqtt"
     CLI = "cli"

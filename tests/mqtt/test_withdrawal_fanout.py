@@ -197,6 +197,7 @@ def test_a_cli_withdrawal_on_a_gate_without_face_path_reaches_the_others(
                     lambda: face_keys(gw2.db, pids[2]) == 0,
                     "a withdrawal made while the daemon was down never reached gate 2",
                 )
+                await wait_for(lambda: gw1.outbox.stats().pending == 0, "outbox not drained")
                 published = gw1.outbox.stats().published_total
                 await asyncio.to_thread(cli_withdraw, pids[0])
                 await wait_for(
@@ -209,8 +210,11 @@ def test_a_cli_withdrawal_on_a_gate_without_face_path_reaches_the_others(
                 await wait_for(
                     lambda: gw1.outbox.stats().published_total >= published + 2, "not published"
                 )
-                await asyncio.sleep(0.6)  # two more watcher rounds
+                # Another change of the data makes the watcher look again: nothing new to say.
+                consent.grant(gw1.db, pids[1], notice, method="paper", recorded_by="t")
+                await asyncio.sleep(0.6)
                 assert gw1.outbox.stats().published_total == published + 2
+                assert gw1.outbox.stats().pending == 0
                 left = gw1.db.execute(
                     "SELECT count(*) FROM withdrawal_receipts WHERE announced = 0"
                 ).fetchone()[0]
@@ -224,5 +228,57 @@ def test_a_cli_withdrawal_on_a_gate_without_face_path_reaches_the_others(
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+def test_announcing_never_blocks_on_one_receipt_and_waits_without_a_broker(
+    tmp_path: Path,
+) -> None:
+    """A receipt that cannot be announced is logged and left waiting; the ones after it go
+    out; a gate without MQTT keeps every receipt for when it has a broker; every
+    withdrawal channel the CLI accepts is one the event schema knows."""
+    from gateway.mqtt.events import WithdrawalChannel
+    from gateway.privacy import people
+    from gateway.privacy.withdraw import CHANNELS
+
+    assert set(CHANNELS) == {c.value for c in WithdrawalChannel}
+    site_key = write_secret(tmp_path / "site-key", secrets.token_bytes(32))
+    cfg = _config(tmp_path, "gate-1", site_key, free_port())
+    text = cfg.read_text()
+    cfg.write_text(
+        text[: text.index("[mqtt]")] + "[mqtt]\nenabled = true\n" + text[text.index("[storage]") :]
+    )  # an outbox, no broker yet
+    offline = _config(tmp_path, "gate-2", site_key, free_port())
+    text = offline.read_text()
+    offline.write_text(
+        text[: text.index("[mqtt]")] + "[mqtt]\nenabled = false\n" + text[text.index("[storage]") :]
+    )
+
+    def receipt(db: object, rid: str, pid: str, channel: str, ts: float) -> None:
+        db.execute(  # type: ignore[attr-defined]
+            "INSERT INTO withdrawal_receipts (id, person_id, channel, templates_erased, ts)"
+            " VALUES (?, ?, ?, 1, ?)",
+            [rid, pid, channel, ts],
+        )
+
+    async def main() -> None:
+        async with built_gateway(cfg) as gw:
+            pid = people.add_person(gw.db, "Li Wei")
+            receipt(gw.db, "bad", pid, "carrier-pigeon", 1.0)  # written by a newer version
+            receipt(gw.db, "good", pid, "paper", 2.0)
+            assert await gw.announce_withdrawals() is False
+            rows = gw.db.execute(
+                "SELECT id, announced FROM withdrawal_receipts ORDER BY ts"
+            ).fetchall()
+            assert [tuple(r) for r in rows] == [("bad", 0), ("good", 1)]
+            assert gw.outbox.stats().pending == 2  # consent.withdrawn + fan-out of "good"
+        async with built_gateway(offline) as gw:
+            pid = people.add_person(gw.db, "Wang Fang")
+            receipt(gw.db, "r", pid, "cli", 1.0)
+            assert gw.outbox is None
+            assert await gw.announce_withdrawals() is True
+            left = gw.db.execute("SELECT announced FROM withdrawal_receipts").fetchone()[0]
+            assert left == 0
 
     asyncio.run(main())
