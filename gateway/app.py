@@ -593,6 +593,8 @@ class Gateway:
         gate = self.cfg.site.gate
         if self.outbox is None:
             return True
+        if self.outbox.degraded is not None:
+            return False  # it would only hold them in memory: wait until it stores again
         async with self._announcing:
             try:
                 pending = await self.run_db(pending_announcements, self.db)
@@ -609,9 +611,8 @@ class Gateway:
                     log.error("gate %s: withdrawal %s not announced: %s", gate, receipt.id, exc)
                     done = False
                     continue
-                if self.outbox.degraded is not None:
-                    done = False  # held in memory only: announce again once stored
-                    continue
+                if self.outbox.degraded is not None:  # the store failed under this one
+                    return False
                 try:
                     await self.run_db(mark_announced, self.db, receipt.id)
                 except sqlite3.Error as exc:

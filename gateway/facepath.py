@@ -109,11 +109,11 @@ class FacePath:
         # At-gate enrolment always measures liveness, whatever the door's policy.
         live = self.liveness_enabled or self.enrolment is not None
         seen, boxes = self._accepted
+        now = time.monotonic()
         # Enrolment samples always meet the strict gate.
-        recent = self.enrolment is None and time.monotonic() - seen <= TRACK_S
-        tracked = boxes if recent else ()
+        tracked = boxes if self.enrolment is None and now - seen <= TRACK_S else ()
         observations = self.pipeline.analyze(frame, liveness=live, tracked=tracked)
-        self._accepted = (time.monotonic(), tuple(o.box for o in observations if o.quality.ok))
+        self._accepted = (now, tuple(o.box for o in observations if o.quality.ok))
         return observations
 
     def _match(

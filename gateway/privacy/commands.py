@@ -453,9 +453,9 @@ def _zones_preview(args: argparse.Namespace) -> int:
             "(or a config with this camera)"
         )
     out = zones.render_preview(frame, polys)
-    # privacy-ok: the one image the gateway ever writes, on the installer's explicit request,
-    # locally, 0600, with every configured no-capture zone blanked (Art. 13 installer aid).
-    ok, png = cv2.imencode(".png", out)
+    # The one image the gateway ever writes: on the installer's explicit request, locally,
+    # 0600, with every configured no-capture zone blanked (Art. 13 installer aid).
+    ok, png = cv2.imencode(".png", out)  # privacy-ok: zones preview, reviewed, see above
     if not ok:
         raise GatewayError(f"cannot encode the preview for {args.out}")
     # Created 0600 from the first byte (not chmod-ed after the fact).

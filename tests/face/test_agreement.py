@@ -12,17 +12,10 @@ from gateway.face.align import align
 from gateway.face.detector import OpenCVYuNet, OrtYuNet
 from gateway.face.embedder import OpenCVSFace, OrtSFace, l2_normalise
 from gateway.face.image import load_image
+from gateway.face.pipeline import iou
 from tests.face.conftest import FACES
 
 pytestmark = pytest.mark.models
-
-
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def check_agreement(model_dir: Path, img: np.ndarray) -> int:
