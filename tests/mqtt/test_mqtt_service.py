@@ -156,7 +156,9 @@ def _spawn(db_path: Path, port: int, count: int, interval: float) -> subprocess.
 def test_kill_9_mid_stream_loses_nothing(broker: Mosquitto, db_path: Path) -> None:
     async def go() -> None:
         async with Collector(broker, TOPICS.events_wildcard) as col:
-            proc = _spawn(db_path, broker.port, 2000, 0.0)
+            # Far more events than the pipe holds (~1,500 PUT lines): the publisher can
+            # never run ahead and finish (and drain) before the kill; it is still putting.
+            proc = _spawn(db_path, broker.port, 50_000, 0.0)
             assert proc.stdout is not None
             put_ids: list[str] = []
             loop = asyncio.get_running_loop()
