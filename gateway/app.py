@@ -28,12 +28,13 @@ from gateway.hardware.door import DoorStateMachine
 from gateway.hardware.door_controller import DoorController
 from gateway.hardware.io import (
     DoorInputMap,
-    DoorLock,
     FakeRelay,
     InputRole,
     LockSpec,
     OsdpRelay,
+    relay_energized,
 )
+from gateway.hardware.lock import DoorLock
 from gateway.hardware.readers import Reader, open_reader
 from gateway.keys import Keys
 from gateway.mqtt import events as ev
@@ -208,6 +209,9 @@ class Gateway:
 
     def build_door(self, name: str, dc: DoorConfig, on_event: Callable[[Any], None]) -> DoorRuntime:
         """A door controller with its lock relay and input map."""
+        from gateway.hardware.io import LockType as HwLockType
+
+        spec = LockSpec(lock_type=HwLockType(dc.relay.lock_type.value))
         relay: Any
         if dc.relay.kind == "osdp":
             reader_name = dc.relay.reader or dc.reader
@@ -217,12 +221,14 @@ class Gateway:
             from gateway.hardware.io import GpioRelay
 
             assert dc.relay.line is not None  # noqa: S101 - config validation guarantees it
-            relay = GpioRelay(dc.relay.chip, dc.relay.line, name=f"{name}-relay")
+            relay = GpioRelay(
+                dc.relay.chip,
+                dc.relay.line,
+                name=f"{name}-relay",
+                rest_level=relay_energized(spec, False),  # requested locked
+            )
         else:
             relay = FakeRelay(f"{name}-no-lock")
-        from gateway.hardware.io import LockType as HwLockType
-
-        spec = LockSpec(lock_type=HwLockType(dc.relay.lock_type.value))
         inputs = DoorInputMap(
             contact=dc.contact.input if dc.contact.kind == "osdp" else None,
             exit=dc.exit_button.input if dc.exit_button.kind == "osdp" else None,
@@ -894,8 +900,8 @@ class Gateway:
             run_db=self.run_db,
         )
         holder["c"] = self.controller
-        # Shutdown hooks run in reverse order: readers close last, after the doors have
-        # been driven to their safe state through them.
+        # Doors reach their safe state through the readers BEFORE services stop and the
+        # reader buses close (on_safe_state runs first); readers close in a shutdown hook.
         self.daemon.on_shutdown("readers", self._close)
         self.register_commands()
         for name in self.readers:
@@ -906,7 +912,7 @@ class Gateway:
             )
         for name, rt in doors.items():
             self.daemon.add_service(ServiceSpec(f"door-{name}", rt.controller.run, critical=True))
-            self.daemon.on_shutdown(f"door-{name}", rt.controller.shutdown)
+            self.daemon.on_safe_state(f"door-{name}", rt.controller.shutdown)
         self.daemon.add_service(ServiceSpec("access-ticker", self._ticker, critical=True))
         self.daemon.add_service(ServiceSpec("retention", self._purger))
         self.daemon.add_service(ServiceSpec("data-watch", self._watch_data))

@@ -50,6 +50,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self.restart_requested = False
         self._shutdown_hooks: list[tuple[str, ShutdownHook]] = []
+        self._safe_state_hooks: list[tuple[str, ShutdownHook]] = []
         self._reload_hooks: list[tuple[str, ReloadHook]] = []
         self.services: list[ServiceSpec] = []
 
@@ -61,6 +62,11 @@ class Daemon:
     def on_shutdown(self, name: str, hook: ShutdownHook) -> None:
         """Run ``hook`` at shutdown (drive outputs to their safe state, flush, close)."""
         self._shutdown_hooks.append((name, hook))
+
+    def on_safe_state(self, name: str, hook: ShutdownHook) -> None:
+        """Run ``hook`` first at shutdown, while every service and reader bus still runs
+        (drive a door's outputs to their safe state); all such hooks run concurrently."""
+        self._safe_state_hooks.append((name, hook))
 
     def on_reload(self, name: str, hook: ReloadHook) -> None:
         """Run ``hook`` with the new configuration after a successful reload."""
@@ -133,8 +139,20 @@ class Daemon:
             if self.db is not None:
                 await asyncio.to_thread(self.db.execute, "PRAGMA wal_checkpoint(PASSIVE)")
 
-    async def _shutdown(self) -> None:
+    async def _drive_safe_state(self) -> None:
+        """Outputs to their safe state before anything is stopped or closed."""
         self.notifier.stopping()
+        limit = self.cfg.runtime.shutdown_timeout_s / 2
+
+        async def one(name: str, hook: ShutdownHook) -> None:
+            try:
+                await asyncio.wait_for(hook(), timeout=limit)
+            except Exception:
+                log.exception("safe-state step %s failed", name)
+
+        await asyncio.gather(*(one(n, h) for n, h in self._safe_state_hooks))
+
+    async def _shutdown(self) -> None:
         for name, hook in reversed(self._shutdown_hooks):
             try:
                 await asyncio.wait_for(hook(), timeout=self.cfg.runtime.shutdown_timeout_s / 2)
@@ -194,6 +212,7 @@ class Daemon:
         else:
             log.info("stop requested; shutting down")
         stopper.cancel()
+        await self._drive_safe_state()
         supervised.cancel()
         with contextlib.suppress(BaseException):
             await supervised

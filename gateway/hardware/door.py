@@ -77,6 +77,11 @@ class DoorStateMachine:
         """True while the lock is commanded released."""
         return self._released
 
+    @property
+    def unlock_until(self) -> float | None:
+        """End of the current unlock window (clock time), if any."""
+        return self._unlock_until
+
     def _ev(self, kind: str, now: float, *, alarm: bool = False, reason: str = "") -> DoorEvent:
         return DoorEvent(self.config.name, kind, now, alarm, reason)
 

@@ -2,6 +2,8 @@
 
 The decision logic stays in :class:`~gateway.hardware.door.DoorStateMachine`; this class
 only feeds it inputs, executes its lock commands and hands its events to ``on_event``.
+Its :meth:`DoorController.run` loop also keeps the lock honest (renews timed releases,
+asserts the locked state, retries unacknowledged commands: :mod:`gateway.hardware.lock`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Callable
 from gateway.errors import HardwareError
 from gateway.hardware.door import DoorEvent, DoorStateMachine, Step
 from gateway.hardware.events import ReaderEvent
-from gateway.hardware.io import DoorInputMap, DoorLock, InputRole
+from gateway.hardware.io import DoorInputMap, InputRole
+from gateway.hardware.lock import DoorLock
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,11 @@ class DoorController:
     async def _apply(self, step: Step) -> Step:
         for cmd in step.commands:
             try:
-                await self.lock.apply(cmd.release)
+                await self.lock.apply(cmd.release, self.machine.unlock_until)
             except HardwareError as exc:
-                log.error("door %s: lock command failed: %s", self.name, exc)
+                log.error("door %s: lock command failed (retrying): %s", self.name, exc)
+        if self.machine.released:
+            self.lock.extend(self.machine.unlock_until)
         for ev in step.events:
             level = logging.WARNING if ev.alarm else logging.INFO
             log.log(level, "door %s: %s", self.name, ev.kind)
@@ -81,17 +86,23 @@ class DoorController:
         return await self._apply(self.machine.tick(self.clock()))
 
     async def run(self, max_sleep_s: float = 1.0) -> None:
-        """Tick whenever a deadline is due (cancel to stop)."""
+        """Tick whenever a deadline is due and keep the lock honest (cancel to stop).
+
+        The first pass asserts the locked state (retried until the relay acknowledges)."""
         while True:
+            await self.lock.maintain()
+            now = self.clock()
             deadline = self.machine.next_deadline()
-            wait = max_sleep_s if deadline is None else max(0.0, deadline - self.clock())
+            due = self.lock.next_due() if deadline is None else min(deadline, self.lock.next_due())
+            wait = max(0.0, due - now)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(wait, max_sleep_s))
             await self.tick()
 
     async def shutdown(self) -> None:
-        """Put the lock in its safe state (fail-secure locked; fail-safe as configured)."""
+        """Put the lock in its safe state (fail-secure locked; fail-safe as configured);
+        no release is applied after this began."""
         try:
             await self.lock.safe_state()
         except HardwareError as exc:

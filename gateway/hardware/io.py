@@ -8,6 +8,13 @@ level for shutdown (fail-secure -> locked; fail-safe -> released only if configu
 
 Inputs (door contact, exit button, tamper) are NO or NC switches read against a pull-up:
 :func:`input_active` maps the raw level to "active" (door open / button pressed).
+
+Relays take a *permanent* level (:meth:`Relay.set`) and a *timed* one
+(:meth:`Relay.pulse`): the relay returns to its permanent level by itself when the time is
+up. An OSDP reader does that in its own firmware (it relocks even when the controller is
+dead); a GPIO relay does it from a timer thread of this process (it relocks when the event
+loop stalls, but NOT after a kill -9 or a crash of the whole process: the line keeps its
+level; wire such a relay through a hardware timer or watchdog, see the README).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -104,7 +111,11 @@ class Relay(Protocol):
     name: str
 
     async def set(self, energized: bool) -> None:
-        """Energize or release the coil."""
+        """Set the permanent level (cancels a running pulse); return once acknowledged."""
+
+    async def pulse(self, energized: bool, seconds: float) -> None:
+        """Hold ``energized`` for ``seconds``, then return to the permanent level by itself;
+        a new pulse restarts the timer. Return once acknowledged."""
 
 
 @runtime_checkable
@@ -118,39 +129,48 @@ class InputSource(Protocol):
         ...
 
 
-class DoorLock:
-    """A relay driven through a :class:`LockSpec`."""
-
-    def __init__(self, door: str, relay: Relay, spec: LockSpec) -> None:
-        self.door = door
-        self.relay = relay
-        self.spec = spec
-
-    async def apply(self, release: bool) -> None:
-        """Release or secure the door."""
-        await self.relay.set(relay_energized(self.spec, release))
-
-    async def safe_state(self) -> None:
-        """Put the lock in its shutdown state (see :func:`safe_state`)."""
-        level = safe_state(self.spec)
-        log.info("door %s: lock to shutdown state (relay energized=%s)", self.door, level)
-        await self.relay.set(level)
-
-
 # ----------------------------------------------------------------------------- fakes
 
 
 class FakeRelay:
-    """In-memory relay recording every level (tests, simulator)."""
+    """In-memory relay recording every commanded level (tests); pulses end by themselves
+    on the running loop. ``fail`` > 0 makes the next commands fail (not acknowledged)."""
 
     def __init__(self, name: str = "fake-relay") -> None:
         self.name = name
         self.energized = False
+        self.permanent = False
         self.history: list[bool] = []
+        self.pulses: list[tuple[bool, float]] = []
+        self.fail = 0
+        self.attempts = 0
+        self._gen = 0
+
+    def _check(self) -> None:
+        self.attempts += 1
+        if self.fail > 0:
+            self.fail -= 1
+            raise HardwareError(f"relay {self.name}: command not acknowledged (simulated)")
 
     async def set(self, energized: bool) -> None:
+        self._check()
+        self._gen += 1
+        self.permanent = self.energized = energized
+        self.history.append(energized)
+
+    async def pulse(self, energized: bool, seconds: float) -> None:
+        self._check()
+        self._gen += 1
+        gen = self._gen
         self.energized = energized
         self.history.append(energized)
+        self.pulses.append((energized, seconds))
+
+        def end() -> None:
+            if self._gen == gen:
+                self.energized = self.permanent
+
+        asyncio.get_running_loop().call_later(seconds, end)
 
 
 class FakeInputs:
@@ -201,8 +221,17 @@ class OsdpRelay:
         self.output_no = output_no
         self.name = f"{reader.name}/out{output_no}"
 
+    @property
+    def epoch(self) -> int:
+        """Changes when the reader comes back online (the lock is then re-asserted)."""
+        return self.reader.online_epoch
+
     async def set(self, energized: bool) -> None:
         await self.reader.output(self.output_no, energized)
+
+    async def pulse(self, energized: bool, seconds: float) -> None:
+        # the reader's own timer ends it: it relocks even if this process is gone
+        await self.reader.output(self.output_no, energized, seconds)
 
 
 class InputRole(StrEnum):
@@ -252,12 +281,32 @@ def _gpiod() -> object:
 
 
 class GpioRelay:
-    """A relay on one GPIO output line (libgpiod v2)."""
+    """A relay on one GPIO output line (libgpiod v2).
 
-    def __init__(self, chip: str, line: int, name: str | None = None) -> None:
+    The line is requested at ``rest_level`` (the door's locked level), so that the lock
+    never opens while the daemon starts. A pulse is ended by a timer *thread* (it relocks
+    even if the event loop stalls); after a kill -9 or a power-cycle of the controller the
+    line keeps (kill) or loses (power) its level: see the README on hardware timers.
+    """
+
+    def __init__(
+        self,
+        chip: str,
+        line: int,
+        name: str | None = None,
+        *,
+        rest_level: bool = False,
+        timer_factory: Callable[[float, Callable[[], None]], threading.Timer] = threading.Timer,
+    ) -> None:
         gpiod = _gpiod()
         self.name = name or f"{chip}:{line}"
         self.line = line
+        self._permanent = rest_level
+        self._timer_factory = timer_factory
+        self._timer: threading.Timer | None = None
+        self._gen = 0
+        self._wlock = threading.Lock()
+        rest = gpiod.line.Value.ACTIVE if rest_level else gpiod.line.Value.INACTIVE  # type: ignore[attr-defined]
         try:
             self._request = gpiod.request_lines(  # type: ignore[attr-defined]
                 chip,
@@ -265,7 +314,7 @@ class GpioRelay:
                 config={
                     line: gpiod.LineSettings(  # type: ignore[attr-defined]
                         direction=gpiod.line.Direction.OUTPUT,  # type: ignore[attr-defined]
-                        output_value=gpiod.line.Value.INACTIVE,  # type: ignore[attr-defined]
+                        output_value=rest,
                     )
                 },
             )
@@ -273,12 +322,45 @@ class GpioRelay:
             raise HardwareError(f"relay {self.name}: cannot request GPIO line: {exc}") from exc
         self._value = gpiod.line.Value  # type: ignore[attr-defined]
 
-    async def set(self, energized: bool) -> None:
+    def _write(self, energized: bool) -> None:
         value = self._value.ACTIVE if energized else self._value.INACTIVE
         try:
             self._request.set_value(self.line, value)
         except OSError as exc:
             raise HardwareError(f"relay {self.name}: GPIO write failed: {exc}") from exc
+
+    def _cancel(self) -> None:
+        self._gen += 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def set(self, energized: bool) -> None:
+        with self._wlock:
+            self._cancel()
+            self._permanent = energized
+            self._write(energized)
+
+    async def pulse(self, energized: bool, seconds: float) -> None:
+        with self._wlock:
+            self._cancel()
+            gen = self._gen
+            self._write(energized)
+            timer = self._timer_factory(seconds, lambda: self._end(gen))
+            timer.daemon = True
+            self._timer = timer
+            timer.start()
+
+    def _end(self, gen: int) -> None:
+        """Timer thread: the pulse is over unless renewed or cancelled meanwhile."""
+        with self._wlock:
+            if gen != self._gen:
+                return
+            self._timer = None
+            try:
+                self._write(self._permanent)
+            except HardwareError as exc:
+                log.error("relay %s: cannot end the pulse: %s", self.name, exc)
 
 
 class GpioInputs:

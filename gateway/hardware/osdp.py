@@ -11,12 +11,20 @@ libosdp quirks handled here (python package ``libosdp`` 3.2.x):
 - The event callback receives the PD *index* (order of ``PDInfo``), not its address.
 - ``osdp.ControlPanel``'s own handler queues every event forever unless ``get_event`` is
   called; we install our callback on ``ControlPanel.ctx`` instead.
-- After a response timeout libosdp parks a PD offline for 300 s; after a reconnect we
-  ``disable_pd`` then (one refresh later) ``enable_pd`` to retry at once.
+- After a response timeout, one reply with a bad CRC or a bad secure block, libosdp parks
+  a PD offline for 300 s (``OSDP_ONLINE_RETRY_WAIT_MAX_MS``, compile-time, not exposed by
+  the binding). We reset that PD instead: ``flush_commands`` (stale commands must never
+  reach the reader later), ``disable_pd`` then (one refresh later) ``enable_pd``, which
+  restarts the ID/capabilities/Secure Channel handshake at once; retried with a capped,
+  jittered backoff while the PD stays silent (see :class:`_Recovery`).
+- Commands are acknowledged through the binding's command-completion callback (per PD,
+  in submission order); :meth:`OsdpReader.output` waits for it.
 - A channel ``read`` that raises leaves a Python error set inside the C refresh: our
   channel never raises; transport errors are turned into a "lost" flag.
 - Status events carry ``report`` bytes (one byte per input); local status is
-  ``[tamper, power]``. The output command ``timer_count`` is truncated to 8 bits.
+  ``[tamper, power]``. The output command ``timer_count`` is truncated to 8 bits by the
+  binding (at most 25.5 s): longer timed outputs are renewed by the caller (the door lock
+  re-issues a short timed output before it ends, see :mod:`gateway.hardware.lock`).
 - libosdp logs with printf; at debug level it can dump packets, so the level is capped
   at Warning.
 """
@@ -34,6 +42,7 @@ import socket
 import threading
 import time
 import tty
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +68,9 @@ log = logging.getLogger(__name__)
 _REFRESH_S = 0.02
 _STATUS_EVERY_S = 0.1
 _MAX_TIMER_UNITS = 255  # libosdp python binding truncates timer_count to uint8
+_ACK_TIMEOUT_S = 2.0  # a command the PD has not acknowledged by then counts as failed
+_HANDSHAKE_GRACE_S = 3.0  # time a reset PD gets to finish ID/CAP/Secure Channel
+_OFFLINE_REASON = "no answer from the reader (timeout or a bad frame)"
 
 _LED_COLORS = {
     "off": osdp.CommandLEDColor.Black,
@@ -332,6 +344,16 @@ class _PdState:
     online: bool = False
     inputs: bytes | None = None
     tamper: bool | None = None
+    epoch: int = 0  # incremented each time the PD comes online
+
+
+@dataclass
+class _Recovery:
+    """Per-PD offline recovery: when to reset the PD next, with capped jittered backoff."""
+
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial_s=0.5, cap_s=5.0))
+    next_reset: float | None = None
+    resets: int = 0
 
 
 class OsdpReader:
@@ -350,6 +372,19 @@ class OsdpReader:
     def online(self) -> bool:
         """True while the PD answers (with the Secure Channel up when a key is set)."""
         return self._state.online
+
+    @property
+    def online_epoch(self) -> int:
+        """Changes each time the reader comes (back) online: the door re-asserts its lock."""
+        return self._state.epoch
+
+    @property
+    def health(self) -> str:
+        """``online``, ``recovering`` (being reset after going offline) or ``offline``."""
+        if self._state.online:
+            return "online"
+        rec = self.bus._recovery.get(self.index)
+        return "recovering" if rec is not None and rec.next_reset is not None else "offline"
 
     async def start(self) -> None:
         """Start the shared bus (idempotent)."""
@@ -421,34 +456,30 @@ class OsdpReader:
             },
         )
 
-    async def output(self, no: int, on: bool, seconds: float | None = None) -> None:
-        """Output ``no``: on/off, or on for ``seconds`` (longer than 25.5 s: timed here)."""
+    async def output(
+        self, no: int, on: bool, seconds: float | None = None, *, timeout_s: float = _ACK_TIMEOUT_S
+    ) -> None:
+        """Drive output ``no`` and wait until the reader acknowledges it.
+
+        ``seconds=None``: permanent on/off (OSDP codes 2/1, which also cancel a running
+        timer). Otherwise a *timed* output (codes 5/6): ``on`` for ``seconds``, after which
+        the reader itself returns to the permanent state, even if this controller is gone.
+        ``seconds`` is capped at 25.5 s (the binding's 8-bit timer); callers renew longer
+        holds. HardwareError when the reader is offline, refuses or does not acknowledge.
+        """
         if not 0 <= no < 256:
             raise HardwareError(f"reader {self.name}: output number {no} out of range")
-        units = None if seconds is None else max(1, round(seconds * 10))
-        if units is not None and on and units <= _MAX_TIMER_UNITS:
-            code, timer = 5, units  # OSDP 5: temporary on for the timer, then back to off
-        else:
+        if seconds is None:
             code, timer = (2 if on else 1), 0
-        self.bus.submit(
-            self,
-            {
-                "command": osdp.Command.Output,
-                "output_no": no,
-                "control_code": code,
-                "timer_count": timer,
-            },
-        )
-        if units is not None and on and units > _MAX_TIMER_UNITS:
-            asyncio.get_running_loop().call_later(
-                units / 10, lambda: asyncio.ensure_future(self._timed_off(no))
-            )
-
-    async def _timed_off(self, no: int) -> None:
-        try:
-            await self.output(no, False)
-        except HardwareError as exc:
-            log.warning("reader %s: cannot end timed output %d: %s", self.name, no, exc)
+        else:
+            code, timer = (5 if on else 6), max(1, min(_MAX_TIMER_UNITS, round(seconds * 10)))
+        cmd = {
+            "command": osdp.Command.Output,
+            "output_no": no,
+            "control_code": code,
+            "timer_count": timer,
+        }
+        await self.bus.send(self, cmd, timeout_s)
 
 
 # ----------------------------------------------------------------------------- bus
@@ -478,6 +509,10 @@ class OsdpBus:
         self._to_enable: set[int] = set()
         self._enable_wait = 0
         self._last_status = 0.0
+        # per PD index: kinds of the submitted, not yet completed commands (FIFO), with the
+        # future of those a caller waits for (libosdp completes a PD's commands in order)
+        self._pending: dict[int, deque[tuple[int, asyncio.Future[bool] | None]]] = {}
+        self._recovery: dict[int, _Recovery] = {}
 
     # -- setup -------------------------------------------------------------------------
 
@@ -522,6 +557,9 @@ class OsdpBus:
         cp = osdp.ControlPanel(self._infos, log_level=level)
         self._ctx = cp.ctx
         self._ctx.set_event_callback(self._on_event)
+        self._ctx.set_command_completion_callback(self._on_completion)
+        self._pending = {r.index: deque() for r in self.readers}
+        self._recovery = {r.index: _Recovery() for r in self.readers}
         self._started = True
         self._stop.clear()
         self._thread = threading.Thread(
@@ -555,6 +593,11 @@ class OsdpBus:
 
     def submit(self, reader: OsdpReader, cmd: dict[str, Any]) -> None:
         """Queue a command for ``reader``; HardwareError when libosdp refuses it."""
+        self._submit(reader, cmd, None)
+
+    def _submit(
+        self, reader: OsdpReader, cmd: dict[str, Any], fut: asyncio.Future[bool] | None
+    ) -> None:
         if self._ctx is None:
             raise HardwareError(f"reader {reader.name}: OSDP bus not started")
         with self._lock:
@@ -562,10 +605,63 @@ class OsdpBus:
                 ok = self._ctx.submit_command(reader.index, cmd)
             except (ValueError, TypeError, KeyError) as exc:
                 raise HardwareError(f"reader {reader.name}: bad OSDP command: {exc}") from exc
+            if ok:
+                self._pending.setdefault(reader.index, deque()).append((int(cmd["command"]), fut))
         if not ok:
             raise HardwareError(
                 f"reader {reader.name}: OSDP command refused (reader offline or queue full)"
             )
+
+    async def send(self, reader: OsdpReader, cmd: dict[str, Any], timeout_s: float) -> None:
+        """Submit ``cmd`` and wait for the reader's acknowledgement.
+
+        HardwareError when refused, failed, flushed or not acknowledged in ``timeout_s``;
+        after a timeout the PD's queue is flushed, so that the stale command (or any
+        queued behind it) never reaches the reader later.
+        """
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._submit(reader, cmd, fut)
+        try:
+            ok = await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            self._flush(reader.index)
+            raise HardwareError(
+                f"reader {reader.name}: no acknowledgement within {timeout_s:.1f} s"
+            ) from None
+        if not ok:
+            raise HardwareError(f"reader {reader.name}: command not acknowledged by the reader")
+
+    def _flush(self, index: int) -> None:
+        """Drop the PD's queued commands (their waiters fail)."""
+        with self._lock:
+            if self._ctx is not None:
+                self._ctx.flush_commands(index)
+
+    def _on_completion(self, pd_index: int, cmd: dict[str, Any], status: int) -> None:
+        """libosdp command-completion callback (refresh thread, our lock held)."""
+        try:
+            queue = self._pending.get(pd_index)
+            if not queue:
+                return
+            kind = int(cmd.get("command", -1))
+            # normally the first one; a mismatch means an untracked completion: search on
+            for i, (k, fut) in enumerate(queue):
+                if k == kind:
+                    del queue[i]
+                    if fut is not None:
+                        self._resolve(fut, status == osdp.CompletionStatus.Ok)
+                    return
+        except Exception:  # never into the C refresh loop
+            log.exception("OSDP bus %s: cannot handle a completion", self.transport.description)
+
+    def _resolve(self, fut: asyncio.Future[bool], ok: bool) -> None:
+        def done() -> None:
+            if not fut.done():
+                fut.set_result(ok)
+
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(done)
 
     # -- thread ------------------------------------------------------------------------
 
@@ -591,6 +687,7 @@ class OsdpBus:
     def _disable_all(self) -> None:
         with self._lock:
             for r in self.readers:
+                self._ctx.flush_commands(r.index)
                 self._ctx.disable_pd(r.index)
         # libosdp refuses enable_pd until the disable went through a refresh: retried
         self._to_enable = {r.index for r in self.readers}
@@ -600,10 +697,48 @@ class OsdpBus:
         if self._enable_wait > 0:
             self._enable_wait -= 1
             return
+        now = time.monotonic()
         with self._lock:
             for index in sorted(self._to_enable):
                 if self._ctx.enable_pd(index):
                     self._to_enable.discard(index)
+                    rec = self._recovery.get(index)
+                    if rec is not None and rec.next_reset is not None:
+                        # give the handshake time before judging the PD again
+                        rec.next_reset = now + _HANDSHAKE_GRACE_S + rec.backoff.next_delay()
+
+    def _reset_pd(self, reader: OsdpReader) -> None:
+        """Flush, disable and (next refresh) re-enable one PD: a fresh session at once,
+        instead of libosdp's 300 s offline wait."""
+        with self._lock:
+            self._ctx.flush_commands(reader.index)
+            self._ctx.disable_pd(reader.index)
+        self._to_enable.add(reader.index)
+        self._enable_wait = 1
+
+    def _recover(self, reader: OsdpReader, up: bool, now: float) -> None:
+        """Reset a PD that stays offline, with capped jittered backoff; report it."""
+        rec = self._recovery[reader.index]
+        if up:
+            if rec.resets:
+                log.info(
+                    "reader %s: recovered after %d OSDP session reset(s)", reader.name, rec.resets
+                )
+            rec.next_reset = None
+            rec.resets = 0
+            rec.backoff.reset()
+            return
+        if rec.next_reset is None:
+            rec.next_reset = now + rec.backoff.next_delay()
+            return
+        if now < rec.next_reset or reader.index in self._to_enable:
+            return
+        rec.resets += 1
+        (log.warning if rec.resets == 1 else log.debug)(
+            "reader %s: offline; resetting its OSDP session (attempt %d)", reader.name, rec.resets
+        )
+        self._reset_pd(reader)
+        rec.next_reset = now + _HANDSHAKE_GRACE_S + rec.backoff.next_delay()
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -619,6 +754,7 @@ class OsdpBus:
             self._to_enable.clear()
             for r in self.readers:
                 self._mark(r, False, f"transport closed: {reason}")
+                self._recovery[r.index] = _Recovery()
             self._failures = 0
             self.backoff.reset()
             self._next_attempt = now + self.backoff.next_delay()
@@ -669,13 +805,16 @@ class OsdpBus:
                 and bool(online_mask & bit)
                 and (not r.secure or bool(sc_mask & bit))
             )
-            self._mark(r, up, "no answer from the reader")
+            self._mark(r, up, _OFFLINE_REASON)
+            if self._channel.connected:
+                self._recover(r, up, now)
 
     def _mark(self, reader: OsdpReader, up: bool, reason: str) -> None:
         if up == reader._state.online:
             return
         reader._state.online = up
         if up:
+            reader._state.epoch += 1
             log.info("reader %s: online (OSDP address %d)", reader.name, reader.address)
             self._post(reader, ReaderOnline(reader.name))
         else:

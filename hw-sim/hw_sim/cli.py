@@ -227,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("clear-camera", "everyone leaves the camera's view", [("camera", {"required": True})]),
         ("unplug-camera", "unplug a camera", [("camera", {"required": True})]),
         ("replug-camera", "plug a camera back", [("camera", {"required": True})]),
+        ("cut-link", "cut a reader's RS-485 pair (it stops answering)", [("reader", {"required": True})]),
+        ("restore-link", "mend a reader's RS-485 pair", [("reader", {"required": True})]),
+        (
+            "corrupt-frames",
+            "send a reader's next replies with a bad CRC",
+            [("reader", {"required": True}), ("count", {"type": int, "default": 1})],
+        ),
     ]
     for name, help_, opts in simple:
         p = sub.add_parser(name, help=help_)

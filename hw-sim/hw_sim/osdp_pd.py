@@ -5,6 +5,10 @@ reports card reads (raw Wiegand bits in the configured format), key presses, inp
 (input 0 = door contact, active = open; input 1 = exit button) and tamper (local status);
 it records what the CP commands: LED, buzzer, text and outputs (output 0 = door relay),
 honouring OSDP output timers. Secure Channel with the configured SCBK.
+
+Faults for the gateway's fault suite: :meth:`SimReader.cut_link` (the PD stops answering,
+as if the RS-485 pair were cut; what the CP sends is lost) and
+:meth:`SimReader.corrupt_frames` (the next N replies leave with a bad CRC).
 """
 
 from __future__ import annotations
@@ -46,11 +50,36 @@ class ReaderError(RuntimeError):
     """Bad reader configuration or request (names the reader)."""
 
 
-class _TcpListenChannel(osdp.Channel):  # type: ignore[misc]  # untyped libosdp base
+class _LineFaults:
+    """Line faults shared by both channels: a cut pair and corrupted replies."""
+
+    def __init__(self) -> None:
+        self.cut = False
+        self.corrupt_left = 0
+        self._faults_lock = threading.Lock()
+
+    def _incoming(self, data: bytes) -> bytes:
+        # a cut pair: what the CP sends never arrives
+        return b"" if self.cut else data
+
+    def _outgoing(self, buf: bytes) -> bytes | None:
+        """The bytes to put on the wire (None: lost on a cut line)."""
+        if self.cut:
+            return None
+        with self._faults_lock:
+            if self.corrupt_left <= 0 or not buf:
+                return buf
+            self.corrupt_left -= 1
+        # one reply = one write; its last byte is part of the CRC: flip it
+        return bytes(buf[:-1]) + bytes([buf[-1] ^ 0xFF])
+
+
+class _TcpListenChannel(osdp.Channel, _LineFaults):  # type: ignore[misc]  # untyped base
     """Non-blocking byte stream to the one CP connected to a listening socket."""
 
     def __init__(self, name: str, host: str, port: int) -> None:
-        super().__init__()
+        osdp.Channel.__init__(self)
+        _LineFaults.__init__(self)
         self.name = name
         self._listen = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listen.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -102,14 +131,15 @@ class _TcpListenChannel(osdp.Channel):  # type: ignore[misc]  # untyped libosdp 
             return b""
         if not data:
             self._drop("closed by the control panel")
-        return data
+        return self._incoming(data)
 
     def write(self, buf: bytes) -> int:
         conn = self._conn
-        if conn is None:
-            return len(buf)  # nobody listening: the bytes are lost on the wire
+        wire = self._outgoing(bytes(buf))
+        if conn is None or wire is None:
+            return len(buf)  # nobody listening / line cut: the bytes are lost on the wire
         try:
-            return conn.send(buf)
+            return conn.send(wire)
         except (BlockingIOError, InterruptedError):
             return 0
         except OSError as exc:
@@ -126,11 +156,12 @@ class _TcpListenChannel(osdp.Channel):  # type: ignore[misc]  # untyped libosdp 
         self._drop("simulator stopped")
 
 
-class _PtyChannel(osdp.Channel):  # type: ignore[misc]  # untyped libosdp base
+class _PtyChannel(osdp.Channel, _LineFaults):  # type: ignore[misc]  # untyped base
     """The PD end of a pseudo-terminal; the CP opens ``path`` like a serial port."""
 
     def __init__(self, name: str, link: str | None) -> None:
-        super().__init__()
+        osdp.Channel.__init__(self)
+        _LineFaults.__init__(self)
         self.name = name
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
@@ -144,13 +175,16 @@ class _PtyChannel(osdp.Channel):  # type: ignore[misc]  # untyped libosdp base
 
     def read(self, max_bytes: int) -> bytes:
         try:
-            return os.read(self._master, max_bytes)
+            return self._incoming(os.read(self._master, max_bytes))
         except (BlockingIOError, OSError):
             return b""
 
     def write(self, buf: bytes) -> int:
+        wire = self._outgoing(bytes(buf))
+        if wire is None:
+            return len(buf)
         try:
-            return os.write(self._master, buf)
+            return os.write(self._master, wire)
         except BlockingIOError:
             return 0
 
@@ -262,7 +296,32 @@ class SimReader:
         self.channel.close()
 
     def online(self) -> bool:
-        return bool(self._pd.is_online())
+        """True while the PD answers the CP (and the Secure Channel is up when keyed)."""
+        if not self._started or self.channel.cut or not self._pd.is_online():
+            return False
+        return self.settings.scbk is None or self.sc_active()
+
+    # ------------------------------------------------------------------ line faults
+    def cut_link(self) -> None:
+        """The RS-485 pair is cut: the PD stops answering (commands never arrive)."""
+        self.channel.cut = True
+        self._record("link", {"cut": True})
+        log.info("reader %s: link cut", self.name)
+
+    def restore_link(self) -> None:
+        """The pair is mended: the PD answers again."""
+        self.channel.cut = False
+        self._record("link", {"cut": False})
+        log.info("reader %s: link restored", self.name)
+
+    def corrupt_frames(self, count: int) -> None:
+        """The PD's next ``count`` replies are sent with a bad CRC."""
+        if not 0 <= count <= 1000:
+            raise ReaderError(f"reader {self.name}: corrupt-frames count must be 0..1000")
+        with self.channel._faults_lock:
+            self.channel.corrupt_left = count
+        self._record("corrupt", {"count": count})
+        log.info("reader %s: next %d repl(ies) corrupted", self.name, count)
 
     def sc_active(self) -> bool:
         return bool(self._pd.is_sc_active())
@@ -419,7 +478,8 @@ class SimReader:
         with self._lock:
             return {
                 "url": self.url,
-                "online": self.online() if self._started else False,
+                "online": self.online(),
+                "link_cut": self.channel.cut,
                 "secure_channel": self.sc_active() if self._started else False,
                 "relay": self.outputs[0],
                 "outputs": list(self.outputs),

@@ -301,6 +301,12 @@ class Simulator:
                 threading.Timer(float(a.get("seconds", 0.3)), reader.set_input, (1, False)).start()
             elif action == "tamper":
                 self._reader_for(a).set_tamper(bool(a.get("active", True)))
+            elif action == "cut-link":
+                self._reader_for(a).cut_link()
+            elif action == "restore-link":
+                self._reader_for(a).restore_link()
+            elif action == "corrupt-frames":
+                self._reader_for(a).corrupt_frames(int(a.get("count", 1)))
             elif action == "unplug-camera":
                 self._camera(str(a["camera"])).unplug()
             elif action == "replug-camera":
@@ -350,4 +356,7 @@ ACTIONS = (
     "tamper",
     "unplug-camera",
     "replug-camera",
+    "cut-link",
+    "restore-link",
+    "corrupt-frames",
 )

@@ -7,7 +7,8 @@ import asyncio
 from gateway.hardware.door import DoorConfig, DoorEvent, DoorStateMachine
 from gateway.hardware.door_controller import DoorController
 from gateway.hardware.events import InputChanged, Tamper
-from gateway.hardware.io import DoorLock, FakeRelay, LockSpec, LockType, Wiring
+from gateway.hardware.io import FakeRelay, LockSpec, LockType, Wiring
+from gateway.hardware.lock import DoorLock
 
 
 def test_controller_end_to_end() -> None:
@@ -59,9 +60,12 @@ def test_run_loop_relocks_on_time() -> None:
 
     async def main() -> None:
         task = asyncio.create_task(ctl.run(max_sleep_s=0.05))
+        await asyncio.sleep(0.05)
         await ctl.grant()
         await asyncio.sleep(0.5)
         task.cancel()
 
     asyncio.run(main())
-    assert relay.history == [True, False]
+    # the locked state is asserted at start, then the timed release, then the relock
+    assert relay.history == [False, True, False]
+    assert [(lvl, round(s, 2)) for lvl, s in relay.pulses] == [(True, 0.2)]

@@ -10,7 +10,6 @@ from gateway.hardware.events import InputChanged, Tamper
 from gateway.hardware.io import (
     Debouncer,
     DoorInputMap,
-    DoorLock,
     FakeInputs,
     FakeRelay,
     InputRole,
@@ -21,6 +20,7 @@ from gateway.hardware.io import (
     relay_energized,
     safe_state,
 )
+from gateway.hardware.lock import DoorLock
 
 FS, FSAFE = LockType.FAIL_SECURE, LockType.FAIL_SAFE
 

@@ -79,10 +79,14 @@ def test_card_pin_io_and_commands_over_secure_channel() -> None:
             out = await asyncio.to_thread(wait_command, pd, osdp.Command.Output)
             assert (out["output_no"], out["control_code"], out["timer_count"]) == (0, 5, 50)
 
-            # longer than OSDP's 8-bit timer (25.5 s): permanent on, switched off by us
+            # longer than the binding's 8-bit timer (25.5 s): still a timed output, capped
+            # (never a permanent ON a dead controller could leave behind); callers renew it
             await reader.output(1, True, seconds=60)
             out = await asyncio.to_thread(wait_command, pd, osdp.Command.Output)
-            assert (out["output_no"], out["control_code"], out["timer_count"]) == (1, 2, 0)
+            assert (out["output_no"], out["control_code"], out["timer_count"]) == (1, 5, 255)
+            await reader.output(1, False)
+            out = await asyncio.to_thread(wait_command, pd, osdp.Command.Output)
+            assert (out["output_no"], out["control_code"], out["timer_count"]) == (1, 1, 0)
 
             await reader.led("green", "steady", seconds=3)
             led = await asyncio.to_thread(wait_command, pd, osdp.Command.LED)
