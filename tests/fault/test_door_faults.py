@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.hardware.lock import LEASE_S
 from tests.fault.harness import READER, fault_stack
 from tests.mosquitto import Mosquitto
 
 pytestmark = [pytest.mark.fault, pytest.mark.mosquitto, pytest.mark.slow, pytest.mark.timeout(90)]
 
 UNLOCK_S = 5.0  # the demo config's main-gate unlock_seconds
+LEASE_S = 5.0  # gateway.hardware.lock.LEASE_S: longest a release outlives its controller
 
 
 @pytest.fixture(scope="module")
