@@ -144,7 +144,11 @@ class DoorLock:
                 if self._release_until is not None:
                     self._release_until = None  # window over: relock (fail closed)
                     self._confirmed = False
-                if reconnected or not self._confirmed or now - self._last_assert >= self.assert_every_s:
+                if (
+                    reconnected
+                    or not self._confirmed
+                    or now - self._last_assert >= self.assert_every_s
+                ):
                     await self._lock(now)
         except HardwareError as exc:
             self._failures += 1

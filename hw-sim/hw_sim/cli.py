@@ -227,7 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("clear-camera", "everyone leaves the camera's view", [("camera", {"required": True})]),
         ("unplug-camera", "unplug a camera", [("camera", {"required": True})]),
         ("replug-camera", "plug a camera back", [("camera", {"required": True})]),
-        ("cut-link", "cut a reader's RS-485 pair (it stops answering)", [("reader", {"required": True})]),
+        (
+            "cut-link",
+            "cut a reader's RS-485 pair (it stops answering)",
+            [("reader", {"required": True})],
+        ),
         ("restore-link", "mend a reader's RS-485 pair", [("reader", {"required": True})]),
         (
             "corrupt-frames",

@@ -191,3 +191,36 @@ def test_reader_settings_are_checked() -> None:
         SimReader(ReaderSettings("x", scbk=b"short"))
     with pytest.raises(ReaderError, match="address 200"):
         SimReader(ReaderSettings("x", address=200))
+
+
+def test_cut_link_and_restore_reported_in_state(link: tuple[Simulator, _CP]) -> None:
+    sim, cp = link
+    assert sim.state()["readers"]["entry"]["online"] is True
+    # a timed output keeps running at the PD while its line is cut: the relay drops itself
+    cp.cp.submit_command(
+        101, {"command": osdp.Command.Output, "output_no": 0, "control_code": 5, "timer_count": 10}
+    )
+    assert _wait(lambda: sim.state()["doors"]["main-gate"]["relay"])
+    assert sim.do("cut-link", {"reader": "entry"}) == {"ok": True}
+    st = sim.state()["readers"]["entry"]
+    assert st["online"] is False
+    assert st["link_cut"] is True
+    assert _wait(lambda: not sim.state()["doors"]["main-gate"]["relay"], timeout=2.0)
+    # commands sent on a cut line never arrive
+    cp.cp.submit_command(
+        101, {"command": osdp.Command.Output, "output_no": 0, "control_code": 2, "timer_count": 0}
+    )
+    time.sleep(0.5)
+    assert not sim.state()["doors"]["main-gate"]["relay"]
+    sim.do("restore-link", {"reader": "entry"})
+    assert _wait(lambda: sim.state()["readers"]["entry"]["online"], timeout=8.0)
+
+
+def test_corrupt_frames_sends_a_bad_crc(link: tuple[Simulator, _CP]) -> None:
+    sim, cp = link
+    assert sim.do("corrupt-frames", {"reader": "entry", "count": 1}) == {"ok": True}
+    # libosdp's CP drops a PD after one bad reply (and parks it for 300 s)
+    assert _wait(lambda: not cp.cp.is_online(101), timeout=3.0)
+    assert sim.readers["entry"].channel.corrupt_left == 0
+    with pytest.raises(Exception, match="count"):
+        sim.do("corrupt-frames", {"reader": "entry", "count": -1})

@@ -16,7 +16,6 @@ import pytest
 from gateway.hardware.io import GpioRelay, LockSpec, LockType, Wiring, relay_energized
 from gateway.hardware.lock import DoorLock
 
-
 LEASE = 0.5
 
 
@@ -49,12 +48,12 @@ def fake_gpiod(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_Request]]:
         return req
 
     mod.request_lines = request_lines  # type: ignore[attr-defined]
-    mod.LineSettings = lambda **kw: types.SimpleNamespace(**kw)  # type: ignore[attr-defined]
+    mod.LineSettings = types.SimpleNamespace  # type: ignore[attr-defined]
     mod.line = types.SimpleNamespace(  # type: ignore[attr-defined]
         Direction=types.SimpleNamespace(OUTPUT="out", INPUT="in"), Value=_Value
     )
     monkeypatch.setitem(sys.modules, "gpiod", mod)
-    yield requests
+    return requests
 
 
 def test_line_requested_at_the_locked_level(fake_gpiod: list[_Request]) -> None:
@@ -75,7 +74,7 @@ def test_pulse_relocks_by_itself_even_with_the_loop_blocked(fake_gpiod: list[_Re
         await lock.maintain()  # asserted locked at start
         await lock.apply(True, until=time.monotonic() + 30)  # a long remote unlock
         assert req.levels[17] is _Value.ACTIVE
-        time.sleep(LEASE + 0.3)  # the event loop is stuck: nobody renews the lease
+        time.sleep(LEASE + 0.3)  # noqa: ASYNC251 - the loop is stuck: nobody renews the lease
 
     asyncio.run(main())
     assert req.levels[17] is _Value.INACTIVE, req.writes

@@ -121,7 +121,8 @@ def test_safe_state_retries_then_reports() -> None:
     relay.fail = 2
     lock = DoorLock("gate", relay, LockSpec())
     asyncio.run(lock.safe_state(limit_s=2.0))
-    assert relay.history == [False] and relay.attempts == 3
+    assert relay.history == [False]
+    assert relay.attempts == 3
     relay.fail = 100
     with pytest.raises(HardwareError):
         asyncio.run(lock.safe_state(limit_s=0.3))

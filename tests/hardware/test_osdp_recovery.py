@@ -53,7 +53,8 @@ def test_corrupted_frame_reader_back_within_seconds(
             await wait_for(events, ReaderOffline, 3)  # type: ignore[arg-type]
             await wait_for(events, ReaderOnline, 5)  # type: ignore[arg-type]
             assert time.monotonic() - t0 < 4.0
-            assert reader.online and reader.health == "online"
+            assert reader.online
+            assert reader.health == "online"
             assert reader.online_epoch == epoch + 1  # the door re-asserts its lock
             await reader.output(0, True, seconds=1.0)  # commands work again
             assert pd.outputs[0]
