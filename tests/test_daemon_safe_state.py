@@ -42,3 +42,34 @@ def test_safe_state_runs_before_services_stop_and_buses_close(minimal_config: Pa
     code = asyncio.run(daemon.run(setup))
     assert code == 0
     assert order == ["door safe", "door safe", "bus closed", "readers hook"]
+
+
+def test_config_reload_restart_takes_the_same_safe_path(minimal_config: Path) -> None:
+    cfg = load_config(minimal_config, env=False)
+    daemon = Daemon(minimal_config, cfg)
+    order: list[str] = []
+    text = minimal_config.read_text()
+
+    async def service() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            order.append("service stopped")
+
+    async def door_safe_state() -> None:
+        order.append("door safe")
+
+    async def reload_later(d: Daemon) -> None:
+        await asyncio.sleep(0.3)
+        changed = text.replace('reader = "entry"', 'reader = "entry"\nunlock_seconds = 7')
+        await asyncio.to_thread(minimal_config.write_text, changed)
+        assert await d.reload()
+
+    async def setup(d: Daemon) -> None:
+        d.add_service(ServiceSpec("reader-entry", service))
+        d.on_safe_state("door-main", door_safe_state)
+        asyncio.get_running_loop().create_task(reload_later(d))
+
+    assert asyncio.run(daemon.run(setup)) == 0
+    assert daemon.restart_requested
+    assert order == ["door safe", "service stopped"]
