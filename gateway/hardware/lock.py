@@ -66,6 +66,7 @@ class DoorLock:
         self._epoch: object = _UNSEEN
         self._failures = 0
         self._retry_at = float("-inf")
+        self._gen = 0
 
     @property
     def confirmed(self) -> bool:
@@ -97,23 +98,30 @@ class DoorLock:
         if self._release_until is not None and until is not None:
             self._release_until = until
 
+    def _begin(self) -> int:
+        # Commands reach the relay in the order they are decided (submitted before the
+        # first await); only the latest one's acknowledgement confirms the state.
+        self._gen += 1
+        self._confirmed = False
+        return self._gen
+
     async def _pulse(self, now: float) -> None:
         assert self._release_until is not None  # noqa: S101 - callers check
         seconds = min(self.lease_s, max(0.1, self._release_until - now))
-        self._confirmed = False
-        epoch = self._relay_epoch()
+        gen, epoch = self._begin(), self._relay_epoch()
         await self.relay.pulse(self.release_level, seconds)
-        self._lease_end = now + seconds
-        self._confirmed = True
-        self._epoch = epoch
+        if gen == self._gen:
+            self._lease_end = now + seconds
+            self._confirmed = True
+            self._epoch = epoch
 
     async def _lock(self, now: float) -> None:
-        self._confirmed = False
-        epoch = self._relay_epoch()
+        gen, epoch = self._begin(), self._relay_epoch()
         await self.relay.set(self.locked_level)
-        self._confirmed = True
-        self._last_assert = now
-        self._epoch = epoch
+        if gen == self._gen:
+            self._confirmed = True
+            self._last_assert = now
+            self._epoch = epoch
 
     def next_due(self) -> float:
         """Clock time by which :meth:`maintain` should run again."""
