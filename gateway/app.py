@@ -117,6 +117,8 @@ class Gateway:
             out["storage"] = self.controller.storage_degraded or "ok"
         if self.enrolled_count is not None:
             out["enrolled_people"] = self.enrolled_count
+        # online / recovering (being reset after a bad frame or silence) / offline
+        out["readers"] = {n: str(getattr(r, "health", "unknown")) for n, r in self.readers.items()}
         return out
 
     # -- building blocks -----------------------------------------------------------------------

@@ -45,6 +45,7 @@ def test_health_summary_is_built_without_recursion(minimal_config: Path) -> None
     assert health["version"]
     assert health["storage"] == "ok"
     assert "services" in health
+    assert health["readers"] == {"entry": "offline"}  # nothing listens on its port
 
 
 def test_gpio_door_inputs_drive_the_door(minimal_config: Path) -> None:
