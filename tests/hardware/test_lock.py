@@ -126,3 +126,32 @@ def test_safe_state_retries_then_reports() -> None:
     relay.fail = 100
     with pytest.raises(HardwareError):
         asyncio.run(lock.safe_state(limit_s=0.3))
+
+
+def test_a_late_acknowledgement_does_not_confirm_a_newer_failed_relock() -> None:
+    class SlowPulseRelay(FlakyRelay):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = asyncio.Event()
+
+        async def pulse(self, energized: bool, seconds: float) -> None:
+            self.attempts.append("pulse")
+            await self.gate.wait()  # the reader acknowledges late
+
+    relay = SlowPulseRelay()
+    lock = DoorLock("gate", relay, LockSpec())  # type: ignore[arg-type]
+
+    async def main() -> None:
+        release = asyncio.create_task(lock.apply(True))
+        await asyncio.sleep(0)
+        relay.fail = 1
+        with pytest.raises(HardwareError):
+            await lock.apply(False)  # the relock is lost
+        relay.gate.set()
+        await release
+        assert not lock.confirmed  # so maintain() retries the relock
+        await lock.maintain()
+        assert lock.confirmed
+        assert relay.attempts[-1] == "set False"
+
+    asyncio.run(main())
