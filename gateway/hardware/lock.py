@@ -67,6 +67,7 @@ class DoorLock:
         self._failures = 0
         self._retry_at = float("-inf")
         self._gen = 0
+        self._acknowledged = False
 
     @property
     def confirmed(self) -> bool:
@@ -162,7 +163,9 @@ class DoorLock:
             self._failures += 1
             delay = min(RETRY_CAP_S, RETRY_INITIAL_S * 2 ** (self._failures - 1))
             self._retry_at = now + delay
-            (log.warning if self._failures == 1 else log.debug)(
+            # before the first acknowledgement (start-up, reader not online yet): expected
+            first = self._failures == 1 and self._acknowledged
+            (log.warning if first else log.debug)(
                 "door %s: lock command not acknowledged (%s); retry %d in %.1f s",
                 self.door,
                 exc,
@@ -170,6 +173,7 @@ class DoorLock:
                 delay,
             )
             return
+        self._acknowledged = True
         if self._failures:
             log.info(
                 "door %s: lock state acknowledged after %d failed attempt(s)",
