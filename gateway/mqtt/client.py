@@ -32,6 +32,7 @@ from gateway.mqtt.commands import CommandProcessor, CommandResult
 from gateway.mqtt.events import BaseEvent, uuid7
 from gateway.mqtt.homeassistant import HomeAssistant
 from gateway.mqtt.outbox import Outbox
+from gateway.mqtt.payload import payload_bytes
 from gateway.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ class MqttSettings:
     connect_timeout_s: float = 10.0
     publish_timeout_s: float = 15.0
     backoff_initial_s: float = 0.5
-    backoff_max_s: float = 60.0
+    # a returning broker is found within ~backoff_max_s (+ connect time); the jitter
+    # (uniform in [delay/2, delay]) spreads the gates of a compound after a broker restart
+    backoff_max_s: float = 3.0
     status_interval_s: float = 60.0
     version: str = __version__
 
@@ -102,6 +105,7 @@ class _State:
     protocol: str | None = None
     failures: int = 0
     connects: int = 0
+    message_failures: int = 0
     last_error: str | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -146,6 +150,16 @@ class MqttService:
     def ready(self) -> bool:
         """True once connected, status published and the command subscription in place."""
         return self._state.ready
+
+    @property
+    def connects(self) -> int:
+        """Sessions established since start (1 + reconnects)."""
+        return self._state.connects
+
+    @property
+    def message_failures(self) -> int:
+        """Received messages whose handling raised (logged; the session went on)."""
+        return self._state.message_failures
 
     @property
     def protocol(self) -> str | None:
@@ -201,44 +215,62 @@ class MqttService:
                     "dropped_total": stats.dropped_total,
                     "degraded": stats.degraded is not None,
                 },
+                mqtt={
+                    "connects": self._state.connects,
+                    "message_failures": self._state.message_failures,
+                },
             )
         return json.dumps(doc, separators=(",", ":"), default=str).encode("utf-8")
 
     async def run(self) -> None:
-        """Connect, serve, reconnect with capped jittered backoff; returns only when cancelled."""
+        """Connect, serve, reconnect with capped jittered backoff; returns only when cancelled.
+
+        Alongside, whatever the broker does, the outbox keeps retrying to persist events it
+        could only hold in memory (:meth:`Outbox.persist_loop`).
+        """
+        persister = asyncio.create_task(self.outbox.persist_loop())
+        try:
+            await self._reconnect_loop()
+        finally:
+            persister.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await persister
+            if self.commands is not None:
+                self.commands.flush_rejections(force=True)
+
+    async def _reconnect_loop(self) -> None:
         delay = self.settings.backoff_initial_s
         while True:
+            connects = self._state.connects
             try:
                 await self._session()
-                delay = self.settings.backoff_initial_s
             except aiomqtt.MqttError as exc:
-                self._state.connected = False
-                self._client = None
-                self._state.failures += 1
                 self._state.last_error = str(exc)
-                sleep = random.uniform(delay / 2, delay)
+                unexpected = False
+            except Exception:
+                log.exception("gate %s: MQTT session failed unexpectedly", self.topics.gate)
+                unexpected = True
+            self._state.connected = False
+            self._client = None
+            self._state.failures += 1
+            if self._state.connects != connects:
+                delay = self.settings.backoff_initial_s  # the session was up: start over
+            sleep = random.uniform(delay / 2, delay)
+            if not unexpected:
                 msg = "gate %s: MQTT %s:%d unavailable (%s), retry in %.1f s (attempt %d)"
-                args = (
+                lvl = logging.WARNING if self._state.failures == 1 else logging.DEBUG
+                log.log(
+                    lvl,
+                    msg,
                     self.topics.gate,
                     self.settings.host,
                     self.settings.port,
-                    exc,
+                    self._state.last_error,
                     sleep,
                     self._state.failures,
                 )
-                if self._state.failures == 1:
-                    log.warning(msg, *args)
-                else:
-                    log.debug(msg, *args)
-                await asyncio.sleep(sleep)
-                delay = min(self.settings.backoff_max_s, delay * 2)
-            except Exception:
-                self._state.connected = False
-                self._client = None
-                self._state.failures += 1
-                log.exception("gate %s: MQTT session failed unexpectedly", self.topics.gate)
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(self.settings.backoff_max_s, delay * 2)
+            await asyncio.sleep(sleep)
+            delay = min(self.settings.backoff_max_s, delay * 2)
 
     # ------------------------------------------------------------------ internals
 
@@ -333,6 +365,7 @@ class MqttService:
                 tg.create_task(self._read(client))
                 tg.create_task(self.outbox.drain(self._publisher(client)))
                 tg.create_task(self._status_loop(client))
+                tg.create_task(self._housekeeping())
         except* aiomqtt.MqttError as eg:
             raise eg.exceptions[0] from None
         finally:
@@ -398,28 +431,44 @@ class MqttService:
             self._status_wake.clear()
             await self._publish_status(client)
 
+    async def _housekeeping(self, every_s: float = 5.0) -> None:
+        """Periodic work while connected: the aggregated audit row of rejected commands."""
+        while True:
+            await asyncio.sleep(every_s)
+            if self.commands is not None:
+                self.commands.flush_rejections()
+
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             topic = str(message.topic)
-            payload = message.payload
-            if isinstance(payload, str):
-                payload = payload.encode("utf-8")
-            elif not isinstance(payload, bytes | bytearray):
-                payload = b""
-            if topic.endswith("/withdrawal"):
-                if self.on_withdrawal is not None:
-                    try:
-                        await self.on_withdrawal(bytes(payload))
-                    except Exception:  # a bad message must never stop the MQTT loop
-                        log.exception("gate %s: withdrawal fan-out failed", self.topics.gate)
-                continue
-            if self.commands is None:
-                continue
-            name = self.topics.command_name(topic)
-            result: CommandResult = await self.commands.process(name, bytes(payload))
-            await client.publish(
-                self.topics.command_result,
-                result.to_json(),
-                qos=1,
-                timeout=self.settings.publish_timeout_s,
-            )
+            try:
+                await self._handle(client, topic, payload_bytes(message.payload))
+            except aiomqtt.MqttError:
+                raise  # the connection itself failed: reconnect
+            except Exception as exc:
+                self._state.message_failures += 1
+                log.error(
+                    "gate %s: MQTT message on %s failed (%s); session continues (%d so far)",
+                    self.topics.gate,
+                    topic,
+                    type(exc).__name__,
+                    self._state.message_failures,
+                )
+                log.debug("gate %s: message failure on %s", self.topics.gate, topic, exc_info=exc)
+
+    async def _handle(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        """One received message: a withdrawal fan-out or a command (answered on cmd_result)."""
+        if topic.endswith("/withdrawal"):
+            if self.on_withdrawal is not None:
+                await self.on_withdrawal(payload)
+            return
+        if self.commands is None:
+            return
+        name = self.topics.command_name(topic)
+        result: CommandResult = await self.commands.process(name, payload)
+        await client.publish(
+            self.topics.command_result,
+            result.to_json(),
+            qos=1,
+            timeout=self.settings.publish_timeout_s,
+        )
