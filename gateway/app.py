@@ -108,7 +108,7 @@ class Gateway:
             stats = self.outbox.stats()
             out["outbox"] = {
                 k: getattr(stats, k)
-                for k in ("pending", "in_memory", "dropped", "published")
+                for k in ("pending", "in_memory", "journalled", "dropped_total", "journal_failed")
                 if hasattr(stats, k)
             }
             out["outbox_degraded"] = self.outbox.degraded

@@ -24,6 +24,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway import __version__
@@ -39,6 +41,10 @@ log = logging.getLogger(__name__)
 
 HealthFn = Callable[[], Mapping[str, Any]]
 ExtraPublisher = Callable[["MqttService"], Awaitable[None]]
+
+# Largest packet the broker may send us over MQTT 5 (see _connect_properties)
+MIN_PACKET_BYTES = 16 * 1024
+PACKET_OVERHEAD_BYTES = 4 * 1024
 
 # CONNACK codes meaning "protocol version not supported" (3.1.1: 1, MQTT 5: 0x84)
 _BAD_PROTOCOL = {1, 0x84}
@@ -212,6 +218,7 @@ class MqttService:
                 outbox={
                     "pending": stats.pending,
                     "in_memory": stats.in_memory,
+                    "journalled": stats.journalled,
                     "dropped_total": stats.dropped_total,
                     "degraded": stats.degraded is not None,
                 },
@@ -290,12 +297,26 @@ class MqttService:
             tls_context=self._tls,
             max_inflight_messages=max(20, self.outbox.window),
             clean_session=True if protocol != aiomqtt.ProtocolVersion.V5 else None,
+            properties=self._connect_properties()
+            if protocol == aiomqtt.ProtocolVersion.V5
+            else None,
             # small QoS 1 packets pipelined: without NODELAY, Nagle + delayed ACK add ~40 ms
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         # the outbox keeps `window` publications in flight on purpose
         client.pending_calls_threshold = self.outbox.window + 16
         return client
+
+    def _connect_properties(self) -> Properties:
+        """MQTT 5 Maximum Packet Size: the broker drops larger messages before sending them.
+
+        Twice the largest command accepted: a sender slightly over the limit still gets a
+        ``too_large`` answer; a flood of huge messages never reaches this process.
+        """
+        props = Properties(PacketTypes.CONNECT)
+        largest = self.commands.max_bytes if self.commands is not None else 0
+        props.MaximumPacketSize = 2 * max(largest, MIN_PACKET_BYTES) + PACKET_OVERHEAD_BYTES
+        return props
 
     async def _connect(self) -> aiomqtt.Client:
         if not self._force_311:

@@ -219,3 +219,28 @@ def test_any_exception_handling_one_message_is_logged_counted_and_survived(
     text = caplog.text
     assert "access/site1/gate1/cmd/unlock failed (RuntimeError)" in text
     assert "access/site1/gate9/withdrawal failed (KeyError)" in text
+
+
+@pytest.mark.mosquitto
+def test_broker_drops_huge_messages_before_they_reach_the_gate(broker: Mosquitto) -> None:
+    """MQTT 5 Maximum Packet Size: a 1 MB message is never delivered (nor parsed)."""
+    proc, key, calls = _processor()
+
+    async def go() -> list[dict[str, Any]]:
+        service = _service(broker, proc)
+        async with (
+            Collector(broker, TOPICS.command_result, client_id="mgmt") as col,
+            serving(service),
+            aiomqtt.Client(broker.host, broker.port) as other,
+        ):
+            assert service.protocol == "5"
+            await other.publish(TOPICS.command("unlock"), b"[" * 1_000_000, qos=1)
+            await other.publish(TOPICS.command("unlock"), _signed(key), qos=1)
+            results = await _results(col, 1)
+            await asyncio.sleep(0.3)
+            return results
+
+    results = asyncio.run(go())
+    assert len(results) == 1  # no too_large answer: the 1 MB message never arrived
+    assert results[0]["ok"] is True
+    assert len(calls) == 1
