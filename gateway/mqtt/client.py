@@ -313,7 +313,7 @@ class MqttService:
         Twice the largest command accepted: a sender slightly over the limit still gets a
         ``too_large`` answer; a flood of huge messages never reaches this process.
         """
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         largest = self.commands.max_bytes if self.commands is not None else 0
         props.MaximumPacketSize = 2 * max(largest, MIN_PACKET_BYTES) + PACKET_OVERHEAD_BYTES
         return props

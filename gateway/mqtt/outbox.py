@@ -115,9 +115,10 @@ class Outbox:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._spill = _journal_for(self._conn, spill_path, topics.gate)
+        self.synchronous = synchronous
         try:
             # FULL: every committed put is fsync'd (WAL), so a power cut cannot roll it back
-            self._conn.execute(f"PRAGMA synchronous = {_SYNC[synchronous]}")
+            self._set_sync(synchronous)
             row = self._conn.execute("SELECT COUNT(*), MIN(created_at) FROM outbox").fetchone()
             self._db_count = int(row[0])
             self._oldest: float | None = None if row[1] is None else float(row[1])
@@ -191,6 +192,10 @@ class Outbox:
         self._db_maybe_pending = True
         if self._oldest is None:
             self._oldest = now
+
+    def _set_sync(self, mode: Literal["FULL", "NORMAL"]) -> None:
+        with contextlib.suppress(sqlite3.Error):  # a failing database is handled by the caller
+            self._conn.execute(f"PRAGMA synchronous = {_SYNC[mode]}")
 
     def _put_memory(self, item: OutboxItem, *, journal: bool = True) -> None:
         while len(self._memory) >= self.memory_max:
@@ -432,6 +437,9 @@ class Outbox:
                 return
             todo = sorted(self._acked_undeleted.union(db_seqs))
             try:
+                # a delete lost to a power cut only re-sends (same id): no fsync for it; the
+                # next FULL commit syncs the WAL up to and including it
+                self._set_sync("NORMAL")
                 for i in range(0, len(todo), 500):
                     chunk = todo[i : i + 500]
                     marks = ",".join("?" * len(chunk))
@@ -445,6 +453,8 @@ class Outbox:
                 self._acked_undeleted.update(db_seqs)
                 self._set_degraded(f"cannot delete published rows: {exc}")
                 return
+            finally:
+                self._set_sync(self.synchronous)
             self._acked_undeleted.clear()
             if self._db_count == 0:
                 self._oldest = None
