@@ -24,7 +24,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,6 +67,47 @@ class TimedService(MqttService):
 
 
 SYNC_MODES = ("NORMAL", "FULL")
+FSYNC_PROBE_EVENTS = 200
+
+
+def _probe(sync: str, n: int) -> None:
+    """Put and publish ``n`` events one at a time (as at a gate), no broker: for strace."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = store.connect(Path(tmp) / "probe.db", busy_timeout_ms=200)
+        outbox = Outbox(db, TOPICS, synchronous="FULL" if sync == "FULL" else "NORMAL")
+
+        async def acked(topic: str, payload: bytes, retain: bool) -> None:
+            return None
+
+        async def go() -> None:
+            for _ in range(n):
+                outbox.put(AccessGranted(site="site1", gate="gate1", door="main", method="card"))
+                batch = outbox._next_batch()
+                await outbox._send(batch, acked)
+                outbox._mark_sent(batch)
+
+        asyncio.run(go())
+        db.conn.close()
+
+
+def _fsyncs(sync: str, n: int) -> int | None:
+    """fsync + fdatasync calls of ``n`` events put and published, counted by strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    cmd = [strace, "-f", "-c", "-e", "trace=fsync,fdatasync", sys.executable, __file__]
+    calls = []
+    for count in (0, n):  # the baseline: opening and migrating the database
+        out = subprocess.run(
+            [*cmd, "--fsync-probe", sync, str(count)], capture_output=True, text=True, check=False
+        ).stderr
+        total = [ln.split() for ln in out.splitlines() if ln.rstrip().endswith("total")]
+        if not total:
+            return None
+        calls.append(int(total[0][3]))
+    return calls[1] - calls[0]
+
+
 TARGET_FULL_EVENTS_PER_S = 200
 
 
@@ -139,7 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=1000.0, help="events/s for the latency run")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path, help="write results as JSON")
+    ap.add_argument("--fsync-probe", nargs=2, metavar=("SYNC", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.fsync_probe:
+        _probe(args.fsync_probe[0], int(args.fsync_probe[1]))
+        return 0
+    fsyncs = {m: _fsyncs(m, FSYNC_PROBE_EVENTS) for m in SYNC_MODES}
+    print(f"fsyncs for {FSYNC_PROBE_EVENTS} events put and published one at a time: {fsyncs}")
     sustained, ref, p50s, p99s, maxes, nagle99 = [], [], [], [], [], []
     sync: dict[str, dict[str, list[float]]] = {
         m: {k: [] for k in ("put_per_s", "put_p50_ms", "put_p99_ms", "sustained", "p50", "p99")}
@@ -208,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         "target_events_per_s": TARGET_FULL_EVENTS_PER_S,
         "durability": {m: {k: med(v) for k, v in sync[m].items()} for m in SYNC_MODES},
         "full_vs_normal_same_run_ratio_median": {k: med(v) for k, v in ratios.items()},
-        "fsyncs_per_event_full": 1,
+        "fsync_probe_events": FSYNC_PROBE_EVENTS,
+        "fsyncs_measured": fsyncs,
     }
     full_m = result["durability"]["FULL"]  # type: ignore[index]
     normal_m = result["durability"]["NORMAL"]  # type: ignore[index]
