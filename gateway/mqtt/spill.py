@@ -61,7 +61,7 @@ def _decode(line: bytes) -> SpillRecord | None:
             bool(doc["retain"]),
             float(doc["created_at"]),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
 
 

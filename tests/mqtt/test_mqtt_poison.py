@@ -7,6 +7,7 @@ before parsing and any failure in handling one message is logged, counted and su
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -20,11 +21,12 @@ import pytest
 
 from gateway import store
 from gateway.errors import ProtocolError
-from gateway.mqtt import fanout, fleet, sign
+from gateway.mqtt import commands_cli, fanout, fleet, sign
 from gateway.mqtt.client import MqttService, MqttSettings
 from gateway.mqtt.commands import CommandProcessor, CommandResult, UnlockArgs
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.payload import MAX_DEPTH, PayloadError, loads_bounded, nesting_depth
+from gateway.mqtt.spill import SpillJournal
 from gateway.mqtt.topics import Topics
 from tests.mosquitto import Mosquitto
 from tests.mqtt.mqtt_support import Collector
@@ -244,3 +246,26 @@ def test_broker_drops_huge_messages_before_they_reach_the_gate(broker: Mosquitto
     assert len(results) == 1  # no too_large answer: the 1 MB message never arrived
     assert results[0]["ok"] is True
     assert len(calls) == 1
+
+
+def test_cli_sign_refuses_deep_args_with_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    commands_cli.register(parser.add_subparsers(dest="cmd"))
+    keyfile = tmp_path / "op.key"
+    a = parser.parse_args(["mqtt", "keygen", "--out", str(keyfile)])
+    assert a.func(a) == 0
+    deep = "[" * 5000 + "]" * 5000
+    target = ["--site", SITE, "--gate", GATE]
+    a = parser.parse_args(
+        ["mqtt", "sign", "unlock", "--args", deep, "--key", str(keyfile), *target]
+    )
+    assert a.func(a) == 2  # was an uncaught RecursionError
+    assert "too_deep" in capsys.readouterr().err
+
+
+def test_corrupt_deep_spill_line_is_skipped(tmp_path: Path) -> None:
+    journal = SpillJournal(tmp_path / "j", "gate1")
+    (tmp_path / "j").write_bytes(b"\n" + b"[" * 5000 + b"\n")
+    assert journal.load() == []
