@@ -154,6 +154,8 @@ class Gateway:
             log.warning(
                 "gate %s: no MQTT broker configured; events wait in the outbox", cfg.site.gate
             )
+            # with a broker, MqttService.run runs this loop itself
+            self.daemon.add_service(ServiceSpec("outbox", self.outbox.persist_loop))
             return
         settings = settings_from_config(cfg)
         assert settings is not None  # noqa: S101 - url checked above

@@ -264,3 +264,19 @@ def test_returning_broker_is_found_within_5_s(
 
     took = asyncio.run(go())
     assert took < 5.0, f"reconnected {took:.1f} s after the broker returned"
+
+
+def test_daemon_without_broker_still_retries_persisting_the_buffer(minimal_config: Path) -> None:
+    """No broker configured: the outbox's persist loop is a supervised service of its own."""
+    from tests.conftest import built_gateway
+
+    text = minimal_config.read_text().replace("[mqtt]\nenabled = false", "[mqtt]\nenabled = true")
+    minimal_config.write_text(text)
+
+    async def go() -> list[str]:
+        async with built_gateway(minimal_config) as gw:
+            assert gw.mqtt is None
+            assert gw.outbox is not None
+            return [s.name for s in gw.daemon.services]
+
+    assert "outbox" in asyncio.run(go())
