@@ -35,6 +35,7 @@ from gateway.mqtt.events import BaseEvent, uuid7
 from gateway.mqtt.homeassistant import HomeAssistant
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.payload import payload_bytes
+from gateway.mqtt.rejections import RejectionLimiter
 from gateway.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class MqttService:
         self._force_311 = settings.protocol == "3.1.1"
         self._tls = settings.tls_context()  # bad CA/cert/key paths fail here, at startup
         self._status_wake = asyncio.Event()
+        self._failure_log = RejectionLimiter()  # per-message failures: log lines per window
 
     # ------------------------------------------------------------------ public
 
@@ -453,9 +455,10 @@ class MqttService:
             await self._publish_status(client)
 
     async def _housekeeping(self, every_s: float = 5.0) -> None:
-        """Periodic work while connected: the aggregated audit row of rejected commands."""
+        """Periodic work while connected: summaries of rejected commands and failed messages."""
         while True:
             await asyncio.sleep(every_s)
+            self._flush_failure_log()
             if self.commands is not None:
                 self.commands.flush_rejections()
 
@@ -468,14 +471,28 @@ class MqttService:
                 raise  # the connection itself failed: reconnect
             except Exception as exc:
                 self._state.message_failures += 1
-                log.error(
-                    "gate %s: MQTT message on %s failed (%s); session continues (%d so far)",
-                    self.topics.gate,
-                    topic,
-                    type(exc).__name__,
-                    self._state.message_failures,
-                )
+                self._flush_failure_log()
+                if self._failure_log.admit(type(exc).__name__, time.time()):
+                    log.error(
+                        "gate %s: MQTT message on %s failed (%s); session continues (%d so far)",
+                        self.topics.gate,
+                        topic,
+                        type(exc).__name__,
+                        self._state.message_failures,
+                    )
                 log.debug("gate %s: message failure on %s", self.topics.gate, topic, exc_info=exc)
+
+    def _flush_failure_log(self) -> None:
+        """One line for the failures not logged one by one (a flood must not fill the log)."""
+        summary = self._failure_log.flush(time.time())
+        if summary is not None:
+            log.error(
+                "gate %s: %d more MQTT messages failed since %s (%s); session continues",
+                self.topics.gate,
+                summary.total,
+                summary.details()["from"],
+                ", ".join(f"{k}={n}" for k, n in sorted(summary.counts.items())),
+            )
 
     async def _handle(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
         """One received message: a withdrawal fan-out or a command (answered on cmd_result)."""

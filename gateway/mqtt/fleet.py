@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_DOC_BYTES = 16 * 1024
-"""A status or enrolled document is well under 2 KB; larger ones are refused unparsed."""
+MAX_DOC_BYTES = 64 * 1024
+"""A status or enrolled document is a few KB at most; larger ones are refused unparsed."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Rate limit for the audit (and log) trail of rejected commands.
+"""Rate limit for the audit (and log) trail of rejected commands (and failing MQTT messages).
 
 Anyone who can publish on the command topic can send forged commands; auditing each one
 made 2,000 forged commands 2,000 audit rows (4.6 MB in 0.8 s), a disk-filling attack. Per
@@ -6,7 +6,8 @@ window of ``window_s`` the first ``individual`` rejections are audited and logge
 one (so a single mistake keeps its detail); the rest are only counted per reason and
 written as ONE ``command.rejected.aggregated`` audit row when the window ends. The audit
 growth under attack is therefore at most ``individual + 1`` rows per window, whatever the
-message rate. Accepted commands are never limited.
+message rate. Accepted commands are never limited. :class:`~gateway.mqtt.client.MqttService`
+uses the same limiter for its log lines about messages whose handling failed.
 """
 
 from __future__ import annotations
