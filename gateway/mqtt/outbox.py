@@ -7,10 +7,18 @@ after their PUBACK (deletes batched in one statement). After a reconnect, a rest
 kill -9 the rows not yet acknowledged are sent again: duplicates are possible and carry the
 same event ``id``; losses are not.
 
+Durability: the outbox connection runs ``synchronous=FULL``: when :meth:`Outbox.put`
+returns, the row's WAL frame is fsync'd, so neither a kill -9 nor a power cut loses it
+(one fsync per event; the deletes after PUBACK are not fsync'd, a lost delete only
+re-sends). If SQLite fails (locked, disk full, I/O error) events go to a bounded in-memory
+buffer, are appended to an fsync'd spill journal beside the database
+(:mod:`gateway.mqtt.spill`, read back at the next start), :attr:`Outbox.degraded` says why,
+:meth:`stats` says how many are held, and :meth:`persist_loop` writes the buffer back to the
+database as soon as it works again, with or without a broker.
+
 Bounds: more than ``max_events`` rows or rows older than ``max_age_s`` are discarded oldest
-first and replaced by one ``events_dropped`` event. If SQLite fails (locked, disk full,
-I/O error) events go to a bounded in-memory buffer, :attr:`Outbox.degraded` says why, and
-the buffer is written back to the database as soon as it works again.
+first and replaced by one ``events_dropped`` event; the memory buffer holds ``memory_max``
+events (the journal at most twice that).
 """
 
 from __future__ import annotations

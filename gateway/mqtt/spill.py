@@ -117,7 +117,9 @@ class SpillJournal:
             finally:
                 os.close(fd)
         except OSError as exc:
-            log.error("outbox %s: cannot empty spill journal: %s", self.label, exc)
+            if self.failed is None:
+                log.error("outbox %s: cannot empty spill journal: %s", self.label, exc)
+            self.failed = str(exc)
             return
         self.records = 0
 
