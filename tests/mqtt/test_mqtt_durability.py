@@ -104,6 +104,24 @@ def test_memory_bound_holds_and_journal_keeps_only_what_memory_holds(db_path: Pa
     assert rows == ids[-len(rows) :]
 
 
+def test_limit_journal_unwritable_too_events_only_in_memory_and_said(db_path: Path) -> None:
+    """The stated limit: database AND journal failing (disk full, read-only): memory only,
+    bounded, and health says how many events a kill -9 would lose and why."""
+    outbox = Outbox(
+        store.connect(db_path, busy_timeout_ms=20),
+        TOPICS,
+        retry_db_s=60,
+        spill_path=db_path.parent / "missing-dir" / "spill",
+    )
+    with write_locked(db_path):
+        for _ in range(3):
+            outbox.put(_event())
+    stats = outbox.stats()
+    assert (stats.in_memory, stats.journalled) == (3, 0)
+    assert stats.journal_failed is not None
+    assert "No such file" in stats.journal_failed
+
+
 def test_buffer_persisted_without_broker_and_without_new_events(db_path: Path) -> None:
     outbox = Outbox(store.connect(db_path, busy_timeout_ms=20), TOPICS, retry_db_s=0.2)
     with write_locked(db_path):
@@ -229,6 +247,7 @@ def test_events_buffered_under_db_lock_during_reconnect_survive_kill_9(
 
 
 @pytest.mark.mosquitto
+@pytest.mark.slow
 def test_returning_broker_is_found_within_5_s(
     broker: Mosquitto, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
