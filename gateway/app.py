@@ -109,7 +109,7 @@ class Gateway:
             stats = self.outbox.stats()
             out["outbox"] = {
                 k: getattr(stats, k)
-                for k in ("pending", "in_memory", "dropped", "published")
+                for k in ("pending", "in_memory", "journalled", "dropped_total", "journal_failed")
                 if hasattr(stats, k)
             }
             out["outbox_degraded"] = self.outbox.degraded
@@ -157,6 +157,8 @@ class Gateway:
             log.warning(
                 "gate %s: no MQTT broker configured; events wait in the outbox", cfg.site.gate
             )
+            # with a broker, MqttService.run runs this loop itself
+            self.daemon.add_service(ServiceSpec("outbox", self.outbox.persist_loop))
             return
         settings = settings_from_config(cfg)
         assert settings is not None  # noqa: S101 - url checked above

@@ -24,6 +24,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway import __version__
@@ -32,12 +34,18 @@ from gateway.mqtt.commands import CommandProcessor, CommandResult
 from gateway.mqtt.events import BaseEvent, uuid7
 from gateway.mqtt.homeassistant import HomeAssistant
 from gateway.mqtt.outbox import Outbox
+from gateway.mqtt.payload import payload_bytes
+from gateway.mqtt.rejections import RejectionLimiter
 from gateway.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 
 HealthFn = Callable[[], Mapping[str, Any]]
 ExtraPublisher = Callable[["MqttService"], Awaitable[None]]
+
+# Largest packet the broker may send us over MQTT 5 (see _connect_properties)
+MIN_PACKET_BYTES = 16 * 1024
+PACKET_OVERHEAD_BYTES = 4 * 1024
 
 # CONNACK codes meaning "protocol version not supported" (3.1.1: 1, MQTT 5: 0x84)
 _BAD_PROTOCOL = {1, 0x84}
@@ -61,7 +69,9 @@ class MqttSettings:
     connect_timeout_s: float = 10.0
     publish_timeout_s: float = 15.0
     backoff_initial_s: float = 0.5
-    backoff_max_s: float = 60.0
+    # a returning broker is found within ~backoff_max_s (+ connect time); the jitter
+    # (uniform in [delay/2, delay]) spreads the gates of a compound after a broker restart
+    backoff_max_s: float = 3.0
     status_interval_s: float = 60.0
     version: str = __version__
 
@@ -102,6 +112,7 @@ class _State:
     protocol: str | None = None
     failures: int = 0
     connects: int = 0
+    message_failures: int = 0
     last_error: str | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -134,6 +145,7 @@ class MqttService:
         self._force_311 = settings.protocol == "3.1.1"
         self._tls = settings.tls_context()  # bad CA/cert/key paths fail here, at startup
         self._status_wake = asyncio.Event()
+        self._failure_log = RejectionLimiter()  # per-message failures: log lines per window
 
     # ------------------------------------------------------------------ public
 
@@ -146,6 +158,16 @@ class MqttService:
     def ready(self) -> bool:
         """True once connected, status published and the command subscription in place."""
         return self._state.ready
+
+    @property
+    def connects(self) -> int:
+        """Sessions established since start (1 + reconnects)."""
+        return self._state.connects
+
+    @property
+    def message_failures(self) -> int:
+        """Received messages whose handling raised (logged; the session went on)."""
+        return self._state.message_failures
 
     @property
     def protocol(self) -> str | None:
@@ -198,47 +220,66 @@ class MqttService:
                 outbox={
                     "pending": stats.pending,
                     "in_memory": stats.in_memory,
+                    "journalled": stats.journalled,
                     "dropped_total": stats.dropped_total,
                     "degraded": stats.degraded is not None,
+                },
+                mqtt={
+                    "connects": self._state.connects,
+                    "message_failures": self._state.message_failures,
                 },
             )
         return json.dumps(doc, separators=(",", ":"), default=str).encode("utf-8")
 
     async def run(self) -> None:
-        """Connect, serve, reconnect with capped jittered backoff; returns only when cancelled."""
+        """Connect, serve, reconnect with capped jittered backoff; returns only when cancelled.
+
+        Alongside, whatever the broker does, the outbox keeps retrying to persist events it
+        could only hold in memory (:meth:`Outbox.persist_loop`).
+        """
+        persister = asyncio.create_task(self.outbox.persist_loop())
+        try:
+            await self._reconnect_loop()
+        finally:
+            persister.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await persister
+            if self.commands is not None:
+                self.commands.flush_rejections(force=True)
+
+    async def _reconnect_loop(self) -> None:
         delay = self.settings.backoff_initial_s
         while True:
+            connects = self._state.connects
             try:
                 await self._session()
-                delay = self.settings.backoff_initial_s
             except aiomqtt.MqttError as exc:
-                self._state.connected = False
-                self._client = None
-                self._state.failures += 1
                 self._state.last_error = str(exc)
-                sleep = random.uniform(delay / 2, delay)
+                unexpected = False
+            except Exception:
+                log.exception("gate %s: MQTT session failed unexpectedly", self.topics.gate)
+                unexpected = True
+            self._state.connected = False
+            self._client = None
+            self._state.failures += 1
+            if self._state.connects != connects:
+                delay = self.settings.backoff_initial_s  # the session was up: start over
+            sleep = random.uniform(delay / 2, delay)
+            if not unexpected:
                 msg = "gate %s: MQTT %s:%d unavailable (%s), retry in %.1f s (attempt %d)"
-                args = (
+                lvl = logging.WARNING if self._state.failures == 1 else logging.DEBUG
+                log.log(
+                    lvl,
+                    msg,
                     self.topics.gate,
                     self.settings.host,
                     self.settings.port,
-                    exc,
+                    self._state.last_error,
                     sleep,
                     self._state.failures,
                 )
-                if self._state.failures == 1:
-                    log.warning(msg, *args)
-                else:
-                    log.debug(msg, *args)
-                await asyncio.sleep(sleep)
-                delay = min(self.settings.backoff_max_s, delay * 2)
-            except Exception:
-                self._state.connected = False
-                self._client = None
-                self._state.failures += 1
-                log.exception("gate %s: MQTT session failed unexpectedly", self.topics.gate)
-                await asyncio.sleep(random.uniform(delay / 2, delay))
-                delay = min(self.settings.backoff_max_s, delay * 2)
+            await asyncio.sleep(sleep)
+            delay = min(self.settings.backoff_max_s, delay * 2)
 
     # ------------------------------------------------------------------ internals
 
@@ -258,12 +299,26 @@ class MqttService:
             tls_context=self._tls,
             max_inflight_messages=max(20, self.outbox.window),
             clean_session=True if protocol != aiomqtt.ProtocolVersion.V5 else None,
+            properties=self._connect_properties()
+            if protocol == aiomqtt.ProtocolVersion.V5
+            else None,
             # small QoS 1 packets pipelined: without NODELAY, Nagle + delayed ACK add ~40 ms
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         # the outbox keeps `window` publications in flight on purpose
         client.pending_calls_threshold = self.outbox.window + 16
         return client
+
+    def _connect_properties(self) -> Properties:
+        """MQTT 5 Maximum Packet Size: the broker drops larger messages before sending them.
+
+        Twice the largest command accepted: a sender slightly over the limit still gets a
+        ``too_large`` answer; a flood of huge messages never reaches this process.
+        """
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        largest = self.commands.max_bytes if self.commands is not None else 0
+        props.MaximumPacketSize = 2 * max(largest, MIN_PACKET_BYTES) + PACKET_OVERHEAD_BYTES
+        return props
 
     async def _connect(self) -> aiomqtt.Client:
         if not self._force_311:
@@ -333,6 +388,7 @@ class MqttService:
                 tg.create_task(self._read(client))
                 tg.create_task(self.outbox.drain(self._publisher(client)))
                 tg.create_task(self._status_loop(client))
+                tg.create_task(self._housekeeping())
         except* aiomqtt.MqttError as eg:
             raise eg.exceptions[0] from None
         finally:
@@ -398,28 +454,59 @@ class MqttService:
             self._status_wake.clear()
             await self._publish_status(client)
 
+    async def _housekeeping(self, every_s: float = 5.0) -> None:
+        """Periodic work while connected: summaries of rejected commands and failed messages."""
+        while True:
+            await asyncio.sleep(every_s)
+            self._flush_failure_log()
+            if self.commands is not None:
+                self.commands.flush_rejections()
+
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             topic = str(message.topic)
-            payload = message.payload
-            if isinstance(payload, str):
-                payload = payload.encode("utf-8")
-            elif not isinstance(payload, bytes | bytearray):
-                payload = b""
-            if topic.endswith("/withdrawal"):
-                if self.on_withdrawal is not None:
-                    try:
-                        await self.on_withdrawal(bytes(payload))
-                    except Exception:  # a bad message must never stop the MQTT loop
-                        log.exception("gate %s: withdrawal fan-out failed", self.topics.gate)
-                continue
-            if self.commands is None:
-                continue
-            name = self.topics.command_name(topic)
-            result: CommandResult = await self.commands.process(name, bytes(payload))
-            await client.publish(
-                self.topics.command_result,
-                result.to_json(),
-                qos=1,
-                timeout=self.settings.publish_timeout_s,
+            try:
+                await self._handle(client, topic, payload_bytes(message.payload))
+            except aiomqtt.MqttError:
+                raise  # the connection itself failed: reconnect
+            except Exception as exc:
+                self._state.message_failures += 1
+                self._flush_failure_log()
+                if self._failure_log.admit(type(exc).__name__, time.time()):
+                    log.error(
+                        "gate %s: MQTT message on %s failed (%s); session continues (%d so far)",
+                        self.topics.gate,
+                        topic,
+                        type(exc).__name__,
+                        self._state.message_failures,
+                    )
+                log.debug("gate %s: message failure on %s", self.topics.gate, topic, exc_info=exc)
+
+    def _flush_failure_log(self) -> None:
+        """One line for the failures not logged one by one (a flood must not fill the log)."""
+        summary = self._failure_log.flush(time.time())
+        if summary is not None:
+            log.error(
+                "gate %s: %d more MQTT messages failed since %s (%s); session continues",
+                self.topics.gate,
+                summary.total,
+                summary.details()["from"],
+                ", ".join(f"{k}={n}" for k, n in sorted(summary.counts.items())),
             )
+
+    async def _handle(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        """One received message: a withdrawal fan-out or a command (answered on cmd_result)."""
+        if topic.endswith("/withdrawal"):
+            if self.on_withdrawal is not None:
+                await self.on_withdrawal(payload)
+            return
+        if self.commands is None:
+            return
+        name = self.topics.command_name(topic)
+        result: CommandResult = await self.commands.process(name, payload)
+        await client.publish(
+            self.topics.command_result,
+            result.to_json(),
+            qos=1,
+            timeout=self.settings.publish_timeout_s,
+        )

@@ -1,21 +1,22 @@
 """Signed remote commands: envelope checks, replay protection, per-command args, handlers.
 
-A command is accepted only when, in this order: the payload is at most ``max_bytes``, is a
+A command is accepted only when, in this order: the payload is at most ``max_bytes`` and
+nested at most :data:`~gateway.mqtt.payload.MAX_DEPTH` deep (checked before parsing), is a
 JSON envelope (``name``, ``args``, ``site``, ``gate``, ``ts``, ``nonce``, ``key_id``, ``sig``),
 its name matches the topic, ``key_id`` is a trusted key, ``sig`` verifies (see
 :mod:`gateway.mqtt.sign`), the signed ``site`` and ``gate`` are this gate's own (so a command
 captured on its way to one gate cannot be replayed to another), ``ts`` is within ``window_s``
 of now, the nonce was not seen in the window (table ``command_nonces``), the command is known
 and its args validate. Anything else gives a ``cmd_result`` error with a reason code and an
-audit entry; the handler never runs and nothing raises. Handlers are async callables
-registered by name by the daemon.
+audit entry (past ``rejections_audited`` per ``rejection_window_s``, one aggregated entry per
+window: see :mod:`gateway.mqtt.rejections`); the handler never runs and nothing raises.
+Handlers are async callables registered by name by the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import re
 import sqlite3
@@ -36,6 +37,10 @@ from pydantic import (
 )
 
 from gateway.errors import GatewayError
+from gateway.mqtt.payload import PayloadError, loads_bounded
+from gateway.mqtt.rejections import DEFAULT_INDIVIDUAL as REJECTIONS_AUDITED
+from gateway.mqtt.rejections import DEFAULT_WINDOW_S as REJECTION_WINDOW_S
+from gateway.mqtt.rejections import RejectionLimiter
 from gateway.mqtt.sign import load_public_b64, verify_envelope
 
 log = logging.getLogger(__name__)
@@ -221,6 +226,8 @@ class CommandProcessor:
         handler_timeout_s: float = 30.0,
         audit: AuditFn | None = None,
         clock: Callable[[], float] = time.time,
+        rejection_window_s: float = REJECTION_WINDOW_S,
+        rejections_audited: int = REJECTIONS_AUDITED,
         site: str,
         gate: str,
     ) -> None:
@@ -237,6 +244,7 @@ class CommandProcessor:
         self._site = site
         self._gate = gate
         self._handlers: dict[str, tuple[Handler, type[BaseModel]]] = {}
+        self._rejections = RejectionLimiter(rejection_window_s, rejections_audited)
         if audit is None:
             from gateway.privacy import audit as audit_mod
 
@@ -272,8 +280,41 @@ class CommandProcessor:
         except (GatewayError, sqlite3.Error, ValueError, TypeError) as exc:
             log.error("gate %s: cannot audit %s of %s: %s", self._gate, action, subject, exc)
 
+    def _record_rejection(
+        self, actor: str, name: str | None, nonce: str | None, rej: _Reject
+    ) -> None:
+        """Audit and log a rejection, individually or (past the window's quota) counted."""
+        if self._rejections.admit(rej.reason, self._clock()):
+            log.warning(
+                "gate %s: command %s rejected: %s (%s)", self._gate, name, rej.reason, rej.detail
+            )
+            self._safe_audit(
+                actor,
+                "command.rejected",
+                name or "?",
+                {"reason": rej.reason, "detail": rej.detail, "nonce": nonce},
+            )
+        else:
+            log.debug("gate %s: command %s rejected: %s", self._gate, name, rej.reason)
+
+    def flush_rejections(self, *, force: bool = False) -> int:
+        """Write the aggregated audit row of an ended window; returns how many it counts."""
+        summary = self._rejections.flush(self._clock(), force=force)
+        if summary is None:
+            return 0
+        log.warning(
+            "gate %s: %d more commands rejected since %s (%s); audited as one row",
+            self._gate,
+            summary.total,
+            summary.details()["from"],
+            ", ".join(f"{r}={n}" for r, n in sorted(summary.counts.items())),
+        )
+        self._safe_audit("mqtt:unverified", "command.rejected.aggregated", "?", summary.details())
+        return summary.total
+
     async def process(self, topic_name: str | None, payload: bytes) -> CommandResult:
         """Check and run one command; always returns a result, never raises."""
+        self.flush_rejections()
         name: str | None = topic_name
         nonce: str | None = None
         actor = "mqtt:unverified"
@@ -291,15 +332,7 @@ class CommandProcessor:
                     "consent scope 'device' does not allow syncing templates to other gates",
                 )
         except _Reject as rej:
-            log.warning(
-                "gate %s: command %s rejected: %s (%s)", self._gate, name, rej.reason, rej.detail
-            )
-            self._safe_audit(
-                actor,
-                "command.rejected",
-                name or "?",
-                {"reason": rej.reason, "detail": rej.detail, "nonce": nonce},
-            )
+            self._record_rejection(actor, name, nonce, rej)
             return CommandResult(
                 name=name,
                 nonce=nonce,
@@ -334,12 +367,10 @@ class CommandProcessor:
         )
 
     def _check(self, topic_name: str | None, payload: bytes) -> Envelope:
-        if len(payload) > self.max_bytes:
-            raise _Reject("too_large", f"{len(payload)} bytes > limit {self.max_bytes}")
         try:
-            raw = json.loads(payload)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise _Reject("malformed", f"not JSON: {exc}") from None
+            raw = loads_bounded(payload, max_bytes=self.max_bytes)
+        except PayloadError as exc:
+            raise _Reject(exc.reason, exc.detail) from None
         if not isinstance(raw, dict):
             raise _Reject("malformed", "envelope must be a JSON object")
         try:

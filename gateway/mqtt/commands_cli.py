@@ -9,6 +9,8 @@ from pathlib import Path
 
 from gateway.errors import ProtocolError
 from gateway.mqtt import sign
+from gateway.mqtt.commands import MAX_COMMAND_BYTES
+from gateway.mqtt.payload import PayloadError, loads_bounded
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,9 +65,11 @@ def run_keygen(args: argparse.Namespace) -> int:
 def run_sign(args: argparse.Namespace) -> int:
     """Print a signed envelope for command ``args.name``."""
     try:
-        cmd_args = json.loads(args.args)
-    except ValueError as exc:
-        sys.stderr.write(f"error: --args is not JSON: {exc}\n")
+        cmd_args = loads_bounded(
+            args.args.encode("utf-8", "surrogateescape"), max_bytes=MAX_COMMAND_BYTES
+        )
+    except PayloadError as exc:
+        sys.stderr.write(f"error: --args refused ({exc.reason}): {exc}\n")
         return 2
     if not isinstance(cmd_args, dict):
         sys.stderr.write("error: --args must be a JSON object\n")

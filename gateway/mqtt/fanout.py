@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import ProtocolError
+from gateway.mqtt.payload import PayloadError, loads_bounded
 
 PURPOSE = "access-gateway/withdrawal-fanout/v1"
 WINDOW_S = 600.0
+MAX_BYTES = 1024
+"""A fan-out message is ~200 bytes; anything much larger is refused unparsed."""
 
 
 def subject_of(key: bytes, person_id: str) -> str:
@@ -79,9 +82,9 @@ class FanoutReceiver:
         """The withdrawal, None for our own message; ProtocolError names what is wrong."""
         now = time.time() if now is None else now
         try:
-            doc: Any = json.loads(payload)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ProtocolError(f"withdrawal fan-out is not JSON: {exc}") from None
+            doc: Any = loads_bounded(payload, max_bytes=MAX_BYTES)
+        except PayloadError as exc:
+            raise ProtocolError(f"withdrawal fan-out refused ({exc.reason}): {exc}") from None
         if not isinstance(doc, dict) or doc.get("v") != 1:
             raise ProtocolError("withdrawal fan-out: not a version 1 message")
         gate, subject, ts, nonce, mac = (

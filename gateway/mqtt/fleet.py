@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 from dataclasses import dataclass
@@ -21,12 +20,16 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 
 from gateway.errors import GatewayError
+from gateway.mqtt.payload import PayloadError, loads_bounded, payload_bytes
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
     from gateway.mqtt.client import MqttSettings
 
 log = logging.getLogger(__name__)
+
+MAX_DOC_BYTES = 64 * 1024
+"""A status or enrolled document is a few KB at most; larger ones are refused unparsed."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,9 @@ def parse_enrolled(topic: str, payload: bytes) -> int | None:
     """A gate's count from its ``enrolled`` document; None (logged) when unusable."""
     gate = _gate_of(topic)
     try:
-        doc: Any = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
-        log.warning("gate %s: %s is not JSON; ignored", gate, topic)
+        doc: Any = loads_bounded(payload, max_bytes=MAX_DOC_BYTES)
+    except PayloadError as exc:
+        log.warning("gate %s: %s refused (%s); ignored", gate, topic, exc.reason)
         return None
     count = doc.get("enrolled_people") if isinstance(doc, dict) else None
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
@@ -81,8 +84,8 @@ def parse_enrolled(topic: str, payload: bytes) -> int | None:
 def parse_state(payload: bytes) -> str:
     """``online`` / ``offline`` from a status document (``unknown`` when unreadable)."""
     try:
-        doc: Any = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
+        doc: Any = loads_bounded(payload, max_bytes=MAX_DOC_BYTES)
+    except PayloadError:
         return "unknown"
     return str(doc.get("state", "unknown")) if isinstance(doc, dict) else "unknown"
 
@@ -109,7 +112,7 @@ async def collect_counts(
                 async with asyncio.timeout(wait_s):
                     async for msg in client.messages:
                         topic = str(msg.topic)
-                        payload = bytes(msg.payload)
+                        payload = payload_bytes(msg.payload)
                         if topic.endswith("/status"):
                             states[_gate_of(topic)] = parse_state(payload)
                         elif (count := parse_enrolled(topic, payload)) is not None:

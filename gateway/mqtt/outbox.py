@@ -7,10 +7,18 @@ after their PUBACK (deletes batched in one statement). After a reconnect, a rest
 kill -9 the rows not yet acknowledged are sent again: duplicates are possible and carry the
 same event ``id``; losses are not.
 
+Durability: the outbox connection runs ``synchronous=FULL``: when :meth:`Outbox.put`
+returns, the row's WAL frame is fsync'd, so neither a kill -9 nor a power cut loses it
+(one fsync per event; the deletes after PUBACK are not fsync'd, a lost delete only
+re-sends). If SQLite fails (locked, disk full, I/O error) events go to a bounded in-memory
+buffer, are appended to an fsync'd spill journal beside the database
+(:mod:`gateway.mqtt.spill`, read back at the next start), :attr:`Outbox.degraded` says why,
+:meth:`stats` says how many are held, and :meth:`persist_loop` writes the buffer back to the
+database as soon as it works again, with or without a broker.
+
 Bounds: more than ``max_events`` rows or rows older than ``max_age_s`` are discarded oldest
-first and replaced by one ``events_dropped`` event. If SQLite fails (locked, disk full,
-I/O error) events go to a bounded in-memory buffer, :attr:`Outbox.degraded` says why, and
-the buffer is written back to the database as soon as it works again.
+first and replaced by one ``events_dropped`` event; the memory buffer holds ``memory_max``
+events (the journal at most twice that).
 """
 
 from __future__ import annotations
@@ -26,11 +34,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import sqlite_utils
 
 from gateway.mqtt.events import BaseEvent, DropReason, EventsDropped
+from gateway.mqtt.spill import SpillJournal, SpillRecord, default_path
 from gateway.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -39,6 +49,7 @@ Publish = Callable[[str, bytes, bool], Awaitable[None]]
 """``await publish(topic, payload, retain)`` returns after the broker's PUBACK."""
 
 _DROPPED_SUFFIX = "/events/events_dropped"
+_SYNC = {"FULL": "FULL", "NORMAL": "NORMAL"}  # the only values interpolated into the PRAGMA
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,10 @@ class OutboxStats:
     dropped_total: int
     published_total: int
     degraded: str | None
+    journalled: int = 0
+    """Events in the fsync'd spill journal (survive a kill -9 while only in memory)."""
+    journal_failed: str | None = None
+    """Why the spill journal cannot be written (those events are only in memory)."""
 
 
 class Outbox:
@@ -79,6 +94,8 @@ class Outbox:
         window: int = 64,
         retry_db_s: float = 2.0,
         clock: Callable[[], float] = time.time,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        spill_path: Path | None = None,
     ) -> None:
         if max_events < 2 or memory_max < 2 or window < 1 or batch < 1:
             raise ValueError("outbox bounds must be >= 2 and window/batch >= 1")
@@ -105,7 +122,11 @@ class Outbox:
         self._memory_dropped_last: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._spill = _journal_for(self._conn, spill_path, topics.gate)
+        self.synchronous = synchronous
         try:
+            # FULL: every committed put is fsync'd (WAL), so a power cut cannot roll it back
+            self._set_sync(synchronous)
             row = self._conn.execute("SELECT COUNT(*), MIN(created_at) FROM outbox").fetchone()
             self._db_count = int(row[0])
             self._oldest: float | None = None if row[1] is None else float(row[1])
@@ -119,6 +140,8 @@ class Outbox:
             log.info(
                 "outbox %s: %d events pending from before restart", topics.gate, self._db_count
             )
+        if self._spill is not None:
+            self._recover_spill(self._spill)
 
     # ------------------------------------------------------------------ producing
 
@@ -136,6 +159,8 @@ class Outbox:
                 dropped_total=self._dropped_total,
                 published_total=self._published_total,
                 degraded=self._degraded,
+                journalled=0 if self._spill is None else self._spill.records,
+                journal_failed=None if self._spill is None else self._spill.failed,
             )
 
     def put(self, event: BaseEvent, *, retain: bool = False) -> None:
@@ -176,7 +201,11 @@ class Outbox:
         if self._oldest is None:
             self._oldest = now
 
-    def _put_memory(self, item: OutboxItem) -> None:
+    def _set_sync(self, mode: Literal["FULL", "NORMAL"]) -> None:
+        with contextlib.suppress(sqlite3.Error):  # a failing database is handled by the caller
+            self._conn.execute(f"PRAGMA synchronous = {_SYNC[mode]}")
+
+    def _put_memory(self, item: OutboxItem, *, journal: bool = True) -> None:
         while len(self._memory) >= self.memory_max:
             _, old = self._memory.popitem(last=False)
             self._memory_dropped += 1
@@ -185,6 +214,12 @@ class Outbox:
             self._memory_dropped_last = old.created_at
         self._mem_counter += 1
         self._memory[self._mem_counter] = item
+        spill = self._spill
+        if journal and spill is not None:
+            if spill.records >= 2 * self.memory_max:  # compact: only what memory still holds
+                spill.rewrite(_record(it) for it in self._memory.values())
+            else:
+                spill.append(_record(item))
 
     def _set_degraded(self, reason: str) -> None:
         if self._degraded is None:
@@ -286,10 +321,10 @@ class Outbox:
 
     # ------------------------------------------------------------------ recovery
 
-    def _try_repersist(self) -> None:
+    def _try_repersist(self, *, force: bool = False) -> None:
         """Write the memory buffer back to SQLite once it works again."""
         now = self._clock()
-        if now < self._next_db_retry:
+        if now < self._next_db_retry and not force:
             return
         conn = self._conn
         with self._lock:
@@ -313,6 +348,8 @@ class Outbox:
                 self._set_degraded(f"database still failing: {exc}")
                 return
             self._memory.clear()
+            if self._spill is not None:
+                self._spill.clear()  # after the commit: the events are durable in the database
             self._db_count = int(row[0])
             self._oldest = None if row[1] is None else float(row[1])
             self._db_maybe_pending = True
@@ -334,6 +371,36 @@ class Outbox:
                 self._memory_dropped = 0
                 self._memory_dropped_first = self._memory_dropped_last = None
                 self.put(ev)
+
+    async def persist_loop(self) -> None:
+        """Retry persisting the memory buffer every ``retry_db_s``, with or without a broker.
+
+        :meth:`drain` runs only while connected and :meth:`put` only when an event comes:
+        without this loop, events buffered while the database was locked stayed only in
+        memory until one of them happened (then a kill -9 lost them).
+        """
+        while True:
+            await asyncio.sleep(self.retry_db_s)
+            with self._lock:
+                if not self._memory and self._degraded is None:
+                    continue
+                self._try_repersist(force=True)
+                persisted = not self._memory
+            if persisted:
+                self._notify()
+
+    def _recover_spill(self, spill: SpillJournal) -> None:
+        """At start: put the events journalled by an earlier run back into the database."""
+        recs = spill.load()
+        if not recs:
+            spill.clear()
+            return
+        log.warning(
+            "outbox %s: %d events recovered from the spill journal", self.topics.gate, len(recs)
+        )
+        for rec in recs:  # in order, behind the database rows; the journal keeps them
+            self._put_memory(OutboxItem(None, *rec), journal=False)
+        self._try_repersist(force=True)
 
     # ------------------------------------------------------------------ delivering
 
@@ -372,10 +439,15 @@ class Outbox:
                 sent_ids = {id(it) for it in batch if it.seq is None}
                 for key in [k for k, v in self._memory.items() if id(v) in sent_ids]:
                     del self._memory[key]
+                if not self._memory and self._spill is not None:
+                    self._spill.clear()  # all delivered (the broker acknowledged them)
             if not db_seqs and not self._acked_undeleted:
                 return
             todo = sorted(self._acked_undeleted.union(db_seqs))
             try:
+                # a delete lost to a power cut only re-sends (same id): no fsync for it; the
+                # next FULL commit syncs the WAL up to and including it
+                self._set_sync("NORMAL")
                 for i in range(0, len(todo), 500):
                     chunk = todo[i : i + 500]
                     marks = ",".join("?" * len(chunk))
@@ -389,6 +461,8 @@ class Outbox:
                 self._acked_undeleted.update(db_seqs)
                 self._set_degraded(f"cannot delete published rows: {exc}")
                 return
+            finally:
+                self._set_sync(self.synchronous)
             self._acked_undeleted.clear()
             if self._db_count == 0:
                 self._oldest = None
@@ -464,3 +538,18 @@ def _dropped_weight(topic: str, payload: bytes) -> int:
 
 def _utc(ts: float | None) -> dt.datetime | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+def _record(item: OutboxItem) -> SpillRecord:
+    return SpillRecord(item.id, item.topic, item.payload, item.retain, item.created_at)
+
+
+def _journal_for(conn: sqlite3.Connection, path: Path | None, label: str) -> SpillJournal | None:
+    """The spill journal: ``path``, else beside the database file (none in memory)."""
+    if path is None:
+        try:
+            row = conn.execute("PRAGMA database_list").fetchone()
+        except sqlite3.Error:
+            return None
+        path = default_path(str(row[2] or "")) if row is not None else None
+    return None if path is None else SpillJournal(path, label)
