@@ -75,6 +75,7 @@ class Gateway:
         self.topics: Any = None
         self._fanout_rx: Any = None
         self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
+        self._scrubs: set[asyncio.Task[bool]] = set()  # WAL scrubs after erasures
         self._data_seen: tuple[int, ...] | None = None  # _watch_data's last data version
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
@@ -573,11 +574,23 @@ class Gateway:
 
     async def withdraw(self, person_id: str, channel: str) -> dict[str, Any]:
         """Withdraw face consent and erase the person's face data everywhere on this gate."""
+        from gateway.privacy.scrub import scrub_in_background
         from gateway.privacy.withdraw import withdraw
 
         receipt = await self.run_db(
-            withdraw, self.db, _need(self.vault), _need(self.gallery), person_id, channel
+            withdraw,
+            self.db,
+            _need(self.vault),
+            _need(self.gallery),
+            person_id,
+            channel,
+            vacuum=False,
         )
+        # The WAL scrub waits for old readers on its own connection and thread, never here.
+        self._scrubs.add(
+            t := asyncio.create_task(scrub_in_background(self.cfg.storage.database_path))
+        )
+        t.add_done_callback(self._scrubs.discard)
         await self.announce_withdrawals()
         return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
 
@@ -844,7 +857,10 @@ class Gateway:
             visitor_pin_grace_days=r.visitor_pin_grace_days,
             processing_records_years=r.processing_records_years,
         )
+        from gateway.privacy.scrub import scrub_in_background
+
         while True:
+            await scrub_in_background(self.cfg.storage.database_path, budget_s=1.0)
             if self.vault is not None and self.gallery is not None:
                 report = await self.run_db(
                     run_purge, self.db, self.vault, self.gallery, policy, time.time()

@@ -329,7 +329,13 @@ def decline(
 def record_withdrawal(
     db: sqlite_utils.Database, person_id: str, *, channel: str, recorded_by: str, now: float
 ) -> int:
-    """Append a ``withdrawn`` consent row (used by :func:`gateway.privacy.withdraw.withdraw`)."""
+    """Append a ``withdrawn`` consent row (used by :func:`gateway.privacy.withdraw.withdraw`).
+
+    The row's method is the channel the withdrawal really came through (``cli``, ``mqtt``,
+    ``gate`` for the keypad menu, ``web``, ``paper``...), never a substitute.
+    """
+    if not channel or not channel.isascii() or not channel.replace("_", "").isalnum():
+        raise ConsentError(f"withdrawal channel {channel!r} is not a channel name")
     prev = latest(db, person_id)
     return _record(
         db,
@@ -337,7 +343,7 @@ def record_withdrawal(
         "withdrawn",
         notice_version=prev.notice_version if prev else (current_notice_version(db) or ""),
         notice_sha256=prev.notice_sha256 if prev else "",
-        method=channel if channel in METHODS else "gate",
+        method=channel,  # the real channel (cli, mqtt, gate keypad, web, paper, compound...)
         recorded_by=recorded_by,
         scope=prev.scope if prev else "device",
         guardian_id=prev.guardian_id if prev else None,
