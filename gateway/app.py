@@ -37,6 +37,8 @@ from gateway.hardware.io import (
 from gateway.hardware.readers import Reader, open_reader
 from gateway.keys import Keys
 from gateway.mqtt import events as ev
+from gateway.privacy import access_log, audit
+from gateway.privacy.audit_watch import AuditWatch
 from gateway.runtime import ServiceSpec
 
 if TYPE_CHECKING:
@@ -856,6 +858,9 @@ class Gateway:
             expired_person_days=r.expired_person_days,
             visitor_pin_grace_days=r.visitor_pin_grace_days,
             processing_records_years=r.processing_records_years,
+            audit_days=r.audit_days,
+            audit_max_rows=r.audit_max_rows,
+            people_inactive_days=r.people_inactive_days,
         )
         from gateway.privacy.scrub import scrub_in_background
 
@@ -873,6 +878,8 @@ class Gateway:
         from gateway.mqtt.pseudonym import Pseudonymizer
 
         cfg = self.cfg
+        audit.bind_key(self.db, audit.ChainKey.from_device(self.keys.device))  # every connection
+        access_log.bind_key(self.db, access_log.key_from_device(self.keys.device))
         self._pseudonymizer = Pseudonymizer(self.keys.site, cfg.privacy.pseudonym_epoch_s)
         self.build_mqtt()
         engine = self.build_engine()
@@ -926,6 +933,7 @@ class Gateway:
         self.daemon.add_service(ServiceSpec("access-ticker", self._ticker, critical=True))
         self.daemon.add_service(ServiceSpec("retention", self._purger))
         self.daemon.add_service(ServiceSpec("data-watch", self._watch_data))
+        self.daemon.add_service(ServiceSpec("audit-watch", AuditWatch.for_gateway(self).run))
         self._daemon_health = self.daemon.health
         self.daemon.health = self.health  # type: ignore[method-assign]
 

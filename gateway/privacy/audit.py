@@ -121,7 +121,7 @@ class ChainKey:
 _keys: dict[str, ChainKey] = {}
 
 
-def _db_id(conn: sqlite3.Connection) -> str:
+def db_id(conn: sqlite3.Connection) -> str:
     row = conn.execute("PRAGMA database_list").fetchone()
     path = str(row[2]) if row and row[2] else ""
     return os.path.realpath(path) if path else f"memory:{id(conn)}"
@@ -131,15 +131,15 @@ def bind_key(db: sqlite_utils.Database, key: ChainKey | None) -> None:
     """Key every later append to this database file in this process (None: unbind)."""
     with _lock:
         if key is None:
-            _keys.pop(_db_id(db.conn), None)
+            _keys.pop(db_id(db.conn), None)
         else:
-            _keys[_db_id(db.conn)] = key
+            _keys[db_id(db.conn)] = key
 
 
 def bound_key(db: sqlite_utils.Database) -> ChainKey | None:
     """The chain key bound to this database file, if any."""
     with _lock:
-        return _keys.get(_db_id(db.conn))
+        return _keys.get(db_id(db.conn))
 
 
 def _check_details(value: Any, path: str) -> None:

@@ -45,6 +45,13 @@ def _common(p: argparse.ArgumentParser, *, keys: bool = False, notice: bool = Fa
         f"else {DEFAULT_DB})",
     )
     p.add_argument("--actor", default=os.environ.get("USER", "operator"), help="who does this")
+    if not keys:
+        p.add_argument(
+            "--device-key",
+            type=Path,
+            help="device key file (0600), keys the audit chain; default: "
+            "$CREDENTIALS_DIRECTORY/device-key",
+        )
     if keys:
         p.add_argument(
             "--device-key",
@@ -94,7 +101,30 @@ def _open_db(args: argparse.Namespace) -> sqlite_utils.Database:
     from gateway import store
 
     path = _db_path(args)
-    return store.connect(path, create=False) if path.exists() else store.connect(path)
+    db = store.connect(path, create=False) if path.exists() else store.connect(path)
+    device = _device_key_if_any(args)
+    if device is not None:  # the audit chain and the access log are keyed per device
+        from gateway.privacy import access_log
+
+        audit.bind_key(db, audit.ChainKey.from_device(device))
+        access_log.bind_key(db, access_log.key_from_device(device))
+    return db
+
+
+def _device_key_if_any(args: argparse.Namespace) -> bytes | None:
+    """The device root key from --device-key, --config or the credentials, else None."""
+    explicit = getattr(args, "device_key", None)
+    cfg = _config(args)
+    try:
+        if explicit is None and cfg is not None and cfg.privacy.device_key is not None:
+            from gateway.keys import Keys
+
+            return Keys.from_config(cfg).device
+        return load_key(explicit, "device-key")
+    except GatewayError:
+        if explicit is not None:
+            raise
+        return None
 
 
 def _vault(args: argparse.Namespace) -> Vault:
@@ -474,8 +504,14 @@ def _zones_preview(args: argparse.Namespace) -> int:
 
 def _audit_verify(args: argparse.Namespace) -> int:
     res = audit.verify(_open_db(args))
+    if res.ok and res.unchecked:
+        print(
+            f"audit chain links ok: {res.rows} entries, but {res.unchecked} keyed entries "
+            "were not MAC-checked: pass --device-key (or --config) to verify them"
+        )
+        return 1
     if res.ok:
-        print(f"audit chain ok: {res.rows} entries")
+        print(f"audit chain ok: {res.rows} entries (head seq {res.head_seq})")
         return 0
     print(f"audit chain BROKEN at seq {res.broken_seq}: {res.reason}")
     return 1
