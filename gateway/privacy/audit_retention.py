@@ -50,7 +50,12 @@ def _prune_upto(
 ) -> tuple[int, int]:
     """The last seq to prune (0: none) and the rows left after it."""
     conn = db.conn
-    last = int(conn.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0])
+    first, last = (
+        int(v)
+        for v in conn.execute(
+            "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM audit"
+        ).fetchone()
+    )
     young = conn.execute("SELECT min(seq) FROM audit WHERE ts >= ?", (age_cutoff,)).fetchone()[0]
     upto = last if young is None else int(young) - 1
     want = last - max_rows
@@ -64,6 +69,8 @@ def _prune_upto(
                 stop = int(seq) - 1
                 break
         upto = max(upto, stop)
+    if upto < first:  # nothing before the first kept row
+        upto = 0
     left = int(conn.execute("SELECT count(*) FROM audit WHERE seq > ?", (upto,)).fetchone()[0])
     return upto, left
 
