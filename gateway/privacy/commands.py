@@ -230,6 +230,7 @@ def _people_add(args: argparse.Namespace) -> int:
         valid_from=_ts(args.valid_from),
         valid_until=_ts(args.valid_until),
         is_minor=args.minor,
+        birth_month=args.birth,
         guardian_id=args.guardian,
         actor=args.actor,
     )
@@ -656,6 +657,12 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     a.add_argument("--valid-from", help="ISO date/time")
     a.add_argument("--valid-until", help="ISO date/time")
     a.add_argument("--minor", action="store_true", help="under 14: needs --guardian")
+    a.add_argument(
+        "--birth",
+        metavar="YYYY-MM",
+        help="birth year and month: under 14 needs --guardian, and guardian consent "
+        "lapses at 14 (own consent then needed)",
+    )
     a.add_argument("--guardian", help="guardian's person id (an adult on record)")
     _common(a)
     a.set_defaults(func=_safe(_people_add))

@@ -25,6 +25,7 @@ import sqlite_utils
 
 from gateway.errors import PrivacyError
 from gateway.privacy import access_log, audit, audit_retention
+from gateway.privacy.consent import guardian_consent_lapsed
 from gateway.privacy.scrub import complete_pending
 from gateway.privacy.tx import transaction
 from gateway.privacy.vault import GalleryLike, Vault
@@ -154,6 +155,9 @@ def run_purge(
         (cutoff,),
     ).rowcount
     receipts = conn.execute("DELETE FROM withdrawal_receipts WHERE ts < ?", (cutoff,)).rowcount
+    for pid in guardian_consent_lapsed(db, now):  # turned 14: own consent needed first
+        if gallery.remove_person(pid):
+            log.info("person %s suspended from face matching: guardian consent lapsed", pid)
     pseudonymised = access_log.pseudonymise(db)
     cleared, deleted = _purge_people(db, policy, now, cutoff)
     report = PurgeReport(

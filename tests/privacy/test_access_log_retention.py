@@ -75,7 +75,8 @@ def test_retention_pseudonymises_and_purges_people(db: sqlite_utils.Database, va
         assert subjects == {access_log.subject_of(key, seen), access_log.subject_of(key, recent)}
         assert report.last_seen_cleared == 1
         last_seen = dict(db.execute("SELECT id, last_seen_at FROM people").fetchall())
-        assert last_seen[seen] is None and last_seen[recent] == now - 5 * DAY
+        assert last_seen[seen] is None
+        assert last_seen[recent] == now - 5 * DAY
         assert report.people_deleted == 1
         assert gone not in last_seen
         assert audit.verify(db).ok

@@ -40,11 +40,9 @@ def _forge(db: sqlite_utils.Database, seq: int, details: str) -> None:
         "SELECT seq, ts, actor, action, subject, details, prev_hash FROM audit ORDER BY seq"
     ).fetchall()
     prev = None
-    for s, ts, actor, action, subject, d, p in rows:
-        if s == seq:
-            d = details
-        if prev is not None:
-            p = prev
+    for s, ts, actor, action, subject, d0, p0 in rows:
+        d = details if s == seq else d0
+        p = prev if prev is not None else p0
         if s >= seq:
             h = audit.row_hash(
                 p, seq=s, ts=ts, actor=actor, action=action, subject=subject, details=d
@@ -66,7 +64,8 @@ def test_rewritten_and_relinked_chain_is_detected(keyed: sqlite_utils.Database) 
     _forge(keyed, 3, '{"i":99}')
     res = audit.verify(keyed)
     assert not res.ok
-    assert res.broken_seq is not None and res.broken_seq <= 3
+    assert res.broken_seq is not None
+    assert res.broken_seq <= 3
 
 
 def test_rows_are_macs_not_plain_hashes(keyed: sqlite_utils.Database, key: audit.ChainKey) -> None:
@@ -108,7 +107,8 @@ def test_legacy_chain_is_reanchored_and_audited(
         assert reanchor(db)
         assert not reanchor(db)
         row = db.execute("SELECT action, details, key_id FROM audit WHERE seq = 4").fetchone()
-        assert row[0] == audit.ANCHOR_ACTION and row[2] == key.key_id
+        assert row[0] == audit.ANCHOR_ACTION
+        assert row[2] == key.key_id
         assert json.loads(row[1]) == {"legacy_head": legacy_head, "legacy_rows": 3}
         audit.append(db, "op", "y", "p")
         assert audit.verify(db).ok
@@ -157,7 +157,8 @@ def test_published_head_detects_rollback(keyed: sqlite_utils.Database, key: audi
         audit.append(keyed, "op", "x", f"p{i}")
     head = keyed.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     published = head_payload(key, head[0], head[1])
-    assert b"p4" not in published and head[1].encode() not in published  # no content
+    assert b"p4" not in published
+    assert head[1].encode() not in published
     assert check_published(keyed, key, published) is None
     # roll back the newest two rows and the local head (a restored old copy)
     keyed.execute("DELETE FROM audit WHERE seq > 4")
@@ -192,7 +193,8 @@ def test_watch_publishes_head_and_alerts_on_break(keyed: sqlite_utils.Database) 
     async def scenario() -> None:
         assert (await watch.check()).ok
         await watch.publish_head()
-        assert outbox.put and outbox.put[-1][0] == "ag/site1/gate1/audit/head"
+        assert outbox.put
+        assert outbox.put[-1][0] == "ag/site1/gate1/audit/head"
         assert outbox.put[-1][2] is True  # retained
         keyed.execute("UPDATE audit SET subject = 'forged' WHERE seq = 2")
         assert not (await watch.check()).ok
