@@ -483,7 +483,7 @@ def _zones_preview(args: argparse.Namespace) -> int:
             f"camera {args.camera}: give --source URL or --image FILE "
             "(or a config with this camera)"
         )
-    out = zones.render_preview(frame, polys)
+    out, blurred = zones.render_preview(frame, polys, _preview_detector(args))
     # The one image the gateway ever writes: on the installer's explicit request, locally,
     # 0600, with every configured no-capture zone blanked (Art. 13 installer aid).
     ok, png = cv2.imencode(".png", out)  # privacy-ok: zones preview, reviewed, see above
@@ -496,8 +496,30 @@ def _zones_preview(args: argparse.Namespace) -> int:
         os.write(fd, png.tobytes())
     finally:
         os.close(fd)
-    print(f"camera {args.camera}: {len(polys)} zone(s) blanked and outlined -> {args.out}")
+    faces = (
+        "no face detector: the whole frame is blurred (fail private)"
+        if blurred is None
+        else f"{blurred} face(s) outside the zones blurred"
+    )
+    print(f"camera {args.camera}: {len(polys)} zone(s) blanked and outlined; {faces} -> {args.out}")
     return 0
+
+
+def _preview_detector(args: argparse.Namespace) -> Any:
+    """The face detector for the preview's blurring, or None (then everything is blurred)."""
+    from gateway.errors import ModelError
+    from gateway.face import models
+    from gateway.face.detector import OpenCVYuNet
+
+    cfg = _config(args)
+    model_dir = args.model_dir or (cfg.face.model_dir if cfg is not None else DEFAULT_MODEL_DIR)
+    try:
+        path = models.require(Path(model_dir))[models.YUNET]
+        # a low threshold: a missed passer-by is worse than a blurred background patch
+        return OpenCVYuNet(path, input_size=None, score_threshold=0.5)
+    except (ModelError, OSError, KeyError) as exc:
+        log.warning("zones preview: no face detector (%s)", exc)
+        return None
 
 
 # --- audit, compliance, purge -----------------------------------------------------------
@@ -746,6 +768,13 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     pv.add_argument("--source", help="camera source URL/device (default: from --config)")
     pv.add_argument("--image", type=Path, help="use this image instead of the camera")
     pv.add_argument("--zones", help="JSON list of polygons (or of {name, polygon}), or a file")
+    pv.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="face detector models, to blur passers-by (default: face.model_dir of --config, "
+        f"else {DEFAULT_MODEL_DIR}); without them the whole frame is blurred",
+    )
     pv.set_defaults(func=_safe(_zones_preview))
 
     # audit
