@@ -7,6 +7,7 @@ try, VACUUM first) and left the wrapped key and the ciphertexts in the WAL.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -118,3 +119,41 @@ def test_consent_ledger_records_the_real_channel(
     for channel in ("cli", "mqtt", "gate", "web", "paper"):
         withdraw(db, vault, gallery, consented, channel, actor="x")
         assert consent.latest(db, consented).method == channel  # type: ignore[union-attr]
+
+
+def test_daemon_withdrawal_beside_reader_is_fast_and_scrubbed_in_background(
+    minimal_config: Path, notice: object
+) -> None:
+    """The daemon's path: the erase on the database thread, the WAL scrub on its own."""
+    from tests.conftest import built_gateway
+
+    async def main() -> None:
+        async with built_gateway(minimal_config) as gw:
+            gw.vault = Vault.from_root_keys(gw.keys.device, gw.keys.site)
+            gw.gallery = FakeGallery({})
+            pid = people.add_person(gw.db, "Resident")
+            consent.grant(gw.db, pid, notice, method="paper", recorded_by="o", scope="device")
+            secrets_ = _enrol(gw.db, gw.vault, pid)
+            db_path = Path(gw.cfg.storage.database_path)
+            reader = _reader(db_path)
+            t0 = time.monotonic()
+            result = await gw.withdraw(pid, "mqtt")
+            assert time.monotonic() - t0 < 1.0
+            assert result["templates_erased"] == 5
+            # the database thread is free for card/PIN decisions meanwhile
+            t1 = time.monotonic()
+            await gw.run_db(gw.db.execute, "SELECT count(*) FROM cards")
+            assert time.monotonic() - t1 < 0.2
+            await asyncio.sleep(0.5)
+            reader.execute("COMMIT")
+            reader.close()
+            for _ in range(20):  # the background scrub finishes within a second
+                await asyncio.sleep(0.05)
+                if not gw._scrubs:
+                    break
+            data = _file_bytes(db_path)
+            for s in secrets_:
+                assert s[:24] not in data
+            assert consent.latest(gw.db, pid).method == "mqtt"  # type: ignore[union-attr]
+
+    asyncio.run(main())
