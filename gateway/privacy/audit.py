@@ -326,24 +326,44 @@ def _insert(
 _BOUND: Any = object()
 
 
-def verify(db: sqlite_utils.Database, key: ChainKey | None = _BOUND) -> VerifyResult:
+def verify(
+    db: sqlite_utils.Database, key: ChainKey | None = _BOUND, *, upto: int | None = None
+) -> VerifyResult:
     """Recompute the whole chain; report the first row whose link or MAC is wrong.
 
     ``key`` defaults to the bound key; without one, keyed rows are checked for their links
     only (counted in ``unchecked``). A pruned start must match a later checkpoint row.
+    ``upto``: check only the rows up to that seq (their links and MACs; not the head).
     """
     if key is _BOUND:
         key = bound_key(db)
     rows = db.conn.execute(
         "SELECT seq, ts, actor, action, subject, details, prev_hash, hash, key_id"
-        " FROM audit ORDER BY seq"
+        " FROM audit WHERE seq <= ? ORDER BY seq",
+        (upto if upto is not None else 1 << 62,),
     )
     st = _Walk(key)
     for row in rows:
         broken = st.step(tuple(row))
         if broken is not None:
             return broken
+    if upto is not None:
+        return VerifyResult(True, st.n, None, None, st.unchecked)
     return st.finish(db)
+
+
+def verify_file(path: str, key: ChainKey | None) -> VerifyResult:
+    """:func:`verify` on a connection of its own (for worker threads: a long walk never
+    occupies the gate's database connection or thread)."""
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    try:
+        conn.execute("BEGIN")  # one consistent snapshot of rows and head
+        try:
+            return verify(sqlite_utils.Database(conn), key)
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 class _Walk:

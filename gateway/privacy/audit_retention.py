@@ -10,16 +10,20 @@ Two limits, from ``[retention]``:
 
 * age: rows older than ``audit_days`` (at least ``processing_records_years``: the audit log
   is also the processing record);
-* size: beyond ``audit_max_rows``, the oldest rows are pruned down to the limit, but never a
-  processing record (consent, template, export...) younger than ``processing_records_years``:
-  only the mass of security rows (rejected or failed commands, logins) ahead of it. When the
-  limit cannot be met that way, :func:`prune` says so (``over_limit``) for an alert.
+* size: beyond ``audit_max_rows``, the oldest rows are pruned down to the limit; a processing
+  record (consent, template, person, export...) younger than ``processing_records_years`` in
+  that prefix is never lost: it is first carried forward, re-appended under the chain key with
+  its original time, actor, action, subject and details, and its original seq and link
+  (``carried_from``). So a flood of rejected commands is shed, the records stay. When the
+  limit still cannot be met, :func:`prune` says so (``over_limit``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import sqlite_utils
 
@@ -39,16 +43,18 @@ class AuditPruneReport:
     pruned: int = 0
     pruned_to_seq: int = 0
     over_limit: bool = False
+    carried: int = 0
 
 
 def _is_record(action: str) -> bool:
     return not action.startswith(SECURITY_ACTIONS)
 
 
-def _prune_upto(
+def _prune_plan(
     db: sqlite_utils.Database, *, age_cutoff: float, record_cutoff: float, max_rows: int
-) -> tuple[int, int]:
-    """The last seq to prune (0: none) and the rows left after it."""
+) -> tuple[int, list[tuple[Any, ...]]]:
+    """The last seq to prune (0: none) and the young processing records inside that prefix,
+    which are carried forward (re-appended verbatim, with their original seq and link)."""
     conn = db.conn
     first, last = (
         int(v)
@@ -58,21 +64,32 @@ def _prune_upto(
     )
     young = conn.execute("SELECT min(seq) FROM audit WHERE ts >= ?", (age_cutoff,)).fetchone()[0]
     upto = last if young is None else int(young) - 1
+    carry: list[tuple[Any, ...]] = []
     want = last - max_rows
-    if want > upto:  # too many rows: prune further, up to the first young processing record
-        stop = want
-        for seq, ts, action in conn.execute(
-            "SELECT seq, ts, action FROM audit WHERE seq > ? AND seq <= ? ORDER BY seq",
-            (upto, want),
+    if want > upto:  # too many rows: prune further, carrying the young records forward
+        for row in conn.execute(
+            "SELECT seq, ts, actor, action, subject, details, hash FROM audit"
+            " WHERE seq > ? AND seq <= ? AND ts >= ? ORDER BY seq",
+            (upto, want, record_cutoff),
         ):
-            if ts >= record_cutoff and _is_record(str(action)):
-                stop = int(seq) - 1
-                break
-        upto = max(upto, stop)
+            if _is_record(str(row[3])):
+                carry.append(tuple(row))
+        upto = want
     if upto < first:  # nothing before the first kept row
-        upto = 0
-    left = int(conn.execute("SELECT count(*) FROM audit WHERE seq > ?", (upto,)).fetchone()[0])
-    return upto, left
+        return 0, []
+    return upto, carry
+
+
+def _carry(db: sqlite_utils.Database, row: tuple[Any, ...]) -> None:
+    seq, ts, actor, action, subject, details, link = row
+    audit.append(
+        db,
+        str(actor),
+        str(action),
+        str(subject),
+        {"carried_from": {"seq": int(seq), "hash": str(link)}, "details": json.loads(details)},
+        now=float(ts),
+    )
 
 
 def prune(
@@ -86,26 +103,27 @@ def prune(
 ) -> AuditPruneReport:
     """Prune old audit rows behind a checkpoint row; needs the chain key to be bound.
 
-    ``record_cutoff``: processing records newer than this are never pruned for size.
-    The whole chain is verified first: a broken chain is never pruned (the evidence stays).
+    ``record_cutoff``: processing records newer than this are carried forward, never lost.
+    The rows to prune are verified first: tampered rows are never pruned (the evidence stays).
     """
     if audit.bound_key(db) is None:
         raise audit.AuditError("audit retention needs the device's audit chain key")
     if max_rows < 1:
         raise ValueError("audit_max_rows must be at least 1")
-    res = audit.verify(db)
-    if not res.ok:
-        log.error("audit retention skipped: the chain is broken at seq %s", res.broken_seq)
-        return AuditPruneReport(0, 0, over_limit=False)
     with transaction(db):
-        upto, left = _prune_upto(
+        upto, carry = _prune_plan(
             db,
             age_cutoff=now - max_age_days * 86400.0,
             record_cutoff=record_cutoff,
             max_rows=max_rows,
         )
         if upto <= 0:
-            return AuditPruneReport(0, 0, left > max_rows)
+            total = int(db.conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+            return AuditPruneReport(0, 0, total > max_rows)
+        res = audit.verify(db, upto=upto)  # never prune away rows that do not verify
+        if not res.ok:
+            log.error("audit retention skipped: the chain is broken at seq %s", res.broken_seq)
+            return AuditPruneReport(0, 0, over_limit=False)
         row = db.conn.execute("SELECT hash, ts FROM audit WHERE seq = ?", (upto,)).fetchone()
         first = db.conn.execute("SELECT min(seq) FROM audit").fetchone()[0]
         n = upto - int(first) + 1
@@ -122,6 +140,14 @@ def prune(
             },
             now=now,
         )
+        for row in carry:
+            _carry(db, row)
         db.conn.execute("DELETE FROM audit WHERE seq <= ?", (upto,))
-    log.info("audit retention: %d rows up to seq %d pruned behind a checkpoint", n, upto)
-    return AuditPruneReport(n, upto, left + 1 > max_rows)
+        left = int(db.conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+    log.info(
+        "audit retention: %d rows up to seq %d pruned behind a checkpoint, %d records carried",
+        n,
+        upto,
+        len(carry),
+    )
+    return AuditPruneReport(n, upto, left > max_rows, len(carry))

@@ -124,6 +124,7 @@ class AuditWatch:
     thresholds: Thresholds = field(default_factory=Thresholds)
     verify_every_s: float = DAY_S
     publish_every_s: float = PUBLISH_EVERY_S
+    db_path: str | None = None
     _alerted: str | None = None
     _published: int | None = None
 
@@ -137,6 +138,7 @@ class AuditWatch:
 
             settings = settings_from_config(gw.cfg)
         watch = cls(gw.db, gw.run_db, gw.emit, gw.cfg.site.id, gw.cfg.site.gate, gw.outbox, base)
+        watch.db_path = str(gw.cfg.storage.database_path)
         if settings is not None:
             watch.read_retained = lambda topic: read_retained(settings, topic)
             watch.other_gate_counts = lambda: _other_counts(gw.cfg, settings)
@@ -147,7 +149,7 @@ class AuditWatch:
 
     async def check(self) -> audit.VerifyResult:
         """Verify the chain and the published head once; alert on a (new) break."""
-        res: audit.VerifyResult = await self.run_db(audit.verify, self.db)
+        res = await self._verify()
         reason = None if res.ok else f"seq {res.broken_seq}: {res.reason}"
         key = audit.bound_key(self.db)
         if res.ok and key is not None and self.base_topic and self.read_retained is not None:
@@ -164,6 +166,14 @@ class AuditWatch:
             seq = res.broken_seq if res.broken_seq is not None else res.head_seq
             self._alert(ev.ComplianceCode.AUDIT_CHAIN_BROKEN, max(0, seq))
         return res
+
+    async def _verify(self) -> audit.VerifyResult:
+        """The whole walk on its own connection and thread (files), never the gate's."""
+        path = self.db_path
+        if not path or path == ":memory:":
+            result: audit.VerifyResult = await self.run_db(audit.verify, self.db)
+            return result
+        return await asyncio.to_thread(audit.verify_file, path, audit.bound_key(self.db))
 
     async def check_counts(self) -> None:
         """Alert when the compound's people count crosses a threshold."""

@@ -140,16 +140,41 @@ def test_retention_prunes_behind_a_checkpoint_and_stays_verifiable(
     assert not audit.verify(keyed).ok
 
 
-def test_size_prune_never_drops_young_processing_records(keyed: sqlite_utils.Database) -> None:
+def test_size_prune_sheds_a_flood_and_carries_young_records(keyed: sqlite_utils.Database) -> None:
+    """2,000 forged commands after the records: the cap holds, no record is lost."""
     now = 2_000_000_000.0
-    audit.append(keyed, "op", "consent.granted", "young", now=now - 10)
-    for i in range(20):
-        audit.append(keyed, "mqtt:k", "command.rejected", "x", {"i": i}, now=now)
-    rep = prune(keyed, now=now, max_age_days=1100, max_rows=5, record_cutoff=now - 1096 * DAY)
-    assert rep.pruned == 1  # only the anchor ahead of the record
-    assert rep.over_limit
-    assert keyed.execute("SELECT 1 FROM audit WHERE subject = 'young'").fetchone()
+    for i in range(5):
+        audit.append(keyed, "op", "consent.granted", f"p{i}", {"i": i}, now=now - 100 + i)
+    for i in range(2000):
+        audit.append(keyed, "mqtt:?", "command.rejected", "unlock", {"i": i}, now=now)
+    rep = prune(keyed, now=now, max_age_days=1100, max_rows=100, record_cutoff=now - 1096 * DAY)
+    assert rep.carried == 5
+    total = keyed.execute("SELECT count(*) FROM audit").fetchone()[0]
+    assert total <= 100 + 1 + 5
     assert audit.verify(keyed).ok
+    kept = keyed.execute(
+        "SELECT subject, ts, details FROM audit WHERE action = 'consent.granted' ORDER BY seq"
+    ).fetchall()
+    assert [r[0] for r in kept] == [f"p{i}" for i in range(5)]
+    assert [r[1] for r in kept] == [now - 100 + i for i in range(5)]  # original times
+    first = json.loads(kept[0][2])
+    assert first["details"] == {"i": 0}
+    assert first["carried_from"]["seq"] == 2  # after the anchor
+    # a second run with nothing new prunes nothing and keeps the chain whole
+    again = prune(keyed, now=now, max_age_days=1100, max_rows=200, record_cutoff=now - 1096 * DAY)
+    assert again.pruned == 0
+    assert audit.verify(keyed).ok
+
+
+def test_tampered_rows_are_never_pruned(keyed: sqlite_utils.Database) -> None:
+    now = 2_000_000_000.0
+    for i in range(10):
+        audit.append(keyed, "op", "consent.granted", f"p{i}", now=now - 2000 * DAY)
+    audit.append(keyed, "op", "consent.granted", "young", now=now)
+    keyed.execute("UPDATE audit SET subject = 'hidden' WHERE seq = 3")
+    rep = prune(keyed, now=now, max_age_days=1100, max_rows=100, record_cutoff=now - 1096 * DAY)
+    assert rep.pruned == 0
+    assert keyed.execute("SELECT subject FROM audit WHERE seq = 3").fetchone()[0] == "hidden"
 
 
 def test_published_head_detects_rollback(keyed: sqlite_utils.Database, key: audit.ChainKey) -> None:
