@@ -277,6 +277,12 @@ def append(
     return seq
 
 
+def is_keyed(db: sqlite_utils.Database) -> bool:
+    """Whether this database's chain is keyed (its newest row carries a key id)."""
+    row = db.conn.execute("SELECT key_id FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    return row is not None and row[0] is not None
+
+
 def _details_text(details: Mapping[str, Any] | None) -> str:
     checked = dict(details or {})
     _check_details(checked, "details")

@@ -97,7 +97,16 @@ def _db_path(args: argparse.Namespace) -> Path:
     return Path(env_db) if env_db else DEFAULT_DB
 
 
-def _open_db(args: argparse.Namespace) -> sqlite_utils.Database:
+_BOUND_HERE: set[Path] = set()
+"""Databases whose keys a CLI command bound (one process may run several commands)."""
+
+
+def _open_db(args: argparse.Namespace, *, write: bool = True) -> sqlite_utils.Database:
+    """The state database, with the device's audit and access-log keys bound when available.
+
+    ``write``: the command will audit; on a keyed chain without the device key it is refused
+    here, before it changes anything (never half done, never an unkeyed audit row).
+    """
     from gateway import store
 
     path = _db_path(args)
@@ -108,6 +117,16 @@ def _open_db(args: argparse.Namespace) -> sqlite_utils.Database:
 
         audit.bind_key(db, audit.ChainKey.from_device(device))
         access_log.bind_key(db, access_log.key_from_device(device))
+        _BOUND_HERE.add(path)
+    else:
+        if path in _BOUND_HERE:  # a key an earlier command of this process bound: not ours
+            from gateway.privacy import access_log
+
+            audit.bind_key(db, None)
+            access_log.bind_key(db, None)
+            _BOUND_HERE.discard(path)
+        if write and audit.bound_key(db) is None and audit.is_keyed(db):
+            raise GatewayError(audit.KEYED_RULE)
     return db
 
 
@@ -239,7 +258,7 @@ def _people_add(args: argparse.Namespace) -> int:
 
 
 def _people_list(args: argparse.Namespace) -> int:
-    db = _open_db(args)
+    db = _open_db(args, write=False)
     enrolled = {r[0] for r in db.execute("SELECT person_id FROM face_keys")}
     print(f"{'id':32}  {'role':9} {'unit':8} {'face':4} {'consent':9} name")
     for p in people.list_people(db):
@@ -252,7 +271,7 @@ def _people_list(args: argparse.Namespace) -> int:
 
 
 def _people_show(args: argparse.Namespace) -> int:
-    db = _open_db(args)
+    db = _open_db(args, write=False)
     p = people.get_person(db, args.person)
     n = db.execute("SELECT count(*) FROM templates WHERE person_id = ?", [p.id]).fetchone()[0]
     st = consent.face_status(db, p.id, grace_days=args.renotice_grace_days)
@@ -353,7 +372,7 @@ def _consent_withdraw(args: argparse.Namespace) -> int:
 
 
 def _consent_show(args: argparse.Namespace) -> int:
-    db = _open_db(args)
+    db = _open_db(args, write=False)
     people.get_person(db, args.person)
     for r in consent.history(db, args.person):
         print(
@@ -526,7 +545,7 @@ def _preview_detector(args: argparse.Namespace) -> Any:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    res = audit.verify(_open_db(args))
+    res = audit.verify(_open_db(args, write=False))
     if res.ok and res.unchecked:
         print(
             f"audit chain links ok: {res.rows} entries, but {res.unchecked} keyed entries "
@@ -583,7 +602,7 @@ def _load_json(value: str | None) -> Any:
 
 
 def _compliance_report(args: argparse.Namespace) -> int:
-    db = _open_db(args)
+    db = _open_db(args, write=False)
     cfg = _config(args)
     gate = args.gate or (cfg.site.gate if cfg is not None else os.uname().nodename)
     gate_counts: dict[str, int] = dict(_load_json(args.gate_counts) or {})
