@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import secrets
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from typing import Any
 
 import sqlite_utils
 
+from gateway.errors import GatewayError
 from gateway.mqtt import events as ev
 from gateway.privacy import audit
 from gateway.privacy.compliance import Thresholds, enrolled_count
@@ -204,15 +206,22 @@ class AuditWatch:
         self._published = int(row[0])
 
     async def run(self) -> None:
-        """Service body: anchor, verify, publish, then every minute/day."""
-        await self.run_db(reanchor, self.db)
+        """Service body: anchor, verify, publish, then every minute/day. A storage failure
+        (read-only or locked database) is logged and retried; it never stops the watch."""
+        anchored = False
         next_verify = 0.0
         while True:
-            if time.monotonic() >= next_verify:
-                await self.check()
-                await self.check_counts()
-                next_verify = time.monotonic() + self.verify_every_s
-            await self.publish_head()
+            try:
+                if not anchored:
+                    await self.run_db(reanchor, self.db)
+                    anchored = True
+                if time.monotonic() >= next_verify:
+                    await self.check()
+                    await self.check_counts()
+                    next_verify = time.monotonic() + self.verify_every_s
+                await self.publish_head()
+            except (sqlite3.Error, GatewayError) as exc:
+                log.warning("gate %s: audit watch: %s (retrying)", self.gate, exc)
             await asyncio.sleep(self.publish_every_s)
 
 

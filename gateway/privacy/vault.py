@@ -321,7 +321,10 @@ class Vault:
         aad = self._tpl_aad(person_id, model)
         conn = db.conn
         with transaction(db):
-            conn.execute("DELETE FROM face_keys WHERE person_id = ?", (person_id,))
+            if conn.execute("DELETE FROM face_keys WHERE person_id = ?", (person_id,)).rowcount:
+                from gateway.privacy.scrub import mark_pending
+
+                mark_pending(db, now)  # the old key's pages: scrubbed by the next pass
             conn.execute(
                 "INSERT INTO face_keys (person_id, wrapped_key, key_id, created_at)"
                 " VALUES (?, ?, ?, ?)",
