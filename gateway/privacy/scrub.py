@@ -30,6 +30,7 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -100,10 +101,12 @@ def complete_pending(conn: sqlite3.Connection, wait_s: float) -> bool:
     return True
 
 
-def scrub_file(path: Path | str, *, budget_s: float, step_s: float = 0.25) -> bool:
+def scrub_file(path: Path | str, *, budget_s: float, max_pause_s: float = 0.4) -> bool:
     """Complete a pending scrub on a connection of our own, trying for up to ``budget_s``.
 
-    For worker threads: never touches the gate's database connection or thread.
+    For worker threads: never touches the gate's database connection or thread. Tries are
+    spaced out (doubling pauses up to ``max_pause_s``), so a long reader costs the gate's
+    writers nothing but a rare, brief checkpoint attempt.
     """
     if str(path) == ":memory:":
         return True
@@ -115,15 +118,18 @@ def scrub_file(path: Path | str, *, budget_s: float, step_s: float = 0.25) -> bo
         return False
     try:
         conn.execute("PRAGMA secure_delete = ON")
+        pause = RETRY_S
         while True:
-            if complete_pending(conn, step_s):
+            if complete_pending(conn, 0.0):
                 return True
-            if time.monotonic() >= deadline:
+            if time.monotonic() + pause >= deadline:
                 log.warning(
                     "scrub: a reader still holds an old snapshot; erased pages leave the "
                     "WAL at the next try"
                 )
                 return False
+            time.sleep(pause)
+            pause = min(max_pause_s, pause * 2)
     finally:
         conn.close()
 
@@ -140,12 +146,19 @@ async def scrub_in_background(path: Path | str, *, budget_s: float = 600.0) -> b
         try:
             ok = scrub_file(path, budget_s=budget_s)
         except Exception as exc:  # noqa: BLE001 - reported through the future
-            loop.call_soon_threadsafe(_set_exception, done, exc)
+            _deliver(loop, _set_exception, done, exc)
         else:
-            loop.call_soon_threadsafe(_set_result, done, ok)
+            _deliver(loop, _set_result, done, ok)
 
     threading.Thread(target=run, name="wal-scrub", daemon=True).start()
     return await done
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, fn: Any, fut: Any, value: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, fut, value)
+    except RuntimeError:  # the loop is closed (shutdown): nobody waits for the result
+        log.debug("scrub finished after the event loop closed")
 
 
 def _set_result(fut: asyncio.Future[bool], ok: bool) -> None:
