@@ -588,12 +588,13 @@ class Gateway:
             channel,
             vacuum=False,
         )
-        # The WAL scrub waits for old readers on its own connection and thread, never here.
+        await self.announce_withdrawals()
+        # Then the WAL scrub (its checkpoint briefly holds the write lock the outbox needs):
+        # on its own connection and thread, waiting for old readers, never here.
         self._scrubs.add(
             t := asyncio.create_task(scrub_in_background(self.cfg.storage.database_path))
         )
         t.add_done_callback(self._scrubs.discard)
-        await self.announce_withdrawals()
         return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
 
     async def announce_withdrawals(self) -> bool:
