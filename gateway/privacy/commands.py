@@ -565,6 +565,9 @@ _RETENTION_FIELDS = (
     "expired_person_days",
     "visitor_pin_grace_days",
     "processing_records_years",
+    "audit_days",
+    "audit_max_rows",
+    "people_inactive_days",
 )
 
 
