@@ -16,6 +16,7 @@ embedding/template/image are refused with :class:`AuditError`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -122,9 +123,16 @@ _keys: dict[str, ChainKey] = {}
 
 
 def db_id(conn: sqlite3.Connection) -> str:
+    """The identity of a connection's database: its file's real path (per connection for
+    in-memory databases)."""
     row = conn.execute("PRAGMA database_list").fetchone()
     path = str(row[2]) if row and row[2] else ""
-    return os.path.realpath(path) if path else f"memory:{id(conn)}"
+    return _realpath(path) if path else f"memory:{id(conn)}"
+
+
+@functools.lru_cache(maxsize=64)
+def _realpath(path: str) -> str:
+    return os.path.realpath(path)
 
 
 def bind_key(db: sqlite_utils.Database, key: ChainKey | None) -> None:
