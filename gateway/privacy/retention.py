@@ -165,16 +165,9 @@ def run_purge(
     )
     if report.total:
         audit.append(db, actor, "purge", "retention", asdict(report), now=now)
-    if audit.bound_key(db) is not None:
-        pruned = audit_retention.prune(
-            db,
-            now=now,
-            max_age_days=policy.audit_days,
-            max_rows=policy.audit_max_rows,
-            record_cutoff=cutoff,
-            actor=actor,
-        )
-        report = PurgeReport(**{**asdict(report), "audit_pruned": pruned.pruned})
+    if audit.bound_key(db) is not None:  # the chain key proves what was pruned
+        pruned = _prune_audit(db, policy, now, cutoff, actor)
+        report = PurgeReport(**{**asdict(report), "audit_pruned": pruned})
     if stale or deleted:
         complete_pending(conn, 0.5)
     log.info(
@@ -215,3 +208,23 @@ def _purge_people(
             conn.execute("DELETE FROM people WHERE id = ?", (pid,))
             audit.append(db, "system:retention", "person.delete", pid, {"reason": "retention"})
     return cleared, len(gone)
+
+
+def _prune_audit(
+    db: sqlite_utils.Database, policy: RetentionPolicy, now: float, cutoff: float, actor: str
+) -> int:
+    rep = audit_retention.prune(
+        db,
+        now=now,
+        max_age_days=policy.audit_days,
+        max_rows=policy.audit_max_rows,
+        record_cutoff=cutoff,
+        actor=actor,
+    )
+    if rep.over_limit:
+        log.warning(
+            "audit log over audit_max_rows = %d after pruning: only young processing records "
+            "are left",
+            policy.audit_max_rows,
+        )
+    return rep.pruned
