@@ -38,6 +38,8 @@ from gateway.hardware.lock import DoorLock
 from gateway.hardware.readers import Reader, open_reader
 from gateway.keys import Keys
 from gateway.mqtt import events as ev
+from gateway.privacy import access_log, audit
+from gateway.privacy.audit_watch import AuditWatch
 from gateway.runtime import ServiceSpec
 
 if TYPE_CHECKING:
@@ -76,6 +78,7 @@ class Gateway:
         self.topics: Any = None
         self._fanout_rx: Any = None
         self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
+        self._scrubs: set[asyncio.Task[bool]] = set()  # WAL scrubs after erasures
         self._data_seen: tuple[int, ...] | None = None  # _watch_data's last data version
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
@@ -583,12 +586,25 @@ class Gateway:
 
     async def withdraw(self, person_id: str, channel: str) -> dict[str, Any]:
         """Withdraw face consent and erase the person's face data everywhere on this gate."""
+        from gateway.privacy.scrub import scrub_in_background
         from gateway.privacy.withdraw import withdraw
 
         receipt = await self.run_db(
-            withdraw, self.db, _need(self.vault), _need(self.gallery), person_id, channel
+            withdraw,
+            self.db,
+            _need(self.vault),
+            _need(self.gallery),
+            person_id,
+            channel,
+            vacuum=False,
         )
         await self.announce_withdrawals()
+        # Then the WAL scrub (its checkpoint briefly holds the write lock the outbox needs):
+        # on its own connection and thread, waiting for old readers, never here.
+        self._scrubs.add(
+            t := asyncio.create_task(scrub_in_background(self.cfg.storage.database_path))
+        )
+        t.add_done_callback(self._scrubs.discard)
         return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
 
     async def announce_withdrawals(self) -> bool:
@@ -853,8 +869,14 @@ class Gateway:
             expired_person_days=r.expired_person_days,
             visitor_pin_grace_days=r.visitor_pin_grace_days,
             processing_records_years=r.processing_records_years,
+            audit_days=r.audit_days,
+            audit_max_rows=r.audit_max_rows,
+            people_inactive_days=r.people_inactive_days,
         )
+        from gateway.privacy.scrub import scrub_in_background
+
         while True:
+            await scrub_in_background(self.cfg.storage.database_path, budget_s=1.0)
             if self.vault is not None and self.gallery is not None:
                 report = await self.run_db(
                     run_purge, self.db, self.vault, self.gallery, policy, time.time()
@@ -867,6 +889,8 @@ class Gateway:
         from gateway.mqtt.pseudonym import Pseudonymizer
 
         cfg = self.cfg
+        audit.bind_key(self.db, audit.ChainKey.from_device(self.keys.device))  # every connection
+        access_log.bind_key(self.db, access_log.key_from_device(self.keys.device))
         self._pseudonymizer = Pseudonymizer(self.keys.site, cfg.privacy.pseudonym_epoch_s)
         self.build_mqtt()
         engine = self.build_engine()
@@ -920,6 +944,7 @@ class Gateway:
         self.daemon.add_service(ServiceSpec("access-ticker", self._ticker, critical=True))
         self.daemon.add_service(ServiceSpec("retention", self._purger))
         self.daemon.add_service(ServiceSpec("data-watch", self._watch_data))
+        self.daemon.add_service(ServiceSpec("audit-watch", AuditWatch.for_gateway(self).run))
         self._daemon_health = self.daemon.health
         self.daemon.health = self.health  # type: ignore[method-assign]
 

@@ -633,6 +633,17 @@ class RetentionConfig(Strict):
     visitor_pin_grace_days: int = Field(
         0, ge=0, le=365, description="Purge visitor PINs this long after they expire."
     )
+    audit_days: int = Field(
+        1100, ge=1096, le=11000, description="Audit rows older than this are pruned (>= 3 y)."
+    )
+    audit_max_rows: int = Field(
+        200_000,
+        ge=1000,
+        description="Beyond this, the oldest audit rows are pruned (records carried on).",
+    )
+    people_inactive_days: int = Field(
+        400, ge=30, le=3650, description="Clear last-seen of people not seen for this long."
+    )
 
 
 class ImpactAssessment(Strict):

@@ -541,18 +541,17 @@ class AccessController:
         self._log_access(decision, method, now)
 
     def _log_access(self, decision: Decision, method: ev.AccessMethod | None, now: float) -> None:
+        from gateway.privacy import access_log
+
         try:
-            self.db.execute(
-                "INSERT INTO access_log (ts, door, method, granted, reason, person_id) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    now,
-                    decision.door,
-                    method.value if method else "none",
-                    int(decision.granted),
-                    decision.reason.value,
-                    decision.person_id,
-                ],
+            access_log.record(
+                self.db,
+                ts=now,
+                door=decision.door,
+                method=method.value if method else "none",
+                granted=decision.granted,
+                reason=decision.reason.value,
+                person_id=decision.person_id,  # stored only as a keyed pseudonym
             )
         except sqlite3.Error as exc:
             self._storage_error("access log", exc)

@@ -357,8 +357,14 @@ class DemoStack:
 
     def _db(self) -> Any:
         from gateway import store
+        from gateway.config import secret_bytes
+        from gateway.privacy import audit
 
-        return store.connect(self.state_dir / "state.db")
+        db = store.connect(self.state_dir / "state.db")
+        # the daemon keys the audit chain: write it with the same device key
+        device = secret_bytes(self.keys["device"].read_bytes())
+        audit.bind_key(db, audit.ChainKey.from_device(device))
+        return db
 
     def _provision(self, fixtures: dict[str, Any]) -> None:
         from gateway.credentials import CredentialError, Credentials

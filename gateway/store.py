@@ -148,6 +148,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX withdrawal_receipts_pending ON withdrawal_receipts(announced)
         WHERE announced = 0;
     """,
+    # 3 (privacy hardening, issue 18 item 10): the audit chain is keyed per device (rows
+    # with key_id NULL are the legacy plain-hash chain, re-anchored by the first keyed row);
+    # the access log keeps a keyed pseudonym instead of the person id (old rows are
+    # pseudonymised by the daemon's retention job, which has the key); people get a birth
+    # month (YYYY-MM) so a minor's guardian consent lapses at 14.
+    """
+    ALTER TABLE audit ADD COLUMN key_id TEXT;
+    ALTER TABLE access_log ADD COLUMN subject TEXT;
+    ALTER TABLE people ADD COLUMN birth_month TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

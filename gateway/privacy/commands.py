@@ -45,6 +45,13 @@ def _common(p: argparse.ArgumentParser, *, keys: bool = False, notice: bool = Fa
         f"else {DEFAULT_DB})",
     )
     p.add_argument("--actor", default=os.environ.get("USER", "operator"), help="who does this")
+    if not keys:
+        p.add_argument(
+            "--device-key",
+            type=Path,
+            help="device key file (0600), keys the audit chain; default: "
+            "$CREDENTIALS_DIRECTORY/device-key",
+        )
     if keys:
         p.add_argument(
             "--device-key",
@@ -90,11 +97,53 @@ def _db_path(args: argparse.Namespace) -> Path:
     return Path(env_db) if env_db else DEFAULT_DB
 
 
-def _open_db(args: argparse.Namespace) -> sqlite_utils.Database:
+_BOUND_HERE: set[Path] = set()
+"""Databases whose keys a CLI command bound (one process may run several commands)."""
+
+
+def _open_db(args: argparse.Namespace, *, write: bool = True) -> sqlite_utils.Database:
+    """The state database, with the device's audit and access-log keys bound when available.
+
+    ``write``: the command will audit; on a keyed chain without the device key it is refused
+    here, before it changes anything (never half done, never an unkeyed audit row).
+    """
     from gateway import store
 
     path = _db_path(args)
-    return store.connect(path, create=False) if path.exists() else store.connect(path)
+    db = store.connect(path, create=False) if path.exists() else store.connect(path)
+    device = _device_key_if_any(args)
+    if device is not None:  # the audit chain and the access log are keyed per device
+        from gateway.privacy import access_log
+
+        audit.bind_key(db, audit.ChainKey.from_device(device))
+        access_log.bind_key(db, access_log.key_from_device(device))
+        _BOUND_HERE.add(path)
+    else:
+        if path in _BOUND_HERE:  # a key an earlier command of this process bound: not ours
+            from gateway.privacy import access_log
+
+            audit.bind_key(db, None)
+            access_log.bind_key(db, None)
+            _BOUND_HERE.discard(path)
+        if write and audit.bound_key(db) is None and audit.is_keyed(db):
+            raise GatewayError(audit.KEYED_RULE)
+    return db
+
+
+def _device_key_if_any(args: argparse.Namespace) -> bytes | None:
+    """The device root key from --device-key, --config or the credentials, else None."""
+    explicit = getattr(args, "device_key", None)
+    cfg = _config(args)
+    try:
+        if explicit is None and cfg is not None and cfg.privacy.device_key is not None:
+            from gateway.keys import Keys
+
+            return Keys.from_config(cfg).device
+        return load_key(explicit, "device-key")
+    except GatewayError:
+        if explicit is not None:
+            raise
+        return None
 
 
 def _vault(args: argparse.Namespace) -> Vault:
@@ -200,6 +249,7 @@ def _people_add(args: argparse.Namespace) -> int:
         valid_from=_ts(args.valid_from),
         valid_until=_ts(args.valid_until),
         is_minor=args.minor,
+        birth_month=args.birth,
         guardian_id=args.guardian,
         actor=args.actor,
     )
@@ -208,7 +258,7 @@ def _people_add(args: argparse.Namespace) -> int:
 
 
 def _people_list(args: argparse.Namespace) -> int:
-    db = _open_db(args)
+    db = _open_db(args, write=False)
     enrolled = {r[0] for r in db.execute("SELECT person_id FROM face_keys")}
     print(f"{'id':32}  {'role':9} {'unit':8} {'face':4} {'consent':9} name")
     for p in people.list_people(db):
@@ -221,7 +271,7 @@ def _people_list(args: argparse.Namespace) -> int:
 
 
 def _people_show(args: argparse.Namespace) -> int:
-    db = _open_db(args)
+    db = _open_db(args, write=False)
     p = people.get_person(db, args.person)
     n = db.execute("SELECT count(*) FROM templates WHERE person_id = ?", [p.id]).fetchone()[0]
     st = consent.face_status(db, p.id, grace_days=args.renotice_grace_days)
@@ -322,7 +372,7 @@ def _consent_withdraw(args: argparse.Namespace) -> int:
 
 
 def _consent_show(args: argparse.Namespace) -> int:
-    db = _open_db(args)
+    db = _open_db(args, write=False)
     people.get_person(db, args.person)
     for r in consent.history(db, args.person):
         print(
@@ -452,7 +502,7 @@ def _zones_preview(args: argparse.Namespace) -> int:
             f"camera {args.camera}: give --source URL or --image FILE "
             "(or a config with this camera)"
         )
-    out = zones.render_preview(frame, polys)
+    out, blurred = zones.render_preview(frame, polys, _preview_detector(args))
     # The one image the gateway ever writes: on the installer's explicit request, locally,
     # 0600, with every configured no-capture zone blanked (Art. 13 installer aid).
     ok, png = cv2.imencode(".png", out)  # privacy-ok: zones preview, reviewed, see above
@@ -465,17 +515,45 @@ def _zones_preview(args: argparse.Namespace) -> int:
         os.write(fd, png.tobytes())
     finally:
         os.close(fd)
-    print(f"camera {args.camera}: {len(polys)} zone(s) blanked and outlined -> {args.out}")
+    faces = (
+        "no face detector: the whole frame is blurred (fail private)"
+        if blurred is None
+        else f"{blurred} face(s) outside the zones blurred"
+    )
+    print(f"camera {args.camera}: {len(polys)} zone(s) blanked and outlined; {faces} -> {args.out}")
     return 0
+
+
+def _preview_detector(args: argparse.Namespace) -> Any:
+    """The face detector for the preview's blurring, or None (then everything is blurred)."""
+    from gateway.errors import ModelError
+    from gateway.face import models
+    from gateway.face.detector import OpenCVYuNet
+
+    cfg = _config(args)
+    model_dir = args.model_dir or (cfg.face.model_dir if cfg is not None else DEFAULT_MODEL_DIR)
+    try:
+        path = models.require(Path(model_dir))[models.YUNET]
+        # a low threshold: a missed passer-by is worse than a blurred background patch
+        return OpenCVYuNet(path, input_size=None, score_threshold=0.5)
+    except (ModelError, OSError, KeyError) as exc:
+        log.warning("zones preview: no face detector (%s)", exc)
+        return None
 
 
 # --- audit, compliance, purge -----------------------------------------------------------
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    res = audit.verify(_open_db(args))
+    res = audit.verify(_open_db(args, write=False))
+    if res.ok and res.unchecked:
+        print(
+            f"audit chain links ok: {res.rows} entries, but {res.unchecked} keyed entries "
+            "were not MAC-checked: pass --device-key (or --config) to verify them"
+        )
+        return 1
     if res.ok:
-        print(f"audit chain ok: {res.rows} entries")
+        print(f"audit chain ok: {res.rows} entries (head seq {res.head_seq})")
         return 0
     print(f"audit chain BROKEN at seq {res.broken_seq}: {res.reason}")
     return 1
@@ -487,6 +565,9 @@ _RETENTION_FIELDS = (
     "expired_person_days",
     "visitor_pin_grace_days",
     "processing_records_years",
+    "audit_days",
+    "audit_max_rows",
+    "people_inactive_days",
 )
 
 
@@ -524,7 +605,7 @@ def _load_json(value: str | None) -> Any:
 
 
 def _compliance_report(args: argparse.Namespace) -> int:
-    db = _open_db(args)
+    db = _open_db(args, write=False)
     cfg = _config(args)
     gate = args.gate or (cfg.site.gate if cfg is not None else os.uname().nodename)
     gate_counts: dict[str, int] = dict(_load_json(args.gate_counts) or {})
@@ -620,6 +701,12 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     a.add_argument("--valid-from", help="ISO date/time")
     a.add_argument("--valid-until", help="ISO date/time")
     a.add_argument("--minor", action="store_true", help="under 14: needs --guardian")
+    a.add_argument(
+        "--birth",
+        metavar="YYYY-MM",
+        help="birth year and month: under 14 needs --guardian, and guardian consent "
+        "lapses at 14 (own consent then needed)",
+    )
     a.add_argument("--guardian", help="guardian's person id (an adult on record)")
     _common(a)
     a.set_defaults(func=_safe(_people_add))
@@ -703,6 +790,13 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     pv.add_argument("--source", help="camera source URL/device (default: from --config)")
     pv.add_argument("--image", type=Path, help="use this image instead of the camera")
     pv.add_argument("--zones", help="JSON list of polygons (or of {name, polygon}), or a file")
+    pv.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="face detector models, to blur passers-by (default: face.model_dir of --config, "
+        f"else {DEFAULT_MODEL_DIR}); without them the whole frame is blurred",
+    )
     pv.set_defaults(func=_safe(_zones_preview))
 
     # audit

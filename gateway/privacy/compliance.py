@@ -20,7 +20,11 @@ import sqlite_utils
 
 from gateway.errors import PrivacyError
 from gateway.privacy import audit
-from gateway.privacy.consent import current_notice_version, renotice_pending
+from gateway.privacy.consent import (
+    current_notice_version,
+    guardian_consent_lapsed,
+    renotice_pending,
+)
 from gateway.privacy.people import face_only_people
 from gateway.privacy.retention import RetentionPolicy
 from gateway.privacy.zones import check_camera_allowed
@@ -141,6 +145,8 @@ def compliance_report(
             "notice_version": current_notice_version(db),
             "current_status_counts": statuses,
             "renotice_pending": len(renotice_pending(db)),
+            # turned 14: face use suspended until the person's own consent is recorded
+            "guardian_consent_lapsed": guardian_consent_lapsed(db, _end_of(today)),
         },
         "face_only_people": len(face_only_people(db)),
         "impact_assessment": {
@@ -182,6 +188,9 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"  notice version: {c['notice_version']}; consent states: {c['current_status_counts']}"
     )
     lines.append(f"  awaiting re-notice: {c['renotice_pending']}")
+    lapsed = c.get("guardian_consent_lapsed") or []
+    lines.append(f"  turned 14, own consent needed (face suspended): {len(lapsed)}")
+    lines.extend(f"    {pid}" for pid in lapsed)
     lines.append(f"  enrolled without card/PIN: {report['face_only_people']}")
     ia = report["impact_assessment"]
     lines.append(f"  impact assessment: {ia['reference'] or 'MISSING'} ({ia['date'] or 'no date'})")
@@ -293,3 +302,7 @@ def export_records(
         db, actor, "export", "processing_records", {"format": fmt, "rows": len(rows)}, now=now
     )
     return len(rows)
+
+
+def _end_of(day: dt.date) -> float:
+    return dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC).timestamp()

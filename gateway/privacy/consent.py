@@ -28,6 +28,7 @@ import sqlite_utils
 
 from gateway.errors import PrivacyError
 from gateway.privacy import audit
+from gateway.privacy.minors import LAPSE_RULE, guardian_lapsed
 from gateway.privacy.notice import Notice
 from gateway.privacy.people import GUARDIAN_RULE, find_person, get_person, is_adult_on_record
 from gateway.privacy.tx import transaction
@@ -236,7 +237,9 @@ def _check_common(
             f"refused: consent must be given on the current notice (version {current}), "
             f"not version {notice.version}"
         )
-    if person.is_minor:
+    if guardian_id is not None and guardian_lapsed(person.birth_month, now):
+        raise ConsentError(f"refused: {LAPSE_RULE}")
+    if person.minor_at(now):
         if guardian_id is None:
             raise ConsentError(f"refused: {GUARDIAN_RULE}; no guardian named for this consent")
         if not is_adult_on_record(db, guardian_id, now):
@@ -329,7 +332,13 @@ def decline(
 def record_withdrawal(
     db: sqlite_utils.Database, person_id: str, *, channel: str, recorded_by: str, now: float
 ) -> int:
-    """Append a ``withdrawn`` consent row (used by :func:`gateway.privacy.withdraw.withdraw`)."""
+    """Append a ``withdrawn`` consent row (used by :func:`gateway.privacy.withdraw.withdraw`).
+
+    The row's method is the channel the withdrawal really came through (``cli``, ``mqtt``,
+    ``gate`` for the keypad menu, ``web``, ``paper``...), never a substitute.
+    """
+    if not channel or not channel.isascii() or not channel.replace("_", "").isalnum():
+        raise ConsentError(f"withdrawal channel {channel!r} is not a channel name")
     prev = latest(db, person_id)
     return _record(
         db,
@@ -337,7 +346,7 @@ def record_withdrawal(
         "withdrawn",
         notice_version=prev.notice_version if prev else (current_notice_version(db) or ""),
         notice_sha256=prev.notice_sha256 if prev else "",
-        method=channel if channel in METHODS else "gate",
+        method=channel,  # the real channel (cli, mqtt, gate keypad, web, paper, compound...)
         recorded_by=recorded_by,
         scope=prev.scope if prev else "device",
         guardian_id=prev.guardian_id if prev else None,
@@ -364,8 +373,10 @@ def face_status(
         return FaceStatus(False, f"refused: {CONSENT_RULE}; no consent on record")
     if rec.status != "granted":
         return FaceStatus(False, f"refused: {CONSENT_RULE}; consent is {rec.status}", rec)
-    if person.is_minor and not is_adult_on_record(db, rec.guardian_id, now):
+    if person.minor_at(now) and not is_adult_on_record(db, rec.guardian_id, now):
         return FaceStatus(False, f"refused: {GUARDIAN_RULE}", rec)
+    if rec.guardian_id is not None and guardian_lapsed(person.birth_month, now):
+        return FaceStatus(False, f"suspended: {LAPSE_RULE}", rec)
     current = current_notice_version(db)
     if person.needs_renotice or (current is not None and rec.notice_version != current):
         changed = float(_kv_get(db, NOTICE_CHANGED_KEY) or now)
@@ -436,3 +447,23 @@ def enforce_renotice(
                 log.info("person %s suspended from face matching: re-notice overdue", pid)
             dropped.append(pid)
     return dropped
+
+
+def guardian_consent_lapsed(db: sqlite_utils.Database, now: float | None = None) -> list[str]:
+    """People whose face use rests on a guardian's consent that lapsed at 14 (ask them)."""
+    now = time.time() if now is None else now
+    out = []
+    for (pid,) in db.execute(
+        "SELECT id FROM people WHERE birth_month IS NOT NULL ORDER BY id"
+    ).fetchall():
+        person = find_person(db, pid)
+        rec = latest(db, pid)
+        if (
+            person is not None
+            and rec is not None
+            and rec.status == "granted"
+            and rec.guardian_id is not None
+            and guardian_lapsed(person.birth_month, now)
+        ):
+            out.append(str(pid))
+    return out

@@ -46,6 +46,7 @@ class Person:
     needs_renotice: bool
     last_seen_at: float | None
     created_at: float
+    birth_month: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Person:
@@ -63,7 +64,14 @@ class Person:
             needs_renotice=bool(row["needs_renotice"]),
             last_seen_at=row["last_seen_at"],
             created_at=row["created_at"],
+            birth_month=row.get("birth_month"),
         )
+
+    def minor_at(self, now: float) -> bool:
+        """Whether the person cannot consent for themselves at ``now`` (birth month, else flag)."""
+        from gateway.privacy.minors import is_minor_at
+
+        return is_minor_at(self.birth_month, self.is_minor, now)
 
     def valid_at(self, now: float) -> bool:
         """True when ``now`` is inside the validity period."""
@@ -98,7 +106,7 @@ def is_adult_on_record(db: sqlite_utils.Database, person_id: str | None, now: fl
     if not person_id:
         return False
     p = find_person(db, person_id)
-    return p is not None and not p.is_minor and p.valid_at(now)
+    return p is not None and not p.minor_at(now) and p.valid_at(now)
 
 
 def add_person(
@@ -114,9 +122,19 @@ def add_person(
     guardian_id: str | None = None,
     actor: str = "operator",
     now: float | None = None,
+    birth_month: str | None = None,
 ) -> str:
-    """Create a person and return the new random id (uuid4 hex). Audited."""
+    """Create a person and return the new random id (uuid4 hex). Audited.
+
+    ``birth_month`` (``YYYY-MM``) makes minority a date, not a flag: guardian consent lapses
+    at 14 (:mod:`gateway.privacy.minors`).
+    """
+    from gateway.privacy.minors import is_minor_at, parse_birth_month
+
     now = time.time() if now is None else now
+    if birth_month is not None:
+        birth_month = parse_birth_month(birth_month, now=now)
+        is_minor = is_minor or is_minor_at(birth_month, False, now)
     name = display_name.strip()
     if not name:
         raise PersonError("display name must not be empty")
@@ -143,6 +161,7 @@ def add_person(
             "needs_renotice": 0,
             "last_seen_at": None,
             "created_at": now,
+            "birth_month": birth_month,
         }
     )
     audit.append(
@@ -150,7 +169,12 @@ def add_person(
         actor,
         "person.add",
         pid,
-        {"role": role, "is_minor": is_minor, "guardian_id": guardian_id},
+        {
+            "role": role,
+            "is_minor": is_minor,
+            "guardian_id": guardian_id,
+            "birth_month_recorded": birth_month is not None,
+        },
         now=now,
     )
     log.info("person %s added (role %s, minor %s)", pid, role, is_minor)

@@ -266,7 +266,7 @@ def _check_consent_ref(
             "the bundle carries; not synced"
         )
     person = people.find_person(db, person_id)
-    minor = person.is_minor if person is not None else ref.guardian_id is not None
+    minor = person.minor_at(now) if person is not None else ref.guardian_id is not None
     if minor:
         if not people.is_adult_on_record(db, ref.guardian_id, now):
             raise SyncError(

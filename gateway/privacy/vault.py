@@ -4,8 +4,8 @@
   the device key, AAD = person id + key id) in ``face_keys``. Templates are AES-GCM
   ciphertexts under that data key (AAD = version, site fingerprint, person id, model).
 * Deleting the ``face_keys`` row is the erase (crypto-erase); ``templates`` rows cascade.
-  :meth:`Vault.erase_person` also VACUUMs and truncates the WAL so no page keeps old bytes
-  (``PRAGMA secure_delete`` is on in :func:`gateway.store.connect`).
+  ``PRAGMA secure_delete`` (on in :func:`gateway.store.connect`) zeroes the freed bytes and
+  :mod:`gateway.privacy.scrub` checkpoints and truncates the WAL so no file keeps them.
 * The device key comes from a :class:`KeyProvider`: a 0600 file, a systemd credential, or
   (later) a TPM that wraps/unwraps without ever revealing the key.
 * Templates are bound to the site: before encryption every embedding is multiplied by a
@@ -321,7 +321,10 @@ class Vault:
         aad = self._tpl_aad(person_id, model)
         conn = db.conn
         with transaction(db):
-            conn.execute("DELETE FROM face_keys WHERE person_id = ?", (person_id,))
+            if conn.execute("DELETE FROM face_keys WHERE person_id = ?", (person_id,)).rowcount:
+                from gateway.privacy.scrub import mark_pending
+
+                mark_pending(db, now)  # the old key's pages: scrubbed by the next pass
             conn.execute(
                 "INSERT INTO face_keys (person_id, wrapped_key, key_id, created_at)"
                 " VALUES (?, ?, ?, ?)",
@@ -392,7 +395,12 @@ class Vault:
     def erase_person(
         self, db: sqlite_utils.Database, person_id: str, *, vacuum: bool = True
     ) -> int:
-        """Crypto-erase: delete the wrapped key (templates cascade); VACUUM; return #templates."""
+        """Crypto-erase: delete the wrapped key and templates; scrub the WAL; return #templates.
+
+        Inside a transaction (or with ``vacuum=False``) the scrub is only marked pending.
+        """
+        from gateway.privacy.scrub import mark_pending
+
         conn = db.conn
         n = int(
             conn.execute(
@@ -400,27 +408,33 @@ class Vault:
             ).fetchone()[0]
         )
         conn.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not just unlinked
+        conn.execute("DELETE FROM templates WHERE person_id = ?", (person_id,))
         conn.execute("DELETE FROM face_keys WHERE person_id = ?", (person_id,))
-        if vacuum:
-            compact(db)
+        mark_pending(db, self._clock())
+        if vacuum and not conn.in_transaction:
+            from gateway.privacy.scrub import complete_pending
+
+            complete_pending(conn, 0.5)
         return n
 
 
-def compact(db: sqlite_utils.Database) -> None:
-    """VACUUM and truncate the WAL so erased pages leave neither file (no-op inside a tx)."""
+def compact(db: sqlite_utils.Database, *, wait_s: float = 0.5) -> bool:
+    """Checkpoint and truncate the WAL so erased pages leave no file; True when done.
+
+    Bounded: retries with a zero busy timeout for ``wait_s`` (see
+    :mod:`gateway.privacy.scrub`); a reader holding an old snapshot leaves it pending.
+    """
+    from gateway.privacy.scrub import checkpoint_truncate, mark_pending
+
     conn = db.conn
     if conn.in_transaction:
-        log.warning("compact skipped: a transaction is open; erased pages stay until next VACUUM")
-        return
-    conn.execute("VACUUM")
-    # A reader on another connection can hold old pages in the WAL: retry briefly, and say
-    # so when it stays busy (the next checkpoint, at most minutes later, completes it).
-    for attempt in range(5):  # at most ~0.75 s on the database thread
-        row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if row is None or int(row[0]) == 0:
-            return
-        time.sleep(0.05 * (attempt + 1))
+        log.warning("compact skipped: a transaction is open; erased pages stay until later")
+        return False
+    if checkpoint_truncate(conn, wait_s):
+        return True
+    mark_pending(db, time.time())
     log.warning("compact: WAL checkpoint still busy; erased pages leave the WAL at the next one")
+    return False
 
 
 def load_gallery(

@@ -2,8 +2,9 @@
 
 Order: the person leaves the live gallery first (no further match), then the wrapped data key
 is deleted (crypto-erase; templates cascade), a ``withdrawn`` consent row, a receipt (no
-biometric) and an audit entry are written, and the database is VACUUMed with the WAL
-truncated. Cards, PINs and the person record are untouched: they keep working.
+biometric) and an audit entry are written in one transaction, and the erased pages are scrubbed
+(:mod:`gateway.privacy.scrub`: WAL checkpointed and truncated, with a bounded wait that never
+blocks on a reader). Cards, PINs and the person record are untouched: they keep working.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import sqlite_utils
 from gateway.privacy import audit
 from gateway.privacy.consent import record_withdrawal
 from gateway.privacy.people import get_person
+from gateway.privacy.scrub import complete_pending
 from gateway.privacy.tx import transaction
-from gateway.privacy.vault import GalleryLike, Vault, compact
+from gateway.privacy.vault import GalleryLike, Vault
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ class Receipt:
     channel: str
     templates_erased: int
     ts: float
+    scrubbed: bool = True
+    """False while a reader's old snapshot keeps the erased pages in the WAL (finished later)."""
 
     def event(self) -> dict[str, Any]:
         """Event-ready payload (no person id: the caller adds its rotating pseudonym)."""
@@ -58,11 +62,14 @@ def withdraw(
     *,
     actor: str | None = None,
     vacuum: bool = True,
+    scrub_wait_s: float = 0.8,
     now: float | None = None,
 ) -> Receipt:
     """Withdraw consent and erase the person's face data; return the receipt.
 
     Idempotent: withdrawing again erases nothing more and writes another receipt.
+    ``vacuum``: scrub the WAL here, waiting at most ``scrub_wait_s`` for old readers (the
+    daemon passes False and scrubs from a worker thread: see :mod:`gateway.privacy.scrub`).
     :class:`gateway.privacy.people.PersonError` if the person is unknown.
     """
     now = time.time() if now is None else now
@@ -94,8 +101,7 @@ def withdraw(
             },
             now=now,
         )
-    if vacuum:
-        compact(db)
+    scrubbed = complete_pending(db.conn, scrub_wait_s) if vacuum else False
     log.info(
         "person %s withdrew consent via %s: %d templates erased, receipt %s",
         person_id,
@@ -103,7 +109,7 @@ def withdraw(
         erased,
         receipt_id,
     )
-    return Receipt(receipt_id, person_id, channel, erased, now)
+    return Receipt(receipt_id, person_id, channel, erased, now, scrubbed)
 
 
 def pending_announcements(db: sqlite_utils.Database) -> list[Receipt]:

@@ -195,18 +195,78 @@ def require_camera_allowed(
         raise ZoneError(f"camera {camera}: " + "; ".join(problems))
 
 
-def render_preview(frame: np.ndarray, polygons: Sequence[Polygon]) -> np.ndarray:
-    """A copy of ``frame`` with zones blanked and outlined (for ``gateway zones preview``)."""
+class _Detects(Protocol):
+    """Anything with the face detector's ``detect`` (boxes as x, y, w, h in pixels)."""
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Any]: ...
+
+
+#: Detected face boxes are grown by this fraction on each side before blurring (hair, ears,
+#: a box that is a little off).
+FACE_MARGIN = 0.3
+#: Blurred regions are reduced to at most this many blocks across: no face survives it.
+PIXEL_BLOCKS = 6
+
+
+def _pixelate(region: np.ndarray, blocks: int = PIXEL_BLOCKS) -> None:
+    """Coarse-pixelate ``region`` in place (irreversible: a few blocks of mean colour)."""
+    import cv2
+
+    h, w = region.shape[:2]
+    if h == 0 or w == 0:
+        return
+    bw, bh = max(1, min(blocks, w)), max(1, min(blocks, h))
+    small = cv2.resize(region, (bw, bh), interpolation=cv2.INTER_AREA)
+    region[:] = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def blur_faces(frame: np.ndarray, detector: _Detects | None) -> int | None:
+    """Pixelate every face the detector finds in ``frame`` (in place); the number blurred.
+
+    Fail private: without a detector, when it fails, or when a face is still found after
+    blurring, the WHOLE frame is pixelated and None is returned.
+    """
+    if detector is None:
+        _pixelate(frame, 24)
+        return None
+    h, w = frame.shape[:2]
+    try:
+        faces = detector.detect(frame)
+        for face in faces:
+            x, y, bw, bh = (float(v) for v in face.box)
+            mx, my = bw * FACE_MARGIN, bh * FACE_MARGIN
+            x0, y0 = max(0, int(x - mx)), max(0, int(y - my))
+            x1, y1 = min(w, int(np.ceil(x + bw + mx))), min(h, int(np.ceil(y + bh + my)))
+            _pixelate(frame[y0:y1, x0:x1])
+        if faces and detector.detect(frame):
+            raise ZoneError("a face is still detectable after blurring")
+    except Exception as exc:  # noqa: BLE001 - any detector failure: blur everything
+        log.warning("zones preview: %s; the whole frame is blurred", exc)
+        _pixelate(frame, 24)
+        return None
+    return len(faces)
+
+
+def render_preview(
+    frame: np.ndarray, polygons: Sequence[Polygon], detector: _Detects | None = None
+) -> tuple[np.ndarray, int | None]:
+    """A copy of ``frame`` with zones blanked and outlined and every other face blurred.
+
+    Passers-by outside the zones are people too: their faces are pixelated (``detector``);
+    with no detector the whole frame is pixelated (fail private), only the zone outlines stay
+    sharp. Returns the image and the number of faces blurred (None: whole frame blurred).
+    """
     import cv2
 
     out = frame.copy()
     h, w = out.shape[:2]
     apply_zones(out, build_mask(polygons, w, h))
+    blurred = blur_faces(out, detector)
     scale = np.array([w, h], dtype=np.float64)
     for pts in validate_polygons(polygons):
         px = np.round(np.asarray(pts) * scale).astype(np.int32)
         cv2.polylines(out, [px], isClosed=True, color=(0, 0, 255), thickness=2)
-    return out
+    return out, blurred
 
 
 def grab_frame(source: str, *, timeout_s: float = 10.0) -> np.ndarray:

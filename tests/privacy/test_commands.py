@@ -97,9 +97,13 @@ def test_cli_flow(
     assert _run(["consent", "show", pid, *db]) == 0
     assert "withdrawn" in capsys.readouterr().out
 
-    assert _run(["audit", "verify", *db]) == 0
+    # the chain is keyed by the device key: verifying it (MACs) needs that key
+    assert _run(["audit", "verify", *db]) == 1
+    assert _run(["audit", "verify", *db, "--device-key", env["dk"]]) == 0
     out = tmp_path / "records.csv"
-    assert _run(["compliance", "export", "--format", "csv", "--out", str(out), *db]) == 0
+    export = ["compliance", "export", "--format", "csv", "--out", str(out), *db]
+    assert _run(export) == 1  # the export is audited: a keyed chain needs the device key
+    assert _run([*export, "--device-key", env["dk"]]) == 0
     assert "consent" in out.read_text()
     assert _run(["compliance", "report", "--gate", "g1", "--gate-counts", '{"g2": 5}', *db]) == 0
     text = capsys.readouterr().out

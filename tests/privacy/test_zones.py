@@ -94,7 +94,7 @@ def test_signage_and_assessment_required() -> None:
 
 def test_render_preview_outlines_and_blanks() -> None:
     frame = np.full((100, 200, 3), 200, dtype=np.uint8)
-    out = render_preview(frame, [WINDOW])
+    out, _ = render_preview(frame, [WINDOW])
     assert np.all(frame == 200)  # original untouched
     assert np.all(out[10:40, 120:190] == 0)
     assert (out[:, :, 2] == 255).any()  # red outline drawn
