@@ -23,7 +23,7 @@ def prepare_corpus() -> str | None:
 
     found = default_corpus_dir()
     if found is not None:
-        print(f"face corpus: {found}", flush=True)
+        print(f"face corpus: {describe(found)} in {found}", flush=True)
         return None
     t0 = time.monotonic()
     try:

@@ -20,7 +20,7 @@ def format_summary(results: Sequence[Any]) -> str:
         observed = f"{ok} held"
         failed = next((c for c in r.checks if not c.ok), None)
         if r.status == "skipped":
-            observed = r.message
+            expected, observed = "-", r.message
         elif failed is not None:
             observed += f"; first miss: {failed.expected} -> {failed.observed}"
         elif r.message:

