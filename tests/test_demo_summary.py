@@ -121,3 +121,31 @@ def test_unmet_needs_name_the_missing_data(tmp_path: Path) -> None:
         )
         == {}
     )
+
+
+@pytest.mark.parametrize("with_antispoof", [False, True])
+def test_fresh_clone_models_live_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_antispoof: bool
+) -> None:
+    """A model cache shared with a ../shared run must not lend a fresh clone its
+    anti-spoofing models: without them the demo uses its own model directory."""
+    from gateway.face.pipeline import FacePipeline
+
+    shared = tmp_path / "shared"
+    if with_antispoof:
+        (shared / "models" / "antispoof").mkdir(parents=True)
+    monkeypatch.setattr(demo, "SHARED", shared)
+    monkeypatch.setattr(demo, "MODEL_CACHE", tmp_path / "cache")
+    installed: list[Path] = []
+
+    def install(model_dir: Path) -> bool:
+        installed.append(model_dir)
+        return with_antispoof
+
+    monkeypatch.setattr(demo, "install_models", install)
+    monkeypatch.setattr(FacePipeline, "load", classmethod(lambda cls, d, s: object()))
+    stack = demo.DemoStack(mqtt_url="mqtt://127.0.0.1:9", broker_control=None, workdir=tmp_path)
+    stack.load_pipeline()
+    want = "models" if with_antispoof else "models-no-antispoof"
+    assert installed == [tmp_path / "cache" / want]
+    assert stack.model_dir == tmp_path / "cache" / want

@@ -153,3 +153,17 @@ def test_the_astronaut_alone_is_not_enough() -> None:
     reason = FaceCorpus(None, use_default=False).shortfall()
     assert reason is not None
     assert "skimage.data.astronaut" in reason
+
+
+def test_gateway_shared_dir_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hw_sim.corpus import default_corpus_dir
+
+    lfw = tmp_path / "shared" / "faces" / "lfw-dev"
+    lfw.mkdir(parents=True)
+    monkeypatch.delenv("HWSIM_FACES", raising=False)
+    monkeypatch.setenv("GATEWAY_CORPUS_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GATEWAY_SHARED_DIR", str(tmp_path / "shared"))
+    assert default_corpus_dir() == lfw
+    # ../shared hidden (CI's fresh-clone run) and no package corpus cached: nothing.
+    monkeypatch.setenv("GATEWAY_SHARED_DIR", str(tmp_path / "nonexistent"))
+    assert default_corpus_dir() is None
