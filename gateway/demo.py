@@ -205,7 +205,8 @@ class DemoStack:
             for poly in _sim_zones(sim)
         )
         if liveness is None:
-            liveness = "required"
+            # No anti-spoofing model: "required" would disable the face path altogether.
+            liveness = "required" if self.have_antispoof else "off"
         text = CONFIG_TEMPLATE.format(
             site=SITE,
             gate=GATE,
@@ -237,6 +238,10 @@ class DemoStack:
         from gateway.face.pipeline import FacePipeline
         from gateway.face.settings import FaceSettings
 
+        # Without ../shared the models live apart: a cache shared with a ../shared run must
+        # not lend a fresh-clone run its anti-spoofing models.
+        if not (SHARED / "models" / "antispoof").is_dir():
+            self.model_dir = MODEL_CACHE / "models-no-antispoof"
         self.have_antispoof = install_models(self.model_dir)
         self.pipeline = FacePipeline.load(self.model_dir, FaceSettings(threads=1, warmup=False))
 
@@ -561,31 +566,13 @@ def _host_port(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or 1883
 
 
-def format_summary(results: Sequence[Any]) -> str:
-    """The summary table: scenario, expected, observed, pass/fail, time to decision."""
-    rows = [("scenario", "expected", "observed", "result", "decision")]
-    for r in results:
-        expected = f"{len(r.checks)} checks"
-        ok = sum(1 for c in r.checks if c.ok)
-        observed = f"{ok} held"
-        failed = next((c for c in r.checks if not c.ok), None)
-        if failed is not None:
-            observed += f"; first miss: {failed.expected} -> {failed.observed}"
-        elif r.message:
-            observed += f"; {r.message}"
-        ttd = f"{r.time_to_decision_s * 1000:.0f} ms" if r.time_to_decision_s is not None else "-"
-        rows.append((r.name, expected, observed[:90], r.status.upper(), ttd))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 async def run_demo(args: argparse.Namespace) -> int:
-    """Set everything up, play the scenarios, print the summary; 0 only if all pass."""
+    """Set everything up, play the scenarios, print the summary; 0 only if every runnable
+    scenario passed. A failure in one scenario never stops the run."""
     from gateway.broker import EmbeddedBroker
-    from hw_sim.runner import format_report, run_scenarios_async
+    from gateway.demo_report import exit_code, format_counts, format_summary
 
+    files = _scenario_files(args.scenarios)
     workdir = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     broker: EmbeddedBroker | None = None
     mqtt_url = args.mqtt
@@ -610,38 +597,15 @@ async def run_demo(args: argparse.Namespace) -> int:
         workdir=workdir,
         mqtt_protocol="3.1.1" if broker is not None else "auto",
     )
-    code = 1
     try:
-        print("starting the hardware simulator (camera stream, OSDP readers, doors)", flush=True)
-        await asyncio.to_thread(stack.start_sim)
-        print("installing face models", flush=True)
-        await asyncio.to_thread(stack.load_pipeline)
-        stack.write_config()
-        print(f"starting the daemon: gateway --config {stack.config_path} run", flush=True)
-        await stack.start_daemon()
-        printer = asyncio.create_task(stack.print_events_task(), name="event-printer")
-        paths = sorted(Path(p) for p in (args.scenarios or [DEFAULT_SCENARIOS]))
-        files: list[Path] = []
-        for p in paths:
-            files.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
-        print(f"playing {len(files)} scenarios\n", flush=True)
-        results = []
-        for f in files:
-            print(f"== scenario {f.stem}", flush=True)
-            await stack.settle()
-            one = await run_scenarios_async([f], stack.sim, mqtt_url, PREFIX, harness=stack.harness)
-            results.extend(one)
-            for r in one:
-                if not r.passed:
-                    print(format_report([r]), flush=True)
-        printer.cancel()
-        print("\n" + format_summary(results), flush=True)
-        passed = sum(1 for r in results if r.passed)
-        print(f"\n{passed} of {len(results)} scenarios passed", flush=True)
-        code = 0 if passed == len(results) and results else 1
-    except Exception as exc:  # noqa: BLE001 - the demo reports any failure and exits 1
-        print(f"demo failed: {exc}", file=sys.stderr, flush=True)
-        print(stack.daemon_log_tail(), file=sys.stderr, flush=True)
+        try:
+            unmet = await _set_up(stack)
+        except Exception as exc:  # noqa: BLE001 - reported; every scenario is marked failed
+            print(f"demo set-up failed: {exc}", file=sys.stderr, flush=True)
+            print(stack.daemon_log_tail(), file=sys.stderr, flush=True)
+            results = _all_failed(files, f"demo set-up failed: {type(exc).__name__}: {exc}")
+        else:
+            results = await _play(stack, files, mqtt_url, unmet)
     finally:
         await stack.stop_daemon()
         await asyncio.to_thread(stack.stop_sim)
@@ -651,7 +615,74 @@ async def run_demo(args: argparse.Namespace) -> int:
             print(f"work directory kept: {workdir}", flush=True)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    return code
+    print("\n" + format_summary(results), flush=True)
+    print("\n" + format_counts(results), flush=True)
+    return exit_code(results)
+
+
+def _scenario_files(args: Sequence[Path] | None) -> list[Path]:
+    files: list[Path] = []
+    for p in sorted(Path(p) for p in (args or [DEFAULT_SCENARIOS])):
+        files.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
+    return files
+
+
+def _all_failed(files: Sequence[Path], message: str) -> list[Any]:
+    from hw_sim.runner import ScenarioResult
+
+    return [ScenarioResult(f.stem, str(f), "error", message=message) for f in files]
+
+
+async def _set_up(stack: DemoStack) -> dict[str, str]:
+    """Corpus, simulator, models, config and daemon; the unmet needs (need -> reason)."""
+    from gateway.demo_needs import prepare_corpus, unmet_needs
+
+    corpus_error = await asyncio.to_thread(prepare_corpus)
+    print("starting the hardware simulator (camera stream, OSDP readers, doors)", flush=True)
+    await asyncio.to_thread(stack.start_sim)
+    print("installing face models", flush=True)
+    await asyncio.to_thread(stack.load_pipeline)
+    unmet = unmet_needs(
+        have_antispoof=stack.have_antispoof,
+        shared=SHARED,
+        corpus_shortfall=stack.sim.corpus.shortfall(),
+        corpus_error=corpus_error,
+        broker_control=stack.broker_control is not None,
+    )
+    if not stack.have_antispoof:
+        print("no anti-spoofing model: the demo door runs with liveness = off", flush=True)
+    stack.write_config()
+    print(f"starting the daemon: gateway --config {stack.config_path} run", flush=True)
+    await stack.start_daemon()
+    return unmet
+
+
+async def _play(
+    stack: DemoStack, files: Sequence[Path], mqtt_url: str, unmet: dict[str, str]
+) -> list[Any]:
+    """Play each scenario; an error in one fails that one and the run goes on."""
+    from hw_sim.runner import format_report, run_scenarios_async
+
+    printer = asyncio.create_task(stack.print_events_task(), name="event-printer")
+    print(f"playing {len(files)} scenarios\n", flush=True)
+    results: list[Any] = []
+    try:
+        for f in files:
+            print(f"== scenario {f.stem}", flush=True)
+            try:
+                await stack.settle()
+                one = await run_scenarios_async(
+                    [f], stack.sim, mqtt_url, PREFIX, harness=stack.harness, unmet=unmet
+                )
+            except Exception as exc:  # noqa: BLE001 - this scenario fails, the run goes on
+                one = _all_failed([f], f"{type(exc).__name__}: {exc}")
+            results.extend(one)
+            for r in one:
+                if not r.passed:
+                    print(format_report([r]), flush=True)
+    finally:
+        printer.cancel()
+    return results
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

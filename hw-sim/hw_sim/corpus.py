@@ -1,11 +1,13 @@
 """Face corpus: real faces for the simulated camera and for the harness's enrolment.
 
 Source, in order: an explicit directory; ``$HWSIM_FACES`` (``none`` forces the fallback);
-``../shared/faces/lfw-dev``
-(relative to the working directory, then to the repository root) when present. The
-directory uses the LFW layout ``<Name>/<Name>_NNNN.jpg`` (an ``images/`` sub-folder is
-accepted). Without one, the corpus falls back to the single face that the scikit-image
-wheel ships, ``skimage.data.astronaut()`` (person name ``astronaut``). Nothing is copied.
+``faces/lfw-dev`` of ``$GATEWAY_SHARED_DIR`` or of ``../shared`` (relative to the working
+directory, then to the repository root) when present; the package corpus
+(:mod:`hw_sim.package_corpus`, faces from registry packages cached at set-up) when cached
+and verified. The directory uses the LFW layout ``<Name>/<Name>_NNNN.jpg`` (an ``images/``
+sub-folder is accepted; an optional ``residents.txt`` names the residents, one per line).
+Without one, the corpus falls back to the single face that the scikit-image wheel ships,
+``skimage.data.astronaut()`` (person name ``astronaut``). Nothing is copied.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 # Head-and-shoulders crops (y0, y1, x0, x1) that keep the whole face with some margin.
 _LFW_CROP = (35, 215, 50, 200)
 _ASTRONAUT_CROP = (20, 240, 130, 310)
+#: The scenario library uses resident1..resident5 and at least one stranger.
+RESIDENTS_NEEDED = 5
 
 
 class CorpusError(RuntimeError):
@@ -41,11 +45,17 @@ def default_corpus_dir() -> Path | None:
     if env is not None and env.lower() in ("", "none", "astronaut"):
         return None  # forced fallback (what a fresh clone without ../shared sees)
     candidates = [Path(env)] if env else []
-    candidates += [Path("../shared/faces/lfw-dev"), _REPO_ROOT.parent / "shared/faces/lfw-dev"]
+    shared = os.environ.get("GATEWAY_SHARED_DIR")
+    if shared:
+        candidates.append(Path(shared) / "faces/lfw-dev")
+    else:
+        candidates += [Path("../shared/faces/lfw-dev"), _REPO_ROOT.parent / "shared/faces/lfw-dev"]
     for cand in candidates:
         if cand.is_dir():
             return cand
-    return None
+    from hw_sim.package_corpus import verified_faces
+
+    return verified_faces()
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class FaceCorpus:
             directory = default_corpus_dir()
         self.directory = directory
         self._people: dict[str, Person] = {}
+        self._resident_order: list[str] | None = None
         if directory is not None:
             root = directory / "images" if (directory / "images").is_dir() else directory
             if not root.is_dir():
@@ -74,6 +85,10 @@ class FaceCorpus:
                     self._people[sub.name] = Person(sub.name, imgs)
             if not self._people:
                 raise CorpusError(f"face corpus {root} holds no <Name>/<Name>_NNNN.jpg images")
+            roles = root / "residents.txt"
+            if roles.is_file():
+                listed = [ln.strip() for ln in roles.read_text().splitlines() if ln.strip()]
+                self._resident_order = [n for n in listed if n in self._people]
             self.source = f"lfw:{root}"
         else:
             self._people[ASTRONAUT] = Person(ASTRONAUT, ())
@@ -91,6 +106,8 @@ class FaceCorpus:
         """``n`` resident names, deterministic: most images first, then by name."""
         if ASTRONAUT in self._people:
             return [ASTRONAUT]
+        if self._resident_order is not None:
+            return self._resident_order[:n]
         ranked = sorted(
             (p for p in self._people.values() if len(p.images) >= min_images),
             key=lambda p: (-len(p.images), p.name),
@@ -101,8 +118,22 @@ class FaceCorpus:
 
     def strangers(self, n: int = 4) -> list[str]:
         """``n`` names that are never residents (identities with one image), deterministic."""
-        singles = sorted(p.name for p in self._people.values() if len(p.images) == 1)
+        residents = set(self.residents(RESIDENTS_NEEDED))
+        singles = sorted(
+            p.name for p in self._people.values() if len(p.images) == 1 and p.name not in residents
+        )
         return singles[:n]
+
+    def shortfall(self) -> str | None:
+        """Why this corpus cannot play the scenario library (None when it can)."""
+        residents = self.residents(RESIDENTS_NEEDED)
+        if len(residents) < RESIDENTS_NEEDED or not self.strangers(1):
+            return (
+                f"the face corpus ({self.source}) has {len(residents)} resident(s) and "
+                f"{len(self.strangers(8))} stranger(s); the scenarios need "
+                f"{RESIDENTS_NEEDED} residents and a stranger"
+            )
+        return None
 
     def resolve(self, ref: str, index: int = 0) -> str:
         """Map a scenario reference to a name: ``resident1``.., ``stranger1``.., or a name."""

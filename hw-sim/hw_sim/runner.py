@@ -3,7 +3,8 @@ compare with the expectations and report expected vs observed, per scenario.
 
 ``run_scenarios(paths, sim, mqtt_url, topic_prefix, harness=...)`` is the Python API;
 ``gateway-sim run`` the CLI. Pending scenarios are reported as pending, scenarios whose
-``requires`` are not all in ``capabilities`` as unsupported: nothing is skipped silently.
+``requires`` are not all in ``capabilities`` as unsupported, scenarios needing something
+listed in ``unmet`` as skipped with its reason: nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -447,7 +448,12 @@ async def _run_one(  # noqa: PLR0917 - internal, called once
         return result
     if sc.fixtures.people or sc.fixtures.visitor_pins:
         if harness is not None:
-            await harness("provision", _resolved_fixtures(sc, corpus))
+            try:
+                await harness("provision", _resolved_fixtures(sc, corpus))
+            except Exception as exc:  # noqa: BLE001 - a failing set-up ends this scenario only
+                result.status = "error"
+                result.message = f"set-up failed: {type(exc).__name__}: {exc}"
+                return result
         else:
             result.notes.append(
                 "fixtures not provisioned by the runner (no harness): assumed present"
@@ -520,6 +526,7 @@ async def run_scenarios_async(
     observer: Observer | None = None,
     corpus: FaceCorpus | None = None,
     run_pending: bool = False,
+    unmet: Mapping[str, str] | None = None,
     settle_s: float = 1.0,
     sample_s: float = 0.05,
 ) -> list[ScenarioResult]:
@@ -527,7 +534,8 @@ async def run_scenarios_async(
 
     ``harness(name, args)`` carries out harness steps (``stop_broker``...) and
     ``provision`` (args = the scenario's fixtures with corpus names resolved).
-    ``capabilities=None`` means everything is available.
+    ``capabilities=None`` means everything is available. ``unmet`` maps a requirement
+    that cannot be met here to the reason: a scenario requiring it is ``skipped`` with it.
     """
     caps = None if capabilities is None else set(capabilities)
     if corpus is None:
@@ -555,6 +563,10 @@ async def run_scenarios_async(
                         sc.name, path, "unsupported", message=f"gateway lacks: {', '.join(lacking)}"
                     )
                 )
+                continue
+            skip = [f"{need}: {unmet[need]}" for need in sc.requires if unmet and need in unmet]
+            if skip:
+                results.append(ScenarioResult(sc.name, path, "skipped", message="; ".join(skip)))
                 continue
             log.info("runner: scenario %s", sc.name)
             res = await _run_one(sc, path, sim, obs, harness, corpus, sample_s)

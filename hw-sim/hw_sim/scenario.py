@@ -251,4 +251,4 @@ def scenario_paths(args: list[Path]) -> list[Path]:
     return out
 
 
-Status = Literal["pass", "fail", "pending", "error", "unsupported"]
+Status = Literal["pass", "fail", "pending", "error", "unsupported", "skipped"]

@@ -119,6 +119,10 @@ def test_corpus_residents_are_deterministic(corpus: FaceCorpus) -> None:
     assert corpus.residents(3) == FaceCorpus(corpus.directory).residents(3)
     if corpus.directory is None:
         assert corpus.residents() == ["astronaut"]
+    elif (corpus.directory / "residents.txt").is_file():  # the package corpus
+        listed = (corpus.directory / "residents.txt").read_text().split()
+        assert corpus.residents(8) == listed
+        assert corpus.resolve("unknown") not in listed
     else:
         assert all(len(corpus.image_paths(n)) >= 5 for n in corpus.residents(4))
         assert corpus.resolve("unknown") not in corpus.residents(8)
