@@ -1,0 +1,52 @@
+"""One hostile file in an enrolment directory gets its own verdict; the others still enrol,
+and nothing hangs or allocates what a header claims (#18 item 9)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from gateway.privacy.enroll import enroll_images
+from gateway.privacy.vault import Vault
+from tests.face.test_image_input import jpeg_claiming
+
+from .conftest import FakeGallery
+from .test_enroll import FakePipeline, _img
+
+
+def test_one_huge_claim_jpeg_does_not_abort_the_directory(
+    db: sqlite_utils.Database, vault: Vault, gallery: FakeGallery, consented: str, tmp_path: Path
+) -> None:
+    d = tmp_path / "imgs"
+    d.mkdir()
+    _img(d / "1-ok.png", 10)
+    (d / "2-huge.jpg").write_bytes(jpeg_claiming(65000, 65000))
+    _img(d / "3-ok.png", 20)
+    res = enroll_images(db, vault, FakePipeline(), gallery, consented, [d], None)
+    verdicts = {v.source: v.verdict for v in res.verdicts}
+    assert verdicts == {"1-ok.png": "ok", "2-huge.jpg": "unreadable", "3-ok.png": "ok"}
+    assert res.stored == 2
+
+
+@pytest.mark.timeout(30)
+def test_fifo_named_jpg_is_skipped_or_refused_without_hanging(
+    db: sqlite_utils.Database, vault: Vault, gallery: FakeGallery, consented: str, tmp_path: Path
+) -> None:
+    d = tmp_path / "imgs"
+    d.mkdir()
+    _img(d / "1-ok.png", 10)
+    os.mkfifo(d / "2-pipe.jpg")
+    (d / "3-dir.jpg").mkdir()
+    res = enroll_images(db, vault, FakePipeline(), gallery, consented, [d], None)
+    assert {v.source: v.verdict for v in res.verdicts} == {"1-ok.png": "ok"}
+    # named explicitly: a per-file verdict, not a hang
+    res = enroll_images(
+        db, vault, FakePipeline(), gallery, consented, [d / "1-ok.png", d / "2-pipe.jpg"], None
+    )
+    assert {v.source: v.verdict for v in res.verdicts} == {
+        "1-ok.png": "ok",
+        "2-pipe.jpg": "unreadable",
+    }
