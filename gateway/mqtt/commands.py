@@ -338,7 +338,7 @@ class CommandProcessor:
             raise _Reject("too_large", f"{len(payload)} bytes > limit {self.max_bytes}")
         try:
             raw = json.loads(payload)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise _Reject("malformed", f"not JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise _Reject("malformed", "envelope must be a JSON object")

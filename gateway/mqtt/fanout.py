@@ -80,7 +80,7 @@ class FanoutReceiver:
         now = time.time() if now is None else now
         try:
             doc: Any = json.loads(payload)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ProtocolError(f"withdrawal fan-out is not JSON: {exc}") from None
         if not isinstance(doc, dict) or doc.get("v") != 1:
             raise ProtocolError("withdrawal fan-out: not a version 1 message")

@@ -68,7 +68,7 @@ def parse_enrolled(topic: str, payload: bytes) -> int | None:
     gate = _gate_of(topic)
     try:
         doc: Any = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         log.warning("gate %s: %s is not JSON; ignored", gate, topic)
         return None
     count = doc.get("enrolled_people") if isinstance(doc, dict) else None
@@ -82,7 +82,7 @@ def parse_state(payload: bytes) -> str:
     """``online`` / ``offline`` from a status document (``unknown`` when unreadable)."""
     try:
         doc: Any = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return "unknown"
     return str(doc.get("state", "unknown")) if isinstance(doc, dict) else "unknown"
 
