@@ -35,7 +35,7 @@ def fuzz_settings(examples: int) -> Any:
 def test_config_files(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
 
-    @fuzz_settings(150)
+    @fuzz_settings(600)
     @given(cases.config_files)
     def run(data: bytes) -> None:
         cases.timed(lambda: cases.run_config_file(path, data))
@@ -44,7 +44,7 @@ def test_config_files(tmp_path: Path) -> None:
 
 
 def test_environment_variables() -> None:
-    @fuzz_settings(120)
+    @fuzz_settings(500)
     @given(cases.env_sets)
     def run(env: dict[str, str]) -> None:
         cases.timed(lambda: cases.run_env(env))
@@ -55,7 +55,7 @@ def test_environment_variables() -> None:
 def test_mqtt_payloads() -> None:
     with cases.MqttTarget.open() as target:
 
-        @fuzz_settings(250)
+        @fuzz_settings(800)
         @given(cases.mqtt_inputs)
         def run(item: cases.MqttInput) -> None:
             cases.timed(lambda: cases.run_mqtt(target, item))
@@ -64,7 +64,7 @@ def test_mqtt_payloads() -> None:
 
 
 def test_osdp_replies() -> None:
-    @fuzz_settings(300)
+    @fuzz_settings(1000)
     @given(st.lists(cases.osdp_events(), min_size=1, max_size=6))
     def run(events: list[dict[str, Any]]) -> None:
         cases.timed(lambda: cases.run_osdp(events))
@@ -73,7 +73,7 @@ def test_osdp_replies() -> None:
 
 
 def test_wiegand_frames() -> None:
-    @fuzz_settings(300)
+    @fuzz_settings(1000)
     @given(cases.wiegand_streams)
     def run(stream: list[tuple[int, float]]) -> None:
         cases.timed(lambda: cases.run_wiegand(stream))
@@ -82,7 +82,7 @@ def test_wiegand_frames() -> None:
 
 
 def test_images() -> None:
-    @fuzz_settings(200)
+    @fuzz_settings(800)
     @given(cases.image_bytes)
     def run(data: bytes) -> None:
         cases.timed(lambda: cases.run_image(data))
