@@ -163,6 +163,19 @@ def section(result: dict[str, Any]) -> list[str]:
     for name, r in rows.items():
         for example in r["failure_examples"]:
             md.append(f"- {name}: `{example}`")
+    base = result.get("baseline")
+    if base:
+        before = ", ".join(
+            f"{name} {r['failures']} of {r['inputs']}" for name, r in base["classes"].items()
+        )
+        md += [
+            (
+                f"Before the fixes ({base['code']}, the same strategies, "
+                f"{base['inputs_per_class']} inputs per class, {base['date']}), "
+                f"failures: {before}."
+            ),
+            "",
+        ]
     md += [END]
     return md
 
@@ -215,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         "classes": classes,
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    baseline = args.out / "fuzz_baseline.json"  # the same run on older code, kept by hand
+    if baseline.is_file():
+        result["baseline"] = json.loads(baseline.read_text())
     (args.out / "fuzz.json").write_text(json.dumps(result, indent=2) + "\n")
     write_section(args.out / "REPORT.md", section(result))
     print(f"[fuzz] wrote {args.out / 'fuzz.json'} and the Fuzzing section of REPORT.md")
