@@ -50,3 +50,22 @@ def test_fifo_named_jpg_is_skipped_or_refused_without_hanging(
         "1-ok.png": "ok",
         "2-pipe.jpg": "unreadable",
     }
+
+
+@pytest.mark.timeout(30)
+def test_zones_preview_refuses_a_fifo_or_a_pixel_bomb(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .test_commands import _run
+
+    zones = '[{"name": "window", "polygon": [[0.5, 0], [1, 0], [1, 0.5], [0.5, 0.5]]}]'
+    fifo = tmp_path / "frame.png"
+    os.mkfifo(fifo)
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(jpeg_claiming(65000, 65000))
+    for image, why in ((fifo, "not a regular file"), (bomb, "65000x65000")):
+        out = tmp_path / "zones.png"
+        argv = ["zones", "preview", "gate", "--image", str(image), "--zones", zones]
+        assert _run([*argv, "--out", str(out)]) == 1
+        assert why in capsys.readouterr().err
+        assert not out.exists()
