@@ -158,7 +158,7 @@ class CheckedEnvSource(EnvSettingsSource):
     ``_`` standing for ``-`` in entry names, and no phantom entries (see the module doc)."""
 
     def __call__(self) -> dict[str, Any]:
-        names = _gateway_vars()
+        names = _gateway_vars(set(self.settings_cls.model_fields))
         for name, value in names.items():
             _check_env_value(name, value)
         try:
@@ -171,8 +171,16 @@ class CheckedEnvSource(EnvSettingsSource):
         return data
 
 
-def _gateway_vars() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
+def _gateway_vars(sections: set[str]) -> dict[str, str]:
+    """The ``GATEWAY_<SECTION>...`` variables of configuration sections (not, say,
+    ``GATEWAY_CONFIG``, the path of the file)."""
+    out = {}
+    for name, value in os.environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        if name[len(ENV_PREFIX) :].lower().split("__", 1)[0] in sections:
+            out[name] = value
+    return out
 
 
 def _looks_like_json(value: str) -> bool:
