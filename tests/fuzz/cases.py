@@ -124,7 +124,7 @@ EXAMPLE_PATHS = [p for p in _paths(EXAMPLE_DOC) if p]
 
 
 def _mutate_doc(edits: list[tuple[int, str, Any]]) -> dict[str, Any]:
-    doc = json.loads(json.dumps(EXAMPLE_DOC, default=str))
+    doc: dict[str, Any] = json.loads(json.dumps(EXAMPLE_DOC, default=str))
     for index, op, value in edits:
         path = EXAMPLE_PATHS[index % len(EXAMPLE_PATHS)]
         parent: Any = doc

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(120)]
 SCALE = float(os.environ.get("FUZZ_EXAMPLES_SCALE", "1"))
 
 
-def fuzz_settings(examples: int) -> Any:
+def fuzz_settings(examples: int) -> settings:
     return settings(
         max_examples=max(1, int(examples * SCALE)),
         deadline=int(cases.HANG_S * 1000),  # an input slower than this is a hang
