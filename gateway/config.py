@@ -32,7 +32,14 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from gateway.config_source import CheckedEnvSource, CheckedTomlSource, parsed_document, read_toml
+from gateway.config_source import (
+    MAX_SECRET_BYTES,
+    CheckedEnvSource,
+    CheckedTomlSource,
+    parsed_document,
+    read_regular_file,
+    read_toml,
+)
 from gateway.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/access-gateway/gateway.toml")
@@ -109,10 +116,10 @@ class SecretRef(Strict):
     def read_bytes(self) -> bytes:
         """Read the secret; raises ConfigError naming the source when unreadable."""
         p = self.path()
-        try:
-            return secret_bytes(p.read_bytes())
-        except OSError as exc:
-            raise ConfigError([(str(p), "", f"cannot read secret: {exc.strerror}")]) from exc
+        try:  # regular files only, bounded: a FIFO or /dev/zero must not hang the start
+            return secret_bytes(read_regular_file(p, MAX_SECRET_BYTES, missing="no such file"))
+        except ConfigError as exc:
+            raise ConfigError([(str(p), "", f"cannot read secret: {exc.problems[0][2]}")]) from exc
 
 
 def secret_bytes(data: bytes) -> bytes:

@@ -36,6 +36,8 @@ MAX_DEPTH = 16
 """Deepest nesting of tables/arrays accepted (the schema needs 6)."""
 MAX_ENV_BYTES = 64 * 1024
 """Longest ``GATEWAY_*`` value accepted."""
+MAX_SECRET_BYTES = 64 * 1024
+"""Largest secret file (keys are 16-32 bytes, certificates a few KB)."""
 NAMED_SECTIONS = {
     "doors": "door",
     "readers": "reader",
@@ -55,26 +57,36 @@ def _problem(where: str, message: str, value: str = "") -> ConfigError:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse the configuration file; ConfigError naming the file (and line) on any fault."""
+    data = read_regular_file(path, MAX_CONFIG_BYTES, missing="configuration file not found")
+    return parse_toml(data, str(path))
+
+
+def read_regular_file(path: Path, max_bytes: int, *, missing: str = "not found") -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; ConfigError naming it otherwise.
+
+    Opened non-blocking and checked with fstat: a FIFO, a device (``/dev/zero``) or a
+    directory is refused at once instead of blocking the daemon or filling its memory."""
     where = str(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise _problem(where, "configuration file not found") from None
+        raise _problem(where, missing) from None
     except OSError as exc:
         raise _problem(where, f"cannot read: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which refuses directories
+        os.close(fd)
+        raise _problem(where, "not a regular file")
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise _problem(where, "not a regular file")
-        if st.st_size > MAX_CONFIG_BYTES:
-            raise _problem(where, f"{st.st_size} bytes, at most {MAX_CONFIG_BYTES} accepted")
+        if st.st_size > max_bytes:
+            raise _problem(where, f"{st.st_size} bytes, at most {max_bytes} accepted")
         try:
-            data = fh.read(MAX_CONFIG_BYTES + 1)
+            data = fh.read(max_bytes + 1)
         except OSError as exc:
             raise _problem(where, f"cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise _problem(where, f"more than {MAX_CONFIG_BYTES} bytes")
-    return parse_toml(data, where)
+    if len(data) > max_bytes:
+        raise _problem(where, f"more than {max_bytes} bytes")
+    return data
 
 
 def parse_toml(data: bytes, where: str) -> dict[str, Any]:

@@ -135,3 +135,28 @@ def test_problem_lines_stay_single_lines(tmp_path: Path) -> None:
     bad.write_text(EXAMPLE.read_text() + '\n[doors."a\\nb"]\nreader = "entry"\n')
     text = format_problems(_problems(bad))
     assert all(line.startswith("doors.") for line in text.splitlines()), text
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory", "missing"])
+def test_secret_that_is_not_a_regular_file_is_a_clear_error(tmp_path: Path, kind: str) -> None:
+    from gateway.config import SecretRef
+
+    path = tmp_path / "site-key"
+    if kind == "fifo":
+        os.mkfifo(path)  # would block the daemon's start for ever
+    elif kind == "dev-zero":
+        path = Path("/dev/zero")  # would fill the memory
+    elif kind == "directory":
+        path.mkdir()
+    with pytest.raises(ConfigError) as info:
+        SecretRef(file=path).read_bytes()
+    [(where, _, msg)] = info.value.problems
+    assert where == str(path)
+    assert msg.startswith("cannot read secret: ")
+    assert ("not a regular file" if kind != "missing" else "no such file") in msg
+
+
+def test_directory_as_config_file(tmp_path: Path) -> None:
+    [(_, _, msg)] = _problems(tmp_path)
+    assert msg == "not a regular file"

@@ -100,10 +100,11 @@ def read_image_file(path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ImageError(f"{what}: cannot read ({exc.strerror or exc})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which refuses directories
+        os.close(fd)
+        raise ImageError(f"{what}: not a regular file")
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageError(f"{what}: not a regular file")
         if st.st_size > MAX_FILE_BYTES:
             raise ImageError(f"{what}: {st.st_size} bytes, at most {MAX_FILE_BYTES} accepted")
         try:

@@ -112,3 +112,10 @@ def test_decoder_error_becomes_image_error(monkeypatch: pytest.MonkeyPatch) -> N
     _, enc = cv2.imencode(".png", np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ImageError, match="too big"):
         load_image(enc.tobytes())
+
+
+def test_directory_named_jpg_is_an_image_error(tmp_path: Path) -> None:
+    folder = tmp_path / "face.jpg"
+    folder.mkdir()
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(folder)
