@@ -86,3 +86,21 @@ def test_swipe_without_a_control_panel_is_refused_not_acknowledged(sim: Simulato
         assert reader.events.dropped == 0
     finally:
         cp.close()
+
+
+def test_an_accepted_event_libosdp_drops_is_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from hw_sim.pd_events import MAX_PENDING, EventTracker
+
+    tracker = EventTracker("entry")
+    assert tracker.reserve(2, online=True, need_online=True) is None
+    tracker._done({"event": 1}, 0)  # delivered
+    with caplog.at_level("WARNING", logger="hw_sim.pd_events"):
+        tracker._done({"event": 1}, 1)  # transport failure after it was accepted
+    assert (tracker.pending, tracker.delivered, tracker.dropped) == (0, 1, 1)
+    assert "dropped" in caplog.text
+    why = tracker.reserve(MAX_PENDING + 1, online=True, need_online=False)
+    assert why is not None
+    assert "not delivered" in why
+    assert tracker.pending == 0
