@@ -36,7 +36,7 @@ def _classes(tmp: Path) -> dict[str, tuple[str, Any, Callable[[Any], str]]]:
     sys.path.insert(0, str(ROOT))
     from hypothesis import strategies as st
 
-    from tests.fuzz import cases
+    from tests.fuzz import cases, device_cases
 
     mqtt = cases.MqttTarget.open()
     target = mqtt.__enter__()
@@ -68,18 +68,18 @@ def _classes(tmp: Path) -> dict[str, tuple[str, Any, Callable[[Any], str]]]:
         ),
         "OSDP replies": (
             "card read / keypad / status event sequences -> map_event (one reader's state)",
-            st.lists(cases.osdp_events(), min_size=1, max_size=6),
-            cases.run_osdp,
+            st.lists(device_cases.osdp_events(), min_size=1, max_size=6),
+            device_cases.run_osdp,
         ),
         "Wiegand frames": (
             "bit streams with random gaps -> WiegandFramer -> to_event",
-            cases.wiegand_streams,
-            cases.run_wiegand,
+            device_cases.wiegand_streams,
+            device_cases.run_wiegand,
         ),
         "images": (
             "random bytes, mutated JPEG/PNG/BMP/WebP/TIFF/PNM, header size lies -> load_image",
-            cases.image_bytes,
-            cases.run_image,
+            device_cases.image_bytes,
+            device_cases.run_image,
         ),
     }
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz import cases
+from tests.fuzz import cases, device_cases
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(120)]
 
@@ -65,26 +65,26 @@ def test_mqtt_payloads() -> None:
 
 def test_osdp_replies() -> None:
     @fuzz_settings(1000)
-    @given(st.lists(cases.osdp_events(), min_size=1, max_size=6))
+    @given(st.lists(device_cases.osdp_events(), min_size=1, max_size=6))
     def run(events: list[dict[str, Any]]) -> None:
-        cases.timed(lambda: cases.run_osdp(events))
+        cases.timed(lambda: device_cases.run_osdp(events))
 
     run()
 
 
 def test_wiegand_frames() -> None:
     @fuzz_settings(1000)
-    @given(cases.wiegand_streams)
+    @given(device_cases.wiegand_streams)
     def run(stream: list[tuple[int, float]]) -> None:
-        cases.timed(lambda: cases.run_wiegand(stream))
+        cases.timed(lambda: device_cases.run_wiegand(stream))
 
     run()
 
 
 def test_images() -> None:
     @fuzz_settings(800)
-    @given(cases.image_bytes)
+    @given(device_cases.image_bytes)
     def run(data: bytes) -> None:
-        cases.timed(lambda: cases.run_image(data))
+        cases.timed(lambda: device_cases.run_image(data))
 
     run()
