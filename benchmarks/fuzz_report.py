@@ -143,7 +143,7 @@ def section(result: dict[str, Any]) -> list[str]:
         (
             f"`python benchmarks/fuzz_report.py --inputs {result['inputs_per_class']}` on "
             f"{result['date']}, {result['seconds']:.0f} s; hypothesis strategies of the fuzz suite "
-            "(`tests/fuzz/cases.py`, run in CI by `pytest -m fuzz` with fewer inputs). "
+            "(`tests/fuzz/`, run in CI by `pytest -m fuzz` with fewer inputs). "
             "A failure is "
             "a traceback (anything but the project's own error for that input, with a message) or "
             f"an input slower than {result['hang_s']:.0f} s (a hang)."
