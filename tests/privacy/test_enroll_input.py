@@ -69,3 +69,13 @@ def test_zones_preview_refuses_a_fifo_or_a_pixel_bomb(
         assert _run([*argv, "--out", str(out)]) == 1
         assert why in capsys.readouterr().err
         assert not out.exists()
+
+
+@pytest.mark.timeout(20)
+def test_notice_file_that_is_a_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
+    from gateway.privacy.notice import NoticeError, load_notice
+
+    fifo = tmp_path / "notice.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(NoticeError, match="not a regular file"):
+        load_notice(fifo, "v1")
