@@ -21,6 +21,8 @@ import os
 import re
 import stat
 import tomllib
+import types
+import typing
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -176,7 +178,7 @@ class CheckedEnvSource(EnvSettingsSource):
         try:
             data = super().__call__()
         except (SettingsError, RecursionError) as exc:
-            raise _env_error(names, exc) from None
+            raise _env_error(names, exc, self.settings_cls) from None
         doc = _parsed.get()
         if doc is not None:
             _map_entry_names(data, doc, names)
@@ -210,22 +212,65 @@ def _check_env_value(name: str, value: str) -> None:
         raise _problem(name, f"JSON nested deeper than {MAX_DEPTH} levels")
 
 
-def _env_error(names: dict[str, str], exc: BaseException) -> ConfigError:
+def _env_error(names: dict[str, str], exc: BaseException, model: Any) -> ConfigError:
     """Name the variable(s) whose JSON does not parse."""
     problems: list[tuple[str, str, str]] = []
     for name, value in sorted(names.items()):
-        if not _looks_like_json(value):
+        kind = json_kind(model, name[len(ENV_PREFIX) :].lower().split("__"))
+        if not _looks_like_json(value) and kind is None:
             continue
         try:
             json.loads(value)
         except ValueError as err:
-            problems.append((name, _short(value), f"not valid JSON: {err}"))
+            takes = f"this key takes JSON ({kind}); " if kind else ""
+            problems.append((name, _short(value), f"{takes}not valid JSON: {err}"))
     if problems:
         return ConfigError(problems)
     field = re.search(r'field "([^"]+)"', str(exc))
     what = f"GATEWAY_{field.group(1).upper()}*" if field else "GATEWAY_*"
     cause = exc.__cause__ or exc
     return _problem(what, f"cannot use the environment value: {cause}")
+
+
+def json_kind(model: Any, path: list[str]) -> str | None:
+    """``list``/``table`` when the key at ``path`` (lower-case parts, entry names included)
+    takes a JSON value from the environment, else None (a plain value, or unknown)."""
+    annotation: Any = model
+    parts = list(path)
+    while parts:
+        fields = getattr(annotation, "model_fields", None)
+        if fields is None:
+            return None
+        field = fields.get(parts.pop(0))
+        if field is None:
+            return None
+        annotation = _unwrap(field.annotation)
+        if typing.get_origin(annotation) is dict:
+            if not parts:
+                return "table"
+            parts.pop(0)  # the entry name
+            annotation = _unwrap(typing.get_args(annotation)[1])
+    origin = typing.get_origin(annotation) or annotation
+    if origin in (list, tuple, set, frozenset):
+        return "list"
+    if origin is dict or hasattr(annotation, "model_fields"):
+        return "table"
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` and ``Annotated[X, ...]`` -> ``X``."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation
 
 
 def _short(value: str) -> str:

@@ -160,3 +160,11 @@ def test_secret_that_is_not_a_regular_file_is_a_clear_error(tmp_path: Path, kind
 def test_directory_as_config_file(tmp_path: Path) -> None:
     [(_, _, msg)] = _problems(tmp_path)
     assert msg == "not a regular file"
+
+
+def test_env_plain_text_for_a_list_key_names_the_variable() -> None:
+    problems = _problems(
+        EXAMPLE, GATEWAY_DOORS__MAIN_GATE__METHODS="card", GATEWAY_DOORS__MAIN_GATE__READER="entry"
+    )
+    assert [p[0] for p in problems] == ["GATEWAY_DOORS__MAIN_GATE__METHODS"]
+    assert "takes JSON (list)" in problems[0][2]
