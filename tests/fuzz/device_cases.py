@@ -3,6 +3,7 @@ Wiegand frames, encoded images."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import cv2
@@ -72,7 +73,33 @@ def run_osdp(events: list[dict[str, Any]]) -> str:
 
 # ----------------------------------------------------------------------------- Wiegand
 
-wiegand_streams = st.lists(st.tuples(st.integers(0, 1), st.floats(0.0, 0.2)), max_size=200)
+
+def _card_stream(fmt: str, facility: int, card: int, flips: list[int], gap: float) -> list[Any]:
+    """A valid frame of ``fmt`` (numbers masked to fit), some bits flipped, ``gap`` s after
+    the previous frame (under 25 ms: the frames run together)."""
+    from gateway.hardware.wiegand import FORMATS, encode
+
+    f = FORMATS[fmt]
+    fac = facility % (1 << f.facility[1]) if f.facility else None
+    bits = list(encode(fmt, fac, card % (1 << f.card[1])))
+    for i in flips:
+        bits[i % len(bits)] ^= 1
+    return [(b, gap if i == 0 else 0.001) for i, b in enumerate(bits)]
+
+
+_random_bits = st.lists(st.tuples(st.integers(0, 1), st.floats(0.0, 0.2)), max_size=200)
+_cards = st.builds(
+    _card_stream,
+    st.sampled_from(["H10301", "H10306", "Corp1000", "H10304"]),
+    st.integers(0, 2**20),
+    st.integers(0, 2**24),
+    st.lists(st.integers(0, 63), max_size=2),
+    st.floats(0.0, 0.1) | st.just(0.05),
+)
+wiegand_streams = st.one_of(
+    _random_bits,
+    st.lists(_cards, min_size=1, max_size=4).map(lambda xs: list(itertools.chain(*xs))),
+)
 
 
 def run_wiegand(stream: list[tuple[int, float]]) -> str:
