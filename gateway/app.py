@@ -22,7 +22,7 @@ from gateway import access, store
 from gateway.config import DoorConfig, GatewayConfig, ReaderConfig
 from gateway.controller import AccessController, DoorRuntime
 from gateway.credentials import Credentials, LockoutPolicy
-from gateway.errors import GatewayError, ModelError
+from gateway.errors import GatewayError, ModelError, ProtocolError
 from gateway.hardware.door import DoorConfig as MachineConfig
 from gateway.hardware.door import DoorStateMachine
 from gateway.hardware.door_controller import DoorController
@@ -810,8 +810,8 @@ class Gateway:
         return {"pin_id": pin_id}
 
     async def _cmd_unlock(self, args: Any) -> dict[str, Any]:
-        if args.door not in self.cfg.doors:
-            return {"ok": False, "error": f"no door {args.door!r}"}
+        if args.door not in self.cfg.doors:  # a refusal, not an "ok" result saying no
+            raise ProtocolError(f"door {args.door!r} is not configured at this gate")
         assert self.controller is not None  # noqa: S101
         await self.controller.remote_unlock(args.door, args.seconds)
         return {"ok": True}

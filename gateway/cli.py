@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import __version__
+from gateway import __version__, cli_input
 from gateway.config import DEFAULT_CONFIG_PATH, format_problems, json_schema, load_config
 from gateway.errors import ConfigError
 
@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gateway`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    cli_input.check(parser, args)  # bounded, printable text and finite numbers only
     try:
         code = int(args.func(args))
     except ConfigError as exc:

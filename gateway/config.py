@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import tomllib
 from collections.abc import Iterator
 from contextvars import ContextVar
 from enum import StrEnum
@@ -31,13 +30,16 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.config_source import (
+    MAX_SECRET_BYTES,
+    CheckedEnvSource,
+    CheckedTomlSource,
+    parsed_document,
+    read_regular_file,
+    read_toml,
+)
 from gateway.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/access-gateway/gateway.toml")
@@ -114,10 +116,10 @@ class SecretRef(Strict):
     def read_bytes(self) -> bytes:
         """Read the secret; raises ConfigError naming the source when unreadable."""
         p = self.path()
-        try:
-            return secret_bytes(p.read_bytes())
-        except OSError as exc:
-            raise ConfigError([(str(p), "", f"cannot read secret: {exc.strerror}")]) from exc
+        try:  # regular files only, bounded: a FIFO or /dev/zero must not hang the start
+            return secret_bytes(read_regular_file(p, MAX_SECRET_BYTES, missing="no such file"))
+        except ConfigError as exc:
+            raise ConfigError([(str(p), "", f"cannot read secret: {exc.problems[0][2]}")]) from exc
 
 
 def secret_bytes(data: bytes) -> bytes:
@@ -779,9 +781,9 @@ class GatewayConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Environment over the TOML file over defaults."""
         path = _TomlPath.current.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, CheckedEnvSource(settings_cls)]
         if path is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            sources.append(CheckedTomlSource(settings_cls, toml_file=path))
         return tuple(sources)
 
     @field_validator("doors", mode="wrap")
@@ -975,7 +977,10 @@ Problem = tuple[str, str, str]
 
 
 def _format_loc(loc: tuple[str | int, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(root)"
+    parts = (
+        str(p) if str(p).isprintable() and len(str(p)) <= 64 else repr(str(p)[:64]) for p in loc
+    )
+    return ".".join(parts) or "(root)"
 
 
 def _short(value: Any) -> str:
@@ -1002,15 +1007,7 @@ def problems_from_validation(exc: ValidationError) -> list[Problem]:
 def load_config(path: Path | str | None = None, *, env: bool = True) -> GatewayConfig:
     """Load and validate the configuration; raise ConfigError with every problem."""
     p = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    if not p.is_file():
-        raise ConfigError([(str(p), "", "configuration file not found")])
-    try:
-        with p.open("rb") as fh:
-            tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([(str(p), "", f"not valid TOML: {exc}")]) from exc
-    except OSError as exc:
-        raise ConfigError([(str(p), "", f"cannot read: {exc.strerror}")]) from exc
+    doc_token = parsed_document().set(read_toml(p))  # ConfigError naming file and line
     token = _TomlPath.current.set(p)
     saved: dict[str, str] = {}
     try:
@@ -1024,11 +1021,14 @@ def load_config(path: Path | str | None = None, *, env: bool = True) -> GatewayC
     finally:
         os.environ.update(saved)
         _TomlPath.current.reset(token)
+        parsed_document().reset(doc_token)
 
 
 def format_problems(problems: list[Problem]) -> str:
     """One line per problem: ``key.path: message (value: ...)``."""
-    return "\n".join(f"{path}: {msg} (value: {value})" for path, value, msg in problems)
+    return "\n".join(
+        f"{path}: {msg}" + (f" (value: {value})" if value else "") for path, value, msg in problems
+    )
 
 
 def json_schema() -> dict[str, Any]:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,9 @@ class _Menu:
     enrol_pin: bool = False  # 88# given: waiting for the person's PIN to confirm
 
 
+TIMINGS_KEPT = 1000
+
+
 @dataclass
 class ControllerStats:
     """Counters for status and benchmarks."""
@@ -91,7 +95,9 @@ class ControllerStats:
     denials: int = 0
     storage_errors: int = 0
     last_decision_ms: float | None = None
-    timings: list[float] = field(default_factory=list)
+    timings: deque[float] = field(default_factory=lambda: deque(maxlen=TIMINGS_KEPT))
+    """Capture-to-grant times of the latest TIMINGS_KEPT grants (bounded: a daemon runs
+    for months)."""
 
 
 class AccessController:

@@ -39,6 +39,7 @@ import logging
 import os
 import random
 import socket
+import termios
 import threading
 import time
 import tty
@@ -199,8 +200,15 @@ class PtyTransport(Transport):
 
     def open(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        with contextlib.suppress(OSError):
+        try:
+            if not os.isatty(fd):  # a regular file or /dev/null would "connect" and spin
+                raise OSError(errno.ENOTTY, f"{self.path} is not a terminal (tty/pty)")
             tty.setraw(fd)
+        except (OSError, termios.error) as exc:
+            os.close(fd)
+            if isinstance(exc, OSError):
+                raise
+            raise OSError(errno.ENOTTY, f"{self.path}: cannot set raw mode: {exc}") from None
         self._fd = fd
 
     def read(self, max_bytes: int) -> bytes:

@@ -492,9 +492,9 @@ def _zones_preview(args: argparse.Namespace) -> int:
         )
         polys += [z["polygon"] if isinstance(z, dict) else z for z in raw]
     if args.image is not None:
-        frame = cv2.imread(str(args.image))
-        if frame is None:
-            raise GatewayError(f"cannot read image {args.image}")
+        from gateway.face.image import load_image
+
+        frame = load_image(args.image)  # ImageError: header-checked, capped, regular files only
     elif source is not None:
         frame = zones.grab_frame(source)
     else:

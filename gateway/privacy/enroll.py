@@ -121,21 +121,29 @@ def collect_images(inputs: Iterable[Path]) -> list[Path]:
     out: list[Path] = []
     for p in inputs:
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES))
+            for q in sorted(p.iterdir()):
+                if q.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                if not q.is_file():  # a FIFO, device or directory named .jpg
+                    log.warning("enrolment: skipping %s: not a regular file", q.name)
+                    continue
+                out.append(q)
         else:
             out.append(p)
     return out
 
 
 def _read_image(path: Path) -> np.ndarray | None:
-    import cv2
+    """The decoded image, or None (logged with the reason) when the file is unusable:
+    not a regular file, too large, an unknown format, a header claiming too many pixels,
+    corrupt. One bad file never stops the others."""
+    from gateway.face.image import ImageError, load_image
 
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError:
+        return load_image(path)
+    except ImageError as exc:
+        log.warning("enrolment image %s unreadable: %s", path.name, str(exc).split(": ", 1)[-1])
         return None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    return None if img is None else np.asarray(img)
 
 
 def _store(

@@ -13,7 +13,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import PrivacyError
+from gateway.config_source import read_regular_file
+from gateway.errors import ConfigError, PrivacyError
+
+MAX_NOTICE_BYTES = 256 * 1024
+"""Largest notice text file read."""
 
 #: item -> keywords; an item is present when any keyword occurs (case-insensitive).
 REQUIRED_ITEMS: dict[str, tuple[str, ...]] = {
@@ -64,9 +68,11 @@ class Notice:
 
 def load_notice(path: Path, version: str) -> Notice:
     """Read a UTF-8 notice file; :class:`NoticeError` if unreadable, empty or incomplete."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    try:  # regular files only, bounded: a FIFO must not hang the daemon's start
+        text = read_regular_file(path, MAX_NOTICE_BYTES, missing="no such file").decode("utf-8")
+    except ConfigError as exc:
+        raise NoticeError(f"notice file {path}: {exc.problems[0][2]}") from exc
+    except UnicodeDecodeError as exc:
         raise NoticeError(f"notice file {path}: {exc}") from exc
     if not text.strip():
         raise NoticeError(f"notice file {path} is empty")

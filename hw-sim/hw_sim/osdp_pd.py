@@ -27,6 +27,7 @@ from typing import Any
 import osdp
 
 from hw_sim.cards import get_format, to_osdp_bytes
+from hw_sim.pd_events import MAX_KEYS, EventTracker, key_chunks
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,8 @@ class SimReader:
         self._pd = osdp.PeripheralDevice(
             info, caps, log_level=osdp.LogLevel.Warning, command_handler=self._on_command
         )
+        self.events = EventTracker(s.name)  # nothing acknowledged is dropped silently
+        self.events.attach(self._pd)
         self._started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -327,10 +330,14 @@ class SimReader:
         return bool(self._pd.is_sc_active())
 
     # ------------------------------------------------------------------ PD -> CP
-    def _submit(self, event: dict[str, Any]) -> None:
+    def _submit(self, event: dict[str, Any], *, swipe: bool = False) -> None:
         if not self._started:
             raise ReaderError(f"reader {self.name}: not started")
+        why = self.events.reserve(1, online=self.online(), need_online=swipe)
+        if why is not None:
+            raise ReaderError(f"reader {self.name}: {why}")
         if not self._pd.submit_event(event):
+            self.events.release()
             raise ReaderError(f"reader {self.name}: libosdp refused the event")
 
     def present_card(self, card: int, facility: int | None = None, fmt: str | None = None) -> None:
@@ -347,18 +354,26 @@ class SimReader:
                 "direction": 0,
                 "length": form.bits,
                 "data": to_osdp_bytes(bits),
-            }
+            },
+            swipe=True,
         )
 
     def type_keys(self, keys: str) -> None:
         """Key presses (digits, ``*``, ``#``), sent as one keypad event."""
         bad = [k for k in keys if k not in _KEYS]
         if bad:
-            raise ReaderError(f"reader {self.name}: not keypad keys: {''.join(bad)!r}")
+            raise ReaderError(f"reader {self.name}: not keypad keys: {''.join(bad)[:20]!r}")
+        if not keys or len(keys) > MAX_KEYS:
+            raise ReaderError(f"reader {self.name}: {len(keys)} keys, 1..{MAX_KEYS} accepted")
+        chunks = key_chunks(keys)  # libosdp's keypad report holds 64 bytes
+        why = self.events.reserve(len(chunks), online=self.online(), need_online=True)
+        if why is not None:
+            raise ReaderError(f"reader {self.name}: {why}")
+        self.events.release(len(chunks))  # room checked for all: each submit reserves one
         self._record("keys", {"count": len(keys)})
-        self._submit(
-            {"event": osdp.Event.KeyPress, "reader_no": 0, "data": bytes(_KEYS[k] for k in keys)}
-        )
+        for chunk in chunks:
+            data = bytes(_KEYS[k] for k in chunk)
+            self._submit({"event": osdp.Event.KeyPress, "reader_no": 0, "data": data}, swipe=True)
 
     def set_input(self, no: int, active: bool) -> None:
         """Drive input ``no`` (0 = door contact, active = open; 1 = exit button)."""

@@ -17,7 +17,7 @@ from hw_sim.camera import SimCamera
 from hw_sim.config import SimConfig
 from hw_sim.corpus import FaceCorpus
 from hw_sim.door import Door
-from hw_sim.osdp_pd import ReaderSettings, SimReader
+from hw_sim.osdp_pd import ReaderError, ReaderSettings, SimReader
 from hw_sim.scenes import VARIANTS, Actor
 
 log = logging.getLogger(__name__)
@@ -315,6 +315,8 @@ class Simulator:
                 raise SimError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
         except KeyError as exc:
             raise SimError(f"{action}: missing argument {exc.args[0]!r}") from None
+        except ReaderError as exc:  # refused, so not acknowledged: the caller is told
+            raise SimError(f"{action}: {exc}") from None
         except (TypeError, ValueError) as exc:
             if isinstance(exc, SimError):
                 raise
