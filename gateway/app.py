@@ -38,6 +38,7 @@ from gateway.hardware.readers import Reader, open_reader
 from gateway.keys import Keys
 from gateway.mqtt import events as ev
 from gateway.runtime import ServiceSpec
+from gateway.services.wiring import build_cache, storage_health
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -76,6 +77,7 @@ class Gateway:
         self._fanout_rx: Any = None
         self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
         self._data_seen: tuple[int, ...] | None = None  # _watch_data's last data version
+        self.cache_state: Any = None  # gateway.services.cache_state.CacheState, from setup()
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
     # -- helpers ----------------------------------------------------------------------------
@@ -114,6 +116,7 @@ class Gateway:
             out["outbox_degraded"] = self.outbox.degraded
         if self.controller is not None:
             out["storage"] = self.controller.storage_degraded or "ok"
+        out.update(storage_health(self))
         if self.enrolled_count is not None:
             out["enrolled_people"] = self.enrolled_count
         return out
@@ -741,42 +744,51 @@ class Gateway:
     async def _cmd_withdraw(self, args: Any) -> dict[str, Any]:
         return await self.withdraw(args.person_id, "mqtt")
 
-    async def _cmd_revoke_card(self, args: Any) -> dict[str, Any]:
-        def revoke() -> int:
-            now = time.time()
-            if args.card_hmac:
-                cur = self.db.execute(
-                    "UPDATE cards SET revoked_at = ? WHERE person_id = ? AND hex(card_hmac) = "
-                    "upper(?) AND revoked_at IS NULL",
-                    [now, args.person_id, args.card_hmac],
-                )
-            else:
-                cur = self.db.execute(
-                    "UPDATE cards SET revoked_at = ? WHERE person_id = ? AND revoked_at IS NULL",
-                    [now, args.person_id],
-                )
-            return int(cur.rowcount)
+    def _credential_deps(self) -> Any:
+        from gateway.services.credentials import CredentialDeps
 
-        return {"revoked": await self.run_db(revoke)}
+        return CredentialDeps(_need(self.controller).credentials, self.cache_state)
+
+    async def _cmd_revoke_card(self, args: Any) -> dict[str, Any]:
+        from gateway.services import credentials as svc
+
+        digest = bytes.fromhex(args.card_hmac) if args.card_hmac else None
+        n = await self.run_db(
+            svc.revoke_card,
+            self._credential_deps(),
+            args.person_id,
+            actor="mqtt",
+            channel="mqtt",
+            card_hmac=digest,
+        )
+        return {"revoked": n}
 
     async def _cmd_revoke_pin(self, args: Any) -> dict[str, Any]:
-        assert self.controller is not None  # noqa: S101
+        from gateway.services import credentials as svc
+
         n = await self.run_db(
-            self.controller.credentials.revoke_pins, args.person_id, time.time(), args.kind
+            svc.revoke_pin,
+            self._credential_deps(),
+            args.person_id,
+            actor="mqtt",
+            channel="mqtt",
+            kind=args.kind,
         )
         return {"revoked": n}
 
     async def _cmd_set_pin(self, args: Any) -> dict[str, Any]:
         from gateway.credentials import open_pin_hash
+        from gateway.services import credentials as svc
 
-        assert self.controller is not None  # noqa: S101
         pin_hash = open_pin_hash(args.pin_hash_sealed, args.person_id, self.keys.site)
         pin_id = await self.run_db(
-            self.controller.credentials.set_pin_hash,
+            svc.set_pin_hash,
+            self._credential_deps(),
             args.person_id,
             pin_hash,
             args.pin_index,
-            time.time(),
+            actor="mqtt",
+            channel="mqtt",
             kind=args.kind,
             expires_at=args.expires_at.timestamp() if args.expires_at else None,
             uses_left=args.uses_left,
@@ -867,6 +879,7 @@ class Gateway:
             index_key=self.keys.pin_index_site,
             lockout=LockoutPolicy(),
         )
+        self.cache_state, follower = build_cache(self, credentials)
         holder: dict[str, AccessController] = {}
 
         def on_door_event(event: Any) -> None:
@@ -892,6 +905,7 @@ class Gateway:
             on_withdraw=self.withdraw,
             on_enrol=self.enrol_at_gate,
             run_db=self.run_db,
+            cache_state=self.cache_state,
         )
         holder["c"] = self.controller
         # Shutdown hooks run in reverse order: readers close last, after the doors have
@@ -910,6 +924,7 @@ class Gateway:
         self.daemon.add_service(ServiceSpec("access-ticker", self._ticker, critical=True))
         self.daemon.add_service(ServiceSpec("retention", self._purger))
         self.daemon.add_service(ServiceSpec("data-watch", self._watch_data))
+        self.daemon.add_service(ServiceSpec("credential-cache", follower.run))
         self._daemon_health = self.daemon.health
         self.daemon.health = self.health  # type: ignore[method-assign]
 

@@ -45,6 +45,8 @@ from gateway.hardware.events import (
 from gateway.hardware.keypad import KeypadBuffer, PinEntered
 from gateway.hardware.readers import Reader
 from gateway.mqtt import events as ev
+from gateway.services.cache_state import CacheState
+from gateway.services.decision_reads import DecisionReads
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ class AccessController:
         on_enrol: Callable[[str, str], Awaitable[str]] | None = None,
         run_db: Callable[..., Awaitable[Any]] | None = None,
         clock: Callable[[], float] = time.time,
+        cache_state: CacheState | None = None,
     ) -> None:
         self.site = site
         self.gate = gate
@@ -132,6 +135,7 @@ class AccessController:
         self.on_enrol = on_enrol
         self.clock = clock
         self.run_db: Callable[..., Awaitable[Any]] = run_db or asyncio.to_thread
+        self.reads = DecisionReads(credentials, self.run_db, cache=cache_state, gate=gate)
         self.stats = ControllerStats()
         self.storage_degraded: str | None = None
         self.reader_door = {d.reader: d.name for d in self.doors.values() if d.reader}
@@ -257,7 +261,7 @@ class AccessController:
             return
         now = self.clock()
         try:
-            person = await self.run_db(self.credentials.identify_card, card)
+            person = await self.reads.call("card lookup", self.credentials.identify_card, card)
         except sqlite3.Error as exc:
             self._storage_error("card lookup", exc)
             person = None
@@ -282,12 +286,12 @@ class AccessController:
         match: PinMatch | None = None
         try:
             if claimed is not None:
-                match = await self.run_db(
-                    self.credentials.verify_pin_for, claimed, pin, reader=reader, now=now
+                match = await self.reads.call(
+                    "PIN check", self.credentials.verify_pin_for, claimed, pin, reader=reader, now=now
                 )
             else:
-                match = await self.run_db(
-                    self.credentials.identify_pin, pin, reader=reader, now=now
+                match = await self.reads.call(
+                    "PIN lookup", self.credentials.identify_pin, pin, reader=reader, now=now
                 )
         except LockedOutError:
             locked = True
@@ -413,6 +417,8 @@ class AccessController:
         from gateway.privacy.consent import face_status
         from gateway.privacy.people import find_person
 
+        if self.credentials.store_down and not self.credentials.may_try_store():
+            return self.reads.facts_from_cache(person_id, now)
         try:
             person = find_person(self.db, person_id)
             if person is None:
@@ -421,7 +427,8 @@ class AccessController:
             locked = self.credentials.locked_for("person", person_id, now) > 0
         except sqlite3.Error as exc:
             self._storage_error("person lookup", exc)
-            return None
+            self.credentials.mark_store_down(f"person lookup: {type(exc).__name__}")
+            return self.reads.facts_from_cache(person_id, now)
         return PersonFacts(
             person_id=person_id,
             role=Role(person.role),
@@ -443,7 +450,9 @@ class AccessController:
     ) -> Decision:
         async with self._lock:
             now = self.clock()
-            facts = await self.run_db(self._facts, person_id, now)
+            facts = await self.reads.call("person lookup", self._facts, person_id, now)
+            if presented.face is None and self.reads.refuse_from_memory(person_id, door):
+                facts = None  # fail closed: the cache cannot vouch for this credential
             decision = self.engine.decide(door, presented, facts, now)
             await self._act(decision, reader=reader, started=started)
             return decision
@@ -488,7 +497,7 @@ class AccessController:
             )
             if decision.duress:
                 self.emit(ev.Duress, door=decision.door, method=method, person=person)
-            await self.run_db(self._record_grant, decision, method, now)
+            await self.reads.bookkeeping(self._record_grant, decision, method, now)
             await self._feedback(reader, feedback.Outcome.GRANTED)
             return
         self.stats.denials += 1
@@ -502,7 +511,7 @@ class AccessController:
                 method=method or ev.AccessMethod.PIN,
                 person=self.pseudonym(decision.person_id),
             )
-        await self.run_db(self._log_access, decision, method, now)
+        await self.reads.bookkeeping(self._log_access, decision, method, now)
         await self._feedback(
             reader,
             feedback.Outcome.LOCKED_OUT

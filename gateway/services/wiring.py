@@ -1,0 +1,51 @@
+"""The few lines that wire the credential cache and the storage state into the daemon
+(kept out of :mod:`gateway.app`)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from gateway.services.cache_follower import CacheFollower
+from gateway.services.cache_state import CacheState
+
+if TYPE_CHECKING:
+    from gateway.credentials import Credentials
+
+log = logging.getLogger(__name__)
+
+
+def build_cache(gw: Any, credentials: Credentials) -> tuple[CacheState, CacheFollower]:
+    """The cache state (loaded now when the store can be read) and its follower service."""
+    state = CacheState()
+    try:
+        state.load(gw.db)
+    except sqlite3.Error as exc:
+        log.error(
+            "gate %s: people facts cannot be read at start (%s); card and PIN are refused "
+            "from memory until they can",
+            gw.cfg.site.gate,
+            exc,
+        )
+    follower = CacheFollower(
+        gw.cfg.storage.database_path, credentials, state, gw.run_db, name=gw.cfg.site.gate
+    )
+    return state, follower
+
+
+def storage_health(gw: Any) -> dict[str, Any]:
+    """Status fields: read-only storage (DEGRADED) and the credential cache's currency."""
+    out: dict[str, Any] = {}
+    read_only = getattr(gw.daemon, "storage_read_only", None)
+    out["storage_mode"] = f"DEGRADED: {read_only}" if read_only else "read-write"
+    ctl = gw.controller
+    state: CacheState | None = gw.cache_state
+    if ctl is not None:
+        creds = ctl.credentials
+        out["credential_cache"] = {
+            "from_memory": creds.store_down,
+            "proven_at": None if state is None else state.proven_at,
+            "unknown_change": None if state is None else state.unknown_change,
+        }
+    return out
