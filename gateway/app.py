@@ -747,7 +747,9 @@ class Gateway:
     def _credential_deps(self) -> Any:
         from gateway.services.credentials import CredentialDeps
 
-        return CredentialDeps(_need(self.controller).credentials, self.cache_state)
+        return CredentialDeps(
+            _need(self.controller).credentials, getattr(self, "cache_state", None)
+        )
 
     async def _cmd_revoke_card(self, args: Any) -> dict[str, Any]:
         from gateway.services import credentials as svc

@@ -287,7 +287,12 @@ class AccessController:
         try:
             if claimed is not None:
                 match = await self.reads.call(
-                    "PIN check", self.credentials.verify_pin_for, claimed, pin, reader=reader, now=now
+                    "PIN check",
+                    self.credentials.verify_pin_for,
+                    claimed,
+                    pin,
+                    reader=reader,
+                    now=now,
                 )
             else:
                 match = await self.reads.call(

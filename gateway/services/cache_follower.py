@@ -14,6 +14,7 @@ refused from memory until the reload succeeds).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -94,10 +95,8 @@ class CacheFollower:
 
     def _close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
-            except sqlite3.Error:
-                pass
             self._conn = None
 
     async def run(self) -> None:

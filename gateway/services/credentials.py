@@ -175,8 +175,8 @@ def set_validity(
     *,
     actor: str,
     channel: str,
-    valid_from: float | None | object = _KEEP,
-    valid_until: float | None | object = _KEEP,
+    valid_from: object = _KEEP,
+    valid_until: object = _KEEP,
 ) -> Person:
     """Change a person's validity period (``None`` clears a bound; an omitted bound is
     kept). CredentialError when the period would end before it starts."""

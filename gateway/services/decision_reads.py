@@ -60,9 +60,7 @@ class DecisionReads:
             return await asyncio.wait_for(self.run_db(fn, *args, **kwargs), self.deadline_s)
         except TimeoutError:
             self.timeouts += 1
-            self.credentials.mark_store_down(
-                f"{what} took over {self.deadline_s * 1000:.0f} ms"
-            )
+            self.credentials.mark_store_down(f"{what} took over {self.deadline_s * 1000:.0f} ms")
             return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def bookkeeping(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -103,9 +101,7 @@ class DecisionReads:
         the cache cannot vouch for them (fail closed; logged without the identity)."""
         if person_id is None or not self.credentials.store_down:
             return False
-        reason = (
-            "no cache state" if self.cache is None else self.cache.refuse_reason(person_id)
-        )
+        reason = "no cache state" if self.cache is None else self.cache.refuse_reason(person_id)
         if reason is None:
             return False
         log.warning(
