@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from gateway import access, store
+from gateway import access
 from gateway.config import DoorConfig, GatewayConfig, ReaderConfig
 from gateway.controller import AccessController, DoorRuntime
 from gateway.credentials import Credentials, LockoutPolicy
@@ -38,7 +38,8 @@ from gateway.hardware.readers import Reader, open_reader
 from gateway.keys import Keys
 from gateway.mqtt import events as ev
 from gateway.runtime import ServiceSpec
-from gateway.services.wiring import build_cache, storage_health
+from gateway.services.wiring import announce_storage, build_cache, storage_health
+from gateway.store_readonly import open_extra
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -78,6 +79,7 @@ class Gateway:
         self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
         self._data_seen: tuple[int, ...] | None = None  # _watch_data's last data version
         self.cache_state: Any = None  # gateway.services.cache_state.CacheState, from setup()
+        self._ro = getattr(daemon, "storage_read_only", None) is not None  # DEGRADED storage
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
     # -- helpers ----------------------------------------------------------------------------
@@ -138,7 +140,7 @@ class Gateway:
         self.topics = topics
         self.outbox = Outbox(
             # Used on the event loop: a short lock wait, then the in-memory buffer.
-            store.connect(cfg.storage.database_path, busy_timeout_ms=200),
+            open_extra(cfg.storage.database_path, busy_timeout_ms=200, read_only=self._ro),
             topics,
             max_events=cfg.mqtt.outbox_max_events,
             max_age_s=cfg.mqtt.outbox_max_age_s,
@@ -146,7 +148,7 @@ class Gateway:
         )
         self.commands = CommandProcessor(
             # Also used on the event loop (nonces, audit of rejected commands): short wait.
-            store.connect(cfg.storage.database_path, busy_timeout_ms=200),
+            open_extra(cfg.storage.database_path, busy_timeout_ms=200, read_only=self._ro),
             cfg.mqtt.command_keys,
             window_s=cfg.mqtt.command_window_s,
             max_bytes=cfg.mqtt.command_max_bytes,
@@ -927,6 +929,7 @@ class Gateway:
         self.daemon.add_service(ServiceSpec("retention", self._purger))
         self.daemon.add_service(ServiceSpec("data-watch", self._watch_data))
         self.daemon.add_service(ServiceSpec("credential-cache", follower.run))
+        announce_storage(self)
         self._daemon_health = self.daemon.health
         self.daemon.health = self.health  # type: ignore[method-assign]
 

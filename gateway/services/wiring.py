@@ -49,3 +49,23 @@ def storage_health(gw: Any) -> dict[str, Any]:
             "unknown_change": None if state is None else state.unknown_change,
         }
     return out
+
+
+def announce_storage(gw: Any) -> None:
+    """Say loudly, once at start, that the gate runs on read-only storage (the health and
+    status carry it for as long as it lasts)."""
+    from gateway.mqtt import events as ev
+
+    reason = getattr(gw.daemon, "storage_read_only", None)
+    if reason is None:
+        return
+    log.error(
+        "gate %s: DEGRADED (read-only storage): cards and PINs open from memory; changes "
+        "and events cannot be stored",
+        gw.cfg.site.gate,
+    )
+    gw.emit(
+        ev.StorageDegraded(
+            site=gw.cfg.site.id, gate=gw.cfg.site.gate, mode=ev.StorageMode.READ_ONLY
+        )
+    )
