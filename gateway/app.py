@@ -38,6 +38,7 @@ from gateway.hardware.readers import Reader, open_reader
 from gateway.keys import Keys
 from gateway.mqtt import events as ev
 from gateway.runtime import ServiceSpec
+from gateway.services.event_handoff import EventHandoff
 from gateway.services.wiring import announce_storage, build_cache, storage_health
 from gateway.store_readonly import open_extra
 
@@ -79,7 +80,9 @@ class Gateway:
         self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
         self._data_seen: tuple[int, ...] | None = None  # _watch_data's last data version
         self.cache_state: Any = None  # gateway.services.cache_state.CacheState, from setup()
+        self.cache_follower: Any = None  # its CacheFollower service, from setup()
         self._ro = getattr(daemon, "storage_read_only", None) is not None  # DEGRADED storage
+        self._handoff = EventHandoff(self._queue_event, self._storage_suspect)
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
     # -- helpers ----------------------------------------------------------------------------
@@ -93,12 +96,24 @@ class Gateway:
         self.events_emitted += 1
         log.info("gate %s: event %s", self.cfg.site.gate, event.type)
         try:
-            if self.mqtt is not None:
-                self.mqtt.publish_event(event)
-            elif self.outbox is not None:
-                self.outbox.put(event)
+            if self.mqtt is not None or self.outbox is not None:
+                self._handoff(event)
         except Exception:
             log.exception("gate %s: event %s could not be queued", self.cfg.site.gate, event.type)
+
+    def _queue_event(self, event: ev.BaseEvent) -> None:
+        if self.mqtt is not None:
+            self.mqtt.publish_event(event)
+        elif self.outbox is not None:
+            self.outbox.put(event)
+
+    def _storage_suspect(self) -> bool:
+        ctl = self.controller
+        return bool(
+            self._ro
+            or (ctl is not None and ctl.credentials.store_down)
+            or (self.outbox is not None and self.outbox.degraded)
+        )
 
     def emit_threadsafe(self, loop: asyncio.AbstractEventLoop, event: ev.BaseEvent) -> None:
         """Publish from a worker thread."""
@@ -883,7 +898,7 @@ class Gateway:
             index_key=self.keys.pin_index_site,
             lockout=LockoutPolicy(),
         )
-        self.cache_state, follower = build_cache(self, credentials)
+        self.cache_state, self.cache_follower = build_cache(self, credentials)
         holder: dict[str, AccessController] = {}
 
         def on_door_event(event: Any) -> None:
@@ -928,7 +943,7 @@ class Gateway:
         self.daemon.add_service(ServiceSpec("access-ticker", self._ticker, critical=True))
         self.daemon.add_service(ServiceSpec("retention", self._purger))
         self.daemon.add_service(ServiceSpec("data-watch", self._watch_data))
-        self.daemon.add_service(ServiceSpec("credential-cache", follower.run))
+        self.daemon.add_service(ServiceSpec("credential-cache", self.cache_follower.run))
         announce_storage(self)
         self._daemon_health = self.daemon.health
         self.daemon.health = self.health  # type: ignore[method-assign]
@@ -985,7 +1000,13 @@ class Gateway:
                 await asyncio.wait_for(reader.close(), 1.0)
             except (TimeoutError, GatewayError) as exc:
                 log.debug("reader close: %s", exc)
-        self._db_executor.shutdown(wait=False, cancel_futures=True)
+        # Let a running statement finish before the connection is closed under it (a
+        # statement can be stuck in SQLite's busy wait while the store is locked).
+        done = asyncio.to_thread(self._db_executor.shutdown, wait=True, cancel_futures=True)
+        try:
+            await asyncio.wait_for(done, 3.0)
+        except TimeoutError:
+            log.warning("gate %s: a database call is still running at close", self.cfg.site.gate)
 
 
 def _need(value: T | None) -> T:

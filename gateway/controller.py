@@ -422,7 +422,7 @@ class AccessController:
         from gateway.privacy.consent import face_status
         from gateway.privacy.people import find_person
 
-        if self.credentials.store_down and not self.credentials.may_try_store():
+        if not self.credentials.may_try_store():  # down, or answering from memory only
             return self.reads.facts_from_cache(person_id, now)
         try:
             person = find_person(self.db, person_id)

@@ -314,6 +314,7 @@ class Credentials:
         self.db_retry_s = db_retry_s
         self._clock = clock
         self._lock = threading.RLock()
+        self._local = threading.local()
         self._cards: dict[bytes, str] = {}
         self._pins: dict[int, _Pin] = {}
         self._buckets: dict[int, list[int]] = {}
@@ -387,10 +388,23 @@ class Credentials:
         return result
 
     def may_try_store(self) -> bool:
-        """False while the store is being skipped after a failure (retried every db_retry_s)."""
+        """False while the store is being skipped after a failure (retried every db_retry_s)
+        and inside :meth:`memory_only`."""
         return self._may_try_db()
 
+    @contextmanager
+    def memory_only(self) -> Iterator[None]:
+        """Answer from the cache only, on this thread (a lookup that missed its deadline is
+        repeated so, while the database thread may still be using the connection)."""
+        self._local.offline = True
+        try:
+            yield
+        finally:
+            self._local.offline = False
+
     def _may_try_db(self) -> bool:
+        if getattr(self._local, "offline", False):
+            return False
         return self._degraded is None or self._clock() >= self._retry_at
 
     def _flush(self) -> bool:

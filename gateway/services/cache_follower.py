@@ -18,6 +18,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,8 @@ class CacheFollower:
         self._conn: sqlite3.Connection | None = None
         self._seen: int | None = None
         self.reloads = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cache-follower")
+        self._probe: asyncio.Future[int] | None = None
 
     def _version(self) -> int:
         if self._conn is None:
@@ -71,10 +74,15 @@ class CacheFollower:
 
     async def check(self) -> bool:
         """One poll; True when the caches were reloaded."""
+        if self._probe is not None and not self._probe.done():
+            return False  # the previous read still hangs (a locked WAL index): skip
+        loop = asyncio.get_running_loop()
+        self._probe = loop.run_in_executor(self._pool, self._version)
         try:
-            version = await asyncio.wait_for(asyncio.to_thread(self._version), self.deadline_s)
+            version = await asyncio.wait_for(asyncio.shield(self._probe), self.deadline_s)
         except (sqlite3.Error, TimeoutError) as exc:
-            self._close()
+            if isinstance(exc, sqlite3.Error):
+                await loop.run_in_executor(self._pool, self._close)
             if self._seen is not None:
                 log.debug("gate %s: data version unreadable: %s", self.name, exc)
             return False
@@ -106,4 +114,4 @@ class CacheFollower:
                 await self.check()
                 await asyncio.sleep(self.interval_s)
         finally:
-            self._close()
+            self._pool.submit(self._close)

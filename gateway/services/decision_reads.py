@@ -12,8 +12,10 @@ decides who may still be granted from memory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.access import PersonFacts, Role
@@ -50,18 +52,30 @@ class DecisionReads:
         self.gate = gate
         self.timeouts = 0
         self._background: set[asyncio.Future[Any]] = set()
+        # Memory answers get threads of their own: a store that hangs (a locked WAL index
+        # makes each read wait ~10 s) must not queue them behind stuck database calls.
+        self._memory_pool = ThreadPoolExecutor(2, thread_name_prefix="decide-memory")
 
     async def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on the database thread within the deadline; else mark the
         store down and run it again off the event loop, where it answers from memory."""
         if self.credentials.store_down and not self.credentials.may_try_store():
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await self._memory(fn, *args, **kwargs)
         try:
             return await asyncio.wait_for(self.run_db(fn, *args, **kwargs), self.deadline_s)
         except TimeoutError:
             self.timeouts += 1
             self.credentials.mark_store_down(f"{what} took over {self.deadline_s * 1000:.0f} ms")
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await self._memory(fn, *args, **kwargs)
+
+    async def _memory(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self._from_memory, fn, *args, **kwargs)
+        return await loop.run_in_executor(self._memory_pool, call)
+
+    def _from_memory(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self.credentials.memory_only():
+            return fn(*args, **kwargs)
 
     async def bookkeeping(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run a write after the decision (access log): waited for ``BOOKKEEPING_DEADLINE_S``,
