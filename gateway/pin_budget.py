@@ -14,7 +14,6 @@ probability that one of ``g`` distinct guesses hits one of ``n`` PINs of ``digit
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 DAY_S = 86_400.0
@@ -62,11 +61,7 @@ def success_probability(guesses: int, targets: int, digits: int) -> float:
         return 0.0
     if guesses + targets > space:
         return 1.0
-    # log C(space - targets, guesses) - log C(space, guesses)
-    miss = (
-        math.lgamma(space - targets + 1)
-        - math.lgamma(space - targets - guesses + 1)
-        - math.lgamma(space + 1)
-        + math.lgamma(space - guesses + 1)
-    )
-    return 1.0 - math.exp(miss)
+    miss = 1.0  # C(space - targets, guesses) / C(space, guesses), as a product
+    for i in range(guesses):
+        miss *= (space - targets - i) / (space - i)
+    return 1.0 - miss

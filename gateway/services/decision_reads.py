@@ -31,6 +31,8 @@ T = TypeVar("T")
 DECISION_DB_DEADLINE_S = 0.15
 #: Longest a decision waits for its bookkeeping writes (access log) before moving on.
 BOOKKEEPING_DEADLINE_S = 0.1
+#: Most bookkeeping writes waiting for a hanging store; more are skipped (and counted).
+MAX_BACKGROUND = 256
 
 
 class DecisionReads:
@@ -51,6 +53,7 @@ class DecisionReads:
         self.deadline_s = deadline_s
         self.gate = gate
         self.timeouts = 0
+        self.skipped = 0
         self._background: set[asyncio.Future[Any]] = set()
         # Memory answers get threads of their own: a store that hangs (a locked WAL index
         # makes each read wait ~10 s) must not queue them behind stuck database calls.
@@ -80,9 +83,16 @@ class DecisionReads:
     async def bookkeeping(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run a write after the decision (access log): waited for ``BOOKKEEPING_DEADLINE_S``,
         then left to finish in the background so that the next decision is not held."""
+        if len(self._background) >= MAX_BACKGROUND:
+            self.skipped += 1  # the store hangs: do not queue without bound
+            if self.skipped == 1:
+                log.error("gate %s: the store hangs; access log rows are skipped", self.gate)
+            return
         fut = asyncio.ensure_future(self.run_db(fn, *args))
         self._background.add(fut)
         fut.add_done_callback(self._done)
+        if self.credentials.store_down:
+            return  # known to be slow: never make the next decision wait for it
         try:
             await asyncio.wait_for(asyncio.shield(fut), BOOKKEEPING_DEADLINE_S)
         except TimeoutError:

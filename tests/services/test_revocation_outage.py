@@ -187,10 +187,11 @@ def test_revoked_cards_refused_while_the_database_is_unavailable(minimal_config:
                         granted, took = await present(who)
                         assert granted is want, f"{who}: granted={granted} while unreadable"
                         times.append(took)
+                    print("baseline", baseline, "while unreadable", times)
                     # bounded: the budget is 200 ms extra; asserted with margin for a loaded
                     # machine, far below the ~10 s each read would wait
-                    assert max(times) - baseline < 0.5, (baseline, times)
-                    assert sorted(times)[len(times) // 2] - baseline < 0.2, (baseline, times)
+                    assert max(times) - baseline < 0.4, (baseline, times)
+                    assert sorted(times)[len(times) // 2] - baseline < 0.1, (baseline, times)
                 finally:
                     holder.kill()
                     holder.wait()
