@@ -57,7 +57,8 @@ def test_daemon_starts_read_only_and_a_valid_card_opens(minimal_config: Path) ->
     probe = REPO / "tests" / "services" / "readonly_probe.py"
     inner = (
         f"mount --bind {state} {state} && mount -o remount,ro,bind {state} && "
-        f"exec {sys.executable} {probe} {minimal_config}"
+        f"{sys.executable} {probe} {minimal_config}; "
+        f"{sys.executable} -m gateway --config {minimal_config} doctor; true"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
@@ -78,5 +79,9 @@ def test_daemon_starts_read_only_and_a_valid_card_opens(minimal_config: Path) ->
     assert out["outbox_degraded"], "events that cannot be stored are kept in memory, and said so"
     assert out["outbox_in_memory"] >= 1  # storage.degraded and the access events
     assert "DEGRADED" in proc.stderr
+    storage = [line for line in proc.stdout.splitlines() if line.split()[1:2] == ["storage"]]
+    assert storage, proc.stdout
+    assert "FAIL" in storage[0]
+    assert "DEGRADED" in storage[0]  # gateway doctor says so too
     # nothing was written: the state folder holds only the database as it was
     assert sorted(p.name for p in state.iterdir()) == ["state.db"]
