@@ -133,7 +133,7 @@ class Gateway:
             out["outbox_degraded"] = self.outbox.degraded
         if self.controller is not None:
             out["storage"] = self.controller.storage_degraded or "ok"
-        out.update(storage_health(self))
+        storage_health(self, out)
         if self.enrolled_count is not None:
             out["enrolled_people"] = self.enrolled_count
         return out
@@ -1000,6 +1000,7 @@ class Gateway:
                 await asyncio.wait_for(reader.close(), 1.0)
             except (TimeoutError, GatewayError) as exc:
                 log.debug("reader close: %s", exc)
+        self._handoff.close()
         # Let a running statement finish before the connection is closed under it (a
         # statement can be stuck in SQLite's busy wait while the store is locked).
         done = asyncio.to_thread(self._db_executor.shutdown, wait=True, cancel_futures=True)

@@ -34,15 +34,17 @@ def build_cache(gw: Any, credentials: Credentials) -> tuple[CacheState, CacheFol
     return state, follower
 
 
-def storage_health(gw: Any) -> dict[str, Any]:
-    """Status fields: read-only storage (DEGRADED) and the credential cache's currency."""
-    out: dict[str, Any] = {}
+def storage_health(gw: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """Status fields added to ``out``: read-only storage (DEGRADED), decisions from memory,
+    the credential cache's currency."""
     read_only = getattr(gw.daemon, "storage_read_only", None)
     out["storage_mode"] = f"DEGRADED: {read_only}" if read_only else "read-write"
     ctl = gw.controller
     state: CacheState | None = gw.cache_state
     if ctl is not None:
         creds = ctl.credentials
+        if creds.store_down and out.get("storage", "ok") == "ok":
+            out["storage"] = creds.degraded  # decisions come from memory
         out["credential_cache"] = {
             "from_memory": creds.store_down,
             "proven_at": None if state is None else state.proven_at,
