@@ -91,6 +91,13 @@ class Gateway:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_executor, functools.partial(fn, *args, **kwargs))
 
+    async def run_decide(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a call on the credential store's own thread and connection (decisions, the
+        credential services, the cache follower)."""
+        executor = getattr(self, "_decide_executor", None) or self._db_executor
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+
     def emit(self, event: ev.BaseEvent) -> None:
         """Publish one event through the durable outbox (never raises)."""
         self.events_emitted += 1
@@ -772,7 +779,7 @@ class Gateway:
         from gateway.services import credentials as svc
 
         digest = bytes.fromhex(args.card_hmac) if args.card_hmac else None
-        n = await self.run_db(
+        n = await self.run_decide(
             svc.revoke_card,
             self._credential_deps(),
             args.person_id,
@@ -785,7 +792,7 @@ class Gateway:
     async def _cmd_revoke_pin(self, args: Any) -> dict[str, Any]:
         from gateway.services import credentials as svc
 
-        n = await self.run_db(
+        n = await self.run_decide(
             svc.revoke_pin,
             self._credential_deps(),
             args.person_id,
@@ -800,7 +807,7 @@ class Gateway:
         from gateway.services import credentials as svc
 
         pin_hash = open_pin_hash(args.pin_hash_sealed, args.person_id, self.keys.site)
-        pin_id = await self.run_db(
+        pin_id = await self.run_decide(
             svc.set_pin_hash,
             self._credential_deps(),
             args.person_id,
@@ -892,8 +899,14 @@ class Gateway:
         self.build_mqtt()
         engine = self.build_engine()
         self.build_readers()
+        # The credential store gets its own connection (short lock wait) and thread, so
+        # that decisions never queue behind housekeeping on the shared database thread.
+        self._decide_executor = ThreadPoolExecutor(1, thread_name_prefix="decide-db")
+        self._decide_db = open_extra(
+            cfg.storage.database_path, busy_timeout_ms=250, read_only=self._ro
+        )
         credentials = Credentials(
-            self.db,
+            self._decide_db,
             self.keys.device,
             index_key=self.keys.pin_index_site,
             lockout=LockoutPolicy(),
@@ -925,6 +938,7 @@ class Gateway:
             on_enrol=self.enrol_at_gate,
             run_db=self.run_db,
             cache_state=self.cache_state,
+            run_decide=self.run_decide,
         )
         holder["c"] = self.controller
         # Shutdown hooks run in reverse order: readers close last, after the doors have
@@ -1003,11 +1017,18 @@ class Gateway:
         self._handoff.close()
         # Let a running statement finish before the connection is closed under it (a
         # statement can be stuck in SQLite's busy wait while the store is locked).
-        done = asyncio.to_thread(self._db_executor.shutdown, wait=True, cancel_futures=True)
-        try:
-            await asyncio.wait_for(done, 3.0)
-        except TimeoutError:
-            log.warning("gate %s: a database call is still running at close", self.cfg.site.gate)
+        for pool in (self._db_executor, getattr(self, "_decide_executor", None)):
+            if pool is None:
+                continue
+            done = asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            try:
+                await asyncio.wait_for(done, 3.0)
+            except TimeoutError:
+                log.warning("gate %s: a database call still runs at close", self.cfg.site.gate)
+                return  # never close a connection under a running statement
+        decide_db = getattr(self, "_decide_db", None)
+        if decide_db is not None:
+            decide_db.close()
 
 
 def _need(value: T | None) -> T:

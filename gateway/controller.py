@@ -119,6 +119,7 @@ class AccessController:
         run_db: Callable[..., Awaitable[Any]] | None = None,
         clock: Callable[[], float] = time.time,
         cache_state: CacheState | None = None,
+        run_decide: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         self.site = site
         self.gate = gate
@@ -135,7 +136,12 @@ class AccessController:
         self.on_enrol = on_enrol
         self.clock = clock
         self.run_db: Callable[..., Awaitable[Any]] = run_db or asyncio.to_thread
-        self.reads = DecisionReads(credentials, self.run_db, cache=cache_state, gate=gate)
+        # Credential and person reads run where the credential store's connection lives
+        # (its own thread in the daemon: never queued behind housekeeping on run_db).
+        self.run_decide: Callable[..., Awaitable[Any]] = run_decide or self.run_db
+        self.reads = DecisionReads(
+            credentials, self.run_decide, cache=cache_state, gate=gate, run_db=self.run_db
+        )
         self.stats = ControllerStats()
         self.storage_degraded: str | None = None
         self.reader_door = {d.reader: d.name for d in self.doors.values() if d.reader}
@@ -355,7 +361,7 @@ class AccessController:
         door = self.reader_door.get(reader)
         match: PinMatch | None = None
         try:
-            match = await self.run_db(
+            match = await self.run_decide(
                 self.credentials.verify_pin_for, person, pin, reader=reader, now=now
             )
         except LockedOutError:
@@ -424,11 +430,12 @@ class AccessController:
 
         if not self.credentials.may_try_store():  # down, or answering from memory only
             return self.reads.facts_from_cache(person_id, now)
+        db = self.credentials.db  # on the decision thread, with the credential store
         try:
-            person = find_person(self.db, person_id)
+            person = find_person(db, person_id)
             if person is None:
                 return None
-            consent = face_status(self.db, person_id, grace_days=self.grace_days, now=now)
+            consent = face_status(db, person_id, grace_days=self.grace_days, now=now)
             locked = self.credentials.locked_for("person", person_id, now) > 0
         except sqlite3.Error as exc:
             self._storage_error("person lookup", exc)
@@ -502,6 +509,9 @@ class AccessController:
             )
             if decision.duress:
                 self.emit(ev.Duress, door=decision.door, method=method, person=person)
+            if decision.consume_visitor_use and decision.visitor_pin_ref is not None:
+                ref = decision.visitor_pin_ref
+                await self.reads.call("visitor PIN use", self.credentials.consume_use, ref)
             await self.reads.bookkeeping(self._record_grant, decision, method, now)
             await self._feedback(reader, feedback.Outcome.GRANTED)
             return
@@ -546,8 +556,6 @@ class AccessController:
         from gateway.privacy.people import touch_last_seen
 
         try:
-            if decision.consume_visitor_use and decision.visitor_pin_ref is not None:
-                self.credentials.consume_use(decision.visitor_pin_ref)
             if decision.person_id is not None:
                 touch_last_seen(self.db, decision.person_id, now)
         except sqlite3.Error as exc:

@@ -41,14 +41,16 @@ class DecisionReads:
     def __init__(
         self,
         credentials: Credentials,
-        run_db: Callable[..., Awaitable[Any]],
+        run_decide: Callable[..., Awaitable[Any]],
         *,
+        run_db: Callable[..., Awaitable[Any]] | None = None,
         cache: CacheState | None = None,
         deadline_s: float = DECISION_DB_DEADLINE_S,
         gate: str = "-",
     ) -> None:
         self.credentials = credentials
-        self.run_db = run_db
+        self.run_decide = run_decide  # where the credential store's connection is used
+        self.run_db = run_db or run_decide  # the bookkeeping writes (access log)
         self.cache = cache
         self.deadline_s = deadline_s
         self.gate = gate
@@ -65,7 +67,7 @@ class DecisionReads:
         if self.credentials.store_down and not self.credentials.may_try_store():
             return await self._memory(fn, *args, **kwargs)
         try:
-            return await asyncio.wait_for(self.run_db(fn, *args, **kwargs), self.deadline_s)
+            return await asyncio.wait_for(self.run_decide(fn, *args, **kwargs), self.deadline_s)
         except TimeoutError:
             self.timeouts += 1
             self.credentials.mark_store_down(f"{what} took over {self.deadline_s * 1000:.0f} ms")

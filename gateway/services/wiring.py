@@ -20,7 +20,7 @@ def build_cache(gw: Any, credentials: Credentials) -> tuple[CacheState, CacheFol
     """The cache state (loaded now when the store can be read) and its follower service."""
     state = CacheState()
     try:
-        state.load(gw.db)
+        state.load(credentials.db)
     except sqlite3.Error as exc:
         log.error(
             "gate %s: people facts cannot be read at start (%s); card and PIN are refused "
@@ -29,7 +29,7 @@ def build_cache(gw: Any, credentials: Credentials) -> tuple[CacheState, CacheFol
             exc,
         )
     follower = CacheFollower(
-        gw.cfg.storage.database_path, credentials, state, gw.run_db, name=gw.cfg.site.gate
+        gw.cfg.storage.database_path, credentials, state, gw.run_decide, name=gw.cfg.site.gate
     )
     return state, follower
 
