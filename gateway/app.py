@@ -83,6 +83,7 @@ class Gateway:
         self.cache_follower: Any = None  # its CacheFollower service, from setup()
         self._ro = getattr(daemon, "storage_read_only", None) is not None  # DEGRADED storage
         self._handoff = EventHandoff(self._queue_event, self._storage_suspect)
+        self._handoff.always = True
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
     # -- helpers ----------------------------------------------------------------------------

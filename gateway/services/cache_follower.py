@@ -78,6 +78,7 @@ class CacheFollower:
             return False  # the previous read still hangs (a locked WAL index): skip
         loop = asyncio.get_running_loop()
         self._probe = loop.run_in_executor(self._pool, self._version)
+        self._probe.add_done_callback(_retrieve)
         try:
             version = await asyncio.wait_for(asyncio.shield(self._probe), self.deadline_s)
         except (sqlite3.Error, TimeoutError) as exc:
@@ -115,3 +116,9 @@ class CacheFollower:
                 await asyncio.sleep(self.interval_s)
         finally:
             self._pool.submit(self._close)
+
+
+def _retrieve(fut: asyncio.Future[int]) -> None:
+    """Consume the outcome of a probe nobody waits for any more (it outlived its deadline)."""
+    if not fut.cancelled():
+        fut.exception()

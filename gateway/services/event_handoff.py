@@ -28,6 +28,9 @@ class EventHandoff:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="events")
         self._lock = threading.Lock()
         self._pending = 0
+        #: every event through the thread (the daemon): the first write after the storage
+        #: starts to hang must not stall the loop either
+        self.always = False
 
     @property
     def pending(self) -> int:
@@ -37,7 +40,7 @@ class EventHandoff:
 
     def __call__(self, event: Any) -> None:
         with self._lock:
-            deferred = self._pending > 0 or self._suspect()
+            deferred = self.always or self._pending > 0 or self._suspect()
             if deferred:
                 self._pending += 1
         if not deferred:
