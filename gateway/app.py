@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from gateway import access, store
+from gateway import access
 from gateway.config import DoorConfig, GatewayConfig, ReaderConfig
 from gateway.controller import AccessController, DoorRuntime
 from gateway.credentials import Credentials, LockoutPolicy
@@ -41,6 +41,9 @@ from gateway.mqtt import events as ev
 from gateway.privacy import access_log, audit
 from gateway.privacy.audit_watch import AuditWatch
 from gateway.runtime import ServiceSpec
+from gateway.services.event_handoff import EventHandoff
+from gateway.services.wiring import announce_storage, build_cache, storage_health
+from gateway.store_readonly import open_extra
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -80,6 +83,11 @@ class Gateway:
         self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
         self._scrubs: set[asyncio.Task[bool]] = set()  # WAL scrubs after erasures
         self._data_seen: tuple[int, ...] | None = None  # _watch_data's last data version
+        self.cache_state: Any = None  # gateway.services.cache_state.CacheState, from setup()
+        self.cache_follower: Any = None  # its CacheFollower service, from setup()
+        self._ro = getattr(daemon, "storage_read_only", None) is not None  # DEGRADED storage
+        self._handoff = EventHandoff(self._queue_event, self._storage_suspect)
+        self._handoff.always = True
         self._daemon_health: Callable[[], dict[str, Any]] = daemon.health
 
     # -- helpers ----------------------------------------------------------------------------
@@ -88,17 +96,36 @@ class Gateway:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_executor, functools.partial(fn, *args, **kwargs))
 
+    async def run_decide(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a call on the credential store's own thread and connection (decisions, the
+        credential services, the cache follower)."""
+        executor = getattr(self, "_decide_executor", None) or self._db_executor
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+
     def emit(self, event: ev.BaseEvent) -> None:
         """Publish one event through the durable outbox (never raises)."""
         self.events_emitted += 1
         log.info("gate %s: event %s", self.cfg.site.gate, event.type)
         try:
-            if self.mqtt is not None:
-                self.mqtt.publish_event(event)
-            elif self.outbox is not None:
-                self.outbox.put(event)
+            if self.mqtt is not None or self.outbox is not None:
+                self._handoff(event)
         except Exception:
             log.exception("gate %s: event %s could not be queued", self.cfg.site.gate, event.type)
+
+    def _queue_event(self, event: ev.BaseEvent) -> None:
+        if self.mqtt is not None:
+            self.mqtt.publish_event(event)
+        elif self.outbox is not None:
+            self.outbox.put(event)
+
+    def _storage_suspect(self) -> bool:
+        ctl = self.controller
+        return bool(
+            self._ro
+            or (ctl is not None and ctl.credentials.store_down)
+            or (self.outbox is not None and self.outbox.degraded)
+        )
 
     def emit_threadsafe(self, loop: asyncio.AbstractEventLoop, event: ev.BaseEvent) -> None:
         """Publish from a worker thread."""
@@ -118,6 +145,7 @@ class Gateway:
             out["outbox_degraded"] = self.outbox.degraded
         if self.controller is not None:
             out["storage"] = self.controller.storage_degraded or "ok"
+        storage_health(self, out)
         if self.enrolled_count is not None:
             out["enrolled_people"] = self.enrolled_count
         # online / recovering (being reset after a bad frame or silence) / offline
@@ -141,7 +169,7 @@ class Gateway:
         self.topics = topics
         self.outbox = Outbox(
             # Used on the event loop: a short lock wait, then the in-memory buffer.
-            store.connect(cfg.storage.database_path, busy_timeout_ms=200),
+            open_extra(cfg.storage.database_path, busy_timeout_ms=200, read_only=self._ro),
             topics,
             max_events=cfg.mqtt.outbox_max_events,
             max_age_s=cfg.mqtt.outbox_max_age_s,
@@ -149,7 +177,7 @@ class Gateway:
         )
         self.commands = CommandProcessor(
             # Also used on the event loop (nonces, audit of rejected commands): short wait.
-            store.connect(cfg.storage.database_path, busy_timeout_ms=200),
+            open_extra(cfg.storage.database_path, busy_timeout_ms=200, read_only=self._ro),
             cfg.mqtt.command_keys,
             window_s=cfg.mqtt.command_window_s,
             max_bytes=cfg.mqtt.command_max_bytes,
@@ -767,42 +795,53 @@ class Gateway:
     async def _cmd_withdraw(self, args: Any) -> dict[str, Any]:
         return await self.withdraw(args.person_id, "mqtt")
 
-    async def _cmd_revoke_card(self, args: Any) -> dict[str, Any]:
-        def revoke() -> int:
-            now = time.time()
-            if args.card_hmac:
-                cur = self.db.execute(
-                    "UPDATE cards SET revoked_at = ? WHERE person_id = ? AND hex(card_hmac) = "
-                    "upper(?) AND revoked_at IS NULL",
-                    [now, args.person_id, args.card_hmac],
-                )
-            else:
-                cur = self.db.execute(
-                    "UPDATE cards SET revoked_at = ? WHERE person_id = ? AND revoked_at IS NULL",
-                    [now, args.person_id],
-                )
-            return int(cur.rowcount)
+    def _credential_deps(self) -> Any:
+        from gateway.services.credentials import CredentialDeps
 
-        return {"revoked": await self.run_db(revoke)}
+        return CredentialDeps(
+            _need(self.controller).credentials, getattr(self, "cache_state", None)
+        )
+
+    async def _cmd_revoke_card(self, args: Any) -> dict[str, Any]:
+        from gateway.services import credentials as svc
+
+        digest = bytes.fromhex(args.card_hmac) if args.card_hmac else None
+        n = await self.run_decide(
+            svc.revoke_card,
+            self._credential_deps(),
+            args.person_id,
+            actor="mqtt",
+            channel="mqtt",
+            card_hmac=digest,
+        )
+        return {"revoked": n}
 
     async def _cmd_revoke_pin(self, args: Any) -> dict[str, Any]:
-        assert self.controller is not None  # noqa: S101
-        n = await self.run_db(
-            self.controller.credentials.revoke_pins, args.person_id, time.time(), args.kind
+        from gateway.services import credentials as svc
+
+        n = await self.run_decide(
+            svc.revoke_pin,
+            self._credential_deps(),
+            args.person_id,
+            actor="mqtt",
+            channel="mqtt",
+            kind=args.kind,
         )
         return {"revoked": n}
 
     async def _cmd_set_pin(self, args: Any) -> dict[str, Any]:
         from gateway.credentials import open_pin_hash
+        from gateway.services import credentials as svc
 
-        assert self.controller is not None  # noqa: S101
         pin_hash = open_pin_hash(args.pin_hash_sealed, args.person_id, self.keys.site)
-        pin_id = await self.run_db(
-            self.controller.credentials.set_pin_hash,
+        pin_id = await self.run_decide(
+            svc.set_pin_hash,
+            self._credential_deps(),
             args.person_id,
             pin_hash,
             args.pin_index,
-            time.time(),
+            actor="mqtt",
+            channel="mqtt",
             kind=args.kind,
             expires_at=args.expires_at.timestamp() if args.expires_at else None,
             uses_left=args.uses_left,
@@ -895,12 +934,19 @@ class Gateway:
         self.build_mqtt()
         engine = self.build_engine()
         self.build_readers()
+        # The credential store gets its own connection (short lock wait) and thread, so
+        # that decisions never queue behind housekeeping on the shared database thread.
+        self._decide_executor = ThreadPoolExecutor(1, thread_name_prefix="decide-db")
+        self._decide_db = open_extra(
+            cfg.storage.database_path, busy_timeout_ms=250, read_only=self._ro
+        )
         credentials = Credentials(
-            self.db,
+            self._decide_db,
             self.keys.device,
             index_key=self.keys.pin_index_site,
             lockout=LockoutPolicy(),
         )
+        self.cache_state, self.cache_follower = build_cache(self, credentials)
         holder: dict[str, AccessController] = {}
 
         def on_door_event(event: Any) -> None:
@@ -926,6 +972,8 @@ class Gateway:
             on_withdraw=self.withdraw,
             on_enrol=self.enrol_at_gate,
             run_db=self.run_db,
+            cache_state=self.cache_state,
+            run_decide=self.run_decide,
         )
         holder["c"] = self.controller
         # Doors reach their safe state through the readers BEFORE services stop and the
@@ -945,6 +993,8 @@ class Gateway:
         self.daemon.add_service(ServiceSpec("retention", self._purger))
         self.daemon.add_service(ServiceSpec("data-watch", self._watch_data))
         self.daemon.add_service(ServiceSpec("audit-watch", AuditWatch.for_gateway(self).run))
+        self.daemon.add_service(ServiceSpec("credential-cache", self.cache_follower.run))
+        announce_storage(self)
         self._daemon_health = self.daemon.health
         self.daemon.health = self.health  # type: ignore[method-assign]
 
@@ -1000,7 +1050,21 @@ class Gateway:
                 await asyncio.wait_for(reader.close(), 1.0)
             except (TimeoutError, GatewayError) as exc:
                 log.debug("reader close: %s", exc)
-        self._db_executor.shutdown(wait=False, cancel_futures=True)
+        self._handoff.close()
+        # Let a running statement finish before the connection is closed under it (a
+        # statement can be stuck in SQLite's busy wait while the store is locked).
+        for pool in (self._db_executor, getattr(self, "_decide_executor", None)):
+            if pool is None:
+                continue
+            done = asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            try:
+                await asyncio.wait_for(done, 3.0)
+            except TimeoutError:
+                log.warning("gate %s: a database call still runs at close", self.cfg.site.gate)
+                return  # never close a connection under a running statement
+        decide_db = getattr(self, "_decide_db", None)
+        if decide_db is not None:
+            decide_db.close()
 
 
 def _need(value: T | None) -> T:

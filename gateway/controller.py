@@ -46,6 +46,8 @@ from gateway.hardware.events import (
 from gateway.hardware.keypad import KeypadBuffer, PinEntered
 from gateway.hardware.readers import Reader
 from gateway.mqtt import events as ev
+from gateway.services.cache_state import CacheState
+from gateway.services.decision_reads import DecisionReads
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,8 @@ class AccessController:
         on_enrol: Callable[[str, str], Awaitable[str]] | None = None,
         run_db: Callable[..., Awaitable[Any]] | None = None,
         clock: Callable[[], float] = time.time,
+        cache_state: CacheState | None = None,
+        run_decide: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         self.site = site
         self.gate = gate
@@ -138,6 +142,12 @@ class AccessController:
         self.on_enrol = on_enrol
         self.clock = clock
         self.run_db: Callable[..., Awaitable[Any]] = run_db or asyncio.to_thread
+        # Credential and person reads run where the credential store's connection lives
+        # (its own thread in the daemon: never queued behind housekeeping on run_db).
+        self.run_decide: Callable[..., Awaitable[Any]] = run_decide or self.run_db
+        self.reads = DecisionReads(
+            credentials, self.run_decide, cache=cache_state, gate=gate, run_db=self.run_db
+        )
         self.stats = ControllerStats()
         self.storage_degraded: str | None = None
         self.reader_door = {d.reader: d.name for d in self.doors.values() if d.reader}
@@ -263,7 +273,7 @@ class AccessController:
             return
         now = self.clock()
         try:
-            person = await self.run_db(self.credentials.identify_card, card)
+            person = await self.reads.call("card lookup", self.credentials.identify_card, card)
         except sqlite3.Error as exc:
             self._storage_error("card lookup", exc)
             person = None
@@ -288,12 +298,17 @@ class AccessController:
         match: PinMatch | None = None
         try:
             if claimed is not None:
-                match = await self.run_db(
-                    self.credentials.verify_pin_for, claimed, pin, reader=reader, now=now
+                match = await self.reads.call(
+                    "PIN check",
+                    self.credentials.verify_pin_for,
+                    claimed,
+                    pin,
+                    reader=reader,
+                    now=now,
                 )
             else:
-                match = await self.run_db(
-                    self.credentials.identify_pin, pin, reader=reader, now=now
+                match = await self.reads.call(
+                    "PIN lookup", self.credentials.identify_pin, pin, reader=reader, now=now
                 )
         except LockedOutError:
             locked = True
@@ -352,7 +367,7 @@ class AccessController:
         door = self.reader_door.get(reader)
         match: PinMatch | None = None
         try:
-            match = await self.run_db(
+            match = await self.run_decide(
                 self.credentials.verify_pin_for, person, pin, reader=reader, now=now
             )
         except LockedOutError:
@@ -419,15 +434,19 @@ class AccessController:
         from gateway.privacy.consent import face_status
         from gateway.privacy.people import find_person
 
+        if not self.credentials.may_try_store():  # down, or answering from memory only
+            return self.reads.facts_from_cache(person_id, now)
+        db = self.credentials.db  # on the decision thread, with the credential store
         try:
-            person = find_person(self.db, person_id)
+            person = find_person(db, person_id)
             if person is None:
                 return None
-            consent = face_status(self.db, person_id, grace_days=self.grace_days, now=now)
+            consent = face_status(db, person_id, grace_days=self.grace_days, now=now)
             locked = self.credentials.locked_for("person", person_id, now) > 0
         except sqlite3.Error as exc:
             self._storage_error("person lookup", exc)
-            return None
+            self.credentials.mark_store_down(f"person lookup: {type(exc).__name__}")
+            return self.reads.facts_from_cache(person_id, now)
         return PersonFacts(
             person_id=person_id,
             role=Role(person.role),
@@ -449,7 +468,9 @@ class AccessController:
     ) -> Decision:
         async with self._lock:
             now = self.clock()
-            facts = await self.run_db(self._facts, person_id, now)
+            facts = await self.reads.call("person lookup", self._facts, person_id, now)
+            if presented.face is None and self.reads.refuse_from_memory(person_id, door):
+                facts = None  # fail closed: the cache cannot vouch for this credential
             decision = self.engine.decide(door, presented, facts, now)
             await self._act(decision, reader=reader, started=started)
             return decision
@@ -494,7 +515,10 @@ class AccessController:
             )
             if decision.duress:
                 self.emit(ev.Duress, door=decision.door, method=method, person=person)
-            await self.run_db(self._record_grant, decision, method, now)
+            if decision.consume_visitor_use and decision.visitor_pin_ref is not None:
+                ref = decision.visitor_pin_ref
+                await self.reads.call("visitor PIN use", self.credentials.consume_use, ref)
+            await self.reads.bookkeeping(self._record_grant, decision, method, now)
             await self._feedback(reader, feedback.Outcome.GRANTED)
             return
         self.stats.denials += 1
@@ -508,7 +532,7 @@ class AccessController:
                 method=method or ev.AccessMethod.PIN,
                 person=self.pseudonym(decision.person_id),
             )
-        await self.run_db(self._log_access, decision, method, now)
+        await self.reads.bookkeeping(self._log_access, decision, method, now)
         await self._feedback(
             reader,
             feedback.Outcome.LOCKED_OUT
@@ -538,8 +562,6 @@ class AccessController:
         from gateway.privacy.people import touch_last_seen
 
         try:
-            if decision.consume_visitor_use and decision.visitor_pin_ref is not None:
-                self.credentials.consume_use(decision.visitor_pin_ref)
             if decision.person_id is not None:
                 touch_last_seen(self.db, decision.person_id, now)
         except sqlite3.Error as exc:

@@ -28,7 +28,8 @@ locked, disk full, I/O error) lookups are answered from that cache, failed-attem
 counters and visitor-PIN uses are kept in memory and written back once the store works
 again; :attr:`Credentials.degraded` says so. Management writes still fail loudly.
 
-Brute force: failed attempts count per reader and per person; after ``free_attempts``
+Brute force: failed PIN-only (1:N) attempts count per reader, failed card+PIN / face+PIN
+attempts per claimed person (never against the reader); after ``free_attempts``
 failures the subject is locked out for ``base_s * factor**n`` (capped), and a
 :class:`LockoutEvent` is emitted. The policy (:func:`lockout_seconds`) is pure.
 """
@@ -93,13 +94,14 @@ class PinHashParams:
 @dataclass(frozen=True)
 class LockoutPolicy:
     """Exponential lockout: ``free_attempts`` failures allowed, then ``base_s``, doubling,
-    capped at ``max_s``; counters forget after ``reset_after_s`` without failures."""
+    capped at ``max_s``; counters forget after ``reset_after_s`` without failures (a day by
+    default, so that the daily guessing budget stays small: :mod:`gateway.pin_budget`)."""
 
     free_attempts: int = 3
     base_s: float = 30.0
     factor: float = 2.0
     max_s: float = 3600.0
-    reset_after_s: float = 900.0
+    reset_after_s: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,7 @@ class Credentials:
         index_key: bytes | None = None,
         hash_params: PinHashParams | None = None,
         lockout: LockoutPolicy | None = None,
+        anonymous_lockout: LockoutPolicy | None = None,
         on_lockout: Callable[[LockoutEvent], None] | None = None,
         db_retry_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -305,10 +308,13 @@ class Credentials:
             time_cost=p.time_cost, memory_cost=p.memory_kib, parallelism=p.parallelism
         )
         self.lockout = lockout or LockoutPolicy()
+        # PIN-only (1:N) entry at a reader; a claimed identity (card+PIN) is limited per person
+        self.anonymous_lockout = anonymous_lockout
         self.on_lockout = on_lockout
         self.db_retry_s = db_retry_s
         self._clock = clock
         self._lock = threading.RLock()
+        self._local = threading.local()
         self._cards: dict[bytes, str] = {}
         self._pins: dict[int, _Pin] = {}
         self._buckets: dict[int, list[int]] = {}
@@ -331,6 +337,30 @@ class Credentials:
         if waiting:
             return f"{waiting} credential update(s) not yet written to the store"
         return None
+
+    @property
+    def store_down(self) -> bool:
+        """True while lookups are answered from memory (the store failed or timed out)."""
+        return self._degraded is not None
+
+    def mark_store_down(self, reason: str) -> None:
+        """Answer from memory for the next ``db_retry_s`` (a lookup missed its deadline)."""
+        self._retry_at = self._clock() + self.db_retry_s
+        if self._degraded is None:
+            log.error("credential store too slow (%s); deciding from the in-memory cache", reason)
+        self._degraded = f"credential store unavailable ({reason})"
+
+    def forget_cards(self, person_id: str, card_hmac: bytes | None = None) -> None:
+        """Drop a person's card (or all their cards) from the cache, before a revocation is
+        written: a revocation that reached this process is refused even if the write fails."""
+        with self._lock:
+            for digest, owner in list(self._cards.items()):
+                if owner == person_id and card_hmac in (None, digest):
+                    del self._cards[digest]
+
+    def forget_pins(self, person_id: str, kind: str | None = None) -> None:
+        """Drop a person's PINs (of one kind, or all) from the cache (see forget_cards)."""
+        self._cache_drop_person(person_id, kind)
 
     def _db(self, what: str, where: str, fn: Callable[[], _T], *, force: bool = False) -> _T:
         """Run ``fn`` against the database; raise _StoreDown when it fails or while the
@@ -357,7 +387,24 @@ class Credentials:
             log.warning("reader %s: credential store works again", where)
         return result
 
+    def may_try_store(self) -> bool:
+        """False while the store is being skipped after a failure (retried every db_retry_s)
+        and inside :meth:`memory_only`."""
+        return self._may_try_db()
+
+    @contextmanager
+    def memory_only(self) -> Iterator[None]:
+        """Answer from the cache only, on this thread (a lookup that missed its deadline is
+        repeated so, while the database thread may still be using the connection)."""
+        self._local.offline = True
+        try:
+            yield
+        finally:
+            self._local.offline = False
+
     def _may_try_db(self) -> bool:
+        if getattr(self._local, "offline", False):
+            return False
         return self._degraded is None or self._clock() >= self._retry_at
 
     def _flush(self) -> bool:
@@ -413,13 +460,21 @@ class Credentials:
         behind this object's back); False when the store cannot be read."""
 
         def load() -> tuple[list[Any], list[Any], tuple[Any, ...]]:
-            mark = self._fingerprint()
-            cards = self.db.execute(
-                "SELECT card_hmac, person_id FROM cards WHERE revoked_at IS NULL"
-            ).fetchall()
-            pins = self.db.execute(
-                f"SELECT {_PIN_COLUMNS} FROM pins WHERE revoked_at IS NULL"  # noqa: S608 - constant
-            ).fetchall()
+            conn = self.db.conn
+            own = not conn.in_transaction
+            if own:
+                conn.execute("BEGIN")  # one snapshot: cards and PINs of the same moment
+            try:
+                mark = self._fingerprint()
+                cards = self.db.execute(
+                    "SELECT card_hmac, person_id FROM cards WHERE revoked_at IS NULL"
+                ).fetchall()
+                pins = self.db.execute(
+                    f"SELECT {_PIN_COLUMNS} FROM pins WHERE revoked_at IS NULL"  # noqa: S608 - constant
+                ).fetchall()
+            finally:
+                if own:
+                    conn.execute("COMMIT")
             return list(cards), list(pins), mark
 
         if self._pending_uses or self._mem_lockouts:
@@ -831,9 +886,9 @@ class Credentials:
         self, person_id: str, pin: str, *, reader: str, now: float, consume: bool = False
     ) -> PinMatch | None:
         """1:1 PIN check for a claimed identity (card+PIN, face+PIN). Raises
-        :class:`LockedOutError` while the reader or the person is locked; a miss counts
-        against both. The person's duress PIN matches too (``match.duress``)."""
-        self._raise_if_locked("reader", reader, now)
+        :class:`LockedOutError` while the person is locked; a miss counts against that
+        person only, so that wrong PINs typed with one card (or by anonymous guessers) never
+        lock out another card holder. The person's duress PIN matches too."""
         self._raise_if_locked("person", person_id, now)
         hit: _Pin | None = None
         if pin.isascii() and pin.isdigit():
@@ -843,7 +898,6 @@ class Credentials:
                     break
         if hit is None:
             self._fail("person", person_id, now, where=reader)
-            self._fail("reader", reader, now)
             return None
         self._reindex(hit, pin)
         match = hit.match()
@@ -914,10 +968,11 @@ class Credentials:
             mem = self._mem_lockouts.get(key)
         failures = 0
         for prev in (stored, mem):
-            if prev is not None and now - float(prev[1]) < self.lockout.reset_after_s:
+            if prev is not None and now - float(prev[1]) < self.policy_for(scope).reset_after_s:
                 failures = max(failures, int(prev[0]))
         failures += 1
-        delay = lockout_seconds(failures, self.lockout)
+        policy = self.policy_for(scope)
+        delay = lockout_seconds(failures, policy)
         until = now + delay
         if up:
             try:
@@ -952,6 +1007,12 @@ class Credentials:
                 )
             if self.on_lockout is not None:
                 self.on_lockout(LockoutEvent(scope, subject, failures, until, now))
+
+    def policy_for(self, scope: str) -> LockoutPolicy:
+        """The lockout policy of a scope: ``reader`` (anonymous PIN-only entry) or ``person``."""
+        if scope == "reader" and self.anonymous_lockout is not None:
+            return self.anonymous_lockout
+        return self.lockout
 
     def clear_lockout(self, scope: str, subject: str) -> None:
         """Operator reset of a lockout."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from gateway import __version__, logs, store
+from gateway import __version__, logs
 from gateway.config import GatewayConfig, format_problems, load_config
 from gateway.errors import ConfigError, StorageError
 from gateway.runtime import RestartBudgetExhaustedError, ServiceSpec, Supervisor
@@ -47,6 +47,7 @@ class Daemon:
             budget=cfg.runtime.restart_budget, window=cfg.runtime.restart_window_s
         )
         self.db: sqlite_utils.Database | None = None
+        self.storage_read_only: str | None = None  # why the store is read-only (DEGRADED)
         self._stop = asyncio.Event()
         self.restart_requested = False
         self._shutdown_hooks: list[tuple[str, ShutdownHook]] = []
@@ -136,7 +137,7 @@ class Daemon:
     async def _maintenance(self) -> None:
         while True:
             await asyncio.sleep(300)
-            if self.db is not None:
+            if self.db is not None and self.storage_read_only is None:
                 await asyncio.to_thread(self.db.execute, "PRAGMA wal_checkpoint(PASSIVE)")
 
     async def _drive_safe_state(self) -> None:
@@ -175,8 +176,10 @@ class Daemon:
         try:
             # Decisions read through this connection: a database locked from outside must
             # not hold them up for long (writes then fail fast and are kept in memory).
-            self.db = await asyncio.to_thread(
-                store.connect, self.cfg.storage.database_path, busy_timeout_ms=1000
+            from gateway.store_readonly import open_state
+
+            self.db, self.storage_read_only = await asyncio.to_thread(
+                open_state, self.cfg.storage.database_path, busy_timeout_ms=1000
             )
         except StorageError as exc:
             log.critical("%s", exc)

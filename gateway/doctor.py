@@ -36,11 +36,20 @@ def _tcp(host: str, port: int, timeout: float) -> str | None:
 def check_storage(cfg: GatewayConfig) -> Check:
     """The database opens, migrates and passes ``integrity_check``."""
     from gateway import store
+    from gateway.store_readonly import open_state
 
     try:
-        db = store.connect(cfg.storage.database_path)
+        db, read_only = open_state(cfg.storage.database_path)
     except (GatewayError, OSError) as exc:
         return Check("storage", "FAIL", str(exc))
+    if read_only is not None:
+        db.close()
+        return Check(
+            "storage",
+            "FAIL",
+            f"DEGRADED: {read_only}; the daemon opens valid cards and PINs from memory but "
+            "cannot store changes or events: remount the storage read-write",
+        )
     try:
         ok = store.integrity_ok(db)
         version = db.execute("PRAGMA user_version").fetchone()[0]

@@ -165,9 +165,18 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def _secure_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        path.chmod(0o700)
+    _restrict(path, 0o700)
+
+
+def _restrict(path: Path, mode: int) -> None:
+    """chmod ``path`` to ``mode`` when it is wider; on a read-only filesystem say so and go
+    on (the open then falls back to read-only, see :mod:`gateway.store_readonly`)."""
+    if stat.S_IMODE(path.stat().st_mode) & ~mode & 0o777 == 0:
+        return
+    try:
+        path.chmod(mode)
+    except OSError as exc:
+        log.error("cannot restrict %s to %o: %s", path, mode, exc)
 
 
 def connect(
@@ -188,7 +197,7 @@ def connect(
         if not p.exists():
             fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
-        p.chmod(0o600)
+        _restrict(p, 0o600)
     try:
         conn = sqlite3.connect(
             str(path), timeout=5.0, isolation_level=None, check_same_thread=False

@@ -427,6 +427,20 @@ class EventsDropped(_Event):
         return v.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class StorageMode(StrEnum):
+    """How the state database is usable (``storage.degraded``)."""
+
+    READ_ONLY = "read_only"  # opened read-only (e.g. the SD card was remounted read-only)
+
+
+class StorageDegraded(_Event):
+    """The gate runs DEGRADED on its storage: card and PIN decisions come from memory,
+    changes and events cannot be stored (events are kept in memory)."""
+
+    type: Literal["storage.degraded"] = "storage.degraded"
+    mode: StorageMode
+
+
 class Duress(_Event):
     """Duress PIN used: published on ``.../alarm/duress`` (the door still opens normally)."""
 
@@ -457,6 +471,7 @@ Event = Annotated[
     | Lockout
     | ComplianceAlert
     | EventsDropped
+    | StorageDegraded
     | Duress,
     Field(discriminator="type"),
 ]
@@ -483,6 +498,7 @@ EVENT_MODELS: tuple[type[_Event], ...] = (
     Lockout,
     ComplianceAlert,
     EventsDropped,
+    StorageDegraded,
     Duress,
 )
 EVENT_TYPES: tuple[str, ...] = tuple(str(m.model_fields["type"].default) for m in EVENT_MODELS)

@@ -476,24 +476,27 @@ class Outbox:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         next_housekeeping = 0.0
+        # SQLite calls run off the event loop: a database whose WAL index another process
+        # holds makes each of them wait ~10 s, which must not stall readers and doors.
+        db = asyncio.to_thread
         while True:
             now = self._clock()
             if self._memory or self._degraded is not None:
-                self._try_repersist()
+                await db(self._try_repersist)
             if self._acked_undeleted:
-                self._mark_sent([])
+                await db(self._mark_sent, [])
             if now >= next_housekeeping:
-                self.expire()
+                await db(self.expire)
                 next_housekeeping = now + housekeeping_s
             self._wake.clear()
-            batch = self._next_batch()
+            batch = await db(self._next_batch)
             if not batch:
                 timeout = self.retry_db_s if self._degraded else housekeeping_s
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
                 continue
             await self._send(batch, publish)
-            self._mark_sent(batch)
+            await db(self._mark_sent, batch)
 
     async def _send(self, batch: list[OutboxItem], publish: Publish) -> None:
         sem = asyncio.Semaphore(self.window)

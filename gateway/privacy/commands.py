@@ -188,8 +188,10 @@ def _people_set_pin(args: argparse.Namespace) -> int:
     db = _open_db(args)
     people.get_person(db, args.person)
     pin = sys.stdin.readline().strip()  # never on the command line (shell history, ps)
-    pin_id = _credentials(args, db).set_pin(args.person, pin, time.time(), kind=args.kind)
-    audit.append(db, args.actor, "pin.set", args.person, {"pin_id": pin_id, "kind": args.kind})
+    from gateway.services import credentials as svc
+
+    deps = svc.CredentialDeps(_credentials(args, db))
+    svc.set_pin(deps, args.person, pin, actor=args.actor, channel="cli", kind=args.kind)
     print(f"{args.kind} PIN set for {args.person} (stored as an argon2id hash only)")
     return 0
 
@@ -724,6 +726,9 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     sp.add_argument("--kind", choices=("normal", "duress"), default="normal")
     _common(sp, keys=True)
     sp.set_defaults(func=_safe(_people_set_pin))
+    from gateway.credential_commands import register as register_credentials
+
+    register_credentials(ps)
     sh = ps.add_parser("show", help="show one person")
     sh.add_argument("person")
     _common(sh)

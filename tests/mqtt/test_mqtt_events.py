@@ -24,6 +24,7 @@ BASE = {"site": "site1", "gate": "gate1"}
 
 # minimal valid extra fields per type
 SAMPLES: dict[str, dict[str, Any]] = {
+    "storage.degraded": {"mode": "read_only"},
     "access.granted": {"door": "main", "method": "face", "confidence": "high"},
     "access.denied": {"door": "main", "method": "card", "reason": "outside_schedule"},
     "door.opened": {"door": "main"},

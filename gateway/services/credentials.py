@@ -1,0 +1,209 @@
+"""Every change to a card, a PIN or a person's validity, once, for the CLI and the signed
+MQTT commands alike.
+
+Each function takes its dependencies explicitly (:class:`CredentialDeps`), writes the change
+and its audit row in one transaction, and tells the running daemon's caches: a revocation
+is taken out of the in-memory credential cache *before* the database is written, so that a
+revocation that reached this process is refused even if the write then fails (the caller
+gets the error). Changes made by another process (the CLI) reach the daemon through
+:class:`gateway.services.cache_follower.CacheFollower`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway.credentials import CredentialError, PinKind
+from gateway.privacy import audit
+from gateway.privacy.people import Person, get_person
+from gateway.privacy.tx import transaction
+from gateway.services.cache_state import CacheState, PersonRecord
+
+if TYPE_CHECKING:
+    from gateway.credentials import Credentials
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CredentialDeps:
+    """What a credential change needs: the card/PIN store (its database is the one
+    written), the daemon's cache state when running inside the daemon, a clock."""
+
+    credentials: Credentials
+    cache: CacheState | None = None
+    clock: Callable[[], float] = time.time
+
+
+def _changed(deps: CredentialDeps, person_id: str, record: PersonRecord | None = None) -> None:
+    if deps.cache is not None:
+        deps.cache.note_change(person_id, record=record)
+
+
+def revoke_card(
+    deps: CredentialDeps,
+    person_id: str,
+    *,
+    actor: str,
+    channel: str,
+    card_hmac: bytes | None = None,
+    card: tuple[int | None, int] | None = None,
+) -> int:
+    """Revoke one card of ``person_id`` (by its keyed hash, or by ``(facility, number)``)
+    or all of their cards; return how many were active. Audited as ``card.revoked``."""
+    creds = deps.credentials
+    db = creds.db
+    get_person(db, person_id)  # a clear error for an unknown id
+    if card is not None:
+        card_hmac = creds.card_hmac(card[0], card[1])
+    creds.forget_cards(person_id, card_hmac)  # fail closed: refused from now on
+    _changed(deps, person_id)
+    now = deps.clock()
+    with transaction(db):
+        n = creds.revoke_cards(person_id, now, card_hmac)
+        audit.append(
+            db,
+            actor,
+            "card.revoked",
+            person_id,
+            {"count": n, "one_card": card_hmac is not None, "channel": channel},
+            now=now,
+        )
+    log.info("%d card(s) of a person revoked via %s", n, channel)
+    return n
+
+
+def revoke_pin(
+    deps: CredentialDeps,
+    person_id: str,
+    *,
+    actor: str,
+    channel: str,
+    kind: PinKind | None = None,
+) -> int:
+    """Revoke a person's PINs (of one kind, or all); return how many. ``pin.revoked``."""
+    creds = deps.credentials
+    db = creds.db
+    get_person(db, person_id)
+    creds.forget_pins(person_id, kind)
+    _changed(deps, person_id)
+    now = deps.clock()
+    with transaction(db):
+        n = creds.revoke_pins(person_id, now, kind)
+        audit.append(
+            db,
+            actor,
+            "pin.revoked",
+            person_id,
+            {"count": n, "kind": kind or "all", "channel": channel},
+            now=now,
+        )
+    log.info("%d PIN(s) of a person revoked via %s", n, channel)
+    return n
+
+
+def set_pin(
+    deps: CredentialDeps,
+    person_id: str,
+    pin: str,
+    *,
+    actor: str,
+    channel: str,
+    kind: PinKind = "normal",
+) -> int:
+    """Set a person's PIN (argon2id hash only; replaces their PIN of that kind)."""
+    creds = deps.credentials
+    db = creds.db
+    get_person(db, person_id)
+    creds.forget_pins(person_id, kind)
+    _changed(deps, person_id)
+    now = deps.clock()
+    with transaction(db):
+        pin_id = creds.set_pin(person_id, pin, now, kind=kind)
+        audit.append(
+            db, actor, "pin.set", person_id, {"pin_id": pin_id, "kind": kind, "channel": channel}
+        )
+    return pin_id
+
+
+def set_pin_hash(
+    deps: CredentialDeps,
+    person_id: str,
+    pin_hash: str,
+    pin_index: int,
+    *,
+    actor: str,
+    channel: str,
+    kind: PinKind = "normal",
+    expires_at: float | None = None,
+    uses_left: int | None = None,
+) -> int:
+    """Store a PIN hashed by the management side (the MQTT ``set_pin`` command)."""
+    creds = deps.credentials
+    db = creds.db
+    get_person(db, person_id)
+    creds.check_pin_hash(pin_hash)
+    creds.forget_pins(person_id, kind)
+    _changed(deps, person_id)
+    now = deps.clock()
+    with transaction(db):
+        pin_id = creds.set_pin_hash(
+            person_id,
+            pin_hash,
+            pin_index,
+            now,
+            kind=kind,
+            expires_at=expires_at,
+            uses_left=uses_left,
+        )
+        audit.append(
+            db, actor, "pin.set", person_id, {"pin_id": pin_id, "kind": kind, "channel": channel}
+        )
+    return pin_id
+
+
+_KEEP = object()
+
+
+def set_validity(
+    deps: CredentialDeps,
+    person_id: str,
+    *,
+    actor: str,
+    channel: str,
+    valid_from: object = _KEEP,
+    valid_until: object = _KEEP,
+) -> Person:
+    """Change a person's validity period (``None`` clears a bound; an omitted bound is
+    kept). CredentialError when the period would end before it starts."""
+    creds = deps.credentials
+    db = creds.db
+    old = get_person(db, person_id)
+    start = old.valid_from if valid_from is _KEEP else valid_from
+    end = old.valid_until if valid_until is _KEEP else valid_until
+    for name, v in (("valid_from", start), ("valid_until", end)):
+        if v is not None and not isinstance(v, int | float):
+            raise CredentialError(f"{name} must be a time or None")
+    if isinstance(start, int | float) and isinstance(end, int | float) and end <= start:
+        raise CredentialError("valid_until must be after valid_from")
+    new_from = None if start is None else float(start)  # type: ignore[arg-type]
+    new_until = None if end is None else float(end)  # type: ignore[arg-type]
+    record = PersonRecord(old.id, old.role, old.access_group, new_from, new_until)
+    _changed(deps, person_id, record)
+    with transaction(db):
+        db.execute(
+            "UPDATE people SET valid_from = ?, valid_until = ? WHERE id = ?",
+            [new_from, new_until, person_id],
+        )
+        audit.append(
+            db,
+            actor,
+            "person.validity",
+            person_id,
+            {"valid_from": new_from, "valid_until": new_until, "channel": channel},
+        )
+    return get_person(db, person_id)
