@@ -57,6 +57,8 @@ from gateway.demo import GATE, PREFIX, SITE
 RELOCK_MARGIN_S = 1.0
 #: A valid card opens within this long.
 OPEN_WITHIN_S = 1.0
+#: After a late decision, how long its relay action takes to show in the simulator.
+SETTLE_S = 1.0
 _DECISION = re.compile(rb"gate \S+: event access\.(granted|denied)")
 
 
@@ -129,10 +131,6 @@ class RelayWatch:
     def first_on_after(self, t: float) -> tuple[float, float | None] | None:
         """The first on-interval that starts at or after ``t``."""
         return next(((a, b) for a, b in self.snapshot() if a >= t), None)
-
-    def on_between(self, t0: float, t1: float) -> bool:
-        """True when the relay was on at any sample in ``[t0, t1]``."""
-        return any(a <= t1 and (b is None or b >= t0) for a, b in self.snapshot())
 
 
 class EventLog:
@@ -221,7 +219,7 @@ class Invariants:
         reader: str = "entry",
         valid: Card = VALID_CARD,
         revoked: Card = REVOKED_CARD,
-        decision_timeout_s: float = 12.0,
+        decision_timeout_s: float = 5.0,
     ) -> None:
         from gateway.config import load_config
 
@@ -330,22 +328,34 @@ class Invariants:
             await asyncio.sleep(0.05)
 
     async def revoked_card_never_opens(self, label: str) -> None:
-        """Invariant 3 for one presentation of the revoked card (door locked before)."""
-        await self._quiet(label)
+        """Invariant 3 for one presentation of the revoked card (door locked before): the
+        relay must not go on until a second after its decision."""
+        clear = await self._quiet(label)
         t0 = await self._present("present-card", self.revoked.present_args(self.reader))
         self.expected[("access.denied", "card")] += 1
         decided = await self._await_decisions(label, "the revoked card")
         end = (decided or time.monotonic()) + 1.0
         await asyncio.sleep(max(0.0, end - time.monotonic()))
-        if self.relay.on_between(t0, end):
-            self.violation(label, f"the revoked card opened door {self.door}")
+        opened = self.relay.first_on_after(t0)
+        if opened is not None and opened[0] <= end:
+            if clear:
+                self.violation(label, f"the revoked card opened door {self.door}")
+            else:  # an earlier presentation's late decision may have opened it
+                self.notes.append(
+                    f"[{label}] the door opened after the revoked card while an earlier "
+                    "decision was outstanding: left to the events' pseudonyms"
+                )
             await self._wait_off(self.limit_s + 5.0)
 
-    async def _quiet(self, label: str) -> None:
-        """Before a presentation: earlier decisions made, door relocked."""
+    async def _quiet(self, label: str) -> bool:
+        """Before a presentation: earlier decisions made (their relay actions seen), door
+        relocked. False when an earlier decision is still outstanding."""
+        clear = True
         if self._pending() > 0:
-            await self._await_decisions(label, "an earlier presentation")
+            clear = await self._await_decisions(label, "an earlier presentation") is not None
+            await asyncio.sleep(SETTLE_S)
         await self.door_locked(label)
+        return clear
 
     async def valid_card_opens(self, label: str) -> None:
         """Invariants 2 and 1 for one presentation of the valid card: the relay goes on
@@ -372,13 +382,16 @@ class Invariants:
         await self.door_locked(label)
 
     async def wrong_pin(self, label: str, pin: str = WRONG_PIN) -> None:
-        """One wrong PIN (a failure counter write: the write that put the credential cache
-        in charge, issue 18 #3); it must be refused and its decision delivered."""
-        await self._quiet(label)
+        """One wrong PIN (a failure-count write: the write whose failure put the credential
+        cache in charge, issue 18 #3); it must be refused and its decision delivered."""
+        clear = await self._quiet(label)
         t0 = await self._present("type-pin", {"reader": self.reader, "pin": pin})
         self.expected[("access.denied", "pin")] += 1
         decided = await self._await_decisions(label, "a wrong PIN")
-        if self.relay.on_between(t0, (decided or time.monotonic()) + 0.5):
+        end = (decided or time.monotonic()) + 0.5
+        await asyncio.sleep(max(0.0, end - time.monotonic()))
+        opened = self.relay.first_on_after(t0)
+        if opened is not None and opened[0] <= end and clear:
             self.violation(label, f"a wrong PIN opened door {self.door}")
             await self._wait_off(self.limit_s + 5.0)
 
