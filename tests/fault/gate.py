@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -28,6 +29,10 @@ VALID_PERSON = "fault-valid"
 REVOKED_PERSON = "fault-revoked"
 #: How long a started daemon gets to log both readers online.
 READERS_ONLINE_S = 20.0
+#: Both cards were enrolled this long before the test (a resident's card is not new): a
+#: gate may refuse a credential changed *recently* while it cannot prove its cache current
+#: (issue 18 #3), and the valid card must not fall under that rule.
+ENROLLED_AGO_S = 7 * 86_400.0
 
 
 def fixtures(valid: Card = VALID_CARD, revoked: Card = REVOKED_CARD) -> dict[str, Any]:
@@ -124,12 +129,25 @@ async def provisioned_gate(broker: Mosquitto, workdir: Path) -> AsyncIterator[Fa
     try:
         stack.write_config()
         await asyncio.to_thread(stack._provision, fixtures())
+        await asyncio.to_thread(_backdate_enrolment, stack.db_path, ENROLLED_AGO_S)
         yield stack
     finally:
         await stack.stop_daemon()
         if stack.proc is not None and stack.proc.poll() is None:
             stack.proc.kill()
         await asyncio.to_thread(stack.stop_sim)
+
+
+def _backdate_enrolment(db: Path, seconds: float) -> None:
+    """Move the people's and cards' creation times ``seconds`` into the past."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE people SET created_at = created_at - ?", [seconds])
+        conn.execute("UPDATE cards SET created_at = created_at - ?", [seconds])
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 async def revoke_card_over_mqtt(stack: FaultStack, person: str = REVOKED_PERSON) -> None:
