@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.demo import DemoStack
-from tests.fault.invariants import REVOKED_CARD, VALID_CARD, Card
+from tests.fault.invariants import REVOKED_CARD, VALID_CARD, Card, Invariants
 from tests.mosquitto import Mosquitto
 
 VALID_PERSON = "fault-valid"
@@ -114,6 +113,33 @@ class FaultStack(DemoStack):
             await asyncio.sleep(0.1)
         raise RuntimeError(f"the daemon did not become ready:\n{self.daemon_log_tail()}")
 
+    def log_size(self) -> int:
+        """The daemon log's size now (an offset for :meth:`wait_for_log`)."""
+        path = self.workdir / "daemon.log"
+        return path.stat().st_size if path.exists() else 0
+
+    async def wait_for_log(self, text: str, offset: int, within_s: float) -> bool:
+        """Wait until ``text`` appears in the daemon log after ``offset``."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            with (self.workdir / "daemon.log").open("rb") as fh:
+                fh.seek(offset)
+                if text in fh.read().decode(errors="replace"):
+                    return True
+            await asyncio.sleep(0.1)
+        return False
+
+    async def kill(self, sig: int) -> None:
+        """Send ``sig`` to the daemon and wait for it to exit (SIGKILL after 15 s)."""
+        proc = self.proc
+        assert proc is not None, "the daemon is not running"
+        proc.send_signal(sig)
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 5)
+
     def in_daemon_namespace(self, path: Path) -> Path:
         """``path`` as the daemon sees it (through /proc/PID/root: its mount namespace)."""
         assert self.proc is not None
@@ -159,6 +185,8 @@ async def revoke_card_over_mqtt(stack: FaultStack, person: str = REVOKED_PERSON)
     assert revoked == 1, f"revoke_card did not revoke exactly one card: {body}"
 
 
-def copy_state(src: Path, dst: Path) -> None:
-    """Copy a (closed) state directory."""
-    shutil.copytree(src, dst, dirs_exist_ok=True)
+async def started_with_revocation(stack: FaultStack) -> Invariants:
+    """Start the daemon, revoke the second card over MQTT; the checker for the test."""
+    await stack.start_daemon()
+    await revoke_card_over_mqtt(stack)
+    return Invariants(stack, revoked_person=stack.person_id(REVOKED_PERSON))

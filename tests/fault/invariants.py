@@ -58,6 +58,8 @@ from gateway.demo import GATE, PREFIX, SITE
 RELOCK_MARGIN_S = 1.0
 #: A valid card opens within this long.
 OPEN_WITHIN_S = 1.0
+#: After a door failed to relock in time, how long to wait for it before going on.
+STUCK_WAIT_S = 10.0
 #: After a late decision, how long its relay action takes to show in the simulator.
 SETTLE_S = 1.0
 _DECISION = re.compile(rb"gate \S+: event access\.(granted|denied)")
@@ -323,7 +325,7 @@ class Invariants:
                 f"door {self.door} still unlocked {held:.1f} s after the relay went on "
                 f"(limit unlock_seconds + 1 = {self.limit_s:.1f} s)",
             )
-            await self._wait_off(30.0)
+            await self._wait_off(STUCK_WAIT_S)
 
     async def _wait_off(self, limit_s: float) -> None:
         deadline = time.monotonic() + limit_s
@@ -365,6 +367,12 @@ class Invariants:
     async def valid_card_opens(self, label: str) -> None:
         """Invariants 2 and 1 for one presentation of the valid card: the relay goes on
         within 1 s and off again within ``unlock_seconds + 1 s``."""
+        if await self.open_with_valid_card(label):
+            await self.door_locked(label)
+
+    async def open_with_valid_card(self, label: str) -> bool:
+        """Invariant 2: present the valid card, the relay must go on within 1 s; returns
+        with the door unlocked (True) so that a fault can be injected mid-unlock."""
         await self._quiet(label)
         t0 = await self._present("present-card", self.valid.present_args(self.reader))
         self.expected[("access.granted", "card")] += 1
@@ -380,11 +388,11 @@ class Invariants:
                 label, f"a valid card did not open door {self.door} in {self.decision_timeout_s} s"
             )
             await self._await_decisions(label, "the valid card")
-            return
+            return False
         took = interval[0] - t0
         if took > OPEN_WITHIN_S:
             self.violation(label, f"a valid card opened door {self.door} only after {took:.2f} s")
-        await self.door_locked(label)
+        return True
 
     async def wrong_pin(self, label: str, pin: str = WRONG_PIN) -> None:
         """One wrong PIN (a failure-count write: the write whose failure put the credential

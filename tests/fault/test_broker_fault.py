@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fault.gate import REVOKED_PERSON, provisioned_gate, revoke_card_over_mqtt
-from tests.fault.invariants import Invariants
+from tests.fault.gate import provisioned_gate, started_with_revocation
 from tests.mosquitto import Mosquitto
 
 pytestmark = [pytest.mark.fault, pytest.mark.mosquitto, pytest.mark.slow, pytest.mark.timeout(90)]
@@ -32,9 +31,7 @@ def broker() -> Iterator[Mosquitto]:
 def test_broker_outage(broker: Mosquitto, tmp_path: Path) -> None:
     async def main() -> None:
         async with provisioned_gate(broker, tmp_path) as stack:
-            await stack.start_daemon()
-            await revoke_card_over_mqtt(stack)
-            inv = Invariants(stack, revoked_person=stack.person_id(REVOKED_PERSON))
+            inv = await started_with_revocation(stack)
             async with inv:
                 await inv.round("healthy", revoked=False)
                 await inv.no_event_lost(within_s=5.0, label="healthy")

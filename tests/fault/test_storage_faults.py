@@ -24,13 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fault.gate import (
-    REVOKED_PERSON,
-    FaultStack,
-    provisioned_gate,
-    revoke_card_over_mqtt,
-)
-from tests.fault.invariants import Invariants
+from tests.fault.gate import provisioned_gate, started_with_revocation
 from tests.mosquitto import Mosquitto
 
 pytestmark = [pytest.mark.fault, pytest.mark.mosquitto, pytest.mark.slow, pytest.mark.timeout(90)]
@@ -158,19 +152,13 @@ def fill(directory: Path) -> int:
     return written
 
 
-async def _healthy_start(stack: FaultStack) -> Invariants:
-    await stack.start_daemon()
-    await revoke_card_over_mqtt(stack)
-    return Invariants(stack, revoked_person=stack.person_id(REVOKED_PERSON))
-
-
 def test_database_write_locked(broker: Mosquitto, tmp_path: Path) -> None:
     """Another process holds the write lock; a wrong PIN (its failure count cannot be
     written) puts the credential cache in charge: the revoked card must still be refused."""
 
     async def main() -> None:
         async with provisioned_gate(broker, tmp_path) as stack:
-            inv = await _healthy_start(stack)
+            inv = await started_with_revocation(stack)
             async with inv:
                 await inv.round("healthy", revoked=False)
                 with write_locked(stack.db_path):
@@ -188,7 +176,7 @@ def test_database_read_failing(broker: Mosquitto, tmp_path: Path) -> None:
 
     async def main() -> None:
         async with provisioned_gate(broker, tmp_path) as stack:
-            inv = await _healthy_start(stack)
+            inv = await started_with_revocation(stack)
             async with inv:
                 await inv.round("healthy", revoked=False)
                 with reads_failing(stack.db_path):
@@ -207,7 +195,7 @@ def test_readonly_filesystem_at_start(broker: Mosquitto, tmp_path: Path) -> None
 
     async def main() -> None:
         async with provisioned_gate(broker, tmp_path) as stack:
-            inv = await _healthy_start(stack)
+            inv = await started_with_revocation(stack)
             async with inv:
                 await inv.round("healthy", revoked=False)
                 await inv.no_event_lost(DELIVER_WITHIN_S, label="healthy")
@@ -235,7 +223,7 @@ def test_disk_full(broker: Mosquitto, tmp_path: Path) -> None:
             shutil.move(stack.state_dir, seed)
             stack.state_dir.mkdir(mode=0o700)
             stack.launcher = tmpfs_launcher(stack.state_dir, seed)
-            inv = await _healthy_start(stack)
+            inv = await started_with_revocation(stack)
             state = stack.in_daemon_namespace(stack.state_dir)
             async with inv:
                 await inv.round("healthy", revoked=False)
