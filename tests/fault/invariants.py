@@ -245,6 +245,7 @@ class Invariants:
         self.expected: Counter[tuple[str, str]] = Counter()
         self.presented = 0  # presentations whose decision the daemon's log must show
         self._baseline = 0
+        self._stuck: set[float] = set()  # on-intervals (by start) reported as not relocked
         self.violations: list[str] = []
         self.notes: list[str] = []
         self.events = EventLog(stack.mqtt_url)
@@ -310,8 +311,8 @@ class Invariants:
     async def door_locked(self, label: str) -> None:
         """Invariant 1 now: the relay is off, or goes off within the limit of going on."""
         since = self.relay.on_since()
-        if since is None:
-            return
+        if since is None or since in self._stuck:
+            return  # locked, or already reported stuck (said once, not once per check)
         while time.monotonic() < since + self.limit_s + 0.2:
             if self.relay.on_since() is None:
                 break
@@ -319,6 +320,7 @@ class Invariants:
         snap = [iv for iv in self.relay.snapshot() if iv[0] == since]
         off = snap[0][1] if snap else None
         if off is None or off - since > self.limit_s:
+            self._stuck.add(since)
             held = (off or time.monotonic()) - since
             self.violation(
                 label,
@@ -467,9 +469,11 @@ class Invariants:
         now = time.monotonic()
         for on, off in self.relay.snapshot():
             held = (off if off is not None else now) - on
-            if held > self.limit_s + 0.1:  # + one sampling period of slack
+            if held > self.limit_s + 0.1:  # + a sampling period
                 what = f"door {self.door}: relay on for {held:.1f} s (limit {self.limit_s:.1f} s)"
-                if what not in " ".join(self.violations):
+                if on in self._stuck:
+                    self.notes.append(f"[relay watch] {what}")
+                else:
                     self.violation("relay watch", what)
         grants = self.revoked_grants()
         if grants:
