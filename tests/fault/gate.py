@@ -97,7 +97,8 @@ class FaultStack(DemoStack):
             self.proc = await asyncio.to_thread(
                 subprocess.Popen, [*cmd, "run"], stdout=logf, stderr=subprocess.STDOUT, env=env
             )
-        deadline = time.monotonic() + limit_s
+        started = time.monotonic()
+        deadline = started + limit_s
         ready = False
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -108,7 +109,7 @@ class FaultStack(DemoStack):
             ready = ready or ("subsystems wired" in text and "running for site" in text)
             if ready and all(f"reader {r}: online" in text for r in ("entry", "side")):
                 return
-            if ready and time.monotonic() > deadline - limit_s + READERS_ONLINE_S:
+            if ready and time.monotonic() > started + READERS_ONLINE_S:
                 return  # readers slow (or logged differently): the checks will say
             await asyncio.sleep(0.1)
         raise RuntimeError(f"the daemon did not become ready:\n{self.daemon_log_tail()}")
