@@ -5,7 +5,10 @@ seen for ``approach_gap_s``, and then everything about it (unknown faces include
 forgotten. Within the approach the last ``n`` frames with faces form a window:
 
 - a person is ``Recognised`` when matched, with good quality and acceptable liveness, in
-  ``k`` of the window's frames; at most once per approach and once per ``cooldown_s``;
+  ``k`` of the window's frames; at most once per approach and once per ``cooldown_s``.
+  It is decided only on a frame where that person counts (so ``frame_ts`` is that frame):
+  evidence that was blocked when it was complete never turns into a recognition later,
+  on a frame without the person, because the block left the window or the cooldown ended;
 - ``UnknownFace`` when ``k`` frames hold an unknown face and no known one: once per approach;
 - ``SpoofSuspected`` (liveness ``required``) when ``k`` frames fail liveness or multi-frame
   consistency: once per approach, and nobody is recognised for the rest of that approach.
@@ -344,8 +347,10 @@ class ApproachTracker:
     ) -> list[FusionOutcome]:
         s = self.settings
         out: list[FusionOutcome] = []
-        people = sorted({p for f in window for p in f.matched})
-        for pid in people:
+        # Decided only on a frame that holds the person: evidence blocked when it was
+        # completed (spoof in the window, cooldown) must not become a recognition later,
+        # on someone else's frame, just because the block left the window or ran out.
+        for pid in sorted(window[-1].matched):
             frames = [f for f in window if pid in f.matched]
             if len(frames) < s.k or pid in st.recognised:
                 continue

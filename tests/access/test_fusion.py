@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.access import (
@@ -190,6 +190,30 @@ LEFT = (100.0, 200.0, 80.0, 80.0)
 RIGHT = (420.0, 210.0, 70.0, 70.0)
 
 
+def test_blocked_evidence_is_not_recognised_later_when_the_spoof_leaves_the_window() -> None:
+    # k=3 of n=4: alice's three live frames are complete at 100.6 but the photo that failed
+    # liveness at 100.0 is still in the window, so she is blocked. Bob's frames then push the
+    # photo out; alice is not there, so nothing about her may be decided on them.
+    t = ApproachTracker(FusionSettings(k=3, n=4))
+    out = feed(t, [[PHOTO], [ALICE], [ALICE], [ALICE], [BOB], [BOB]])
+    assert only(out, Recognised) == []
+    # When she is seen live again (photo gone from the window), she is decided on that frame.
+    t2 = ApproachTracker(FusionSettings(k=3, n=4))
+    out = feed(t2, [[PHOTO], [ALICE], [ALICE], [ALICE], [ALICE]])
+    assert out == [Recognised(CAM, "alice", 100.8)]
+
+
+def test_cooldown_running_out_does_not_release_evidence_on_a_frame_without_the_person() -> None:
+    t = ApproachTracker(FusionSettings(cooldown_s=10.0))
+    assert only(feed(t, [[ALICE], [ALICE]], camera="a"), Recognised) != []  # last event 100.2
+    # At the other gate 9.5 s later: two live frames, blocked by the cooldown.
+    assert feed(t, [[ALICE], [ALICE]], start=109.5, camera="b") == []
+    t.expire(110.3)  # the cooldown runs out
+    # Only bob at the gate now: alice's old frames must not open it for her.
+    assert t.observe("b", 110.3, [BOB]) == []
+    assert t.observe("b", 110.5, [ALICE]) == [Recognised("b", "alice", 110.5, faces_in_approach=1)]
+
+
 def test_spoofed_bystander_does_not_block_resident_elsewhere_in_frame() -> None:
     t = ApproachTracker(FusionSettings())
     resident = FaceMatch("alice", live=True, box=LEFT)
@@ -359,8 +383,15 @@ def _counts_under_required(face: FaceMatch) -> bool:
     return face.quality_ok and face.live is True and face.consistent is not False
 
 
+LATE_AFTER_SPOOF = [[PHOTO], [ALICE], [ALICE], [ALICE], [BOB], [BOB]]
+
+
 @settings(max_examples=150, deadline=None)
 @given(frames=frames_st, gaps=gaps_st, k=st.integers(1, 3), extra=st.integers(0, 2))
+# Found by a full run: a spoof frame left the window on bob's frame and alice's blocked
+# evidence was recognised then (frame_ts 0.4 emitted at 0.5, alice absent).
+@example(frames=LATE_AFTER_SPOOF, gaps=[0.1] * 40, k=3, extra=1)
+@example(frames=LATE_AFTER_SPOOF, gaps=[0.1] * 40, k=2, extra=2)
 def test_required_recognition_always_rests_on_k_live_frames(
     frames: list[list[FaceMatch]], gaps: list[float], k: int, extra: int
 ) -> None:
@@ -395,7 +426,10 @@ def test_required_recognition_always_rests_on_k_live_frames(
             ]
             assert good
             assert len(good_frames) >= s.k
+            # Decided on the frame that completed the evidence, and that frame holds the
+            # person: never attributed to, nor emitted on, a frame where they are absent.
             assert o.frame_ts == ts
+            assert any(f.person_id == o.person_id and _counts_under_required(f) for f in faces)
             mine = [
                 f.box
                 for _, fs in window
