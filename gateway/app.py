@@ -38,6 +38,7 @@ from gateway.hardware.lock import DoorLock
 from gateway.hardware.readers import Reader, open_reader
 from gateway.keys import Keys
 from gateway.mqtt import events as ev
+from gateway.mqtt.rejections import RejectionLimiter
 from gateway.privacy import access_log, audit
 from gateway.privacy.audit_watch import AuditWatch
 from gateway.runtime import ServiceSpec
@@ -80,6 +81,7 @@ class Gateway:
         self._gallery_live = False
         self.topics: Any = None
         self._fanout_rx: Any = None
+        self._fanout_refusals = RejectionLimiter()  # log lines for refused fan-out messages
         self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
         self._scrubs: set[asyncio.Task[bool]] = set()  # WAL scrubs after erasures
         self._data_seen: tuple[int, ...] | None = None  # _watch_data's last data version
@@ -709,7 +711,18 @@ class Gateway:
         try:
             got = self._fanout_rx.accept(payload)
         except ProtocolError as exc:
-            log.warning("gate %s: withdrawal fan-out refused: %s", self.cfg.site.gate, exc)
+            # Anyone on the broker can send these: log the first few per window, then count.
+            now = time.time()
+            summary = self._fanout_refusals.flush(now)
+            if summary is not None:
+                log.warning(
+                    "gate %s: %d more withdrawal fan-out message(s) refused (%s)",
+                    self.cfg.site.gate,
+                    summary.total,
+                    ", ".join(f"{k}: {v}" for k, v in summary.counts.items()),
+                )
+            if self._fanout_refusals.admit(type(exc).__name__, now):
+                log.warning("gate %s: withdrawal fan-out refused: %s", self.cfg.site.gate, exc)
             return
         if got is None:
             return  # our own
