@@ -36,6 +36,7 @@ from gateway.mqtt.homeassistant import HomeAssistant
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.payload import payload_bytes
 from gateway.mqtt.rejections import RejectionLimiter
+from gateway.mqtt.retained import RetainedStore
 from gateway.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ class MqttService:
         self._tls = settings.tls_context()  # bad CA/cert/key paths fail here, at startup
         self._status_wake = asyncio.Event()
         self._failure_log = RejectionLimiter()  # per-message failures: log lines per window
+        self.retained = RetainedStore()  # retained documents other parts read (audit head, counts)
 
     # ------------------------------------------------------------------ public
 
@@ -372,6 +374,9 @@ class MqttService:
                 await client.subscribe(self.topics.commands_wildcard, qos=1)
             if self.on_withdrawal is not None:
                 await client.subscribe(self.topics.withdrawals_wildcard, qos=1)
+            for topic_filter in self.retained.filters:
+                await client.subscribe(topic_filter, qos=1)
+            self.retained.subscribed()
             if self.homeassistant is not None:
                 for topic, payload, retain in self.homeassistant.discovery():
                     await client.publish(
@@ -496,6 +501,10 @@ class MqttService:
 
     async def _handle(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
         """One received message: a withdrawal fan-out or a command (answered on cmd_result)."""
+        if self.retained.accepts(topic):
+            if not self.retained.put(topic, payload):
+                log.debug("gate %s: retained document on %s not kept", self.topics.gate, topic)
+            return
         if topic.endswith("/withdrawal"):
             if self.on_withdrawal is not None:
                 await self.on_withdrawal(payload)
@@ -503,6 +512,9 @@ class MqttService:
         if self.commands is None:
             return
         name = self.topics.command_name(topic)
+        if name is None:  # not one of our command topics (a broker may deliver overlaps)
+            log.debug("gate %s: message on %s ignored", self.topics.gate, topic)
+            return
         result: CommandResult = await self.commands.process(name, payload)
         await client.publish(
             self.topics.command_result,

@@ -141,7 +141,18 @@ class AuditWatch:
             settings = settings_from_config(gw.cfg)
         watch = cls(gw.db, gw.run_db, gw.emit, gw.cfg.site.id, gw.cfg.site.gate, gw.outbox, base)
         watch.db_path = str(gw.cfg.storage.database_path)
-        if settings is not None:
+        store = getattr(gw.mqtt, "retained", None)
+        if store is not None and base is not None:
+            # The daemon's own MQTT session keeps these retained documents (no second
+            # connection per check).
+            counts_filter = f"{gw.cfg.mqtt.topic_prefix}/{gw.cfg.site.id}/+/enrolled"
+            store.watch(head_topic(base))
+            store.watch(counts_filter)
+            watch.read_retained = store.read
+            watch.other_gate_counts = lambda: _counts_from_store(
+                store, counts_filter, gw.cfg.site.gate
+            )
+        elif settings is not None:
             watch.read_retained = lambda topic: read_retained(settings, topic)
             watch.other_gate_counts = lambda: _other_counts(gw.cfg, settings)
         return watch
@@ -247,6 +258,19 @@ async def read_retained(settings: Any, topic: str, *, wait_s: float = 2.0) -> by
     except aiomqtt.MqttError as exc:
         log.warning("audit head: cannot read %s from the broker: %s", topic, exc)
     return None
+
+
+async def _counts_from_store(store: Any, counts_filter: str, own_gate: str) -> int:
+    """The other gates' retained people counts, from the daemon's session's store."""
+    from gateway.mqtt.fleet import parse_enrolled
+
+    total = 0
+    for topic, payload in store.matching(counts_filter).items():
+        if topic.split("/")[-2] == own_gate:
+            continue
+        count = parse_enrolled(topic, payload)
+        total += count or 0
+    return total
 
 
 async def _other_counts(cfg: Any, settings: Any) -> int:
