@@ -88,7 +88,7 @@ def test_own_writes_while_the_store_is_down_do_not_refuse_everyone(tmp_path: Pat
     """The decision store is marked down (a wrong PIN's count could not be written under a
     write lock) and the daemon's other connections commit events and log rows: the
     follower proves the cache current; valid cards are still vouched for."""
-    db, creds, state, follower, a, b = _gate(tmp_path)
+    _db, creds, state, follower, a, b = _gate(tmp_path)
     other = _other(tmp_path)
     holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
 
@@ -119,7 +119,7 @@ def test_own_writes_while_the_store_is_down_do_not_refuse_everyone(tmp_path: Pat
 def test_revocation_elsewhere_reaches_the_cache_while_writes_fail(tmp_path: Path) -> None:
     """A revocation committed by another process just before a write lock: the follower
     loads it on its own connection although the decision store is "down"."""
-    db, creds, state, follower, a, b = _gate(tmp_path)
+    _db, creds, state, follower, a, b = _gate(tmp_path)
     other = _other(tmp_path)
     other_creds = Credentials(other, KEY, hash_params=FAST)
     holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
@@ -145,7 +145,7 @@ def test_revocation_elsewhere_reaches_the_cache_while_writes_fail(tmp_path: Path
 def test_a_credential_change_that_cannot_be_loaded_refuses_everyone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db, creds, state, follower, a, b = _gate(tmp_path)
+    _db, creds, state, follower, a, b = _gate(tmp_path)
     other_creds = Credentials(_other(tmp_path), KEY, hash_params=FAST)
 
     def unreadable(conn: Any) -> Any:
@@ -172,7 +172,7 @@ def test_a_credential_change_that_cannot_be_loaded_refuses_everyone(
 def test_an_unreadable_database_refuses_only_recent_changes(tmp_path: Path) -> None:
     """Nothing can be read (no proof either way): the long-enrolled card is vouched for,
     a person whose card changed within ``recent_s`` is not."""
-    db, creds, state, follower, a, b = _gate(tmp_path)
+    db, creds, state, follower, a, _b = _gate(tmp_path)
     c = add_person(db, "C", unit="3")
     creds.add_card(c, 1, 300, time.time())
     follower.load()
@@ -184,7 +184,7 @@ def test_an_unreadable_database_refuses_only_recent_changes(tmp_path: Path) -> N
 
 
 def test_a_proven_cache_vouches_for_loaded_changes_not_for_later_ones(tmp_path: Path) -> None:
-    db, creds, state, follower, a, b = _gate(tmp_path)
+    db, creds, state, follower, a, _b = _gate(tmp_path)
     c = add_person(db, "C", unit="3")
     creds.add_card(c, 1, 300, time.time())
     follower.load()  # the new card is in the snapshot, proven just now
@@ -196,7 +196,7 @@ def test_a_proven_cache_vouches_for_loaded_changes_not_for_later_ones(tmp_path: 
 def test_a_snapshot_read_before_an_in_process_revocation_is_not_installed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db, creds, state, follower, a, b = _gate(tmp_path)
+    db, creds, _state, follower, a, b = _gate(tmp_path)
     real_read = CacheState.read
 
     def racing_read(conn: Any) -> Any:
