@@ -159,10 +159,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE people ADD COLUMN birth_month TEXT;
     """,
     # 4 (issue 18 item 3): a credential generation, bumped by triggers on every change to a
-    # card, a PIN or the facts a card/PIN decision reads about a person (not on last_seen_at
-    # or other bookkeeping), whoever writes it. The daemon's cache follower compares it when
-    # the database changed: its own event, log and audit writes do not look like a
-    # credential change, and a credential change that cannot be loaded is known as one.
+    # card, a PIN or the facts a card/PIN decision reads about a person, whoever writes it
+    # -- not on the daemon's own bookkeeping (last_seen_at, a visitor PIN's uses_left, a
+    # PIN's re-index, lockouts), which its cache already holds. The daemon's cache follower
+    # compares it when the database changed: its own event, log and audit writes do not
+    # look like a credential change, and a credential change that cannot be loaded is
+    # known as one.
     """
     CREATE TABLE credential_generation (
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -177,7 +179,8 @@ MIGRATIONS: tuple[str, ...] = (
     BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
     CREATE TRIGGER credential_generation_pins_insert AFTER INSERT ON pins
     BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
-    CREATE TRIGGER credential_generation_pins_update AFTER UPDATE ON pins
+    CREATE TRIGGER credential_generation_pins_update
+    AFTER UPDATE OF person_id, pin_hash, kind, expires_at, created_at, revoked_at ON pins
     BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
     CREATE TRIGGER credential_generation_pins_delete AFTER DELETE ON pins
     BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;

@@ -72,6 +72,7 @@ def test_the_generation_moves_with_credentials_only(tmp_path: Path) -> None:
     svc.set_validity(deps, a, actor="t", channel="cli", valid_until=time.time() + 60)
     assert moved()
     touch_last_seen(db, a, time.time())  # bookkeeping of a grant
+    db.execute("UPDATE pins SET uses_left = 3, pin_index = pin_index WHERE person_id = ?", [a])
     db.execute(
         "INSERT INTO access_log (ts, door, method, granted, reason) VALUES (1,'d','card',1,'ok')"
     )
