@@ -515,11 +515,12 @@ class AccessController:
             )
             if decision.duress:
                 self.emit(ev.Duress, door=decision.door, method=method, person=person)
+            # the relay and the reader's feedback first; then the (bounded) store writes
+            await self._feedback(reader, feedback.Outcome.GRANTED)
             if decision.consume_visitor_use and decision.visitor_pin_ref is not None:
                 ref = decision.visitor_pin_ref
                 await self.reads.call("visitor PIN use", self.credentials.consume_use, ref)
             await self.reads.bookkeeping(self._record_grant, decision, method, now)
-            await self._feedback(reader, feedback.Outcome.GRANTED)
             return
         self.stats.denials += 1
         reason = decision.reason.value
@@ -532,13 +533,13 @@ class AccessController:
                 method=method or ev.AccessMethod.PIN,
                 person=self.pseudonym(decision.person_id),
             )
-        await self.reads.bookkeeping(self._log_access, decision, method, now)
         await self._feedback(
             reader,
             feedback.Outcome.LOCKED_OUT
             if decision.reason is Reason.LOCKED_OUT
             else feedback.Outcome.DENIED,
         )
+        await self.reads.bookkeeping(self._log_access, decision, method, now)
 
     def _deny_event(
         self,

@@ -253,7 +253,9 @@ class _Pin:
 
 
 _PIN_COLUMNS = "id, person_id, pin_index, pin_hash, kind, expires_at, uses_left"
-_FINGERPRINT_SQL = (
+CACHE_CARDS_SQL = "SELECT card_hmac, person_id FROM cards WHERE revoked_at IS NULL"
+CACHE_PINS_SQL = f"SELECT {_PIN_COLUMNS} FROM pins WHERE revoked_at IS NULL"  # noqa: S608 - constant
+FINGERPRINT_SQL = (
     "SELECT (SELECT count(*) FROM cards WHERE revoked_at IS NULL), (SELECT max(id) FROM cards), "
     "(SELECT count(*) FROM pins WHERE revoked_at IS NULL), (SELECT max(id) FROM pins), "
     "(SELECT total(uses_left) + total(expires_at) + total(pin_index) FROM pins "
@@ -323,6 +325,7 @@ class Credentials:
         self._degraded: str | None = None
         self._retry_at = 0.0
         self._loaded_fingerprint: tuple[Any, ...] = ()
+        self._epoch = 0  # bumped whenever a credential leaves the cache (see install)
         self.refresh()
 
     # -- degradation -------------------------------------------------------------------
@@ -354,6 +357,7 @@ class Credentials:
         """Drop a person's card (or all their cards) from the cache, before a revocation is
         written: a revocation that reached this process is refused even if the write fails."""
         with self._lock:
+            self._epoch += 1
             for digest, owner in list(self._cards.items()):
                 if owner == person_id and card_hmac in (None, digest):
                     del self._cards[digest]
@@ -441,7 +445,7 @@ class Credentials:
         return True
 
     def _fingerprint(self) -> tuple[Any, ...]:
-        return tuple(self.db.execute(_FINGERPRINT_SQL).fetchone())
+        return tuple(self.db.execute(FINGERPRINT_SQL).fetchone())
 
     def refresh_if_changed(self) -> bool:
         """Reload the cache when the credential tables changed since the last load (a
@@ -466,12 +470,8 @@ class Credentials:
                 conn.execute("BEGIN")  # one snapshot: cards and PINs of the same moment
             try:
                 mark = self._fingerprint()
-                cards = self.db.execute(
-                    "SELECT card_hmac, person_id FROM cards WHERE revoked_at IS NULL"
-                ).fetchall()
-                pins = self.db.execute(
-                    f"SELECT {_PIN_COLUMNS} FROM pins WHERE revoked_at IS NULL"  # noqa: S608 - constant
-                ).fetchall()
+                cards = self.db.execute(CACHE_CARDS_SQL).fetchall()
+                pins = self.db.execute(CACHE_PINS_SQL).fetchall()
             finally:
                 if own:
                     conn.execute("COMMIT")
@@ -483,6 +483,30 @@ class Credentials:
             cards, pins, mark = self._db("cache refresh", "-", load, force=True)
         except _StoreDown:
             return False
+        with self._lock:
+            self._install(cards, pins, mark)
+        log.debug("credential cache: %d cards, %d PINs", len(cards), len(pins))
+        return True
+
+    @property
+    def epoch(self) -> int:
+        """Changes with every credential taken out of the cache (take it before reading
+        rows for :meth:`install`)."""
+        with self._lock:
+            return self._epoch
+
+    def install(self, cards: list[Any], pins: list[Any], mark: tuple[Any, ...], epoch: int) -> bool:
+        """Replace the cache with rows read on another connection in one snapshot
+        (:data:`CACHE_CARDS_SQL`, :data:`CACHE_PINS_SQL`, :data:`FINGERPRINT_SQL`). False,
+        and nothing replaced, when a credential left the cache since ``epoch`` was taken:
+        the rows may predate that revocation."""
+        with self._lock:
+            if epoch != self._epoch:
+                return False
+            self._install(cards, pins, mark)
+        return True
+
+    def _install(self, cards: list[Any], pins: list[Any], mark: tuple[Any, ...]) -> None:
         new_cards = {bytes(r[0]): sys.intern(str(r[1])) for r in cards}
         new_pins = {p.id: p for p in map(_pin_of, pins)}
         buckets: dict[int, list[int]] = {}
@@ -492,8 +516,6 @@ class Credentials:
                 buckets.setdefault(pin.pin_index, []).append(pin.id)
             self._cards, self._pins, self._buckets = new_cards, new_pins, buckets
             self._loaded_fingerprint = mark
-        log.debug("credential cache: %d cards, %d PINs", len(new_cards), len(new_pins))
-        return True
 
     def _apply_pending(self, pin: _Pin) -> None:
         n = self._pending_uses.get(pin.id)
@@ -511,6 +533,7 @@ class Credentials:
 
     def _cache_drop(self, pin_id: int) -> None:
         with self._lock:
+            self._epoch += 1
             old = self._pins.pop(pin_id, None)
             if old is not None:
                 bucket = self._buckets.get(old.pin_index, [])
@@ -571,6 +594,7 @@ class Credentials:
             [now, digest],
         )
         with self._lock:
+            self._epoch += 1
             self._cards.pop(digest, None)
         return cur.rowcount > 0
 
@@ -584,6 +608,7 @@ class Credentials:
             args.append(card_hmac)
         n = int(self.db.execute(sql, args).rowcount)
         with self._lock:
+            self._epoch += 1
             for digest, owner in list(self._cards.items()):
                 if owner == person_id and card_hmac in (None, digest):
                     del self._cards[digest]
@@ -608,7 +633,8 @@ class Credentials:
                 return self._cards.get(digest)
         with self._lock:
             if row is None:
-                self._cards.pop(digest, None)
+                if self._cards.pop(digest, None) is not None:
+                    self._epoch += 1
                 return None
             self._cards[digest] = str(row[0])
         return str(row[0])

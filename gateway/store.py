@@ -158,6 +158,40 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE access_log ADD COLUMN subject TEXT;
     ALTER TABLE people ADD COLUMN birth_month TEXT;
     """,
+    # 4 (issue 18 item 3): a credential generation, bumped by triggers on every change to a
+    # card, a PIN or the facts a card/PIN decision reads about a person, whoever writes it
+    # -- not on the daemon's own bookkeeping (last_seen_at, a visitor PIN's uses_left, a
+    # PIN's re-index, lockouts), which its cache already holds. The daemon's cache follower
+    # compares it when the database changed: its own event, log and audit writes do not
+    # look like a credential change, and a credential change that cannot be loaded is
+    # known as one.
+    """
+    CREATE TABLE credential_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        gen INTEGER NOT NULL
+    );
+    INSERT INTO credential_generation (id, gen) VALUES (1, 0);
+    CREATE TRIGGER credential_generation_cards_insert AFTER INSERT ON cards
+    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
+    CREATE TRIGGER credential_generation_cards_update AFTER UPDATE ON cards
+    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
+    CREATE TRIGGER credential_generation_cards_delete AFTER DELETE ON cards
+    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
+    CREATE TRIGGER credential_generation_pins_insert AFTER INSERT ON pins
+    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
+    CREATE TRIGGER credential_generation_pins_update
+    AFTER UPDATE OF person_id, pin_hash, kind, expires_at, created_at, revoked_at ON pins
+    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
+    CREATE TRIGGER credential_generation_pins_delete AFTER DELETE ON pins
+    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
+    CREATE TRIGGER credential_generation_people_insert AFTER INSERT ON people
+    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
+    CREATE TRIGGER credential_generation_people_delete AFTER DELETE ON people
+    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
+    CREATE TRIGGER credential_generation_people_update
+    AFTER UPDATE OF role, access_group, valid_from, valid_until ON people
+    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -240,8 +274,19 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _split(script: str) -> list[str]:
-    """Split a migration script into statements (no semicolons inside our DDL strings)."""
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a migration script into statements (a trigger body's semicolons stay inside
+    its statement; no semicolons inside our string literals)."""
+    out: list[str] = []
+    buf = ""
+    for part in script.split(";"):
+        buf += part + ";"
+        if sqlite3.complete_statement(buf):
+            if buf.strip(" \n;"):
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip(" \n;"):
+        out.append(buf.strip())
+    return out
 
 
 def integrity_ok(db: sqlite_utils.Database) -> bool:

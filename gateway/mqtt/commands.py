@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self
 
@@ -245,6 +247,9 @@ class CommandProcessor:
         self._gate = gate
         self._handlers: dict[str, tuple[Handler, type[BaseModel]]] = {}
         self._rejections = RejectionLimiter(rejection_window_s, rejections_audited)
+        # The nonce and audit writes run here, off the event loop: a locked or failing
+        # database (a held WAL index makes each call wait ~10 s) must not stall the doors.
+        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="commands-db")
         if audit is None:
             from gateway.privacy import audit as audit_mod
 
@@ -314,12 +319,13 @@ class CommandProcessor:
 
     async def process(self, topic_name: str | None, payload: bytes) -> CommandResult:
         """Check and run one command; always returns a result, never raises."""
-        self.flush_rejections()
+        off_loop = self._off_loop
+        await off_loop(self.flush_rejections)
         name: str | None = topic_name
         nonce: str | None = None
         actor = "mqtt:unverified"
         try:
-            env = self._check(topic_name, payload)
+            env: Envelope = await off_loop(self._check, topic_name, payload)
             name, nonce, actor = env.name, env.nonce, f"mqtt:{env.key_id}"
             handler, model = self._handlers[env.name]
             try:
@@ -332,7 +338,7 @@ class CommandProcessor:
                     "consent scope 'device' does not allow syncing templates to other gates",
                 )
         except _Reject as rej:
-            self._record_rejection(actor, name, nonce, rej)
+            await off_loop(self._record_rejection, actor, name, nonce, rej)
             return CommandResult(
                 name=name,
                 nonce=nonce,
@@ -356,15 +362,20 @@ class CommandProcessor:
             reason, detail = "handler_failed", type(exc).__name__
         else:
             log.info("gate %s: command %s executed (key %s)", self._gate, name, actor)
-            self._safe_audit(actor, "command.executed", subject, {"command": name, "nonce": nonce})
+            details = {"command": name, "nonce": nonce}
+            await off_loop(self._safe_audit, actor, "command.executed", subject, details)
             return CommandResult(name=name, nonce=nonce, ok=True, result=result, ts=self._now_iso())
         log.warning("gate %s: command %s failed: %s (%s)", self._gate, name, reason, detail)
-        self._safe_audit(
-            actor, "command.failed", subject, {"command": name, "nonce": nonce, "reason": reason}
-        )
+        details = {"command": name, "nonce": nonce, "reason": reason}
+        await off_loop(self._safe_audit, actor, "command.failed", subject, details)
         return CommandResult(
             name=name, nonce=nonce, ok=False, error=reason, detail=detail, ts=self._now_iso()
         )
+
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the processor's database thread (one at a time, in order)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_thread, functools.partial(fn, *args))
 
     def _check(self, topic_name: str | None, payload: bytes) -> Envelope:
         try:

@@ -151,8 +151,10 @@ class Outbox:
         return self._degraded
 
     def stats(self) -> OutboxStats:
-        """Counters for the status topic."""
-        with self._lock:
+        """Counters for the status topic. Called on the event loop: it does not wait for
+        the lock a put holds while SQLite hangs (then the counters may be a moment old)."""
+        locked = self._lock.acquire(timeout=0.01)
+        try:
             return OutboxStats(
                 pending=self._db_count + len(self._memory),
                 in_memory=len(self._memory),
@@ -162,6 +164,9 @@ class Outbox:
                 journalled=0 if self._spill is None else self._spill.records,
                 journal_failed=None if self._spill is None else self._spill.failed,
             )
+        finally:
+            if locked:
+                self._lock.release()
 
     def put(self, event: BaseEvent, *, retain: bool = False) -> None:
         """Store ``event`` durably (or in memory when the database fails); never raises."""
@@ -381,13 +386,20 @@ class Outbox:
         """
         while True:
             await asyncio.sleep(self.retry_db_s)
-            with self._lock:
-                if not self._memory and self._degraded is None:
-                    continue
-                self._try_repersist(force=True)
-                persisted = not self._memory
-            if persisted:
+            if not self._memory and self._degraded is None:
+                continue
+            # off the event loop: the write (and the lock a put holds while SQLite waits
+            # ~10 s on a locked WAL index) must never stall readers and doors
+            if await asyncio.to_thread(self._repersist_now):
                 self._notify()
+
+    def _repersist_now(self) -> bool:
+        """One forced write-back of the memory buffer; True when it is empty afterwards."""
+        with self._lock:
+            if not self._memory and self._degraded is None:
+                return False
+            self._try_repersist(force=True)
+            return not self._memory
 
     def _recover_spill(self, spill: SpillJournal) -> None:
         """At start: put the events journalled by an earlier run back into the database."""
@@ -521,7 +533,7 @@ class Outbox:
             # mark what was acknowledged before the failure
             done = [it for it, t in zip(batch, tasks, strict=False) if _acked(t)]
             if done:
-                self._mark_sent(done)
+                await asyncio.shield(asyncio.to_thread(self._mark_sent, done))
             raise
 
 

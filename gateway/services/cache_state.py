@@ -12,8 +12,12 @@ cannot answer, and the fail-closed rule for deciding from that memory.
 
 While the store cannot be read, :meth:`CacheState.refuse_reason` refuses a person whose
 credentials changed within ``recent_s`` before ``proven_at`` (a change made just before the
-fault may be half seen), and everyone while a change was noticed but could not be loaded.
-Revoked cards and PINs are absent from the credential cache, so they never match at all.
+fault may be half seen), and everyone only while a *credential* change is known to have
+happened and could not be loaded (the follower tells credential changes from the daemon's
+own event, log and audit writes by the credential generation). While the cache is proven
+current (within ``fresh_s``) a change already loaded is no reason to refuse: only changes
+made in this process after the last load are. Revoked cards and PINs are absent from the
+credential cache, so they never match at all.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ log = logging.getLogger(__name__)
 #: A credential or validity change this recent (before the cache was last proven current)
 #: makes the person's card and PIN refused while the store cannot be read.
 RECENT_CHANGE_S = 120.0
+#: The cache counts as current this long after the follower last proved it so (it checks
+#: every 0.25 s, each check bounded by 1 s).
+FRESH_S = 1.5
 
 _PEOPLE_SQL = "SELECT id, role, access_group, valid_from, valid_until FROM people"
 _CHANGES_SQL = (
@@ -64,14 +71,20 @@ class CacheState:
     """People facts and change times held in memory; thread-safe."""
 
     def __init__(
-        self, *, recent_s: float = RECENT_CHANGE_S, clock: Callable[[], float] = time.time
+        self,
+        *,
+        recent_s: float = RECENT_CHANGE_S,
+        fresh_s: float = FRESH_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.recent_s = recent_s
+        self.fresh_s = fresh_s
         self._clock = clock
         self._lock = threading.Lock()
         self._people: dict[str, PersonRecord] = {}
         self._changed: dict[str, float] = {}
         self.proven_at: float | None = None
+        self.loaded_at: float | None = None
         self.unknown_change: str | None = None
         self.loaded = False
 
@@ -84,11 +97,20 @@ class CacheState:
         if own:
             conn.execute("BEGIN")
         try:
-            people = [_record(r) for r in conn.execute(_PEOPLE_SQL).fetchall()]
-            changes = conn.execute(_CHANGES_SQL).fetchall()
+            people, changes = self.read(conn)
         finally:
             if own:
                 conn.execute("COMMIT")
+        self.install(people, changes)
+
+    @staticmethod
+    def read(conn: Any) -> tuple[list[Any], list[Any]]:
+        """The rows :meth:`install` takes (run inside the caller's read transaction)."""
+        return conn.execute(_PEOPLE_SQL).fetchall(), conn.execute(_CHANGES_SQL).fetchall()
+
+    def install(self, people_rows: list[Any], changes: list[Any]) -> None:
+        """Take the rows of :meth:`read` (one snapshot) as the current state."""
+        people = [_record(r) for r in people_rows]
         now = self._clock()
         with self._lock:
             fresh = {p.person_id: p for p in people}
@@ -101,7 +123,7 @@ class CacheState:
                     self._changed[str(pid)] = max(self._changed.get(str(pid), 0.0), float(ts))
             self._people = fresh
             self.loaded = True
-            self.proven_at = now
+            self.proven_at = self.loaded_at = now
             self.unknown_change = None
 
     def note_proven(self) -> None:
@@ -138,14 +160,17 @@ class CacheState:
     def refuse_reason(self, person_id: str) -> str | None:
         """Why a card/PIN of ``person_id`` must be refused while the store cannot be
         read, or None when the cache may answer for them."""
+        now = self._clock()
         with self._lock:
             if self.unknown_change is not None:
-                return "the database changed and could not be reloaded"
-            if not self.loaded or self.proven_at is None:
+                return "the credentials changed and could not be reloaded"
+            if not self.loaded or self.proven_at is None or self.loaded_at is None:
                 return "the credential cache was never loaded"
             if person_id not in self._people:
                 return "the person is unknown to the cache"
             changed = self._changed.get(person_id)
-            if changed is not None and changed >= self.proven_at - self.recent_s:
-                return "the person's credentials changed recently"
-        return None
+            if changed is None or changed < self.proven_at - self.recent_s:
+                return None
+            if now - self.proven_at < self.fresh_s and changed <= self.loaded_at:
+                return None  # proven current just now, and the change is in what was loaded
+        return "the person's credentials changed recently"

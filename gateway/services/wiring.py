@@ -19,18 +19,22 @@ log = logging.getLogger(__name__)
 def build_cache(gw: Any, credentials: Credentials) -> tuple[CacheState, CacheFollower]:
     """The cache state (loaded now when the store can be read) and its follower service."""
     state = CacheState()
-    try:
-        state.load(credentials.db)
-    except sqlite3.Error as exc:
-        log.error(
-            "gate %s: people facts cannot be read at start (%s); card and PIN are refused "
-            "from memory until they can",
-            gw.cfg.site.gate,
-            exc,
-        )
     follower = CacheFollower(
-        gw.cfg.storage.database_path, credentials, state, gw.run_decide, name=gw.cfg.site.gate
+        gw.cfg.storage.database_path, credentials, state, name=gw.cfg.site.gate
     )
+    try:
+        follower.load()  # on the follower's own read connection (set-up may block)
+    except sqlite3.Error as exc:
+        log.warning("gate %s: cache follower cannot read yet (%s)", gw.cfg.site.gate, exc)
+        try:
+            state.load(credentials.db)
+        except sqlite3.Error as exc2:
+            log.error(
+                "gate %s: people facts cannot be read at start (%s); card and PIN are "
+                "refused from memory until they can",
+                gw.cfg.site.gate,
+                exc2,
+            )
     return state, follower
 
 

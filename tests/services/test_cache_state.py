@@ -42,7 +42,7 @@ def _db(tmp_path: Path) -> tuple[object, Credentials, str, str]:
 def test_recently_changed_unknown_and_unloaded_people_are_refused(tmp_path: Path) -> None:
     db, _, a, b = _db(tmp_path)
     clock = Clock()
-    state = CacheState(recent_s=60.0, clock=clock)
+    state = CacheState(recent_s=60.0, fresh_s=0.0, clock=clock)  # never proven "just now"
     assert state.refuse_reason(a) == "the credential cache was never loaded"
     state.load(db)
     assert state.refuse_reason(a) is None
@@ -57,7 +57,7 @@ def test_recently_changed_unknown_and_unloaded_people_are_refused(tmp_path: Path
     state.note_change(a)  # a change made in this process
     assert state.refuse_reason(a) == "the person's credentials changed recently"
     state.note_unknown_change("OperationalError: locking protocol")
-    assert state.refuse_reason(b) == "the database changed and could not be reloaded"
+    assert state.refuse_reason(b) == "the credentials changed and could not be reloaded"
     clock.t += 120.0
     state.note_proven()  # proven only by a successful reload once a change was missed
     assert state.unknown_change is not None
@@ -69,7 +69,7 @@ def test_recently_changed_unknown_and_unloaded_people_are_refused(tmp_path: Path
 def test_validity_changed_elsewhere_differs_and_counts_as_a_change(tmp_path: Path) -> None:
     db, creds, a, _ = _db(tmp_path)
     clock = Clock()
-    state = CacheState(recent_s=60.0, clock=clock)
+    state = CacheState(recent_s=60.0, fresh_s=0.0, clock=clock)
     state.load(db)
     clock.t += 3600.0
     svc.set_validity(svc.CredentialDeps(creds), a, actor="t", channel="cli", valid_until=5.0)
@@ -85,10 +85,7 @@ def test_follower_reloads_after_another_process_revokes(tmp_path: Path) -> None:
     state = CacheState()
     state.load(db)
 
-    async def run_db(fn: object, *args: object) -> object:
-        return fn(*args)  # type: ignore[operator]
-
-    follower = CacheFollower(tmp_path / "state.db", creds, state, run_db)
+    follower = CacheFollower(tmp_path / "state.db", creds, state)
 
     async def main() -> None:
         assert await follower.check()  # first look: loads
