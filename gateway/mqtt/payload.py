@@ -49,12 +49,18 @@ def loads_bounded(payload: bytes, *, max_bytes: int, max_depth: int = MAX_DEPTH)
     """Parse ``payload`` as JSON after checking its size and nesting depth."""
     if len(payload) > max_bytes:
         raise PayloadError("too_large", f"{len(payload)} bytes > limit {max_bytes}")
+    # json.loads(bytes) would also accept UTF-16/32, which the byte-level depth scan cannot
+    # read: only UTF-8 is accepted (RFC 8259 §8.1), decoded strictly before anything else.
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("malformed", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     depth = nesting_depth(payload)
     if depth > max_depth:
         raise PayloadError("too_deep", f"JSON nested deeper than {max_depth} levels")
     try:
-        return json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+        return json.loads(text)
+    except ValueError as exc:
         raise PayloadError("malformed", f"not JSON: {exc}") from None
     except RecursionError:  # not reachable after the scan; kept as a last line of defence
         raise PayloadError("too_deep", "JSON nested too deeply") from None

@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-MAX_TOPICS = 4096  # a compound's gates, with room to spare
-MAX_PAYLOAD = 64 * 1024
+# Anyone who may publish under the site prefix can post documents here: bound what is kept
+# (a compound's gates with room to spare; the documents are a few hundred bytes).
+MAX_TOPICS = 512
+MAX_PAYLOAD = 2048
+MAX_TOPIC_LEN = 256
 
 
 def topic_matches(pattern: str, topic: str) -> bool:
@@ -53,7 +56,7 @@ class RetainedStore:
 
     def put(self, topic: str, payload: bytes) -> bool:
         """Keep ``payload`` for ``topic`` (an empty payload clears it); False when refused."""
-        if len(payload) > MAX_PAYLOAD:
+        if len(payload) > MAX_PAYLOAD or len(topic) > MAX_TOPIC_LEN:
             return False
         if not payload:
             self._docs.pop(topic, None)

@@ -271,3 +271,15 @@ def test_corrupt_deep_spill_line_is_skipped(tmp_path: Path) -> None:
     journal = SpillJournal(tmp_path / "j", "gate1")
     (tmp_path / "j").write_bytes(b"\n" + b"[" * 5000 + b"\n")
     assert journal.load() == []
+
+
+def test_utf16_json_cannot_bypass_the_depth_scan() -> None:
+    """json.loads(bytes) accepts UTF-16, which the byte-level depth scan cannot read: only
+    UTF-8 is accepted (review finding)."""
+    from gateway.mqtt.payload import PayloadError, loads_bounded
+
+    deep = ('["\u2200",' + "[" * 900 + "]" * 900 + "]").encode("utf-16-le")
+    with pytest.raises(PayloadError) as info:
+        loads_bounded(deep, max_bytes=64 * 1024)
+    assert info.value.reason == "malformed"
+    assert loads_bounded('{"a": ["\u2200"]}'.encode(), max_bytes=100) == {"a": ["\u2200"]}

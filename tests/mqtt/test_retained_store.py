@@ -75,3 +75,14 @@ def test_service_session_collects_retained_documents(broker: Mosquitto, db_path:
         assert service.connects == 1  # read over the one session, no reconnect
 
     asyncio.run(main())
+
+
+def test_store_is_bounded_against_a_flood() -> None:
+    """Forged retained documents cannot grow the store without limit."""
+    from gateway.mqtt.retained import MAX_TOPIC_LEN, MAX_TOPICS
+
+    store = RetainedStore(["s/+/enrolled"])
+    kept = sum(store.put(f"s/g{i}/enrolled", b"x" * MAX_PAYLOAD) for i in range(MAX_TOPICS + 50))
+    assert kept == MAX_TOPICS
+    assert not store.put("s/" + "g" * MAX_TOPIC_LEN + "/enrolled", b"1")
+    assert MAX_TOPICS * MAX_PAYLOAD <= 2 * 1024 * 1024
