@@ -6,7 +6,8 @@ and its audit row in one transaction, and tells the running daemon's caches: a r
 is taken out of the in-memory credential cache *before* the database is read or written,
 so that a revocation that reached this process is refused even if the database then fails
 (the caller gets the error). A validity change is cached before the write only as far as
-it restricts access; the stored period replaces it after the commit. Changes made by another process (the CLI) reach the daemon through
+it restricts access; the stored period replaces it after the commit. Changes made by
+another process (the CLI) reach the daemon through
 :class:`gateway.services.cache_follower.CacheFollower`.
 """
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,15 +102,16 @@ def test_a_change_whose_database_read_fails_is_still_taken_out_of_the_cache(
     deps = svc.CredentialDeps(creds, state)
     monkeypatch.setattr(svc, "get_person", _unreadable)  # reads fail
     kw: dict[str, Any] = {"actor": "t", "channel": "mqtt"}
+    changes: dict[str, Callable[[], object]] = {
+        "revoke_card": lambda: svc.revoke_card(deps, b, **kw),
+        "revoke_pin": lambda: svc.revoke_pin(deps, b, **kw),
+        "set_pin": lambda: svc.set_pin(deps, b, "135790", **kw),
+        "set_pin_hash": lambda: svc.set_pin_hash(
+            deps, b, _pin_hash(), creds.pin_index("135790"), **kw
+        ),
+    }
     with pytest.raises(sqlite3.Error):
-        if change == "revoke_card":
-            svc.revoke_card(deps, b, **kw)
-        elif change == "revoke_pin":
-            svc.revoke_pin(deps, b, **kw)
-        elif change == "set_pin":
-            svc.set_pin(deps, b, "135790", **kw)
-        else:
-            svc.set_pin_hash(deps, b, _pin_hash(), creds.pin_index("135790"), **kw)
+        changes[change]()
     creds.mark_store_down("reads fail")
     with creds.memory_only():
         if change == "revoke_card":
@@ -129,16 +131,17 @@ def _fail_audit(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_validity_extension_that_was_not_stored_is_not_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db, _creds, state, follower, a, _b = _gate(tmp_path)
+    db, creds, state, follower, a, _b = _gate(tmp_path)
     expired = time.time() - 60.0
     db.execute("UPDATE people SET valid_until = ? WHERE id = ?", [expired, a])
     follower.load()
     _fail_audit(monkeypatch)
+    deps = svc.CredentialDeps(creds, state)
     with pytest.raises(sqlite3.Error):
-        svc.set_validity(svc.CredentialDeps(_creds, state), a, actor="t", channel="mqtt",
-                         valid_until=None)  # fmt: skip
+        svc.set_validity(deps, a, actor="t", channel="mqtt", valid_until=None)
     record = state.person(a)
-    assert record is not None and record.valid_until == expired  # never extended
+    assert record is not None
+    assert record.valid_until == expired  # never extended
     stored = db.execute("SELECT valid_until FROM people WHERE id = ?", [a]).fetchone()[0]
     assert stored == expired
 
@@ -153,15 +156,16 @@ def test_a_validity_restriction_is_cached_at_once_and_the_stored_one_after_commi
     svc.set_validity(deps, a, actor="t", channel="cli", valid_from=now - 10, valid_until=now + 10)
     with monkeypatch.context() as m:
         _fail_audit(m)
+        later = {"valid_from": now + 5, "valid_until": now + 3600}
         with pytest.raises(sqlite3.Error):
-            svc.set_validity(deps, a, actor="t", channel="mqtt", valid_from=now + 5,
-                             valid_until=now + 3600)  # fmt: skip
+            svc.set_validity(deps, a, actor="t", channel="mqtt", **later)
     record = state.person(a)
     assert record is not None
     assert (record.valid_from, record.valid_until) == (now + 5, now + 10)  # the intersection
     svc.set_validity(deps, a, actor="t", channel="mqtt", valid_until=now + 3600)
     record = state.person(a)
-    assert record is not None and (record.valid_from, record.valid_until) == (now - 10, now + 3600)
+    assert record is not None
+    assert (record.valid_from, record.valid_until) == (now - 10, now + 3600)
 
 
 # -- item 4: a card lookup that raced a revocation -----------------------------------------
@@ -217,4 +221,5 @@ def test_a_snapshot_read_before_pin_uses_were_written_back_is_not_installed(
     assert db.execute("SELECT uses_left FROM pins WHERE id = ?", [pin_id]).fetchone()[0] == 2
     with creds.memory_only():
         again = creds.identify_pin(PIN, reader="r", now=time.time())
-    assert again is not None and again.uses_left == 2  # not reset upward to 3
+    assert again is not None
+    assert again.uses_left == 2  # not reset upward to 3
