@@ -184,6 +184,7 @@ def set_validity(
     kept). CredentialError when the period would end before it starts."""
     creds = deps.credentials
     db = creds.db
+    _changed(deps, person_id)  # refused from memory for a while even if nothing can be read
     old = get_person(db, person_id)
     start = old.valid_from if valid_from is _KEEP else valid_from
     end = old.valid_until if valid_until is _KEEP else valid_until

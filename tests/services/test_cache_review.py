@@ -121,6 +121,17 @@ def test_a_change_whose_database_read_fails_is_still_taken_out_of_the_cache(
     assert state.refuse_reason(b) == "the person's credentials changed recently"
 
 
+def test_a_validity_change_whose_database_read_fails_marks_the_person_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _db, creds, state, _follower, a, _b = _gate(tmp_path)
+    monkeypatch.setattr(svc, "get_person", _unreadable)
+    deps = svc.CredentialDeps(creds, state)
+    with pytest.raises(sqlite3.Error):
+        svc.set_validity(deps, a, actor="t", channel="mqtt", valid_until=time.time() - 1)
+    assert state.refuse_reason(a) == "the person's credentials changed recently"
+
+
 # -- item 3: a validity change is cached only as far as it restricts until it is stored ----
 
 
