@@ -325,7 +325,8 @@ class Credentials:
         self._degraded: str | None = None
         self._retry_at = 0.0
         self._loaded_fingerprint: tuple[Any, ...] = ()
-        self._epoch = 0  # bumped whenever a credential leaves the cache (see install)
+        # bumped whenever a credential leaves the cache or a pending use is written back
+        self._epoch = 0  # (see install)
         self.refresh()
 
     # -- degradation -------------------------------------------------------------------
@@ -424,6 +425,7 @@ class Credentials:
                     [n, pin_id],
                 )
                 with self._lock:
+                    self._epoch += 1  # a snapshot read before this write is not installed
                     left = self._pending_uses.pop(pin_id, 0) - n
                     if left > 0:
                         self._pending_uses[pin_id] = left
@@ -619,6 +621,7 @@ class Credentials:
         ``card_number``), or None when unknown or revoked."""
         digest = self.card_hmac(card.facility, int(card.card_number))
         reader = str(getattr(card, "reader", "-"))
+        epoch = self.epoch  # a revocation during the read below wins over the row read
         try:
             row = self._db(
                 "card lookup",
@@ -636,7 +639,8 @@ class Credentials:
                 if self._cards.pop(digest, None) is not None:
                     self._epoch += 1
                 return None
-            self._cards[digest] = str(row[0])
+            if epoch == self._epoch:
+                self._cards[digest] = str(row[0])
         return str(row[0])
 
     def verify_card_for(self, person_id: str, card: Any) -> bool:

@@ -5,7 +5,9 @@ store's connection, whose "down" flag only says that *decisions* answer from mem
 
 - every ``interval_s`` it reads ``PRAGMA data_version`` (a read of the WAL index, no table
   access), which moves whenever another connection commits -- the CLI, the office tools,
-  but also this daemon's own outbox, access log and audit writes;
+  but also this daemon's own outbox, access log and audit writes. The version is only
+  compared on the connection that read it: after a reopen (any sqlite3.Error closes it)
+  the generation is read and compared with the one last loaded;
 - when it moved, it reads the credential generation (:data:`GENERATION_SQL`, bumped by
   triggers on every change to a card, a PIN or a person's role, group or validity; store
   migration 4). Unchanged: the daemon's own bookkeeping wrote, the cache is proven current.
@@ -85,6 +87,9 @@ class CacheFollower:
     # -- on the follower's thread ----------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
+            # a fresh connection's data_version starts again at its initial value, which
+            # may equal the one last seen: the first probe compares the generation
+            self._seen = None
             uri = f"file:{Path(self.db_path).resolve()}?mode=ro"
             self._conn = sqlite3.connect(
                 uri,
@@ -123,6 +128,7 @@ class CacheFollower:
         self._loaded = True
 
     def _close(self) -> None:
+        self._seen = None  # a version of that connection means nothing to the next one
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()

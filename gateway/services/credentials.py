@@ -3,9 +3,11 @@ MQTT commands alike.
 
 Each function takes its dependencies explicitly (:class:`CredentialDeps`), writes the change
 and its audit row in one transaction, and tells the running daemon's caches: a revocation
-is taken out of the in-memory credential cache *before* the database is written, so that a
-revocation that reached this process is refused even if the write then fails (the caller
-gets the error). Changes made by another process (the CLI) reach the daemon through
+is taken out of the in-memory credential cache *before* the database is read or written,
+so that a revocation that reached this process is refused even if the database then fails
+(the caller gets the error). A validity change is cached before the write only as far as
+it restricts access; the stored period replaces it after the commit. Changes made by
+another process (the CLI) reach the daemon through
 :class:`gateway.services.cache_follower.CacheFollower`.
 """
 
@@ -57,11 +59,11 @@ def revoke_card(
     or all of their cards; return how many were active. Audited as ``card.revoked``."""
     creds = deps.credentials
     db = creds.db
-    get_person(db, person_id)  # a clear error for an unknown id
     if card is not None:
         card_hmac = creds.card_hmac(card[0], card[1])
-    creds.forget_cards(person_id, card_hmac)  # fail closed: refused from now on
-    _changed(deps, person_id)
+    creds.forget_cards(person_id, card_hmac)  # fail closed: refused from now on,
+    _changed(deps, person_id)  # even when the database cannot be read below
+    get_person(db, person_id)  # a clear error for an unknown id
     now = deps.clock()
     with transaction(db):
         n = creds.revoke_cards(person_id, now, card_hmac)
@@ -88,9 +90,9 @@ def revoke_pin(
     """Revoke a person's PINs (of one kind, or all); return how many. ``pin.revoked``."""
     creds = deps.credentials
     db = creds.db
-    get_person(db, person_id)
     creds.forget_pins(person_id, kind)
     _changed(deps, person_id)
+    get_person(db, person_id)
     now = deps.clock()
     with transaction(db):
         n = creds.revoke_pins(person_id, now, kind)
@@ -118,9 +120,9 @@ def set_pin(
     """Set a person's PIN (argon2id hash only; replaces their PIN of that kind)."""
     creds = deps.credentials
     db = creds.db
-    get_person(db, person_id)
-    creds.forget_pins(person_id, kind)
+    creds.forget_pins(person_id, kind)  # the PIN it replaces is refused from now on
     _changed(deps, person_id)
+    get_person(db, person_id)
     now = deps.clock()
     with transaction(db):
         pin_id = creds.set_pin(person_id, pin, now, kind=kind)
@@ -145,10 +147,10 @@ def set_pin_hash(
     """Store a PIN hashed by the management side (the MQTT ``set_pin`` command)."""
     creds = deps.credentials
     db = creds.db
-    get_person(db, person_id)
-    creds.check_pin_hash(pin_hash)
+    creds.check_pin_hash(pin_hash)  # bad input (no database read) changes nothing
     creds.forget_pins(person_id, kind)
     _changed(deps, person_id)
+    get_person(db, person_id)
     now = deps.clock()
     with transaction(db):
         pin_id = creds.set_pin_hash(
@@ -182,6 +184,7 @@ def set_validity(
     kept). CredentialError when the period would end before it starts."""
     creds = deps.credentials
     db = creds.db
+    _changed(deps, person_id)  # refused from memory for a while even if nothing can be read
     old = get_person(db, person_id)
     start = old.valid_from if valid_from is _KEEP else valid_from
     end = old.valid_until if valid_until is _KEEP else valid_until
@@ -193,7 +196,8 @@ def set_validity(
     new_from = None if start is None else float(start)  # type: ignore[arg-type]
     new_until = None if end is None else float(end)  # type: ignore[arg-type]
     record = PersonRecord(old.id, old.role, old.access_group, new_from, new_until)
-    _changed(deps, person_id, record)
+    # until it is stored, only the part of the change that restricts access is cached
+    _changed(deps, person_id, _narrowest(record, old.valid_from, old.valid_until))
     with transaction(db):
         db.execute(
             "UPDATE people SET valid_from = ?, valid_until = ? WHERE id = ?",
@@ -206,4 +210,13 @@ def set_validity(
             person_id,
             {"valid_from": new_from, "valid_until": new_until, "channel": channel},
         )
+    _changed(deps, person_id, record)  # stored: the cache may now extend access too
     return get_person(db, person_id)
+
+
+def _narrowest(new: PersonRecord, old_from: float | None, old_until: float | None) -> PersonRecord:
+    """``new`` cut to the period the old one also allowed (a later start, an earlier end):
+    what may be cached before the change is stored."""
+    start = max((t for t in (old_from, new.valid_from) if t is not None), default=None)
+    end = min((t for t in (old_until, new.valid_until) if t is not None), default=None)
+    return PersonRecord(new.person_id, new.role, new.access_group, start, end)
