@@ -105,7 +105,8 @@ def test_slow_relay_at_one_door_does_not_delay_a_card_at_another(minimal_config:
             took = relay_b.pulses_issued()[0] - started
             assert took < 0.5, f"door B waited {took:.2f} s for door A's relay"
             await asyncio.wait_for(asyncio.gather(at_a, at_b), 5.0)
-            assert relay_a.energized and relay_b.energized, "both doors released"
+            assert relay_a.energized, "door A released once acknowledged"
+            assert relay_b.energized, "door B released"
             assert ctl.stats.grants == 2
 
     asyncio.run(main())
@@ -146,7 +147,8 @@ def test_grant_nowait_returns_before_the_acknowledgement() -> None:
         assert time.monotonic() - started < 0.1
         assert ctl.machine.released, "the decision is taken at once"
         step = await DoorController.applied(opening)
-        assert step is not None and relay.energized
+        assert step is not None
+        assert relay.energized
 
     asyncio.run(main())
 
@@ -168,4 +170,5 @@ def test_queued_commands_are_dropped_once_the_safe_state_began() -> None:
 
     asyncio.run(main())
     assert [(k, e) for k, e, _ in relay.issued] == [("pulse", True), ("set", False)]
-    assert relay.history[-1] is False and not relay.permanent
+    assert relay.history[-1] is False
+    assert not relay.permanent
