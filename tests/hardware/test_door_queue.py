@@ -172,3 +172,32 @@ def test_queued_commands_are_dropped_once_the_safe_state_began() -> None:
     assert [(k, e) for k, e, _ in relay.issued] == [("pulse", True), ("set", False)]
     assert relay.history[-1] is False
     assert not relay.permanent
+
+
+def test_remote_unlock_does_not_wait_for_the_acknowledgement(minimal_config: Path) -> None:
+    """The MQTT read loop is not held for the relay's acknowledgement (up to 2 s)."""
+    from tests.conftest import built_gateway
+
+    minimal_config.write_text(
+        minimal_config.read_text().replace(
+            'relay = { kind = "osdp", output = 0 }', 'relay = { kind = "none" }'
+        )
+    )
+
+    async def main() -> None:
+        async with built_gateway(minimal_config) as gw:
+            ctl = gw.controller
+            assert ctl is not None
+            relay = SlowRelay("main-relay", delay=ACK_DELAY_S)
+            ctl.doors["main"].controller.lock.relay = relay
+            started = time.monotonic()
+            await ctl.remote_unlock("main", 30)
+            assert time.monotonic() - started < 0.5, "remote unlock waited for the relay"
+            assert relay.pulses_issued(), "the release is on its way before the reply"
+            for _ in range(40):
+                if relay.energized:
+                    break
+                await asyncio.sleep(0.1)
+            assert relay.energized, "door released once acknowledged"
+
+    asyncio.run(main())
