@@ -31,7 +31,7 @@ from gateway.access import (
 )
 from gateway.credentials import Credentials, LockedOutError, LockoutEvent, PinMatch
 from gateway.hardware import feedback
-from gateway.hardware.door import DoorEvent
+from gateway.hardware.door import DoorEvent, Step
 from gateway.hardware.door_controller import DoorController
 from gateway.hardware.events import (
     CardRead,
@@ -472,15 +472,20 @@ class AccessController:
             if presented.face is None and self.reads.refuse_from_memory(person_id, door):
                 facts = None  # fail closed: the cache cannot vouch for this credential
             decision = self.engine.decide(door, presented, facts, now)
-            await self._act(decision, reader=reader, started=started)
-            return decision
+            opening = await self._act(decision, reader=reader, started=started)
+        if opening is not None:
+            # the relay's acknowledgement (up to the OSDP timeout) is awaited here, off the
+            # decision lock: a slow reader at this door never delays the other doors
+            await DoorController.applied(opening)
+        return decision
 
     async def _act(
         self, decision: Decision, *, reader: str | None, started: float | None = None
-    ) -> None:
+    ) -> asyncio.Task[Step] | None:
+        """Act on a decision; a grant returns the queued release (not yet acknowledged)."""
         door_rt = self.doors.get(decision.door)
         if door_rt is None:
-            return
+            return None
         now = self.clock()
         if decision.reason is Reason.SECOND_FACTOR_REQUIRED:
             need = feedback.Outcome.NEED_PIN
@@ -490,13 +495,14 @@ class AccessController:
                 need = feedback.Outcome.NEED_PIN  # the LED asks to look at the camera
                 await self._text(reader, "Look at the camera")
             await self._feedback(reader, need)
-            return
+            return None
         self.stats.decisions += 1
         method = _method(decision)
         if decision.granted and not access.is_fresh(decision, now, self.max_age_ms):
             decision = _stale(decision)
         if decision.granted:
-            await door_rt.controller.grant()
+            opening = door_rt.controller.grant_nowait()
+            await asyncio.sleep(0)  # the release reaches the relay before the feedback
             self.engine.commit(decision, now)
             door_rt.grants_since_unlock += 1
             self.stats.grants += 1
@@ -521,7 +527,7 @@ class AccessController:
                 ref = decision.visitor_pin_ref
                 await self.reads.call("visitor PIN use", self.credentials.consume_use, ref)
             await self.reads.bookkeeping(self._record_grant, decision, method, now)
-            return
+            return opening
         self.stats.denials += 1
         reason = decision.reason.value
         deny = ev.DenyReason(reason) if reason in _DENY else ev.DenyReason.INVALID_CREDENTIAL
@@ -540,6 +546,7 @@ class AccessController:
             else feedback.Outcome.DENIED,
         )
         await self.reads.bookkeeping(self._log_access, decision, method, now)
+        return None
 
     def _deny_event(
         self,
@@ -605,7 +612,10 @@ class AccessController:
     async def remote_unlock(self, door: str, seconds: float | None = None) -> None:
         """Momentary unlock by a signed command."""
         rt = self.doors[door]
-        await rt.controller.grant(reason="remote", seconds=seconds)
+        # queued for this door's relay: the MQTT loop does not wait for the acknowledgement
+        # (a failed release is logged and retried by the door, as for a card)
+        rt.controller.grant_nowait(reason="remote", seconds=seconds)
+        await asyncio.sleep(0)  # the release is on its way before the reply
         log.info("door %s: remote unlock for %s s", door, seconds or rt.unlock_s)
 
     # -- feedback ---------------------------------------------------------------------------

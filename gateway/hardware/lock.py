@@ -136,7 +136,11 @@ class DoorLock:
 
     async def maintain(self) -> None:
         """Renew a release's lease; assert the locked state (at start, after the reader
-        comes back, periodically, after a failure), retrying until acknowledged."""
+        comes back, periodically, after a failure), retrying until acknowledged.
+
+        Does nothing once :meth:`safe_state` has begun: it has the last word on the relay."""
+        if self.stopping:
+            return
         now = self.clock()
         if now < self._retry_at:
             return

@@ -623,9 +623,12 @@ class OsdpBus:
     async def send(self, reader: OsdpReader, cmd: dict[str, Any], timeout_s: float) -> None:
         """Submit ``cmd`` and wait for the reader's acknowledgement.
 
-        HardwareError when refused, failed, flushed or not acknowledged in ``timeout_s``;
-        after a timeout the PD's queue is flushed, so that the stale command (or any
-        queued behind it) never reaches the reader later.
+        HardwareError when refused, failed, flushed or not acknowledged in ``timeout_s``.
+        After a timeout the PD's queue is flushed: commands still *queued* (this one, if
+        it was not sent yet, and any behind it) never reach the reader. A command already
+        in flight (sent, its reply lost or late) can still take effect afterwards; for a
+        door release that is bounded by its timed output (at most one lease, 5 s), and the
+        lock's next command (relock, retry) follows it in order.
         """
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._submit(reader, cmd, fut)
@@ -640,7 +643,8 @@ class OsdpBus:
             raise HardwareError(f"reader {reader.name}: command not acknowledged by the reader")
 
     def _flush(self, index: int) -> None:
-        """Drop the PD's queued commands (their waiters fail)."""
+        """Drop the PD's queued commands (their waiters fail); one already sent is not
+        recalled (libosdp's flush_commands only empties the queue)."""
         with self._lock:
             if self._ctx is not None:
                 self._ctx.flush_commands(index)

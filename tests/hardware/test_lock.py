@@ -155,3 +155,20 @@ def test_a_late_acknowledgement_does_not_confirm_a_newer_failed_relock() -> None
         assert relay.attempts[-1] == "set False"
 
     asyncio.run(main())
+
+
+def test_maintain_does_nothing_once_the_safe_state_began() -> None:
+    """After safe_state() began, the door task's maintain() must not re-issue a command
+    (it would override the shutdown state)."""
+    relay = FakeRelay()
+    lock = DoorLock(
+        "gate", relay, LockSpec(LockType.FAIL_SAFE, Wiring.NO, release_on_shutdown=True)
+    )
+
+    async def main() -> None:
+        await lock.safe_state()
+        before = list(relay.history)
+        await lock.maintain()
+        assert relay.history == before
+
+    asyncio.run(main())
