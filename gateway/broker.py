@@ -6,6 +6,8 @@ import logging
 import socket
 from typing import Any
 
+from gateway.errors import GatewayError
+
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +33,13 @@ class EmbeddedBroker:
 
     async def start(self) -> None:
         """Start listening."""
-        from amqtt.broker import Broker
+        try:
+            from amqtt.broker import Broker
+        except ImportError as exc:
+            raise GatewayError(
+                "the embedded demo broker needs amqtt: pip install 'access-gateway[demo]' "
+                "(or give the demo a broker with --mqtt mqtt://host:port)"
+            ) from exc
 
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},

@@ -125,7 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
             _broken_module(name, exc)
             continue
         module.register(sub)
+    _accept_global_options_anywhere(parser)
     return parser
+
+
+def _accept_global_options_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``gateway doctor --config FILE`` works like ``gateway --config FILE doctor``: every
+    subcommand also takes ``--config``; given there, it overrides the one before it."""
+    for action in parser._actions:  # argparse has no public walk over subparsers
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in action.choices.values():
+            if not any("--config" in a.option_strings for a in child._actions):
+                child.add_argument(
+                    "--config",
+                    type=Path,
+                    default=argparse.SUPPRESS,
+                    help="configuration file (same as --config before the command)",
+                )
+            _accept_global_options_anywhere(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

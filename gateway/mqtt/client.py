@@ -348,6 +348,7 @@ class MqttService:
     async def _session(self) -> None:
         client = await self._connect()
         self._client = client
+        lost = False
         try:
             self._state.connected = True
             self._state.connects += 1
@@ -395,12 +396,13 @@ class MqttService:
                 tg.create_task(self._status_loop(client))
                 tg.create_task(self._housekeeping())
         except* aiomqtt.MqttError as eg:
+            lost = True  # the connection itself failed: nothing to say offline on
             raise eg.exceptions[0] from None
         finally:
             self._state.connected = self._state.ready = False
             self._client = None
             with contextlib.suppress(aiomqtt.MqttError, asyncio.CancelledError, OSError):
-                if not client._disconnected.done():
+                if not lost:
                     # a clean disconnect suppresses the will: say offline ourselves
                     await asyncio.wait_for(
                         client.publish(
