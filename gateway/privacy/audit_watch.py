@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import sqlite3
 import time
 import uuid
@@ -134,11 +133,6 @@ class AuditWatch:
     def for_gateway(cls, gw: Any) -> AuditWatch:
         """Wire to a :class:`gateway.app.Gateway` (its database thread, emit and outbox)."""
         base = gw.topics.base if gw.topics is not None else None
-        settings = None
-        if gw.cfg.mqtt.enabled and gw.cfg.mqtt.url is not None:
-            from gateway.mqtt.fleet import settings_from_config
-
-            settings = settings_from_config(gw.cfg)
         watch = cls(gw.db, gw.run_db, gw.emit, gw.cfg.site.id, gw.cfg.site.gate, gw.outbox, base)
         watch.db_path = str(gw.cfg.storage.database_path)
         store = getattr(gw.mqtt, "retained", None)
@@ -152,9 +146,6 @@ class AuditWatch:
             watch.other_gate_counts = lambda: _counts_from_store(
                 store, counts_filter, gw.cfg.site.gate
             )
-        elif settings is not None:
-            watch.read_retained = lambda topic: read_retained(settings, topic)
-            watch.other_gate_counts = lambda: _other_counts(gw.cfg, settings)
         return watch
 
     def _alert(self, code: ev.ComplianceCode, value: int | None) -> None:
@@ -236,30 +227,6 @@ class AuditWatch:
             await asyncio.sleep(self.publish_every_s)
 
 
-async def read_retained(settings: Any, topic: str, *, wait_s: float = 2.0) -> bytes | None:
-    """The retained message on ``topic`` (None when none arrives or the broker is away)."""
-    import aiomqtt
-
-    try:
-        async with aiomqtt.Client(
-            settings.host,
-            settings.port,
-            username=settings.username,
-            password=settings.password,
-            identifier=f"access-audit-{secrets.token_hex(4)}",
-            tls_context=settings.tls_context(),
-            timeout=settings.connect_timeout_s,
-        ) as client:
-            await client.subscribe(topic, qos=1)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait_s):
-                    async for msg in client.messages:
-                        return bytes(msg.payload)
-    except aiomqtt.MqttError as exc:
-        log.warning("audit head: cannot read %s from the broker: %s", topic, exc)
-    return None
-
-
 async def _counts_from_store(store: Any, counts_filter: str, own_gate: str) -> int:
     """The other gates' retained people counts, from the daemon's session's store."""
     from gateway.mqtt.fleet import parse_enrolled
@@ -271,10 +238,3 @@ async def _counts_from_store(store: Any, counts_filter: str, own_gate: str) -> i
         count = parse_enrolled(topic, payload)
         total += count or 0
     return total
-
-
-async def _other_counts(cfg: Any, settings: Any) -> int:
-    from gateway.mqtt.fleet import collect_counts
-
-    found = await collect_counts(settings, cfg.mqtt.topic_prefix, cfg.site.id)
-    return sum(g.enrolled_people for g in found.values() if g.gate != cfg.site.gate)
