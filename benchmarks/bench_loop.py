@@ -23,7 +23,7 @@ broker on 1883 is never used). Needs ../shared (face corpus, anti-spoofing model
      the rendered heads, so the gateway can unlock BEFORE that frame (negative samples).
    p50/p95 reported; approaches without an unlock within 12 s are misses.
 2. Per-stage medians on the frame that caused the unlock. The daemon runs IN-PROCESS for
-   this (``gateway.daemon.Daemon`` as a task; the daemon logs no stage timings, so the
+   this (``gateway.daemon.process.Daemon`` as a task; the daemon logs no stage timings, so the
    subprocess cannot be instrumented). Stages: frame wait (capture -> analysis starts in the
    face worker), analyze (detect+align+quality+embed+liveness, split by the pipeline's
    ``stats``), match (``FacePath.timing.match_ms``), fusion+decision (match done -> relay
@@ -66,10 +66,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2
 import numpy as np
 
-from gateway.broker import EmbeddedBroker
-from gateway.config import load_config
-from gateway.daemon import Daemon
-from gateway.demo import DemoStack
+from gateway.config.models import load_config
+from gateway.daemon.process import Daemon
+from gateway.demo.broker import EmbeddedBroker
+from gateway.demo.run import DemoStack
 from gateway.hardware.osdp import OsdpReader
 from hw_sim.config import SimConfig
 from hw_sim.sim import Simulator

@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiomqtt
 
-from gateway import store
 from gateway.mqtt.client import MqttService, MqttSettings
 from gateway.mqtt.events import AccessGranted, DoorOpened
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.topics import Topics
+from gateway.store import database as store
 from tests.mosquitto import Mosquitto
 
 TOPICS = Topics("bench", "site1", "gate1")

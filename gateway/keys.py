@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.config import GatewayConfig, SecretRef
+from gateway.config.models import GatewayConfig, SecretRef
 from gateway.errors import ConfigError
 
 MIN_KEY_BYTES = 32

@@ -105,10 +105,10 @@ async def built_gateway(
 
     ``prepare(gw)`` runs before ``setup()`` (e.g. to replace a hardware factory).
     """
-    from gateway import store
-    from gateway.app import Gateway
-    from gateway.config import load_config
-    from gateway.daemon import Daemon
+    from gateway.config.models import load_config
+    from gateway.daemon.process import Daemon
+    from gateway.gate.app import Gateway
+    from gateway.store import database as store
 
     cfg = load_config(config, env=False)
     daemon = Daemon(config, cfg)

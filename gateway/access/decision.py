@@ -43,7 +43,7 @@ class Factor(StrEnum):
 
 
 class Method(StrEnum):
-    """A way through a door (same values as ``gateway.config.Method``).
+    """A way through a door (same values as ``gateway.config.models.Method``).
 
     In ``face+card`` and ``face+pin`` the card or PIN claims the identity and the face only
     confirms it 1:1; the face never identifies 1:N in a combination.

@@ -1,7 +1,7 @@
 """Reader and door-input events (frozen dataclasses).
 
 ``CardRead`` carries the card number in memory only: the caller hashes it at once
-(:mod:`gateway.credentials`) and never logs it; its ``repr`` hides the number.
+(:mod:`gateway.credentials.store`) and never logs it; its ``repr`` hides the number.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Rows written before the chain was keyed (``key_id`` NULL) are plain SHA-256 link
 keyed row is an ``audit.keyed`` anchor over their head, and an unkeyed row after a keyed one
 is a break. Without the key nobody can rewrite a row and its successors undetected.
 The chain head (last seq and hash) is also kept in ``kv['audit.head']`` and published off the
-device (:mod:`gateway.privacy.audit_watch`) so that deleting the newest rows is detected too.
+device (:mod:`gateway.gate.audit_watch`) so that deleting the newest rows is detected too.
 Old rows are pruned only behind a keyed ``audit.checkpoint`` row that carries the pruned head
 (:mod:`gateway.privacy.audit_retention`), so the rest stays verifiable.
 ``details`` must never hold biometrics: bytes, arrays, or keys named like an

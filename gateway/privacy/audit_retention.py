@@ -28,7 +28,7 @@ from typing import Any
 import sqlite_utils
 
 from gateway.privacy import audit
-from gateway.privacy.tx import transaction
+from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
 

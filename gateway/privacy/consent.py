@@ -31,7 +31,7 @@ from gateway.privacy import audit
 from gateway.privacy.minors import LAPSE_RULE, guardian_lapsed
 from gateway.privacy.notice import Notice
 from gateway.privacy.people import GUARDIAN_RULE, find_person, get_person, is_adult_on_record
-from gateway.privacy.tx import transaction
+from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import sqlite_utils
 from gateway.errors import GatewayError, ModelError, PrivacyError
 from gateway.privacy import audit
 from gateway.privacy.consent import require_consent
-from gateway.privacy.tx import transaction
 from gateway.privacy.vault import GalleryLike, Vault
+from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
 

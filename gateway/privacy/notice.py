@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.config_source import read_regular_file
+from gateway.config.loading import read_regular_file
 from gateway.errors import ConfigError, PrivacyError
 
 MAX_NOTICE_BYTES = 256 * 1024

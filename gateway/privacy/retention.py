@@ -27,8 +27,8 @@ from gateway.errors import PrivacyError
 from gateway.privacy import access_log, audit, audit_retention
 from gateway.privacy.consent import guardian_consent_lapsed
 from gateway.privacy.scrub import complete_pending
-from gateway.privacy.tx import transaction
 from gateway.privacy.vault import GalleryLike, Vault
+from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Physical erasure after a crypto-erase: nothing recoverable in the database, WAL or -shm.
 
-``PRAGMA secure_delete = ON`` (set by :func:`gateway.store.connect`) makes SQLite overwrite
+``PRAGMA secure_delete = ON`` (set by :func:`gateway.store.database.connect`) makes SQLite overwrite
 deleted cells and freed pages with zeros. In WAL mode those zeroed page images first go to
 the WAL; the old images (with the wrapped key and the ciphertexts) stay in the main file and
 in older WAL frames until a checkpoint copies the new images back and the WAL is truncated.

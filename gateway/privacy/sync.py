@@ -35,8 +35,8 @@ from gateway.errors import PrivacyError
 from gateway.keys import derive
 from gateway.mqtt.commands import ConsentRef, SyncPersonArgs, TemplateBundle
 from gateway.privacy import audit, consent, people
-from gateway.privacy.tx import transaction
 from gateway.privacy.vault import NONCE_BYTES, GalleryLike, Vault, VaultError
+from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
   the device key, AAD = person id + key id) in ``face_keys``. Templates are AES-GCM
   ciphertexts under that data key (AAD = version, site fingerprint, person id, model).
 * Deleting the ``face_keys`` row is the erase (crypto-erase); ``templates`` rows cascade.
-  ``PRAGMA secure_delete`` (on in :func:`gateway.store.connect`) zeroes the freed bytes and
+  ``PRAGMA secure_delete`` (on in :func:`gateway.store.database.connect`) zeroes the freed bytes and
   :mod:`gateway.privacy.scrub` checkpoints and truncates the WAL so no file keeps them.
 * The device key comes from a :class:`KeyProvider`: a 0600 file, a systemd credential, or
   (later) a TPM that wraps/unwraps without ever revealing the key.
@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.errors import PrivacyError
 from gateway.keys import Keys
-from gateway.privacy.tx import transaction
+from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ class KeyProvider(Protocol):
 
 
 def _root_key(raw: bytes, where: str) -> bytes:
-    """Root key material exactly as :class:`gateway.config.SecretRef` reads it (>= 32 bytes)."""
-    from gateway.config import secret_bytes
+    """Root key material exactly as :class:`gateway.config.models.SecretRef` reads it (>= 32 B)."""
+    from gateway.config.models import secret_bytes
 
     key = secret_bytes(raw)
     if len(key) < KEY_BYTES:

@@ -21,8 +21,8 @@ from gateway.privacy import audit
 from gateway.privacy.consent import record_withdrawal
 from gateway.privacy.people import get_person
 from gateway.privacy.scrub import complete_pending
-from gateway.privacy.tx import transaction
 from gateway.privacy.vault import GalleryLike, Vault
+from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
 

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.credentials import CACHE_CARDS_SQL, CACHE_PINS_SQL, FINGERPRINT_SQL
+from gateway.credentials.store import CACHE_CARDS_SQL, CACHE_PINS_SQL, FINGERPRINT_SQL
 from gateway.services.cache_state import CacheState
 
 if TYPE_CHECKING:
-    from gateway.credentials import Credentials
+    from gateway.credentials.store import Credentials
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.credentials import CredentialError, PinKind
+from gateway.credentials.store import CredentialError, PinKind
 from gateway.privacy import audit
 from gateway.privacy.people import Person, get_person
-from gateway.privacy.tx import transaction
 from gateway.services.cache_state import CacheState, PersonRecord
+from gateway.store.tx import transaction
 
 if TYPE_CHECKING:
-    from gateway.credentials import Credentials
+    from gateway.credentials.store import Credentials
 
 log = logging.getLogger(__name__)
 

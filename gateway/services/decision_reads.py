@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from gateway.access import PersonFacts, Role
 
 if TYPE_CHECKING:
-    from gateway.credentials import Credentials
+    from gateway.credentials.store import Credentials
     from gateway.services.cache_state import CacheState
 
 log = logging.getLogger(__name__)

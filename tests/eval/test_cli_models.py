@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.eval import commands
+from gateway.cli import eval as commands
 
 pytestmark = pytest.mark.models
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.cli import face as commands
 from gateway.errors import ModelError
-from gateway.face import commands, models
+from gateway.face import models
 from tests.face.conftest import ANTISPOOF
 
 

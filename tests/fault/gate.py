@@ -4,7 +4,7 @@ that is revoked before any fault is injected.
 
 The daemon runs card/PIN only (no face models: the faults under test are about the door,
 the credential store, the outbox and the broker, and the face path would only load the
-2-core CI machine). Everything else is the demo configuration of ``gateway.demo``.
+2-core CI machine). Everything else is the demo configuration of ``gateway.demo.run``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.demo import DemoStack
+from gateway.demo.run import DemoStack
 from tests.fault.invariants import REVOKED_CARD, VALID_CARD, Card, Invariants
 from tests.mosquitto import Mosquitto
 

@@ -1,5 +1,5 @@
 """A small harness for fault-injection tests: the real daemon (own process), the hardware
-simulator and a real Mosquitto, through :class:`gateway.demo.DemoStack`.
+simulator and a real Mosquitto, through :class:`gateway.demo.run.DemoStack`.
 
     async with fault_stack(broker, tmp_path) as fs:
         await fs.present_card()
@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from gateway.demo import DemoStack
+from gateway.demo.run import DemoStack
 from tests.mosquitto import Mosquitto
 
 CARD = 42424

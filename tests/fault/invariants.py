@@ -1,4 +1,4 @@
-"""The fault suite's four invariants, checked on a running ``gateway.demo.DemoStack``.
+"""The fault suite's four invariants, checked on a running ``gateway.demo.run.DemoStack``.
 
 After (and while) a fault is injected:
 
@@ -52,7 +52,7 @@ from typing import Any
 
 import aiomqtt
 
-from gateway.demo import GATE, PREFIX, SITE
+from gateway.demo.run import GATE, PREFIX, SITE
 
 #: The margin the acceptance gives the relock: ``unlock_seconds + 1 s``.
 RELOCK_MARGIN_S = 1.0
@@ -228,7 +228,7 @@ class Invariants:
         revoked: Card = REVOKED_CARD,
         decision_timeout_s: float = 5.0,
     ) -> None:
-        from gateway.config import load_config
+        from gateway.config.models import load_config
 
         cfg = load_config(stack.config_path, env=False)
         self.stack = stack

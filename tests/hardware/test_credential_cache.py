@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from gateway import store
-from gateway.credentials import (
+from gateway.credentials.store import (
     Credentials,
     LockedOutError,
     LockoutEvent,
@@ -19,6 +18,7 @@ from gateway.credentials import (
     PinHashParams,
 )
 from gateway.hardware.events import CardRead
+from gateway.store import database as store
 
 KEY = bytes(range(32))
 FAST = PinHashParams(time_cost=1, memory_kib=1024, parallelism=1)
@@ -89,7 +89,7 @@ def test_card_and_pin_decisions_continue_from_cache(caplog: pytest.LogCaptureFix
     c, flaky, _ = setup()
     assert c.degraded is None
     flaky.down = True
-    with caplog.at_level(logging.DEBUG, logger="gateway.credentials"):
+    with caplog.at_level(logging.DEBUG, logger="gateway.credentials.store"):
         assert c.identify_card(card()) == "p1"
         assert c.identify_card(card(CARD_NO + 1)) is None
         m = c.identify_pin(PIN, reader="gate-in", now=1.0)

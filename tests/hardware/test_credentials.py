@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from gateway import store
-from gateway.credentials import (
+from gateway.credentials.store import (
     CredentialError,
     Credentials,
     LockedOutError,
@@ -19,6 +18,7 @@ from gateway.credentials import (
     seal_pin_hash,
 )
 from gateway.hardware.events import CardRead
+from gateway.store import database as store
 
 KEY = bytes(range(32))
 FAST = PinHashParams(time_cost=1, memory_kib=1024, parallelism=1)
@@ -220,7 +220,7 @@ def management_record(pin: str, *, t: int = 2, m: int = 1024, p: int = 1) -> tup
     """What the management system computes: argon2id hash + index under the site key."""
     from argon2 import PasswordHasher
 
-    from gateway.credentials import pin_index_for
+    from gateway.credentials.store import pin_index_for
     from gateway.keys import derive
 
     index_key = derive(SITE, "access-gateway/pin-index/v1")
@@ -259,7 +259,7 @@ def test_set_pin_hash_from_management_side_is_found() -> None:
 
 
 def test_management_pin_record_is_accepted_and_found() -> None:
-    from gateway.credentials import (
+    from gateway.credentials.store import (
         CredentialError,
         PinHashParams,
         management_pin_record,
@@ -288,7 +288,7 @@ def test_management_pin_record_is_accepted_and_found() -> None:
 
 
 def pin_index_site(pin: str) -> int:
-    from gateway.credentials import pin_index_for
+    from gateway.credentials.store import pin_index_for
     from gateway.keys import derive
 
     return pin_index_for(pin, derive(SITE, "access-gateway/pin-index/v1"))
@@ -362,7 +362,7 @@ def test_set_pin_command_end_to_end() -> None:
     from concurrent.futures import ThreadPoolExecutor
     from types import SimpleNamespace
 
-    from gateway.app import Gateway
+    from gateway.gate.app import Gateway
     from gateway.mqtt import sign
     from gateway.mqtt.commands import CommandProcessor
 

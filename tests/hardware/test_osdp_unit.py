@@ -9,8 +9,8 @@ import time
 import osdp
 import pytest
 
+from gateway.cli.hardware import register
 from gateway.errors import HardwareError
-from gateway.hardware.cli import register
 from gateway.hardware.events import CardRead, CardReadError, InputChanged, KeyPress, Tamper
 from gateway.hardware.osdp import (
     Backoff,

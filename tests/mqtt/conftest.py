@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import store
+from gateway.store import database as store
 from tests.mosquitto import Mosquitto, available
 
 

@@ -14,11 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from gateway import store
 from gateway.mqtt.client import MqttService, MqttSettings
 from gateway.mqtt.events import AccessGranted
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.topics import Topics
+from gateway.store import database as store
 
 
 def say(line: str) -> None:

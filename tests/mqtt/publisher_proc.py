@@ -11,11 +11,11 @@ import asyncio
 import sys
 from pathlib import Path
 
-from gateway import store
 from gateway.mqtt.client import MqttService, MqttSettings
 from gateway.mqtt.events import DoorOpened
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.topics import Topics
+from gateway.store import database as store
 
 
 async def main(db_path: Path, port: int, count: int, interval: float) -> None:

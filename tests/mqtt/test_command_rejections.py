@@ -17,7 +17,6 @@ import aiomqtt
 import pytest
 import sqlite_utils
 
-from gateway import store
 from gateway.mqtt import sign
 from gateway.mqtt.client import MqttService, MqttSettings
 from gateway.mqtt.commands import CommandProcessor, UnlockArgs
@@ -25,6 +24,7 @@ from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.rejections import RejectionLimiter
 from gateway.mqtt.topics import Topics
 from gateway.privacy import audit
+from gateway.store import database as store
 from tests.mosquitto import Mosquitto
 from tests.mqtt.mqtt_support import Collector
 

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from gateway import store
 from gateway.mqtt import sign
 from gateway.mqtt.commands import CommandProcessor
 from gateway.mqtt.events import DoorOpened
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.topics import Topics
+from gateway.store import database as store
 from tests.mqtt.test_mqtt_commands import GATE, SITE, Recorder, env_bytes
 
 TOPICS = Topics("access", "site1", "gate1")

@@ -14,13 +14,14 @@ import aiomqtt
 import pytest
 import sqlite_utils
 
-from gateway import store
-from gateway.mqtt import commands_cli, sign
+from gateway.cli import mqtt as commands_cli
+from gateway.mqtt import sign
 from gateway.mqtt.client import MqttService, MqttSettings
 from gateway.mqtt.commands import CommandProcessor, UnlockArgs, WithdrawConsentArgs
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.topics import Topics
 from gateway.privacy import audit
+from gateway.store import database as store
 from tests.mosquitto import Mosquitto
 from tests.mqtt.mqtt_support import Collector
 
@@ -362,7 +363,7 @@ def test_cli_pin_args_seals_the_hash(
     import io
     import secrets
 
-    from gateway.credentials import open_pin_hash
+    from gateway.credentials.store import open_pin_hash
     from gateway.mqtt.commands import SetPinArgs
 
     site = secrets.token_bytes(32)

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from gateway import store
 from gateway.mqtt.client import MqttService, MqttSettings
 from gateway.mqtt.events import AccessGranted
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.spill import SUFFIX
 from gateway.mqtt.topics import Topics
+from gateway.store import database as store
 from tests.mosquitto import Mosquitto
 from tests.mqtt.mqtt_support import Collector, first_occurrences
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from gateway import store
 from gateway.mqtt.events import DoorClosed, DoorOpened, EventsDropped, parse_event
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.topics import Topics
+from gateway.store import database as store
 
 TOPICS = Topics("access", "site1", "gate1")
 

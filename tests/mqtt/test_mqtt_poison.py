@@ -19,15 +19,16 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway import store
+from gateway.cli import mqtt as commands_cli
 from gateway.errors import ProtocolError
-from gateway.mqtt import commands_cli, fanout, fleet, sign
+from gateway.mqtt import fanout, fleet, sign
 from gateway.mqtt.client import MqttService, MqttSettings
 from gateway.mqtt.commands import CommandProcessor, CommandResult, UnlockArgs
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.payload import MAX_DEPTH, PayloadError, loads_bounded, nesting_depth
 from gateway.mqtt.spill import SpillJournal
 from gateway.mqtt.topics import Topics
+from gateway.store import database as store
 from tests.mosquitto import Mosquitto
 from tests.mqtt.mqtt_support import Collector
 

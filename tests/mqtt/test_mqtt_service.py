@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway import store
 from gateway.mqtt.client import MqttService, MqttSettings
 from gateway.mqtt.events import (
     AccessDenied,
@@ -34,6 +33,7 @@ from gateway.mqtt.events import (
 )
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.topics import Topics
+from gateway.store import database as store
 from tests.mosquitto import Mosquitto, MosquittoTLS
 from tests.mqtt.mqtt_support import Collector, first_occurrences
 

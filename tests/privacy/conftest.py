@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from gateway import store
 from gateway.privacy import consent, people
 from gateway.privacy.notice import Notice
 from gateway.privacy.vault import StaticKeyProvider, Vault
+from gateway.store import database as store
 
 NOTICE_EN = """Face recognition at the gates of Green Court
 Processor: Green Court Property Management Ltd. Contact: privacy@greencourt.example, 010-1234

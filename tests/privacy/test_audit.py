@@ -9,7 +9,7 @@ import pytest
 import sqlite_utils
 
 from gateway.privacy import audit
-from gateway.privacy.tx import transaction
+from gateway.store.tx import transaction
 
 
 def test_chain_verifies_and_links(db: sqlite_utils.Database) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import store
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.privacy import audit, people
+from gateway.store import database as store
 
 from .conftest import write_key
 

@@ -7,9 +7,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from gateway.gate.audit_watch import AuditWatch
 from gateway.mqtt import events as ev
 from gateway.privacy import audit, people
-from gateway.privacy.audit_watch import AuditWatch
 from tests.conftest import built_gateway
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import sqlite_utils
 
+from gateway.gate.audit_watch import AuditWatch, check_published, head_payload, reanchor
 from gateway.mqtt import events as ev
 from gateway.privacy import audit
 from gateway.privacy.audit_retention import prune
-from gateway.privacy.audit_watch import AuditWatch, check_published, head_payload, reanchor
 from gateway.privacy.compliance import Thresholds
 
 DAY = 86400.0

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gateway import store
-from gateway.privacy import commands
+from gateway.cli import privacy as commands
+from gateway.store import database as store
 
 from .conftest import NOTICE_EN, write_key
 from .test_enroll import FakePipeline, _img

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.errors import PrivacyError
 from gateway.privacy import consent, people
 from gateway.privacy.compliance import compliance_report

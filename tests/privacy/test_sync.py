@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from gateway import store
+from gateway.cli import privacy as commands
 from gateway.mqtt import sign
 from gateway.mqtt.commands import CommandProcessor, SyncPersonArgs, TemplateBundle
-from gateway.privacy import audit, commands, consent, people
+from gateway.privacy import audit, consent, people
 from gateway.privacy.enroll import enroll_images
 from gateway.privacy.notice import Notice
 from gateway.privacy.sync import (
@@ -32,6 +32,7 @@ from gateway.privacy.sync import (
 )
 from gateway.privacy.vault import Vault
 from gateway.privacy.withdraw import withdraw
+from gateway.store import database as store
 
 from .conftest import NOTICE_EN, FakeGallery, random_embedding, unit, write_key
 from .test_enroll import FakePipeline, _img

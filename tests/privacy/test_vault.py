@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from gateway import store
 from gateway.privacy.vault import (
     CredentialKeyProvider,
     FileKeyProvider,
@@ -20,6 +19,7 @@ from gateway.privacy.vault import (
     load_gallery,
     wrap_key_from_root,
 )
+from gateway.store import database as store
 
 from .conftest import FakeGallery, random_embedding, unit, write_key
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.privacy.zones import blur_faces, render_preview
 
 WINDOW = [(0.6, 0.1), (0.95, 0.1), (0.95, 0.4), (0.6, 0.4)]

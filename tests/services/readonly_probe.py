@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.config import load_config
-from gateway.daemon import Daemon
+from gateway.config.models import load_config
+from gateway.daemon.process import Daemon
 from gateway.hardware.events import CardRead
 
 
@@ -21,7 +21,7 @@ def main() -> int:
     out: dict[str, Any] = {}
 
     async def setup(d: Daemon) -> None:
-        from gateway.app import Gateway
+        from gateway.gate.app import Gateway
 
         gw = Gateway(d)
         await gw.setup()

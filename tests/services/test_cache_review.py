@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
-from gateway import store
-from gateway.credentials import Credentials, PinHashParams
+from gateway.credentials.store import Credentials, PinHashParams
 from gateway.hardware.events import CardRead
 from gateway.privacy import audit
 from gateway.privacy.people import add_person
 from gateway.services import credentials as svc
 from gateway.services.cache_follower import CacheFollower
 from gateway.services.cache_state import CacheState
+from gateway.store import database as store
 
 KEY = bytes(range(32))
 FAST = PinHashParams(time_cost=1, memory_kib=1024, parallelism=1)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.hardware.events import CardRead
 
 
@@ -25,11 +25,11 @@ def _run(
 
 @pytest.fixture
 def gate(minimal_config: Path) -> dict[str, Any]:
-    from gateway import store
-    from gateway.config import load_config
-    from gateway.credentials import Credentials
+    from gateway.config.models import load_config
+    from gateway.credentials.store import Credentials
     from gateway.keys import Keys
     from gateway.privacy.people import add_person
+    from gateway.store import database as store
 
     cfg = load_config(minimal_config, env=False)
     db = store.connect(cfg.storage.database_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import DemoStack
+from gateway.demo.run import DemoStack
 from tests.conftest import REPO
 from tests.mosquitto import Mosquitto
 from tests.services.test_revocation_outage import _hold_wal_index

@@ -47,11 +47,11 @@ def _config(minimal_config: Path) -> tuple[Path, Any]:
 
 def _seed(config: Path) -> dict[str, str]:
     """Three people with a card each, enrolled an hour ago (before the daemon starts)."""
-    from gateway import store
-    from gateway.config import load_config
-    from gateway.credentials import Credentials
+    from gateway.config.models import load_config
+    from gateway.credentials.store import Credentials
     from gateway.keys import Keys
     from gateway.privacy.people import add_person
+    from gateway.store import database as store
 
     cfg = load_config(config, env=False)
     db = store.connect(cfg.storage.database_path)

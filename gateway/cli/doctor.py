@@ -1,0 +1,191 @@
+"""``gateway doctor``: check everything an installer wires up and say what is wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from gateway.config.models import CameraConfig, GatewayConfig, format_problems, load_config
+from gateway.errors import ConfigError, GatewayError
+from gateway.gate.camera import redact_url
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the doctor's table."""
+
+    name: str
+    status: str  # PASS, WARN (works, but fix it), FAIL, SKIP
+    detail: str
+
+
+def _tcp(host: str, port: int, timeout: float) -> str | None:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+
+
+def check_storage(cfg: GatewayConfig) -> Check:
+    """The database opens, migrates and passes ``integrity_check``."""
+    from gateway.store import database as store
+    from gateway.store.readonly import open_state
+
+    try:
+        db, read_only = open_state(cfg.storage.database_path)
+    except (GatewayError, OSError) as exc:
+        return Check("storage", "FAIL", str(exc))
+    if read_only is not None:
+        db.close()
+        return Check(
+            "storage",
+            "FAIL",
+            f"DEGRADED: {read_only}; the daemon opens valid cards and PINs from memory but "
+            "cannot store changes or events: remount the storage read-write",
+        )
+    try:
+        ok = store.integrity_ok(db)
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
+    if not ok:
+        return Check("storage", "FAIL", f"{cfg.storage.database_path}: integrity_check failed")
+    return Check("storage", "PASS", f"{cfg.storage.database_path} (schema {version})")
+
+
+def check_models(cfg: GatewayConfig) -> Check:
+    """The face models are installed and their hashes match."""
+    if not cfg.face_doors() or not cfg.face.enabled:
+        return Check("models", "SKIP", "no door uses face")
+    try:
+        from gateway.face.models import verify as verify_models
+    except ImportError as exc:
+        return Check("models", "FAIL", f"face pipeline unavailable: {exc}")
+    try:
+        statuses = verify_models(cfg.face.model_dir)
+    except GatewayError as exc:
+        return Check("models", "FAIL", f"{exc}; run 'gateway models install'")
+    bad = [s for s in statuses if not s.ok]
+    if bad:
+        detail = "; ".join(f"{s.name}: {s.reason}" for s in bad)
+        return Check("models", "FAIL", f"{detail}; run 'gateway models install'")
+    return Check("models", "PASS", ", ".join(s.name for s in statuses))
+
+
+def check_camera(name: str, source: str, timeout: float) -> Check:
+    """The camera delivers a frame (the frame is discarded at once)."""
+    import cv2
+
+    def grab() -> str | None:
+        cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+        try:
+            if not cap.isOpened():
+                return f"cannot open {redact_url(source)}"
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                return f"{redact_url(source)} opened but delivered no frame"
+            return None
+        finally:
+            cap.release()
+
+    async def bounded() -> str | None:
+        return await asyncio.wait_for(asyncio.to_thread(grab), timeout)
+
+    try:
+        err = asyncio.run(bounded())
+    except TimeoutError:
+        err = f"no frame from {redact_url(source)} within {timeout:.0f} s"
+    return Check(f"camera {name}", "FAIL" if err else "PASS", err or redact_url(source))
+
+
+def check_configured_camera(name: str, cam: CameraConfig, timeout: float) -> Check:
+    """A configured camera with its login: its secret readable, a frame delivered, and a
+    WARN for a password still written inside ``source``."""
+    try:
+        url = cam.stream_url()
+    except ConfigError as exc:
+        return Check(f"camera {name}", "FAIL", format_problems(exc.problems))
+    check = check_camera(name, url, timeout)
+    if not cam.inline_password:
+        return check
+    return Check(
+        check.name,
+        "WARN" if check.status == "PASS" else check.status,
+        f"{check.detail}; password inside 'source': move it to cameras.{name}.password "
+        "(a file or systemd credential)",
+    )
+
+
+def check_reader(name: str, url: str, timeout: float) -> Check:
+    """The reader's transport is reachable (serial device present, or TCP port open)."""
+    parts = urlsplit(url)
+    if parts.scheme.endswith("+socket"):
+        err = _tcp(parts.hostname or "127.0.0.1", parts.port or 0, timeout)
+        return Check(f"reader {name}", "FAIL" if err else "PASS", err or url)
+    dev = Path(parts.path)
+    if parts.scheme.startswith("wiegand+feed"):
+        return Check(f"reader {name}", "SKIP", "in-process feed")
+    if not dev.exists():
+        return Check(f"reader {name}", "FAIL", f"{dev} does not exist")
+    if not os.access(dev, os.R_OK | os.W_OK):
+        return Check(f"reader {name}", "FAIL", f"{dev} is not readable and writable by this user")
+    return Check(f"reader {name}", "PASS", str(dev))
+
+
+def check_broker(cfg: GatewayConfig, timeout: float) -> Check:
+    """The MQTT broker accepts TCP connections."""
+    if not cfg.mqtt.enabled or cfg.mqtt.url is None:
+        return Check("broker", "SKIP", "no broker configured (events stay in the outbox)")
+    parts = urlsplit(cfg.mqtt.url)
+    port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    err = _tcp(parts.hostname or "localhost", port, timeout)
+    return Check("broker", "FAIL" if err else "PASS", err or cfg.mqtt.url)
+
+
+def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
+    """Every check, in the order an installer fixes things."""
+    from gateway.config.checks import environment_problems
+
+    checks: list[Check] = []
+    problems = environment_problems(cfg)
+    checks.append(
+        Check(
+            "secrets & notice",
+            "FAIL" if problems else "PASS",
+            format_problems(problems).replace("\n", "; ") if problems else "readable",
+        )
+    )
+    checks.append(check_storage(cfg))
+    checks.append(check_models(cfg))
+    checks.extend(check_configured_camera(name, cam, timeout) for name, cam in cfg.cameras.items())
+    for name, reader in cfg.readers.items():
+        checks.append(check_reader(name, reader.url, timeout))
+    checks.append(check_broker(cfg, timeout))
+    return checks
+
+
+def render(checks: list[Check], write: Callable[[str], object] = sys.stdout.write) -> None:
+    """Print the pass/fail table."""
+    width = max((len(c.name) for c in checks), default=10)
+    for c in checks:
+        write(f"{c.status:<4}  {c.name:<{width}}  {c.detail}\n")
+
+
+def run_doctor(config_path: Path, timeout: float = 3.0) -> int:
+    """Exit 0 when nothing failed, 1 otherwise (2 for an invalid config)."""
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        render([Check("config", "FAIL", str(config_path))])
+        print(format_problems(exc.problems), file=sys.stderr)
+        return 2
+    checks = [Check("config", "PASS", str(config_path)), *run_checks(cfg, timeout)]
+    render(checks)
+    return 1 if any(c.status == "FAIL" for c in checks) else 0

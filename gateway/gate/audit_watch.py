@@ -1,0 +1,240 @@
+"""The daemon's audit-chain watch: verify at start and daily, publish the head off the device,
+raise compliance alerts.
+
+* At start the chain is keyed (a legacy plain-hash chain is re-anchored by an audited
+  ``audit.keyed`` row), then verified with the device's chain key.
+* The head is published retained on ``{base}/audit/head`` as ``{"v": 1, "seq": n, "mac": m}``
+  (``m`` = HMAC of the seq and the head link under the chain key; no row content). At start
+  and daily, the retained head on the broker is read back: a local chain that no longer holds
+  that row (rolled back, truncated, rewritten) is a break too.
+* A break emits ``compliance.alert`` ``audit_chain_broken`` (value: the first broken seq),
+  logged as an error; the gate keeps opening (access does not depend on the audit log) and
+  retention never prunes a broken chain (the evidence stays).
+* People-count thresholds (Art. 15 warning at 80,000, filing at 100,000 across the compound:
+  this gate's count plus the other gates' retained counts) emit ``capacity_warning`` /
+  ``filing_required`` when crossed (once per level, remembered in ``kv``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlite_utils
+
+from gateway.errors import GatewayError
+from gateway.mqtt import events as ev
+from gateway.privacy import audit
+from gateway.privacy.compliance import Thresholds, enrolled_count
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86400.0
+PUBLISH_EVERY_S = 60.0
+ALERTED_LEVEL_KEY = "compliance.alerted_level"
+_LEVELS = ("ok", "warning", "filing_required")
+
+
+def head_topic(base: str) -> str:
+    """The retained audit-head topic under a gate's base topic."""
+    return f"{base}/audit/head"
+
+
+def head_payload(key: audit.ChainKey, seq: int, link: str) -> bytes:
+    """The published head: seq and a MAC over seq and the head link; no content."""
+    doc = {"v": 1, "seq": seq, "mac": key.mac(f"audit-head|{seq}|{link}")}
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def reanchor(db: sqlite_utils.Database) -> bool:
+    """Key a legacy (plain-hash) chain: append an audited anchor row; True if one was added."""
+    key = audit.bound_key(db)
+    if key is None:
+        raise audit.AuditError("re-anchoring the audit chain needs the device's chain key")
+    last = db.conn.execute("SELECT hash, key_id FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    if last is None or last[1] is not None:
+        return False
+    legacy = int(db.conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+    audit.append(
+        db, "system", audit.ANCHOR_ACTION, "audit", {"legacy_rows": legacy, "legacy_head": last[0]}
+    )
+    log.warning("audit chain: %d legacy unkeyed rows re-anchored under the device key", legacy)
+    return True
+
+
+def check_published(db: sqlite_utils.Database, key: audit.ChainKey, payload: bytes) -> str | None:
+    """None when the local chain still holds the published head, else why not."""
+    try:
+        doc = json.loads(payload)
+        seq, mac = int(doc["seq"]), str(doc["mac"])
+    except (ValueError, KeyError, TypeError):
+        return "the published audit head is unreadable"
+    first = db.conn.execute("SELECT min(seq) FROM audit").fetchone()[0]
+    if first is not None and seq < int(first):
+        return None  # pruned behind a checkpoint since; verify() proves the prefix
+    row = db.conn.execute("SELECT hash FROM audit WHERE seq = ?", (seq,)).fetchone()
+    if row is None:
+        return f"the published head seq {seq} is missing here (rolled back or truncated)"
+    expected = json.loads(head_payload(key, seq, str(row[0])))["mac"]
+    if expected != mac:
+        return f"row seq {seq} differs from the published head (rewritten)"
+    return None
+
+
+def crossed_level(db: sqlite_utils.Database, total: int, thresholds: Thresholds) -> str | None:
+    """The threshold level newly reached by ``total`` (remembered), None if unchanged/lower."""
+    level = "ok"
+    if total >= thresholds.filing_threshold:
+        level = "filing_required"
+    elif total >= thresholds.warn_people:
+        level = "warning"
+    row = db.execute("SELECT value FROM kv WHERE key = ?", [ALERTED_LEVEL_KEY]).fetchone()
+    before = str(row[0]) if row and row[0] in _LEVELS else "ok"
+    if level != before:
+        db.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [ALERTED_LEVEL_KEY, level],
+        )
+    if _LEVELS.index(level) > _LEVELS.index(before):
+        return level
+    return None
+
+
+@dataclass
+class AuditWatch:
+    """Verify, publish and alert; one instance per running gateway."""
+
+    db: sqlite_utils.Database
+    run_db: Callable[..., Awaitable[Any]]
+    emit: Callable[[ev.BaseEvent], None]
+    site: str
+    gate: str
+    outbox: Any = None
+    base_topic: str | None = None
+    read_retained: Callable[[str], Awaitable[bytes | None]] | None = None
+    other_gate_counts: Callable[[], Awaitable[int]] | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    verify_every_s: float = DAY_S
+    publish_every_s: float = PUBLISH_EVERY_S
+    db_path: str | None = None
+    _alerted: str | None = None
+    _published: int | None = None
+
+    @classmethod
+    def for_gateway(cls, gw: Any) -> AuditWatch:
+        """Wire to a :class:`gateway.gate.app.Gateway` (its database thread, emit and outbox)."""
+        base = gw.topics.base if gw.topics is not None else None
+        watch = cls(gw.db, gw.run_db, gw.emit, gw.cfg.site.id, gw.cfg.site.gate, gw.outbox, base)
+        watch.db_path = str(gw.cfg.storage.database_path)
+        store = getattr(gw.mqtt, "retained", None)
+        if store is not None and base is not None:
+            # The daemon's own MQTT session keeps these retained documents (no second
+            # connection per check).
+            counts_filter = f"{gw.cfg.mqtt.topic_prefix}/{gw.cfg.site.id}/+/enrolled"
+            store.watch(head_topic(base))
+            store.watch(counts_filter)
+            watch.read_retained = store.read
+            watch.other_gate_counts = lambda: _counts_from_store(
+                store, counts_filter, gw.cfg.site.gate
+            )
+        return watch
+
+    def _alert(self, code: ev.ComplianceCode, value: int | None) -> None:
+        self.emit(ev.ComplianceAlert(site=self.site, gate=self.gate, code=code, value=value))
+
+    async def check(self) -> audit.VerifyResult:
+        """Verify the chain and the published head once; alert on a (new) break."""
+        res = await self._verify()
+        reason = None if res.ok else f"seq {res.broken_seq}: {res.reason}"
+        key = audit.bound_key(self.db)
+        if res.ok and key is not None and self.base_topic and self.read_retained is not None:
+            payload = await self.read_retained(head_topic(self.base_topic))
+            if payload is not None:
+                reason = await self.run_db(check_published, self.db, key, payload)
+        if reason is None:
+            self._alerted = None
+            log.info("gate %s: audit chain verified (%d rows)", self.gate, res.rows)
+            return res
+        log.error("gate %s: AUDIT CHAIN BROKEN: %s", self.gate, reason)
+        if reason != self._alerted:
+            self._alerted = reason
+            seq = res.broken_seq if res.broken_seq is not None else res.head_seq
+            self._alert(ev.ComplianceCode.AUDIT_CHAIN_BROKEN, max(0, seq))
+        return res
+
+    async def _verify(self) -> audit.VerifyResult:
+        """The whole walk on its own connection and thread (files), never the gate's."""
+        path = self.db_path
+        if not path or path == ":memory:":
+            result: audit.VerifyResult = await self.run_db(audit.verify, self.db)
+            return result
+        return await asyncio.to_thread(audit.verify_file, path, audit.bound_key(self.db))
+
+    async def check_counts(self) -> None:
+        """Alert when the compound's people count crosses a threshold."""
+        total = int(await self.run_db(enrolled_count, self.db))
+        if self.other_gate_counts is not None:
+            with contextlib.suppress(Exception):
+                total += int(await self.other_gate_counts())
+        level = await self.run_db(crossed_level, self.db, total, self.thresholds)
+        if level == "warning":
+            self._alert(ev.ComplianceCode.CAPACITY_WARNING, total)
+        elif level == "filing_required":
+            self._alert(ev.ComplianceCode.FILING_REQUIRED, total)
+
+    async def publish_head(self) -> None:
+        """Publish the verified head (retained) when it moved since the last time."""
+        key = audit.bound_key(self.db)
+        if key is None or self.outbox is None or not self.base_topic:
+            return
+        row = await self.run_db(
+            lambda: self.db.conn.execute(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        )
+        if row is None or int(row[0]) == self._published or self._alerted is not None:
+            return
+        payload = head_payload(key, int(row[0]), str(row[1]))
+        self.outbox.put_raw(str(uuid.uuid4()), head_topic(self.base_topic), payload, retain=True)
+        self._published = int(row[0])
+
+    async def run(self) -> None:
+        """Service body: anchor, verify, publish, then every minute/day. A storage failure
+        (read-only or locked database) is logged and retried; it never stops the watch."""
+        anchored = False
+        next_verify = 0.0
+        while True:
+            try:
+                if not anchored:
+                    await self.run_db(reanchor, self.db)
+                    anchored = True
+                if time.monotonic() >= next_verify:
+                    await self.check()
+                    await self.check_counts()
+                    next_verify = time.monotonic() + self.verify_every_s
+                await self.publish_head()
+            except (sqlite3.Error, GatewayError) as exc:
+                log.warning("gate %s: audit watch: %s (retrying)", self.gate, exc)
+            await asyncio.sleep(self.publish_every_s)
+
+
+async def _counts_from_store(store: Any, counts_filter: str, own_gate: str) -> int:
+    """The other gates' retained people counts, from the daemon's session's store."""
+    from gateway.mqtt.fleet import parse_enrolled
+
+    total = 0
+    for topic, payload in store.matching(counts_filter).items():
+        if topic.split("/")[-2] == own_gate:
+            continue
+        count = parse_enrolled(topic, payload)
+        total += count or 0
+    return total

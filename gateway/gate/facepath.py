@@ -1,0 +1,254 @@
+"""The face path of one camera: capture -> no-capture mask -> pipeline -> match -> fusion.
+
+Frames stay in memory: the capture thread's one-slot mailbox hands the newest frame to the
+inference worker, the zones are blanked in that buffer before any model sees it, and the
+buffer is dropped as soon as the observations are out. A camera that goes away, or a face
+model that fails, disables the face path with an event; PIN and card never depend on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gateway import access
+from gateway.access import ApproachTracker, FaceMatch, FaceMode, PolicyEngine
+from gateway.face.gallery import Gallery
+from gateway.face.liveness import ConsistencyTracker
+from gateway.face.pipeline import Box, FaceObservation, FacePipeline
+from gateway.face.worker import FaceWorker
+from gateway.gate.camera import CameraCapture, CapturedFrame
+from gateway.privacy.zones import ZoneMasker
+
+log = logging.getLogger(__name__)
+
+OutcomeSink = Callable[[str, access.FusionOutcome], Awaitable[None]]
+
+#: a face accepted by the quality gate this recently (monotonic seconds) is "tracked": the
+#: next frame judges its size with the gate's hysteresis
+TRACK_S = 0.5
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """How probes are matched against the gallery."""
+
+    threshold: float
+    margin: float
+    liveness_threshold: float = 0.5
+    verify_threshold: float | None = None
+
+
+@dataclass
+class FrameTiming:
+    """Per-stage milliseconds of the last processed frame (for the loop benchmark)."""
+
+    capture_to_start_ms: float = 0.0
+    analyze_ms: float = 0.0
+    match_ms: float = 0.0
+    faces: int = 0
+
+
+class FacePath:
+    """One camera's face processing, run as a supervised service."""
+
+    def __init__(
+        self,
+        *,
+        camera: str,
+        door: str,
+        reader: str | None,
+        capture: CameraCapture,
+        pipeline: FacePipeline,
+        gallery: Gallery,
+        transform: Callable[[np.ndarray], np.ndarray],
+        masker: ZoneMasker,
+        engine: PolicyEngine,
+        tracker: ApproachTracker,
+        settings: MatchSettings,
+        sink: OutcomeSink,
+        liveness_enabled: bool = True,
+        consistency_k: int = 5,
+        motion_veto: bool = False,
+        on_faces: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.camera = camera
+        self.door = door
+        self.reader = reader
+        self.capture = capture
+        self.pipeline = pipeline
+        self.gallery = gallery
+        self.transform = transform
+        self.masker = masker
+        self.engine = engine
+        self.tracker = tracker
+        self.settings = settings
+        self.sink = sink
+        self.liveness_enabled = liveness_enabled
+        self.consistency = ConsistencyTracker(k=consistency_k)
+        self.motion_veto = motion_veto
+        self.on_faces = on_faces
+        self.worker: FaceWorker[list[FaceObservation]] = FaceWorker(self._analyze, name=camera)
+        self.timing = FrameTiming()
+        self.frames = 0
+        self.failures = 0
+        self.enrolment: asyncio.Queue[list[FaceObservation]] | None = None
+        #: (monotonic time, boxes) of the faces the quality gate accepted in the last frame
+        self._accepted: tuple[float, tuple[Box, ...]] = (0.0, ())
+
+    def _analyze(self, frame: np.ndarray) -> list[FaceObservation]:
+        # The mask is applied in place, in this buffer, before any model runs.
+        self.masker.apply(frame)
+        # At-gate enrolment always measures liveness, whatever the door's policy.
+        live = self.liveness_enabled or self.enrolment is not None
+        seen, boxes = self._accepted
+        now = time.monotonic()
+        # Enrolment samples always meet the strict gate.
+        tracked = boxes if self.enrolment is None and now - seen <= TRACK_S else ()
+        observations = self.pipeline.analyze(frame, liveness=live, tracked=tracked)
+        self._accepted = (now, tuple(o.box for o in observations if o.quality.ok))
+        return observations
+
+    def _match(
+        self, observations: Sequence[FaceObservation], claimed: str | None, now: float
+    ) -> list[FaceMatch]:
+        matches: list[FaceMatch] = []
+        largest = max(observations, key=lambda o: o.box[2] * o.box[3], default=None)
+        if largest is None:
+            self.consistency.reset()
+        for obs in observations:
+            consistent: bool | None = None
+            if obs is largest and self.motion_veto:
+                verdict = self.consistency.update(obs.landmarks, obs.box, now)
+                consistent = {"live": True, "rigid": False, "static": False}.get(verdict.state)
+            live = (
+                None if obs.liveness is None else obs.liveness >= self.settings.liveness_threshold
+            )
+            x, y, w, h = obs.box
+            box = (float(x), float(y), float(w), float(h))
+            if obs.embedding is None or not obs.quality.ok:
+                matches.append(
+                    FaceMatch(
+                        None,
+                        quality_ok=False,
+                        live=live,
+                        consistent=consistent,
+                        low_quality_reason=obs.quality.reason,
+                        box=box,
+                    )
+                )
+                continue
+            probe = self.transform(obs.embedding.reshape(1, -1))[0]
+            if claimed is not None:
+                limit = self.settings.verify_threshold or self.settings.threshold
+                ok = self.gallery.verify(probe, claimed, limit)
+                person = claimed if ok else None
+            else:
+                person = self.gallery.identify(probe, self.settings.threshold, self.settings.margin)
+            matches.append(
+                FaceMatch(person, quality_ok=True, live=live, consistent=consistent, box=box)
+            )
+        return matches
+
+    async def enrol_frames(self, limit_s: float) -> AsyncIterator[list[FaceObservation]]:
+        """Hand the next analysed frames to an at-gate enrolment (instead of matching)."""
+        queue: asyncio.Queue[list[FaceObservation]] = asyncio.Queue(maxsize=4)
+        self.enrolment = queue
+        deadline = time.monotonic() + limit_s
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    yield await asyncio.wait_for(queue.get(), left)
+                except TimeoutError:
+                    return
+        finally:
+            self.enrolment = None
+            self.tracker.reset(self.camera)
+
+    async def run(self) -> None:
+        """Process frames until cancelled."""
+        self.capture.start()
+        self.worker.start()
+        try:
+            while True:
+                frame: CapturedFrame | None = await asyncio.to_thread(
+                    self.capture.mailbox.take, 0.5
+                )
+                now = time.time()
+                if frame is None:
+                    for outcome in self.tracker.observe(self.camera, now, []):
+                        await self.sink(self.camera, outcome)
+                    continue
+                await self._process(frame, now)
+        finally:
+            self.worker.stop()
+            self.capture.stop()
+
+    def _mode_and_claim(self) -> tuple[FaceMode, str | None]:
+        """The door's face mode now, and the person a pending card/PIN claims (1:1)."""
+        mode = self.engine.face_mode(self.door)
+        if mode is FaceMode.NONE or self.reader is None:
+            return mode, None
+        pending = self.engine.pending_for(self.door, self.reader, time.time())
+        return mode, None if pending is None else pending.person_id
+
+    async def _process(self, frame: CapturedFrame, now: float) -> None:
+        # Capture time on the wall clock, so that freshness is judged on one clock.
+        frame_ts = now - (time.monotonic() - frame.ts)
+        # Decided once per frame, before any model runs (a claim made during the analysis
+        # is taken up by the next frame).
+        mode, claimed = self._mode_and_claim()
+        idle = mode is FaceMode.NONE or (mode is FaceMode.VERIFY_ONLY and claimed is None)
+        if idle and self.enrolment is None:
+            # Data minimisation: no face is even detected when nothing could use it (face
+            # off by schedule, or a verify-only door with no card/PIN claim pending).
+            return
+        start = time.perf_counter()
+        result = await self.worker.process(frame.image)
+        del frame  # the buffer is not kept after use
+        if result is None:
+            return
+        analyzed = time.perf_counter()
+        if result.error is not None or result.value is None:
+            self.failures += 1
+            if self.failures == 1 or self.failures % 100 == 0:
+                log.warning(
+                    "camera %s: face analysis failed (%s); %d failure(s) so far",
+                    self.camera,
+                    type(result.error).__name__,
+                    self.failures,
+                )
+            return
+        observations = result.value
+        if self.enrolment is not None:
+            # At-gate enrolment in progress: frames feed the enrolment, not the door.
+            with contextlib.suppress(asyncio.QueueFull):
+                self.enrolment.put_nowait(observations)
+            return
+        if idle:
+            return  # the frame was analysed for an enrolment that has just ended
+        matches = await asyncio.to_thread(self._match, observations, claimed, frame_ts)
+        self.timing = FrameTiming(
+            capture_to_start_ms=0.0,
+            analyze_ms=(analyzed - start) * 1000,
+            match_ms=(time.perf_counter() - analyzed) * 1000,
+            faces=len(observations),
+        )
+        self.frames += 1
+        if self.on_faces is not None and observations:
+            self.on_faces(self.camera, len(observations))
+        for outcome in self.tracker.observe(self.camera, frame_ts, matches):
+            await self.sink(self.camera, outcome)
+
+
+def describe_observations(observations: Sequence[Any]) -> str:
+    """A log-safe summary (counts and verdicts only, never pixels or embeddings)."""
+    ok = sum(1 for o in observations if getattr(o.quality, "ok", False))
+    return f"{len(observations)} face(s), {ok} of good quality"
