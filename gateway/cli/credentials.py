@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Any
 
-from gateway.cli import privacy as pc
+from gateway.cli import context as pc
 from gateway.errors import GatewayError
 from gateway.services import credentials as svc
 
@@ -17,8 +17,8 @@ _MAX_CARD_DIGITS = 20
 
 
 def _deps(args: argparse.Namespace) -> svc.CredentialDeps:
-    db = pc._open_db(args)
-    return svc.CredentialDeps(pc._credentials(args, db))
+    db = pc.open_db(args)
+    return svc.CredentialDeps(pc.credentials_of(args, db))
 
 
 def _revoke_card(args: argparse.Namespace) -> int:
@@ -53,7 +53,7 @@ def _bound(value: str | None) -> Any:
         return svc._KEEP
     if value.strip().lower() in ("none", "-", ""):
         return None
-    return pc._ts(value)
+    return pc.parse_ts(value)
 
 
 def _set_validity(args: argparse.Namespace) -> int:
@@ -69,8 +69,8 @@ def _set_validity(args: argparse.Namespace) -> int:
         valid_until=_bound(args.valid_until),
     )
     print(
-        f"{person.id} valid from {pc._fmt_ts(person.valid_from)} "
-        f"until {pc._fmt_ts(person.valid_until)}"
+        f"{person.id} valid from {pc.fmt_ts(person.valid_from)} "
+        f"until {pc.fmt_ts(person.valid_until)}"
     )
     return 0
 
@@ -83,16 +83,16 @@ def register(people: Any) -> None:
     rc.add_argument("person")
     rc.add_argument("--facility", type=int, default=None, help="facility code, if any")
     rc.add_argument("--all", action="store_true", help="revoke every card of the person")
-    pc._common(rc, keys=True)
-    rc.set_defaults(func=pc._safe(_revoke_card))
+    pc.common_options(rc, keys=True)
+    rc.set_defaults(func=pc.safe(_revoke_card))
     rp = people.add_parser("revoke-pin", help="revoke a person's PINs (all, or one kind)")
     rp.add_argument("person")
     rp.add_argument("--kind", choices=("normal", "duress", "visitor"), default=None)
-    pc._common(rp, keys=True)
-    rp.set_defaults(func=pc._safe(_revoke_pin))
+    pc.common_options(rp, keys=True)
+    rp.set_defaults(func=pc.safe(_revoke_pin))
     sv = people.add_parser("set-validity", help="change when a person's access is valid")
     sv.add_argument("person")
     sv.add_argument("--from", dest="valid_from", help="ISO date/time, or 'none'")
     sv.add_argument("--until", dest="valid_until", help="ISO date/time, or 'none'")
-    pc._common(sv, keys=True)
-    sv.set_defaults(func=pc._safe(_set_validity))
+    pc.common_options(sv, keys=True)
+    sv.set_defaults(func=pc.safe(_set_validity))

@@ -22,10 +22,12 @@ from gateway import access
 from gateway.config.models import DoorConfig, GatewayConfig, ReaderConfig
 from gateway.credentials.store import Credentials, LockoutPolicy
 from gateway.daemon.supervisor import ServiceSpec
-from gateway.errors import GatewayError, ModelError, ProtocolError
+from gateway.errors import GatewayError, ModelError
 from gateway.gate.audit_watch import AuditWatch
 from gateway.gate.cache_wiring import announce_storage, build_cache, storage_health
 from gateway.gate.controller import AccessController, DoorRuntime
+from gateway.gate.remote_commands import register_remote_commands
+from gateway.gate.withdrawal_announce import GateWithdrawals
 from gateway.hardware.door import DoorConfig as MachineConfig
 from gateway.hardware.door import DoorStateMachine
 from gateway.hardware.door_controller import DoorController
@@ -41,7 +43,6 @@ from gateway.hardware.lock import DoorLock
 from gateway.hardware.readers import Reader, open_reader
 from gateway.keys import Keys
 from gateway.mqtt import events as ev
-from gateway.mqtt.rejections import RejectionLimiter
 from gateway.privacy import access_log, audit
 from gateway.services.event_handoff import EventHandoff
 from gateway.store.readonly import open_extra
@@ -80,10 +81,7 @@ class Gateway:
         self.enrolled_count: int | None = None
         self._gallery_live = False
         self.topics: Any = None
-        self._fanout_rx: Any = None
-        self._fanout_refusals = RejectionLimiter()  # log lines for refused fan-out messages
-        self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
-        self._scrubs: set[asyncio.Task[bool]] = set()  # WAL scrubs after erasures
+        self.withdrawals = GateWithdrawals(self)  # withdrawal erasure and announcing
         self._data_seen: tuple[int, ...] | None = None  # _watch_data's last data version
         self.cache_state: Any = None  # gateway.services.cache_state.CacheState, from setup()
         self.cache_follower: Any = None  # its CacheFollower service, from setup()
@@ -207,7 +205,7 @@ class Gateway:
             self.commands,
             health=self.health,
             homeassistant=ha,
-            on_withdrawal=self.on_withdrawal_fanout,
+            on_withdrawal=self.withdrawals.on_fanout,
         )
         self.daemon.add_service(ServiceSpec("mqtt", self.mqtt.run))
 
@@ -579,7 +577,7 @@ class Gateway:
                 self._data_seen = version
                 # Withdrawals recorded by any process (the CLI too, or while this daemon
                 # was down), on every gate, face path or not.
-                ok = await self.announce_withdrawals()
+                ok = await self.withdrawals.announce()
                 retry_at = None if ok else time.monotonic() + 5.0
             await asyncio.sleep(0.25)
 
@@ -598,153 +596,6 @@ class Gateway:
             gallery.remove_person(gone)
             log.info("gate %s: a person's face data left the live gallery", self.cfg.site.gate)
         await self.run_db(load_gallery, self.db, vault, gallery, allowed=allowed)
-
-    # -- commands ----------------------------------------------------------------------------
-    def register_commands(self) -> None:
-        """Handlers for the signed MQTT commands."""
-        if getattr(self, "commands", None) is None:
-            return
-        cmds = self.commands
-        cmds.register("withdraw_consent", self._cmd_withdraw)
-        cmds.register("sync_person", self._cmd_sync_person)
-        cmds.register("revoke_card", self._cmd_revoke_card)
-        cmds.register("revoke_pin", self._cmd_revoke_pin)
-        cmds.register("set_pin", self._cmd_set_pin)
-        cmds.register("unlock", self._cmd_unlock)
-        cmds.register("reload_config", self._cmd_reload)
-        cmds.register("purge", self._cmd_purge)
-
-    async def withdraw(self, person_id: str, channel: str) -> dict[str, Any]:
-        """Withdraw face consent and erase the person's face data everywhere on this gate."""
-        from gateway.privacy.scrub import scrub_in_background
-        from gateway.privacy.withdraw import withdraw
-
-        receipt = await self.run_db(
-            withdraw,
-            self.db,
-            _need(self.vault),
-            _need(self.gallery),
-            person_id,
-            channel,
-            vacuum=False,
-        )
-        await self.announce_withdrawals()
-        # Then the WAL scrub (its checkpoint briefly holds the write lock the outbox needs):
-        # on its own connection and thread, waiting for old readers, never here.
-        self._scrubs.add(
-            t := asyncio.create_task(scrub_in_background(self.cfg.storage.database_path))
-        )
-        t.add_done_callback(self._scrubs.discard)
-        return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
-
-    async def announce_withdrawals(self) -> bool:
-        """Announce every withdrawal receipt not yet announced, whichever process wrote it;
-        True when none is left waiting. Never raises: what fails waits for the next try.
-
-        A receipt is marked only once its messages are stored in the durable outbox: at
-        least once (a repeat erases nothing more on the receiving gates). Without MQTT
-        there is nobody to tell, and the receipts wait for it to be configured."""
-        from gateway.privacy.withdraw import mark_announced, pending_announcements
-
-        gate = self.cfg.site.gate
-        if self.outbox is None:
-            return True
-        if self.outbox.degraded is not None:
-            return False  # it would only hold them in memory: wait until it stores again
-        async with self._announcing:
-            try:
-                pending = await self.run_db(pending_announcements, self.db)
-            except sqlite3.Error as exc:
-                log.warning("gate %s: cannot read withdrawals to announce: %s", gate, exc)
-                return False
-            done = True
-            for receipt in pending:
-                try:
-                    self._announce_withdrawal(
-                        receipt.person_id, receipt.channel, receipt.templates_erased
-                    )
-                except ValueError as exc:  # e.g. a channel this version does not know
-                    log.error("gate %s: withdrawal %s not announced: %s", gate, receipt.id, exc)
-                    done = False
-                    continue
-                if self.outbox.degraded is not None:  # the store failed under this one
-                    return False
-                try:
-                    await self.run_db(mark_announced, self.db, receipt.id)
-                except sqlite3.Error as exc:
-                    log.warning(
-                        "gate %s: withdrawal %s announced, not marked: %s", gate, receipt.id, exc
-                    )
-                    done = False
-            return done
-
-    def _announce_withdrawal(self, person_id: str, channel: str, erased: int) -> None:
-        """The pseudonymous event, and (unless it came from there) the fan-out that erases
-        the person's face data on every other gate of the site."""
-        pz = self.pseudonym(person_id)
-        if pz is not None:
-            self.emit(
-                ev.ConsentWithdrawn(
-                    site=self.cfg.site.id,
-                    gate=self.cfg.site.gate,
-                    person=pz,
-                    channel=ev.WithdrawalChannel(channel),
-                    templates_erased=erased,
-                )
-            )
-        if channel != "compound" and self.outbox is not None and self.topics is not None:
-            import uuid
-
-            from gateway.mqtt import fanout
-
-            message = fanout.build(self.keys.withdrawal_fanout, self.cfg.site.gate, person_id)
-            self.outbox.put_raw(str(uuid.uuid4()), self.topics.withdrawal, message)
-            log.info("gate %s: withdrawal fanned out to the site's gates", self.cfg.site.gate)
-
-    async def on_withdrawal_fanout(self, payload: bytes) -> None:
-        """Another gate of the site reports a withdrawal: erase our copy at once."""
-        from gateway.errors import ProtocolError
-        from gateway.mqtt import fanout
-
-        if self._fanout_rx is None:
-            self._fanout_rx = fanout.FanoutReceiver(self.keys.withdrawal_fanout, self.cfg.site.gate)
-        try:
-            got = self._fanout_rx.accept(payload)
-        except ProtocolError as exc:
-            # Anyone on the broker can send these: log the first few per window, then count.
-            now = time.time()
-            summary = self._fanout_refusals.flush(now)
-            if summary is not None:
-                log.warning(
-                    "gate %s: %d more withdrawal fan-out message(s) refused (%s)",
-                    self.cfg.site.gate,
-                    summary.total,
-                    ", ".join(f"{k}: {v}" for k, v in summary.counts.items()),
-                )
-            if self._fanout_refusals.admit(type(exc).__name__, now):
-                log.warning("gate %s: withdrawal fan-out refused: %s", self.cfg.site.gate, exc)
-            return
-        if got is None:
-            return  # our own
-
-        if self.vault is None or self.gallery is None:
-            log.error("gate %s: withdrawal fan-out: no face store here", self.cfg.site.gate)
-            return
-        holders = await self.run_db(self.vault.enrolled_people, self.db)  # face data here
-        pid = fanout.find_person(self.keys.withdrawal_fanout, got.subject, holders)
-        if pid is None:
-            log.info(
-                "gate %s: withdrawal from gate %s: no face data of that person here",
-                self.cfg.site.gate,
-                got.origin_gate,
-            )
-            return
-        log.info(
-            "gate %s: withdrawal from gate %s: erasing this gate's copy",
-            self.cfg.site.gate,
-            got.origin_gate,
-        )
-        await self.withdraw(pid, "compound")
 
     async def enrol_at_gate(self, person_id: str, door: str) -> str:
         """Enrol a resident identified by card/PIN from the door's camera; a reader message."""
@@ -787,107 +638,6 @@ class Gateway:
             return "Face enrolment failed: please try again"
         log.info("door %s: face enrolled at the gate (%d templates)", door, result.stored)
         return "Face enrolled"
-
-    async def _cmd_sync_person(self, args: Any) -> dict[str, Any]:
-        from gateway.privacy.sync import handle_sync_person
-
-        if self.vault is None or self.gallery is None or not self.face_paths:
-            # No running face path here (face disabled, no face camera, models missing):
-            # templates this gate cannot use are not stored (data minimisation).
-            raise GatewayError("sync_person: this gate runs no face path; nothing stored")
-        return await handle_sync_person(
-            args,
-            db=self.db,
-            vault=self.vault,
-            gallery=self.gallery,
-            site_key=self.keys.site,
-            run_db=self.run_db,
-            grace_days=self.cfg.privacy.renotice_grace_days,
-        )
-
-    async def _cmd_withdraw(self, args: Any) -> dict[str, Any]:
-        return await self.withdraw(args.person_id, "mqtt")
-
-    def _credential_deps(self) -> Any:
-        from gateway.services.credentials import CredentialDeps
-
-        return CredentialDeps(
-            _need(self.controller).credentials, getattr(self, "cache_state", None)
-        )
-
-    async def _cmd_revoke_card(self, args: Any) -> dict[str, Any]:
-        from gateway.services import credentials as svc
-
-        digest = bytes.fromhex(args.card_hmac) if args.card_hmac else None
-        n = await self.run_decide(
-            svc.revoke_card,
-            self._credential_deps(),
-            args.person_id,
-            actor="mqtt",
-            channel="mqtt",
-            card_hmac=digest,
-        )
-        return {"revoked": n}
-
-    async def _cmd_revoke_pin(self, args: Any) -> dict[str, Any]:
-        from gateway.services import credentials as svc
-
-        n = await self.run_decide(
-            svc.revoke_pin,
-            self._credential_deps(),
-            args.person_id,
-            actor="mqtt",
-            channel="mqtt",
-            kind=args.kind,
-        )
-        return {"revoked": n}
-
-    async def _cmd_set_pin(self, args: Any) -> dict[str, Any]:
-        from gateway.credentials.store import open_pin_hash
-        from gateway.services import credentials as svc
-
-        pin_hash = open_pin_hash(args.pin_hash_sealed, args.person_id, self.keys.site)
-        pin_id = await self.run_decide(
-            svc.set_pin_hash,
-            self._credential_deps(),
-            args.person_id,
-            pin_hash,
-            args.pin_index,
-            actor="mqtt",
-            channel="mqtt",
-            kind=args.kind,
-            expires_at=args.expires_at.timestamp() if args.expires_at else None,
-            uses_left=args.uses_left,
-        )
-        return {"pin_id": pin_id}
-
-    async def _cmd_unlock(self, args: Any) -> dict[str, Any]:
-        if args.door not in self.cfg.doors:  # a refusal, not an "ok" result saying no
-            raise ProtocolError(f"door {args.door!r} is not configured at this gate")
-        assert self.controller is not None  # noqa: S101
-        await self.controller.remote_unlock(args.door, args.seconds)
-        return {"ok": True}
-
-    async def _cmd_reload(self, args: Any) -> dict[str, Any]:
-        ok = await self.daemon.reload()
-        return {"ok": ok}
-
-    async def _cmd_purge(self, args: Any) -> dict[str, Any]:
-        if args.target == "access_log":
-            before = args.before.timestamp() if args.before else time.time()
-
-            def purge_log() -> int:
-                return int(
-                    self.db.execute("DELETE FROM access_log WHERE ts < ?", [before]).rowcount
-                )
-
-            return {"deleted": await self.run_db(purge_log)}
-        result = await self.withdraw(args.person_id, "mqtt")
-        return {"erased": result["templates_erased"]}
-
-    def pseudonym(self, person_id: str | None) -> str | None:
-        """The rotating pseudonym of a person for events."""
-        return self._pseudonymizer(person_id)
 
     # -- services -------------------------------------------------------------------------------
     async def _reader_loop(self, name: str) -> None:
@@ -943,7 +693,7 @@ class Gateway:
         cfg = self.cfg
         audit.bind_key(self.db, audit.ChainKey.from_device(self.keys.device))  # every connection
         access_log.bind_key(self.db, access_log.key_from_device(self.keys.device))
-        self._pseudonymizer = Pseudonymizer(self.keys.site, cfg.privacy.pseudonym_epoch_s)
+        self.pseudonym = Pseudonymizer(self.keys.site, cfg.privacy.pseudonym_epoch_s)
         self.build_mqtt()
         engine = self.build_engine()
         self.build_readers()
@@ -982,7 +732,7 @@ class Gateway:
             renotice_grace_days=cfg.privacy.renotice_grace_days,
             max_decision_age_ms=cfg.face.max_decision_age_ms,
             pin_timeout_s=pin_timeout,
-            on_withdraw=self.withdraw,
+            on_withdraw=self.withdrawals.withdraw,
             on_enrol=self.enrol_at_gate,
             run_db=self.run_db,
             cache_state=self.cache_state,
@@ -992,7 +742,7 @@ class Gateway:
         # Doors reach their safe state through the readers BEFORE services stop and the
         # reader buses close (on_safe_state runs first); readers close in a shutdown hook.
         self.daemon.on_shutdown("readers", self._close)
-        self.register_commands()
+        self.remote_commands = register_remote_commands(self, self.withdrawals)
         for name in self.readers:
             self.daemon.add_service(
                 ServiceSpec(

@@ -332,7 +332,7 @@ def decline(
 def record_withdrawal(
     db: sqlite_utils.Database, person_id: str, *, channel: str, recorded_by: str, now: float
 ) -> int:
-    """Append a ``withdrawn`` consent row (used by :func:`gateway.privacy.withdraw.withdraw`).
+    """Append a ``withdrawn`` consent row (used by :func:`gateway.services.withdrawal.withdraw`).
 
     The row's method is the channel the withdrawal really came through (``cli``, ``mqtt``,
     ``gate`` for the keypad menu, ``web``, ``paper``...), never a substitute.

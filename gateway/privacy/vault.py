@@ -62,6 +62,18 @@ class GalleryLike(Protocol):
     def remove_person(self, person_id: str) -> int: ...
 
 
+class NullGallery:
+    """No live gallery in this process (the CLI): the daemon loads the gallery at
+    start/reload and follows database changes."""
+
+    def replace_person(self, person_id: str, templates: np.ndarray) -> None:
+        """Nothing to update offline."""
+
+    def remove_person(self, person_id: str) -> int:
+        """Nothing to remove offline."""
+        return 0
+
+
 @runtime_checkable
 class KeyProvider(Protocol):
     """Holds the device key and wraps/unwraps per-person data keys with it.

@@ -46,6 +46,26 @@ def _changed(deps: CredentialDeps, person_id: str, record: PersonRecord | None =
         deps.cache.note_change(person_id, record=record)
 
 
+def add_card(
+    deps: CredentialDeps,
+    person_id: str,
+    card: tuple[int | None, int],
+    *,
+    actor: str,
+    channel: str,
+) -> int:
+    """Give a person a card ``(facility, number)`` (stored as a keyed hash only); return its
+    id. CredentialError when the card belongs to someone. Audited as ``card.added``."""
+    creds = deps.credentials
+    db = creds.db
+    get_person(db, person_id)  # a clear error for an unknown id
+    card_id = creds.add_card(person_id, card[0], card[1], deps.clock())
+    audit.append(db, actor, "card.added", person_id, {"card_id": card_id})
+    _changed(deps, person_id)
+    log.info("a card was added to a person via %s", channel)
+    return card_id
+
+
 def revoke_card(
     deps: CredentialDeps,
     person_id: str,

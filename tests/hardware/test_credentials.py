@@ -356,13 +356,15 @@ def test_legacy_device_indexed_pins_still_found_and_reindexed() -> None:
 
 
 def test_set_pin_command_end_to_end() -> None:
-    """Signed MQTT set_pin -> SetPinArgs -> Gateway._cmd_set_pin -> identify_pin."""
+    """Signed MQTT set_pin -> SetPinArgs -> RemoteCommands.set_pin -> identify_pin."""
     import asyncio
     import json
     from concurrent.futures import ThreadPoolExecutor
     from types import SimpleNamespace
 
     from gateway.gate.app import Gateway
+    from gateway.gate.remote_commands import RemoteCommands
+    from gateway.gate.withdrawal_announce import GateWithdrawals
     from gateway.mqtt import sign
     from gateway.mqtt.commands import CommandProcessor
 
@@ -380,7 +382,7 @@ def test_set_pin_command_end_to_end() -> None:
     gw.controller = SimpleNamespace(credentials=c)  # type: ignore[assignment]
     gw._db_executor = ThreadPoolExecutor(1)
     gw.keys = SimpleNamespace(site=SITE)  # type: ignore[assignment]
-    proc.register("set_pin", gw._cmd_set_pin)
+    proc.register("set_pin", RemoteCommands(gw, GateWithdrawals(gw)).set_pin)
     h, idx = management_record("90210")
 
     def send(args: dict[str, Any]) -> Any:

@@ -19,7 +19,7 @@ def test_forged_fanout_messages_log_a_bounded_number_of_lines(
         async with built_gateway(minimal_config) as gw:
             with caplog.at_level(logging.WARNING, logger="gateway.gate.app"):
                 for i in range(200):
-                    await gw.on_withdrawal_fanout(b'{"v": 1, "forged": %d}' % i)
+                    await gw.withdrawals.on_fanout(b'{"v": 1, "forged": %d}' % i)
 
     asyncio.run(main())
     refused = [r for r in caplog.records if "withdrawal fan-out refused" in r.getMessage()]

@@ -22,7 +22,7 @@ def test_unlock_of_an_unknown_door_answers_an_error_naming_it(minimal_config: Pa
             proc = CommandProcessor(
                 gw.db, {kid: sign.public_b64(key.public_key())}, site=SITE, gate=GATE
             )
-            proc.register("unlock", gw._cmd_unlock)
+            proc.register("unlock", gw.remote_commands.unlock)
             env = sign.sign_envelope(
                 "unlock", {"door": "back-gate"}, key, ts=sign.now_rfc3339(), site=SITE, gate=GATE
             )

@@ -115,7 +115,7 @@ def test_withdrawal_at_one_gate_erases_the_copy_on_another(
                 async with aiomqtt.Client("127.0.0.1", broker.port) as c:
                     await c.publish("access/test-site/gate-9/withdrawal", forged, qos=1)
                 # The real withdrawal at gate 1 (keypad, MQTT or CLI alike).
-                await gw1.withdraw(pids[0], "gate")
+                await gw1.withdrawals.withdraw(pids[0], "gate")
                 assert face_keys(gw1, pids[0]) == 0
                 for _ in range(100):
                     if face_keys(gw2, pids[0]) == 0:
@@ -240,7 +240,7 @@ def test_announcing_never_blocks_on_one_receipt_and_waits_without_a_broker(
     withdrawal channel the CLI accepts is one the event schema knows."""
     from gateway.mqtt.events import WithdrawalChannel
     from gateway.privacy import people
-    from gateway.privacy.withdraw import CHANNELS
+    from gateway.services.withdrawal import CHANNELS
 
     assert set(CHANNELS) == {c.value for c in WithdrawalChannel}
     site_key = write_secret(tmp_path / "site-key", secrets.token_bytes(32))
@@ -268,10 +268,10 @@ def test_announcing_never_blocks_on_one_receipt_and_waits_without_a_broker(
             receipt(gw.db, "bad", pid, "carrier-pigeon", 1.0)  # written by a newer version
             receipt(gw.db, "good", pid, "paper", 2.0)
             gw.outbox._degraded = "disk full"  # it would hold them in memory only: wait
-            assert await gw.announce_withdrawals() is False
+            assert await gw.withdrawals.announce() is False
             assert gw.outbox.stats().pending == 0
             gw.outbox._degraded = None
-            assert await gw.announce_withdrawals() is False
+            assert await gw.withdrawals.announce() is False
             rows = gw.db.execute(
                 "SELECT id, announced FROM withdrawal_receipts ORDER BY ts"
             ).fetchall()
@@ -281,7 +281,7 @@ def test_announcing_never_blocks_on_one_receipt_and_waits_without_a_broker(
             pid = people.add_person(gw.db, "Wang Fang")
             receipt(gw.db, "r", pid, "cli", 1.0)
             assert gw.outbox is None
-            assert await gw.announce_withdrawals() is True
+            assert await gw.withdrawals.announce() is True
             left = gw.db.execute("SELECT announced FROM withdrawal_receipts").fetchone()[0]
             assert left == 0
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from gateway.cli import privacy as commands
+from gateway.services import enrolment
 from gateway.store import database as store
 
 from .conftest import NOTICE_EN, write_key
@@ -53,7 +54,7 @@ def test_cli_flow(
     assert _run(["people", "add", "Kid", "--minor", *db]) == 1
     assert "guardian" in capsys.readouterr().err
 
-    monkeypatch.setattr(commands, "_load_pipeline", lambda _d: FakePipeline())
+    monkeypatch.setattr(enrolment, "load_pipeline", lambda _d, _s: FakePipeline())
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     _img(imgs / "a.png", 10)

@@ -31,7 +31,7 @@ from gateway.privacy.sync import (
     import_bundle,
 )
 from gateway.privacy.vault import Vault
-from gateway.privacy.withdraw import withdraw
+from gateway.services.withdrawal import withdraw
 from gateway.store import database as store
 
 from .conftest import NOTICE_EN, FakeGallery, random_embedding, unit, write_key

@@ -12,7 +12,7 @@ import sqlite_utils
 from gateway.privacy import audit, consent, people
 from gateway.privacy.people import PersonError
 from gateway.privacy.vault import Vault
-from gateway.privacy.withdraw import withdraw
+from gateway.services.withdrawal import withdraw
 
 from .conftest import FakeGallery, random_embedding, unit
 

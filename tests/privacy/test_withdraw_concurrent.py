@@ -19,7 +19,7 @@ import sqlite_utils
 from gateway.privacy import consent, people
 from gateway.privacy.scrub import PENDING_KEY, scrub_file
 from gateway.privacy.vault import Vault
-from gateway.privacy.withdraw import withdraw
+from gateway.services.withdrawal import withdraw
 
 from .conftest import FakeGallery, random_embedding
 
@@ -137,7 +137,7 @@ def test_daemon_withdrawal_beside_reader_is_fast_and_scrubbed_in_background(
             db_path = Path(gw.cfg.storage.database_path)
             reader = _reader(db_path)
             t0 = time.monotonic()
-            result = await gw.withdraw(pid, "mqtt")
+            result = await gw.withdrawals.withdraw(pid, "mqtt")
             assert time.monotonic() - t0 < 1.0
             assert result["templates_erased"] == 5
             # the database thread is free for card/PIN decisions meanwhile
@@ -149,7 +149,7 @@ def test_daemon_withdrawal_beside_reader_is_fast_and_scrubbed_in_background(
             reader.close()
             for _ in range(20):  # the background scrub finishes within a second
                 await asyncio.sleep(0.05)
-                if not gw._scrubs:
+                if not gw.withdrawals.scrubs:
                     break
             data = _file_bytes(db_path)
             for s in secrets_:

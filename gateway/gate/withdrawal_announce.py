@@ -1,0 +1,196 @@
+"""A gate's side of consent withdrawal: erase here (through
+:func:`gateway.services.withdrawal.withdraw`, the same code the CLI runs), announce every
+withdrawal receipt (the pseudonymous event and the site fan-out), and erase this gate's copy
+when another gate of the site announces one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import sqlite_utils
+
+from gateway.errors import GatewayError, ProtocolError
+from gateway.mqtt import events as ev
+from gateway.mqtt import fanout
+from gateway.mqtt.rejections import RejectionLimiter
+from gateway.privacy.scrub import scrub_in_background
+from gateway.services.withdrawal import mark_announced, pending_announcements, withdraw
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from gateway.config.models import GatewayConfig
+    from gateway.keys import Keys
+    from gateway.privacy.vault import GalleryLike, Vault
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class WithdrawalGate(Protocol):
+    """What withdrawals need of the running gate (read when used: the vault, the gallery
+    and the outbox are built after this object)."""
+
+    @property
+    def cfg(self) -> GatewayConfig: ...
+    @property
+    def keys(self) -> Keys: ...
+    @property
+    def db(self) -> sqlite_utils.Database: ...
+    @property
+    def vault(self) -> Vault | None: ...
+    @property
+    def gallery(self) -> GalleryLike | None: ...
+    @property
+    def outbox(self) -> Any: ...
+    @property
+    def topics(self) -> Any: ...
+    @property
+    def pseudonym(self) -> Callable[[str | None], str | None]: ...
+
+    def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
+        """Run a database call on the database thread."""
+        ...
+
+    def emit(self, event: ev.BaseEvent) -> None:
+        """Publish one event."""
+        ...
+
+
+class GateWithdrawals:
+    """Withdrawals on one running gate."""
+
+    def __init__(self, gate: WithdrawalGate) -> None:
+        self._gate = gate
+        self._fanout_rx: fanout.FanoutReceiver | None = None
+        self._fanout_refusals = RejectionLimiter()  # log lines for refused fan-out messages
+        self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
+        self.scrubs: set[asyncio.Task[bool]] = set()  # WAL scrubs after erasures
+
+    async def withdraw(self, person_id: str, channel: str) -> dict[str, Any]:
+        """Withdraw face consent and erase the person's face data everywhere on this gate."""
+        gate = self._gate
+        if gate.vault is None or gate.gallery is None:
+            raise GatewayError("the gateway is not fully set up yet")
+        receipt = await gate.run_db(
+            withdraw, gate.db, gate.vault, gate.gallery, person_id, channel, vacuum=False
+        )
+        await self.announce()
+        # Then the WAL scrub (its checkpoint briefly holds the write lock the outbox needs):
+        # on its own connection and thread, waiting for old readers, never here.
+        self.scrubs.add(
+            t := asyncio.create_task(scrub_in_background(gate.cfg.storage.database_path))
+        )
+        t.add_done_callback(self.scrubs.discard)
+        return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
+
+    async def announce(self) -> bool:
+        """Announce every withdrawal receipt not yet announced, whichever process wrote it;
+        True when none is left waiting. Never raises: what fails waits for the next try.
+
+        A receipt is marked only once its messages are stored in the durable outbox: at
+        least once (a repeat erases nothing more on the receiving gates). Without MQTT
+        there is nobody to tell, and the receipts wait for it to be configured."""
+        gate = self._gate
+        name = gate.cfg.site.gate
+        outbox = gate.outbox
+        if outbox is None:
+            return True
+        if outbox.degraded is not None:
+            return False  # it would only hold them in memory: wait until it stores again
+        async with self._announcing:
+            try:
+                pending = await gate.run_db(pending_announcements, gate.db)
+            except sqlite3.Error as exc:
+                log.warning("gate %s: cannot read withdrawals to announce: %s", name, exc)
+                return False
+            done = True
+            for receipt in pending:
+                try:
+                    self._announce_one(receipt.person_id, receipt.channel, receipt.templates_erased)
+                except ValueError as exc:  # e.g. a channel this version does not know
+                    log.error("gate %s: withdrawal %s not announced: %s", name, receipt.id, exc)
+                    done = False
+                    continue
+                if outbox.degraded is not None:  # the store failed under this one
+                    return False
+                try:
+                    await gate.run_db(mark_announced, gate.db, receipt.id)
+                except sqlite3.Error as exc:
+                    log.warning(
+                        "gate %s: withdrawal %s announced, not marked: %s", name, receipt.id, exc
+                    )
+                    done = False
+            return done
+
+    def _announce_one(self, person_id: str, channel: str, erased: int) -> None:
+        """The pseudonymous event, and (unless it came from there) the fan-out that erases
+        the person's face data on every other gate of the site."""
+        gate = self._gate
+        pz = gate.pseudonym(person_id)
+        if pz is not None:
+            gate.emit(
+                ev.ConsentWithdrawn(
+                    site=gate.cfg.site.id,
+                    gate=gate.cfg.site.gate,
+                    person=pz,
+                    channel=ev.WithdrawalChannel(channel),
+                    templates_erased=erased,
+                )
+            )
+        if channel != "compound" and gate.outbox is not None and gate.topics is not None:
+            message = fanout.build(gate.keys.withdrawal_fanout, gate.cfg.site.gate, person_id)
+            gate.outbox.put_raw(str(uuid.uuid4()), gate.topics.withdrawal, message)
+            log.info("gate %s: withdrawal fanned out to the site's gates", gate.cfg.site.gate)
+
+    async def on_fanout(self, payload: bytes) -> None:
+        """Another gate of the site reports a withdrawal: erase our copy at once."""
+        gate = self._gate
+        name = gate.cfg.site.gate
+        if self._fanout_rx is None:
+            self._fanout_rx = fanout.FanoutReceiver(gate.keys.withdrawal_fanout, name)
+        try:
+            got = self._fanout_rx.accept(payload)
+        except ProtocolError as exc:
+            self._refused(exc)
+            return
+        if got is None:
+            return  # our own
+        if gate.vault is None or gate.gallery is None:
+            log.error("gate %s: withdrawal fan-out: no face store here", name)
+            return
+        holders = await gate.run_db(gate.vault.enrolled_people, gate.db)  # face data here
+        pid = fanout.find_person(gate.keys.withdrawal_fanout, got.subject, holders)
+        if pid is None:
+            log.info(
+                "gate %s: withdrawal from gate %s: no face data of that person here",
+                name,
+                got.origin_gate,
+            )
+            return
+        log.info(
+            "gate %s: withdrawal from gate %s: erasing this gate's copy", name, got.origin_gate
+        )
+        await self.withdraw(pid, "compound")
+
+    def _refused(self, exc: ProtocolError) -> None:
+        # Anyone on the broker can send these: log the first few per window, then count.
+        name = self._gate.cfg.site.gate
+        now = time.time()
+        summary = self._fanout_refusals.flush(now)
+        if summary is not None:
+            log.warning(
+                "gate %s: %d more withdrawal fan-out message(s) refused (%s)",
+                name,
+                summary.total,
+                ", ".join(f"{k}: {v}" for k, v in summary.counts.items()),
+            )
+        if self._fanout_refusals.admit(type(exc).__name__, now):
+            log.warning("gate %s: withdrawal fan-out refused: %s", name, exc)
