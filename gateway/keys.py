@@ -27,6 +27,8 @@ def derive(key: bytes, purpose: str, length: int = 32) -> bytes:
 
 #: HKDF purpose of the PIN lookup index key shared with the management side.
 PIN_INDEX_PURPOSE = "access-gateway/pin-index/v1"
+WITHDRAWAL_FANOUT_PURPOSE = "access-gateway/withdrawal-fanout/v1"
+"""Derivation purpose of the MAC key of withdrawals fanned out between a site's gates."""
 
 
 def pin_index_key(site_key: bytes) -> bytes:
@@ -92,9 +94,7 @@ class Keys:
     @property
     def withdrawal_fanout(self) -> bytes:
         """MAC key of consent withdrawals fanned out between the site's gates."""
-        from gateway.mqtt.fanout import PURPOSE
-
-        return derive(self.site, PURPOSE)
+        return derive(self.site, WITHDRAWAL_FANOUT_PURPOSE)
 
     @property
     def pseudonym(self) -> bytes:

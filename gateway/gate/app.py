@@ -175,14 +175,16 @@ class Gateway:
             max_age_s=cfg.mqtt.outbox_max_age_s,
             memory_max=cfg.mqtt.outbox_memory_max,
         )
+        # Also used on the event loop (nonces, audit of rejected commands): short wait.
+        commands_db = open_extra(cfg.storage.database_path, busy_timeout_ms=200, read_only=self._ro)
         self.commands = CommandProcessor(
-            # Also used on the event loop (nonces, audit of rejected commands): short wait.
-            open_extra(cfg.storage.database_path, busy_timeout_ms=200, read_only=self._ro),
+            commands_db,
             cfg.mqtt.command_keys,
             window_s=cfg.mqtt.command_window_s,
             max_bytes=cfg.mqtt.command_max_bytes,
             site=cfg.site.id,
             gate=cfg.site.gate,
+            audit=audit.appender(commands_db),
         )
         if cfg.mqtt.url is None:
             log.warning(

@@ -28,7 +28,6 @@ from typing import Any
 from gateway.errors import ProtocolError
 from gateway.mqtt.payload import PayloadError, loads_bounded
 
-PURPOSE = "access-gateway/withdrawal-fanout/v1"
 WINDOW_S = 600.0
 MAX_BYTES = 1024
 """A fan-out message is ~200 bytes; anything much larger is refused unparsed."""
@@ -72,7 +71,7 @@ class FanoutReceiver:
     """Verifies fan-out messages: MAC, time window, one use per nonce."""
 
     def __init__(self, key: bytes, own_gate: str, window_s: float = WINDOW_S) -> None:
-        """``key``: :data:`PURPOSE` derived from the site key."""
+        """``key``: :data:`gateway.keys.WITHDRAWAL_FANOUT_PURPOSE` derived from the site key."""
         self.key = key
         self.own_gate = own_gate
         self.window_s = window_s

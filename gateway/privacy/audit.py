@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,6 +283,16 @@ def append(
             raise
     log.debug("audit seq %d: %s %s by %s", seq, action, subject, actor)
     return seq
+
+
+def appender(db: sqlite_utils.Database) -> Callable[[str, str, str, dict[str, Any]], None]:
+    """:func:`append` to ``db`` as ``audit(actor, action, subject, details)`` (what the MQTT
+    command processor is given)."""
+
+    def append_to(actor: str, action: str, subject: str, details: dict[str, Any]) -> None:
+        append(db, actor, action, subject, details)
+
+    return append_to
 
 
 def is_keyed(db: sqlite_utils.Database) -> bool:

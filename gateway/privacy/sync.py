@@ -5,7 +5,7 @@ transform) are decrypted with the local vault and re-encrypted as one AES-256-GC
 under a fresh bundle data key (AAD binds format, person id, model, count and dimension). The
 bundle key is wrapped with ``derive(site_root, "access-gateway/bundle-wrap/v1")``, so only a
 gate holding the same site key can open it. The result is the ``bundle`` of the signed MQTT
-command ``sync_person`` (:class:`gateway.mqtt.commands.TemplateBundle`): no raw embedding, no
+command ``sync_person`` (:class:`gateway.command_args.TemplateBundle`): no raw embedding, no
 image, nothing usable at another site.
 
 Import (receiving gate): the consent reference is checked and recorded (method ``sync``),
@@ -31,9 +31,9 @@ import sqlite_utils
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from gateway.command_args import ConsentRef, SyncPersonArgs, TemplateBundle
 from gateway.errors import PrivacyError
 from gateway.keys import derive
-from gateway.mqtt.commands import ConsentRef, SyncPersonArgs, TemplateBundle
 from gateway.privacy import audit, consent, people
 from gateway.privacy.vault import NONCE_BYTES, GalleryLike, Vault, VaultError
 from gateway.store.tx import transaction

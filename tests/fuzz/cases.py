@@ -324,8 +324,9 @@ class MqttTarget:
     @classmethod
     @contextlib.contextmanager
     def open(cls) -> Iterator[MqttTarget]:
+        from gateway.command_args import COMMAND_ARGS
         from gateway.mqtt import sign
-        from gateway.mqtt.commands import COMMAND_ARGS, CommandProcessor
+        from gateway.mqtt.commands import CommandProcessor
         from gateway.mqtt.fanout import FanoutReceiver
         from gateway.mqtt.topics import Topics
         from gateway.store import database as store

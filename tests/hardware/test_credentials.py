@@ -367,6 +367,7 @@ def test_set_pin_command_end_to_end() -> None:
     from gateway.gate.withdrawal_announce import GateWithdrawals
     from gateway.mqtt import sign
     from gateway.mqtt.commands import CommandProcessor
+    from gateway.privacy import audit
 
     now = 1_800_000_000.0
     c = site_creds()
@@ -377,6 +378,7 @@ def test_set_pin_command_end_to_end() -> None:
         clock=lambda: now,
         site="site1",
         gate="gate1",
+        audit=audit.appender(c.db),
     )
     gw = Gateway.__new__(Gateway)  # only what the handler touches
     gw.controller = SimpleNamespace(credentials=c)  # type: ignore[assignment]

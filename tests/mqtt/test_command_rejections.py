@@ -17,9 +17,10 @@ import aiomqtt
 import pytest
 import sqlite_utils
 
+from gateway.command_args import UnlockArgs
 from gateway.mqtt import sign
 from gateway.mqtt.client import MqttService, MqttSettings
-from gateway.mqtt.commands import CommandProcessor, UnlockArgs
+from gateway.mqtt.commands import CommandProcessor
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.rejections import RejectionLimiter
 from gateway.mqtt.topics import Topics
@@ -80,6 +81,7 @@ def test_2000_forged_commands_make_a_bounded_number_of_audit_rows() -> None:
         clock=lambda: clock[0],
         site=SITE,
         gate=GATE,
+        audit=audit.appender(db),
     )
     ran: list[Any] = []
 
@@ -128,7 +130,9 @@ def test_forged_flood_over_mqtt_is_aggregated_and_a_genuine_command_works(
     db = store.connect(tmp_path / "s.db", busy_timeout_ms=200)
     key = sign.generate()
     kid = sign.key_id_of(key.public_key())
-    proc = CommandProcessor(db, {kid: sign.public_b64(key.public_key())}, site=SITE, gate=GATE)
+    proc = CommandProcessor(
+        db, {kid: sign.public_b64(key.public_key())}, site=SITE, gate=GATE, audit=audit.appender(db)
+    )
     ran: list[Any] = []
 
     async def unlock(args: UnlockArgs) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from gateway.mqtt.commands import CommandProcessor
 from gateway.mqtt.events import DoorOpened
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.topics import Topics
+from gateway.privacy import audit
 from gateway.store import database as store
 from tests.mqtt.test_mqtt_commands import GATE, SITE, Recorder, env_bytes
 
@@ -92,7 +93,12 @@ def test_command_nonce_and_audit_writes_wait_off_the_event_loop(tmp_path: Path) 
     kid = sign.key_id_of(key.public_key())
     now = time.time()
     proc = CommandProcessor(
-        db, {kid: sign.public_b64(key.public_key())}, window_s=60, site=SITE, gate=GATE
+        db,
+        {kid: sign.public_b64(key.public_key())},
+        window_s=60,
+        site=SITE,
+        gate=GATE,
+        audit=audit.appender(db),
     )
     proc.register("unlock", Recorder().unlock)
     env = sign.sign_envelope(

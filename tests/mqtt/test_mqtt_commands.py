@@ -15,9 +15,10 @@ import pytest
 import sqlite_utils
 
 from gateway.cli import mqtt as commands_cli
+from gateway.command_args import UnlockArgs, WithdrawConsentArgs
 from gateway.mqtt import sign
 from gateway.mqtt.client import MqttService, MqttSettings
-from gateway.mqtt.commands import CommandProcessor, UnlockArgs, WithdrawConsentArgs
+from gateway.mqtt.commands import CommandProcessor
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.topics import Topics
 from gateway.privacy import audit
@@ -50,6 +51,7 @@ def make(db: sqlite_utils.Database, now: float = NOW) -> tuple[CommandProcessor,
         clock=lambda: now,
         site=SITE,
         gate=GATE,
+        audit=audit.appender(db),
     )
     rec = Recorder()
     proc.register("unlock", rec.unlock)
@@ -214,8 +216,12 @@ def test_command_for_another_gate_is_refused(site: str, gate: str) -> None:
     key = sign.generate()
     keys = {sign.key_id_of(key.public_key()): sign.public_b64(key.public_key())}
     rec_a, rec_b = Recorder(), Recorder()
-    proc_a = CommandProcessor(db_a, keys, window_s=60, clock=lambda: NOW, site=SITE, gate=GATE)
-    proc_b = CommandProcessor(db_b, keys, window_s=60, clock=lambda: NOW, site=site, gate=gate)
+    proc_a = CommandProcessor(
+        db_a, keys, window_s=60, clock=lambda: NOW, site=SITE, gate=GATE, audit=audit.appender(db_a)
+    )
+    proc_b = CommandProcessor(
+        db_b, keys, window_s=60, clock=lambda: NOW, site=site, gate=gate, audit=audit.appender(db_b)
+    )
     proc_a.register("unlock", rec_a.unlock)
     proc_b.register("unlock", rec_b.unlock)
     env = sign.sign_envelope(
@@ -236,7 +242,7 @@ def test_command_for_another_gate_is_refused(site: str, gate: str) -> None:
 def test_processor_and_signer_need_site_and_gate() -> None:
     db = store.connect(":memory:")
     with pytest.raises(ValueError, match="site and gate"):
-        CommandProcessor(db, {}, site="", gate=GATE)
+        CommandProcessor(db, {}, site="", gate=GATE, audit=audit.appender(db))
     with pytest.raises(ValueError, match="site and gate"):
         sign.sign_envelope("unlock", {}, sign.generate(), site=SITE, gate="")
 
@@ -255,7 +261,13 @@ def test_replayed_nonce_rejected_and_remembered_in_db(tmp_path: Path) -> None:
     assert (again.ok, again.error) == (False, "replayed")
     # a restarted gateway (new processor, same DB) still refuses the replay
     proc2 = CommandProcessor(
-        db, dict(proc._keys), window_s=60, clock=lambda: NOW + 5, site=SITE, gate=GATE
+        db,
+        dict(proc._keys),
+        window_s=60,
+        clock=lambda: NOW + 5,
+        site=SITE,
+        gate=GATE,
+        audit=audit.appender(db),
     )
     proc2.register("unlock", rec.unlock)
     assert run(proc2, "unlock", payload).error == "replayed"
@@ -343,7 +355,12 @@ def test_cli_keygen_and_sign_roundtrip(tmp_path: Path, capsys: pytest.CaptureFix
     import time
 
     proc = CommandProcessor(
-        db, {pub["key_id"]: pub["public_key"]}, clock=time.time, site=SITE, gate=GATE
+        db,
+        {pub["key_id"]: pub["public_key"]},
+        clock=time.time,
+        site=SITE,
+        gate=GATE,
+        audit=audit.appender(db),
     )
     rec = Recorder()
     proc.register("unlock", rec.unlock)
@@ -363,8 +380,8 @@ def test_cli_pin_args_seals_the_hash(
     import io
     import secrets
 
+    from gateway.command_args import SetPinArgs
     from gateway.credentials.store import open_pin_hash
-    from gateway.mqtt.commands import SetPinArgs
 
     site = secrets.token_bytes(32)
     key_file = tmp_path / "site-key"
@@ -392,7 +409,12 @@ def test_commands_over_mqtt_end_to_end(broker: Mosquitto, tmp_path: Path) -> Non
     key = sign.generate()
     kid = sign.key_id_of(key.public_key())
     proc = CommandProcessor(
-        db, {kid: sign.public_b64(key.public_key())}, window_s=60, site=SITE, gate=GATE
+        db,
+        {kid: sign.public_b64(key.public_key())},
+        window_s=60,
+        site=SITE,
+        gate=GATE,
+        audit=audit.appender(db),
     )
     rec = Recorder()
     proc.register("unlock", rec.unlock)

@@ -20,14 +20,16 @@ import aiomqtt
 import pytest
 
 from gateway.cli import mqtt as commands_cli
+from gateway.command_args import UnlockArgs
 from gateway.errors import ProtocolError
 from gateway.mqtt import fanout, fleet, sign
 from gateway.mqtt.client import MqttService, MqttSettings
-from gateway.mqtt.commands import CommandProcessor, CommandResult, UnlockArgs
+from gateway.mqtt.commands import CommandProcessor, CommandResult
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.payload import MAX_DEPTH, PayloadError, loads_bounded, nesting_depth
 from gateway.mqtt.spill import SpillJournal
 from gateway.mqtt.topics import Topics
+from gateway.privacy import audit
 from gateway.store import database as store
 from tests.mosquitto import Mosquitto
 from tests.mqtt.mqtt_support import Collector
@@ -64,8 +66,9 @@ def test_depth_is_scanned_outside_strings_and_refused_before_parsing() -> None:
 def _processor(db_path: Path | str = ":memory:") -> tuple[CommandProcessor, Any, list[Any]]:
     key = sign.generate()
     kid = sign.key_id_of(key.public_key())
+    db = store.connect(db_path)
     proc = CommandProcessor(
-        store.connect(db_path), {kid: sign.public_b64(key.public_key())}, site=SITE, gate=GATE
+        db, {kid: sign.public_b64(key.public_key())}, site=SITE, gate=GATE, audit=audit.appender(db)
     )
     calls: list[Any] = []
 
@@ -186,8 +189,9 @@ def test_any_exception_handling_one_message_is_logged_counted_and_survived(
 ) -> None:
     key = sign.generate()
     kid = sign.key_id_of(key.public_key())
+    db = store.connect(":memory:")
     proc = _Exploding(
-        store.connect(":memory:"), {kid: sign.public_b64(key.public_key())}, site=SITE, gate=GATE
+        db, {kid: sign.public_b64(key.public_key())}, site=SITE, gate=GATE, audit=audit.appender(db)
     )
     calls: list[Any] = []
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gateway.mqtt import sign
 from gateway.mqtt.commands import CommandProcessor
+from gateway.privacy import audit
 from tests.conftest import built_gateway
 from tests.mqtt.test_mqtt_commands import env_bytes
 
@@ -20,7 +21,11 @@ def test_unlock_of_an_unknown_door_answers_an_error_naming_it(minimal_config: Pa
             key = sign.generate()
             kid = sign.key_id_of(key.public_key())
             proc = CommandProcessor(
-                gw.db, {kid: sign.public_b64(key.public_key())}, site=SITE, gate=GATE
+                gw.db,
+                {kid: sign.public_b64(key.public_key())},
+                site=SITE,
+                gate=GATE,
+                audit=audit.appender(gw.db),
             )
             proc.register("unlock", gw.remote_commands.unlock)
             env = sign.sign_envelope(

@@ -18,8 +18,9 @@ import pytest
 import sqlite_utils
 
 from gateway.cli import privacy as commands
+from gateway.command_args import SyncPersonArgs, TemplateBundle
 from gateway.mqtt import sign
-from gateway.mqtt.commands import CommandProcessor, SyncPersonArgs, TemplateBundle
+from gateway.mqtt.commands import CommandProcessor
 from gateway.privacy import audit, consent, people
 from gateway.privacy.enroll import enroll_images
 from gateway.privacy.notice import Notice
@@ -368,7 +369,13 @@ def test_handler_through_signed_command(gates: tuple[Gate, Gate], tmp_path: Path
     sync_args = export_sync_args(a.db, a.vault, pid, a.site_key)
     key = sign.generate()
     kid = sign.key_id_of(key.public_key())
-    proc = CommandProcessor(b.db, {kid: sign.public_b64(key.public_key())}, site="s", gate="b")
+    proc = CommandProcessor(
+        b.db,
+        {kid: sign.public_b64(key.public_key())},
+        site="s",
+        gate="b",
+        audit=audit.appender(b.db),
+    )
 
     async def run_db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
