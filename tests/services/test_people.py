@@ -1,0 +1,135 @@
+"""``services.people.delete_person`` (PIPL Art. 47) and ``gateway people delete``: the face
+data, cards, PINs, consent records and the person record are erased; the withdrawal receipt
+waits for the daemon to announce it to the site; the audit chain keeps its rows."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import sqlite_utils
+
+from gateway.cli import privacy as cli
+from gateway.credentials.store import Credentials, PinHashParams
+from gateway.privacy import audit, consent, people
+from gateway.privacy.notice import Notice
+from gateway.privacy.people import PersonError
+from gateway.privacy.vault import NullGallery, StaticKeyProvider, Vault
+from gateway.services import people as svc
+from gateway.services.withdrawal import pending_announcements
+from gateway.store import database as store
+from tests.privacy.conftest import NOTICE_EN, write_key
+
+FAST = PinHashParams(time_cost=1, memory_kib=1024, parallelism=1)
+PERSON_TABLES = ("cards", "pins", "consents", "face_keys", "templates")
+
+
+@pytest.fixture
+def keys() -> tuple[bytes, bytes]:
+    return secrets.token_bytes(32), secrets.token_bytes(32)
+
+
+@pytest.fixture
+def db(tmp_path: Path, keys: tuple[bytes, bytes]) -> Iterator[sqlite_utils.Database]:
+    d = store.connect(tmp_path / "state.db")
+    audit.bind_key(d, audit.ChainKey.from_device(keys[0]))
+    yield d
+    audit.bind_key(d, None)
+    d.conn.close()
+
+
+def _enrolled(db: sqlite_utils.Database, creds: Credentials, vault: Vault, name: str) -> str:
+    pid = people.add_person(db, name, unit="1-101")
+    creds.add_card(pid, 7, sum(map(ord, name)), 1000.0)
+    creds.set_pin(pid, f"{480000 + sum(map(ord, name)):06d}", 1000.0)
+    consent.grant(db, pid, Notice("1", NOTICE_EN), method="paper", recorded_by="office")
+    vault.store_templates(db, pid, np.ones((3, 128), np.float32) / 11.3, model="sface")
+    return pid
+
+
+def _rows(db: sqlite_utils.Database, pid: str) -> dict[str, int]:
+    return {
+        t: db.execute(f"SELECT count(*) FROM {t} WHERE person_id = ?", [pid]).fetchone()[0]  # noqa: S608
+        for t in PERSON_TABLES
+    }
+
+
+def test_delete_person_erases_everything_but_the_audit_chain(
+    db: sqlite_utils.Database, keys: tuple[bytes, bytes]
+) -> None:
+    creds = Credentials(db, keys[0], hash_params=FAST)
+    vault = Vault(StaticKeyProvider(keys[0]), keys[1])
+    pid = _enrolled(db, creds, vault, "Zhao Lei")
+    other = _enrolled(db, creds, vault, "Qian Yu")
+    deps = svc.DeletionDeps(creds, vault, NullGallery())
+
+    done = svc.delete_person(deps, pid, actor="office-1", channel="cli")
+
+    assert (done.templates_erased, done.cards, done.pins, done.consents) == (3, 1, 1, 2)
+    assert people.find_person(db, pid) is None
+    assert _rows(db, pid) == dict.fromkeys(PERSON_TABLES, 0)
+    assert _rows(db, other) == {
+        "cards": 1,
+        "pins": 1,
+        "consents": 1,
+        "face_keys": 1,
+        "templates": 3,
+    }
+    # the other gates are told through the same receipt a withdrawal writes
+    assert [(r.id, r.person_id) for r in pending_announcements(db)] == [(done.receipt_id, pid)]
+    actions = [r[0] for r in db.execute("SELECT action FROM audit WHERE subject = ?", [pid])]
+    assert actions[0] == "person.add"
+    assert actions[-2:] == ["template.delete", "person.delete"]
+    assert audit.verify(db).ok
+    card = SimpleNamespace(facility=7, card_number=sum(map(ord, "Zhao Lei")))
+    assert creds.identify_card(card) is None
+
+
+def test_a_guardian_and_an_unknown_id_are_refused(
+    db: sqlite_utils.Database, keys: tuple[bytes, bytes]
+) -> None:
+    creds = Credentials(db, keys[0], hash_params=FAST)
+    vault = Vault(StaticKeyProvider(keys[0]), keys[1])
+    parent = people.add_person(db, "Parent")
+    people.add_person(db, "Child", is_minor=True, guardian_id=parent)
+    deps = svc.DeletionDeps(creds, vault, NullGallery())
+    with pytest.raises(PersonError, match="guardian"):
+        svc.delete_person(deps, parent, actor="office-1", channel="cli")
+    assert people.find_person(db, parent) is not None
+    with pytest.raises(PersonError, match="no person"):
+        svc.delete_person(deps, "nobody", actor="office-1", channel="cli")
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="gateway")
+    parser.add_argument("--config", type=Path, default=None)
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_cli_people_delete_needs_yes(
+    tmp_path: Path,
+    db: sqlite_utils.Database,
+    keys: tuple[bytes, bytes],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    creds = Credentials(db, keys[0], hash_params=FAST)
+    pid = _enrolled(db, creds, Vault(StaticKeyProvider(keys[0]), keys[1]), "Sun Mei")
+    dk = write_key(tmp_path / "k" / "device-key", keys[0])
+    sk = write_key(tmp_path / "k" / "site-key", keys[1])
+    common = ["--db", str(tmp_path / "state.db"), "--device-key", str(dk), "--site-key", str(sk)]
+
+    assert _run(["people", "delete", pid, *common]) == 1
+    assert "--yes" in capsys.readouterr().err
+    assert people.find_person(db, pid) is not None
+
+    assert _run(["people", "delete", pid, "--yes", *common]) == 0
+    out = capsys.readouterr().out
+    assert "3 templates, 1 card(s), 1 PIN(s), 2 consent record(s)" in out
+    assert people.find_person(db, pid) is None

@@ -1,0 +1,253 @@
+"""Issue #14 item 5: the signed MQTT ``revoke_card``, ``revoke_pin`` and ``purge`` run the
+same service functions as the CLI: the change is audited by the service (with its channel),
+the running daemon's credential cache is told, and a handler with its own SQL would fail."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlite_utils
+
+from gateway.cli import privacy as cli
+from gateway.credentials.store import Credentials, PinHashParams
+from gateway.gate.remote_commands import RemoteCommands
+from gateway.gate.withdrawal_announce import GateWithdrawals
+from gateway.keys import Keys
+from gateway.mqtt import sign
+from gateway.mqtt.commands import CommandProcessor
+from gateway.privacy import audit, consent, people
+from gateway.privacy.notice import Notice
+from gateway.privacy.vault import NullGallery, StaticKeyProvider, Vault
+from gateway.services import credentials as svc
+from gateway.services.cache_state import CacheState
+from gateway.store import database as store
+from tests.privacy.conftest import NOTICE_EN, write_key
+
+SITE, GATE = "site-1", "gate-1"
+FAST = PinHashParams(time_cost=1, memory_kib=1024, parallelism=1)
+RECENT = "the person's credentials changed recently"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeGate:
+    """What the handlers read of a running gate; database calls run inline."""
+
+    def __init__(self, db_path: Path, device: bytes, site: bytes, clock: Clock) -> None:
+        self.db = store.connect(db_path)
+        audit.bind_key(self.db, audit.ChainKey.from_device(device))
+        self.keys = Keys(device, site)
+        self.credentials = Credentials(
+            self.db, device, index_key=self.keys.pin_index_site, hash_params=FAST
+        )
+        self.controller = SimpleNamespace(credentials=self.credentials)
+        self.clock = clock
+        self.cache_state = CacheState(recent_s=60.0, fresh_s=0.0, clock=clock)
+        self.vault: Vault | None = Vault(StaticKeyProvider(device), site)
+        self.gallery: Any = NullGallery()
+        self.face_paths: dict[str, Any] = {}
+        self.cfg = SimpleNamespace(
+            doors={},
+            site=SimpleNamespace(id=SITE, gate=GATE),
+            privacy=SimpleNamespace(renotice_grace_days=30.0),
+            storage=SimpleNamespace(database_path=db_path),
+        )
+        self.daemon = None
+        self.outbox = None
+        self.topics = None
+        self.events: list[Any] = []
+
+    def pseudonym(self, person_id: str | None) -> str | None:
+        return None if person_id is None else "pz"
+
+    def emit(self, event: Any) -> None:
+        self.events.append(event)
+
+    async def run_db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    run_decide = run_db
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[bytes, bytes]:
+    return secrets.token_bytes(32), secrets.token_bytes(32)
+
+
+@pytest.fixture
+def gate(tmp_path: Path, keys: tuple[bytes, bytes]) -> Iterator[FakeGate]:
+    g = FakeGate(tmp_path / "state.db", *keys, Clock())
+    yield g
+    g.db.conn.close()
+
+
+def _processor(gate: FakeGate) -> tuple[CommandProcessor, Any]:
+    key = sign.generate()
+    proc = CommandProcessor(
+        gate.db,
+        {sign.key_id_of(key.public_key()): sign.public_b64(key.public_key())},
+        site=SITE,
+        gate=GATE,
+        audit=audit.appender(gate.db),
+    )
+    RemoteCommands(gate, GateWithdrawals(gate)).register(proc)
+    return proc, key
+
+
+def _send(proc: CommandProcessor, key: Any, name: str, args: dict[str, Any]) -> Any:
+    env = sign.sign_envelope(name, args, key, ts=sign.now_rfc3339(), site=SITE, gate=GATE)
+    res = asyncio.run(proc.process(name, json.dumps(env).encode()))
+    assert res.ok, res
+    return res.result
+
+
+def _audited(db: sqlite_utils.Database, action: str) -> list[tuple[str, str, dict[str, Any]]]:
+    rows = db.execute(
+        "SELECT actor, subject, details FROM audit WHERE action = ? ORDER BY seq", [action]
+    ).fetchall()
+    return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+
+def _person_with_credentials(gate: FakeGate, clock_t: float) -> str:
+    pid = people.add_person(gate.db, "Wang Fang", unit="2-101")
+    gate.credentials.add_card(pid, 10, 4242, clock_t - 3600)
+    gate.credentials.set_pin(pid, "482916", clock_t - 3600)
+    gate.cache_state.load(gate.db)
+    gate.cache_state.note_proven()
+    return pid
+
+
+@pytest.fixture
+def spied(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every call of the credential services, as (function, channel)."""
+    calls: list[tuple[str, str]] = []
+    for name in ("revoke_card", "revoke_pin"):
+        real = getattr(svc, name)
+
+        def spy(*a: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            calls.append((_name, kw["channel"]))
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(svc, name, spy)
+    return calls
+
+
+def test_mqtt_revoke_card_and_pin_run_the_credential_services(
+    gate: FakeGate, spied: list[tuple[str, str]]
+) -> None:
+    pid = _person_with_credentials(gate, 1_800_000_000.0)
+    gate.clock.t += 3600  # the credentials were loaded long ago
+    gate.cache_state.note_proven()
+    assert gate.cache_state.refuse_reason(pid) is None
+    proc, key = _processor(gate)
+
+    assert _send(proc, key, "revoke_card", {"person_id": pid}) == {"revoked": 1}
+    assert _audited(gate.db, "card.revoked") == [
+        ("mqtt", pid, {"count": 1, "one_card": False, "channel": "mqtt"})
+    ]
+    assert gate.cache_state.refuse_reason(pid) == RECENT  # the daemon's cache was told
+    assert _send(proc, key, "revoke_pin", {"person_id": pid, "kind": "normal"}) == {"revoked": 1}
+    assert _audited(gate.db, "pin.revoked") == [
+        ("mqtt", pid, {"count": 1, "kind": "normal", "channel": "mqtt"})
+    ]
+    assert spied == [("revoke_card", "mqtt"), ("revoke_pin", "mqtt")]
+    assert gate.credentials.identify_card(SimpleNamespace(facility=10, card_number=4242)) is None
+
+
+def test_the_cli_revokes_through_the_same_services(
+    tmp_path: Path,
+    gate: FakeGate,
+    keys: tuple[bytes, bytes],
+    spied: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pid = _person_with_credentials(gate, 1_800_000_000.0)
+    dk = write_key(tmp_path / "k" / "device-key", keys[0])
+    sk = write_key(tmp_path / "k" / "site-key", keys[1])
+    common = ["--db", str(tmp_path / "state.db"), "--device-key", str(dk), "--site-key", str(sk)]
+    monkeypatch.setattr("sys.stdin", io.StringIO("4242\n"))
+    assert _run(["people", "revoke-card", pid, "--facility", "10", *common]) == 0
+    assert _run(["people", "revoke-pin", pid, *common]) == 0
+    assert spied == [("revoke_card", "cli"), ("revoke_pin", "cli")]
+    assert [r[2]["channel"] for r in _audited(gate.db, "card.revoked")] == ["cli"]
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="gateway")
+    parser.add_argument("--config", type=Path, default=None)
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_mqtt_purge_of_a_person_is_the_withdrawal_service(gate: FakeGate) -> None:
+    pid = _person_with_credentials(gate, 1_800_000_000.0)
+    consent.grant(
+        gate.db, pid, Notice("1", NOTICE_EN), method="paper", recorded_by="office", scope="device"
+    )
+    assert gate.vault is not None
+    gate.vault.store_templates(gate.db, pid, np.ones((2, 128), np.float32) / 11.3, model="sface")
+    proc, key = _processor(gate)
+
+    assert _send(proc, key, "purge", {"target": "person", "person_id": pid}) == {"erased": 2}
+    receipt = gate.db.execute(
+        "SELECT person_id, channel, templates_erased FROM withdrawal_receipts"
+    )
+    assert receipt.fetchall() == [(pid, "mqtt", 2)]  # what the daemon announces to the site
+    (deleted,) = _audited(gate.db, "template.delete")
+    assert deleted[2]["reason"] == "consent_withdrawn"
+    assert deleted[2]["channel"] == "mqtt"
+    latest = consent.latest(gate.db, pid)
+    assert latest is not None
+    assert latest.status == "withdrawn"
+    # documented: the person record, cards and PINs stay
+    assert people.person_has_non_face_credential(gate.db, pid)
+
+
+def test_mqtt_purge_of_the_access_log_is_audited(gate: FakeGate) -> None:
+    gate.db.execute(
+        "INSERT INTO access_log (ts, door, method, granted, reason) VALUES"
+        " (100, 'main', 'card', 1, 'ok'), (5000, 'main', 'card', 1, 'ok')"
+    )
+    proc, key = _processor(gate)
+    before = "1970-01-01T00:30:00+00:00"
+    assert _send(proc, key, "purge", {"target": "access_log", "before": before}) == {"deleted": 1}
+    ((actor, subject, details),) = _audited(gate.db, "purge")
+    assert (actor, subject, details["deleted"], details["channel"]) == (
+        "mqtt",
+        "access_log",
+        1,
+        "mqtt",
+    )
+    assert gate.db.execute("SELECT count(*) FROM access_log").fetchone()[0] == 1
+
+
+def test_a_failed_audit_leaves_the_access_log_untouched(gate: FakeGate) -> None:
+    people.add_person(gate.db, "Keyed Chain")  # a keyed audit row
+    gate.db.execute(
+        "INSERT INTO access_log (ts, door, method, granted, reason) VALUES"
+        " (100, 'main', 'card', 1, 'ok')"
+    )
+    audit.bind_key(gate.db, None)  # a keyed chain without its key: the audit row is refused
+    from gateway.services.compliance import purge_access_log
+
+    with pytest.raises((audit.AuditError, sqlite3.Error)):
+        purge_access_log(gate.db, 5000.0, actor="mqtt", channel="mqtt")
+    assert gate.db.execute("SELECT count(*) FROM access_log").fetchone()[0] == 1
