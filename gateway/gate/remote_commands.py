@@ -11,18 +11,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import sqlite_utils
-
 from gateway.credentials.store import open_pin_hash
 from gateway.errors import GatewayError, ProtocolError
-from gateway.gate.withdrawal_announce import GateWithdrawals
+from gateway.gate.withdrawal_announce import GateWithdrawals, WithdrawalGate
 from gateway.services import compliance
 from gateway.services import credentials as creds
 
 if TYPE_CHECKING:
-    from gateway.config.models import GatewayConfig
-    from gateway.keys import Keys
-    from gateway.privacy.vault import GalleryLike, Vault
     from gateway.services.cache_state import CacheState
 
 T = TypeVar("T")
@@ -40,19 +35,9 @@ class Registry(Protocol):
         ...
 
 
-class CommandGate(Protocol):
+class CommandGate(WithdrawalGate, Protocol):
     """What the handlers need of the running gate (read when a command arrives)."""
 
-    @property
-    def cfg(self) -> GatewayConfig: ...
-    @property
-    def keys(self) -> Keys: ...
-    @property
-    def db(self) -> sqlite_utils.Database: ...
-    @property
-    def vault(self) -> Vault | None: ...
-    @property
-    def gallery(self) -> GalleryLike | None: ...
     @property
     def face_paths(self) -> Mapping[str, Any]: ...
     @property
@@ -61,10 +46,6 @@ class CommandGate(Protocol):
     def cache_state(self) -> CacheState | None: ...
     @property
     def daemon(self) -> Any: ...
-
-    def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
-        """Run a call on the shared database thread."""
-        ...
 
     def run_decide(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
         """Run a call on the credential store's thread."""

@@ -4,7 +4,6 @@ waits for the daemon to announce it to the site; the audit chain keeps its rows.
 
 from __future__ import annotations
 
-import argparse
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from gateway.cli import privacy as cli
 from gateway.credentials.store import Credentials, PinHashParams
 from gateway.privacy import audit, consent, people
 from gateway.privacy.notice import Notice
@@ -24,6 +22,7 @@ from gateway.services import people as svc
 from gateway.services.withdrawal import pending_announcements
 from gateway.store import database as store
 from tests.privacy.conftest import NOTICE_EN, write_key
+from tests.privacy.test_commands import _run
 
 FAST = PinHashParams(time_cost=1, memory_kib=1024, parallelism=1)
 PERSON_TABLES = ("cards", "pins", "consents", "face_keys", "templates")
@@ -103,14 +102,6 @@ def test_a_guardian_and_an_unknown_id_are_refused(
     assert people.find_person(db, parent) is not None
     with pytest.raises(PersonError, match="no person"):
         svc.delete_person(deps, "nobody", actor="office-1", channel="cli")
-
-
-def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="gateway")
-    parser.add_argument("--config", type=Path, default=None)
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def test_cli_people_delete_needs_yes(

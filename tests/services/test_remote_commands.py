@@ -4,7 +4,6 @@ the running daemon's credential cache is told, and a handler with its own SQL wo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import json
@@ -19,7 +18,6 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from gateway.cli import privacy as cli
 from gateway.credentials.store import Credentials, PinHashParams
 from gateway.gate.remote_commands import RemoteCommands
 from gateway.gate.withdrawal_announce import GateWithdrawals
@@ -33,6 +31,7 @@ from gateway.services import credentials as svc
 from gateway.services.cache_state import CacheState
 from gateway.store import database as store
 from tests.privacy.conftest import NOTICE_EN, write_key
+from tests.privacy.test_commands import _run
 
 SITE, GATE = "site-1", "gate-1"
 FAST = PinHashParams(time_cost=1, memory_kib=1024, parallelism=1)
@@ -187,14 +186,6 @@ def test_the_cli_revokes_through_the_same_services(
     assert _run(["people", "revoke-pin", pid, *common]) == 0
     assert spied == [("revoke_card", "cli"), ("revoke_pin", "cli")]
     assert [r[2]["channel"] for r in _audited(gate.db, "card.revoked")] == ["cli"]
-
-
-def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="gateway")
-    parser.add_argument("--config", type=Path, default=None)
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def test_mqtt_purge_of_a_person_is_the_withdrawal_service(gate: FakeGate) -> None:
