@@ -80,7 +80,7 @@ def _config(args: argparse.Namespace) -> Any:
         cfg = None
         path = getattr(args, "config", None)
         if path is not None and Path(path).is_file():
-            from gateway.config.models import load_config
+            from gateway.config.root import load_config
 
             cfg = load_config(path)
         args._gateway_cfg = cfg
@@ -470,7 +470,7 @@ def _zones_from_config(args: argparse.Namespace) -> tuple[str | None, list[Any]]
     cfg_path = getattr(args, "config", None)
     if cfg_path is None or not Path(cfg_path).exists():
         return None, []
-    from gateway.config.models import load_config
+    from gateway.config.root import load_config
 
     cfg = load_config(cfg_path)
     cam = cfg.cameras.get(args.camera)

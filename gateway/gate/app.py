@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from gateway import access
-from gateway.config.models import DoorConfig, GatewayConfig, ReaderConfig
+from gateway.config.doors import DoorConfig
+from gateway.config.readers import ReaderConfig
+from gateway.config.root import GatewayConfig
 from gateway.credentials.store import Credentials, LockoutPolicy
 from gateway.daemon.supervisor import ServiceSpec
 from gateway.errors import GatewayError, ModelError, ProtocolError
@@ -458,8 +460,9 @@ class Gateway:
             )
 
     def _build_face_path(self, cam: str, door: str, engine: access.PolicyEngine) -> None:
+        from gateway.face.settings import MatchSettings
         from gateway.gate.camera import CameraCapture, OpenCVSource
-        from gateway.gate.facepath import FacePath, MatchSettings
+        from gateway.gate.facepath import FacePath
         from gateway.privacy.zones import ZoneMasker
 
         cfg = self.cfg
