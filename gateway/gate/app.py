@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from gateway import access
 from gateway.config.models import DoorConfig, GatewayConfig, ReaderConfig
+from gateway.config.settings import door_policy, face_settings
 from gateway.credentials.store import Credentials, LockoutPolicy
 from gateway.daemon.supervisor import ServiceSpec
 from gateway.errors import GatewayError, ModelError, ProtocolError
@@ -49,6 +50,7 @@ from gateway.store.readonly import open_extra
 if TYPE_CHECKING:
     from gateway.daemon.process import Daemon
     from gateway.face.gallery import Gallery
+    from gateway.face.settings import FaceSettings
     from gateway.privacy.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -214,7 +216,7 @@ class Gateway:
     def build_engine(self) -> access.PolicyEngine:
         """The pure policy engine from the configuration."""
         cfg = self.cfg
-        doors = {name: _door_policy(d, cfg) for name, d in cfg.doors.items()}
+        doors = {name: door_policy(d, cfg) for name, d in cfg.doors.items()}
         groups: dict[str, access.AccessGroup] = {}
         for name, g in cfg.access_groups.items():
             schedule = None
@@ -303,33 +305,8 @@ class Gateway:
         )
 
     # -- face path ---------------------------------------------------------------------------
-    def _face_settings(self) -> Any:
-        from gateway.face.settings import FaceSettings
-
-        f = self.cfg.face
-        return FaceSettings(
-            detector_input=f.detector_input,
-            letterbox=f.letterbox,
-            score_threshold=f.score_threshold,
-            nms_threshold=f.nms_threshold,
-            top_k=f.top_k,
-            min_interocular_px=f.min_interocular_px,
-            tracked_size_ratio=f.tracked_size_ratio,
-            max_yaw=f.max_yaw,
-            max_roll_deg=f.max_roll_deg,
-            pitch_range=f.pitch_range,
-            min_sharpness=f.min_sharpness,
-            min_brightness=f.min_brightness,
-            max_brightness=f.max_brightness,
-            flip_fusion=f.flip_fusion,
-            providers=tuple(f.providers),
-            threads=f.threads,
-            backend=f.backend,
-            detector_backend=f.detector_backend,
-            embedder_backend=f.embedder_backend,
-            liveness_backend=f.liveness_backend,
-            warmup=f.warmup,
-        )
+    def _face_settings(self) -> FaceSettings:
+        return face_settings(self.cfg)
 
     async def build_face(self, engine: access.PolicyEngine) -> None:
         """Load models and the gallery, and create one face path per face camera."""
@@ -1100,17 +1077,6 @@ def _data_version(db: Any) -> tuple[int, ...]:
         " (SELECT coalesce(sum(needs_renotice), 0) FROM people)"
     ).fetchone()
     return tuple(int(v) for v in row)
-
-
-def _door_policy(d: DoorConfig, cfg: GatewayConfig) -> access.DoorPolicy:
-    return access.DoorPolicy(
-        methods=frozenset(access.Method(m.value) for m in d.methods),
-        liveness=access.LivenessPolicy(d.liveness.value),
-        access_groups=frozenset(d.access_groups),
-        roles=frozenset(access.Role(r) for r in d.roles) if d.roles else None,
-        second_factor_timeout_s=d.second_factor_timeout_s,
-        max_decision_age_ms=float(cfg.face.max_decision_age_ms),
-    )
 
 
 def bus_key(rc: ReaderConfig) -> str:
