@@ -1089,7 +1089,8 @@ def bus_key(rc: ReaderConfig) -> str:
 
 def open_readers(readers: dict[str, ReaderConfig]) -> dict[str, Reader]:
     """Build every reader driver; several PDs on one RS-485 line get one control panel."""
-    from gateway.hardware.osdp import OsdpBus, transport_from_url
+    from gateway.hardware.osdp import OsdpBus
+    from gateway.hardware.osdp_transport import transport_from_url
 
     groups: dict[str, list[str]] = {}
     for name, rc in readers.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import secrets
@@ -12,12 +11,12 @@ from typing import Any
 import pytest
 
 from gateway import access
-from gateway.cli import privacy as commands
 from gateway.config.models import load_config
 from gateway.config.settings import door_policy, face_settings
 from gateway.face.pipeline import FacePipeline
 from gateway.face.settings import FaceSettings
 from tests.privacy.conftest import NOTICE_EN, write_key
+from tests.privacy.test_commands import _run
 from tests.privacy.test_enroll import FakePipeline, _img
 
 #: every value differs from its FaceSettings default
@@ -71,14 +70,6 @@ def test_door_policy_from_config(face_config: Path) -> None:
     policy = door_policy(cfg.doors["main"], cfg)
     assert policy.methods == {access.Method.CARD, access.Method.PIN, access.Method.CARD_PIN}
     assert policy.max_decision_age_ms == 800.0
-
-
-def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="gateway")
-    parser.add_argument("--config", type=Path, default=None)
-    commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
 
 
 def test_office_enrolment_uses_the_configured_face_settings(
