@@ -70,7 +70,7 @@ from gateway.config.root import load_config
 from gateway.daemon.process import Daemon
 from gateway.demo.broker import EmbeddedBroker
 from gateway.demo.run import DemoStack
-from gateway.hardware.osdp import OsdpReader
+from gateway.hardware.osdp_reader import OsdpReader
 from hw_sim.config import SimConfig
 from hw_sim.sim import Simulator
 

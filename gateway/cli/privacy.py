@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from gateway.config.root import GatewayConfig
+from gateway.config.settings import face_settings
 from gateway.errors import GatewayError, PrivacyError
 from gateway.privacy import audit, compliance, consent, people, retention, zones
 from gateway.privacy.enroll import EnrolmentError, SampleVerdict, enroll_images
@@ -416,13 +418,13 @@ def _verdict_table(verdicts: list[SampleVerdict]) -> None:
 DEFAULT_MODEL_DIR = Path("/var/lib/access-gateway/models")
 
 
-def _load_pipeline(model_dir: Path) -> Any:
+def _load_pipeline(model_dir: Path, cfg: GatewayConfig | None) -> Any:
     try:
         from gateway.face.pipeline import FacePipeline
         from gateway.face.settings import FaceSettings
     except ImportError as exc:
         raise GatewayError(f"the face pipeline is not available in this build: {exc}") from exc
-    return FacePipeline.load(model_dir, FaceSettings())
+    return FacePipeline.load(model_dir, FaceSettings() if cfg is None else face_settings(cfg))
 
 
 def _enroll(args: argparse.Namespace) -> int:
@@ -436,7 +438,7 @@ def _enroll(args: argparse.Namespace) -> int:
         )
     cfg = _config(args)
     model_dir = args.model_dir or (cfg.face.model_dir if cfg is not None else DEFAULT_MODEL_DIR)
-    pipeline = _load_pipeline(model_dir)
+    pipeline = _load_pipeline(model_dir, cfg)
     try:
         res = enroll_images(
             db,

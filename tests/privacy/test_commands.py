@@ -53,7 +53,7 @@ def test_cli_flow(
     assert _run(["people", "add", "Kid", "--minor", *db]) == 1
     assert "guardian" in capsys.readouterr().err
 
-    monkeypatch.setattr(commands, "_load_pipeline", lambda _d: FakePipeline())
+    monkeypatch.setattr(commands, "_load_pipeline", lambda _d, _c: FakePipeline())
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     _img(imgs / "a.png", 10)
