@@ -66,11 +66,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2
 import numpy as np
 
-from gateway.config.models import load_config
+from gateway.config.root import load_config
 from gateway.daemon.process import Daemon
 from gateway.demo.broker import EmbeddedBroker
 from gateway.demo.run import DemoStack
-from gateway.hardware.osdp import OsdpReader
+from gateway.hardware.osdp_reader import OsdpReader
 from hw_sim.config import SimConfig
 from hw_sim.sim import Simulator
 

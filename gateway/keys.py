@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.config.models import GatewayConfig, SecretRef
+from gateway.config.base import SecretRef
+from gateway.config.root import GatewayConfig
 from gateway.errors import ConfigError
 
 MIN_KEY_BYTES = 32

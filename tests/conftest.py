@@ -105,7 +105,7 @@ async def built_gateway(
 
     ``prepare(gw)`` runs before ``setup()`` (e.g. to replace a hardware factory).
     """
-    from gateway.config.models import load_config
+    from gateway.config.root import load_config
     from gateway.daemon.process import Daemon
     from gateway.gate.app import Gateway
     from gateway.store import database as store

@@ -43,7 +43,7 @@ class Factor(StrEnum):
 
 
 class Method(StrEnum):
-    """A way through a door (same values as ``gateway.config.models.Method``).
+    """A way through a door. Combinations need every factor.
 
     In ``face+card`` and ``face+pin`` the card or PIN claims the identity and the face only
     confirms it 1:1; the face never identifies 1:N in a combination.
@@ -69,13 +69,34 @@ class Method(StrEnum):
                 return method
         return None
 
+    @property
+    def needs_face(self) -> bool:
+        """True when the method cannot work while the face path is down."""
+        return "face" in self.value
+
+    @property
+    def needs_reader(self) -> bool:
+        """True when the method needs a card reader or keypad."""
+        return self is not Method.FACE
+
 
 class LivenessPolicy(StrEnum):
-    """What a failed passive liveness check does (same values as the config enum)."""
+    """What a failed passive liveness check does at a door."""
 
-    REQUIRED = "required"
-    ADVISORY = "advisory"
-    OFF = "off"
+    REQUIRED = "required"  # not live -> the face never counts as a match
+    ADVISORY = "advisory"  # not live -> recorded, face still counts
+    OFF = "off"  # liveness not consulted
+
+    def face_counts(self, live: bool | None) -> bool:
+        """Whether a face with this liveness outcome (None = unknown) may be matched."""
+        if self is LivenessPolicy.REQUIRED:
+            return live is True
+        return True
+
+    def allows(self, probability: float | None, threshold: float) -> bool:
+        """Whether a face with this live probability (None = no model) may be matched."""
+        live = None if probability is None else probability >= threshold
+        return self.face_counts(live)
 
 
 FLAG_LIVENESS_ADVISORY = "liveness_advisory"

@@ -79,7 +79,7 @@ def config_of(args: argparse.Namespace) -> Any:
         cfg = None
         path = getattr(args, "config", None)
         if path is not None and Path(path).is_file():
-            from gateway.config.models import load_config
+            from gateway.config.root import load_config
 
             cfg = load_config(path)
         args._gateway_cfg = cfg

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.config.models import CameraConfig, GatewayConfig, format_problems, load_config
+from gateway.config.cameras import CameraConfig
+from gateway.config.root import GatewayConfig, format_problems, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.gate.camera import redact_url
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli import context as ctx
+from gateway.config.settings import face_settings
 from gateway.errors import GatewayError
 from gateway.privacy import zones
 from gateway.privacy.enroll import EnrolmentError, SampleVerdict
@@ -45,7 +46,7 @@ def _enroll(args: argparse.Namespace) -> int:
     model_dir = args.model_dir or (cfg.face.model_dir if cfg is not None else ctx.DEFAULT_MODEL_DIR)
     from gateway.face.settings import FaceSettings
 
-    pipeline = svc.load_pipeline(model_dir, FaceSettings())
+    pipeline = svc.load_pipeline(model_dir, FaceSettings() if cfg is None else face_settings(cfg))
     request = svc.EnrolmentRequest(
         args.person, list(args.images), min_good=args.min_good, max_templates=args.max_templates
     )
@@ -69,7 +70,7 @@ def _zones_from_config(args: argparse.Namespace) -> tuple[str | None, list[Any]]
     cfg_path = getattr(args, "config", None)
     if cfg_path is None or not Path(cfg_path).exists():
         return None, []
-    from gateway.config.models import load_config
+    from gateway.config.root import load_config
 
     cfg = load_config(cfg_path)
     cam = cfg.cameras.get(args.camera)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.cli import arguments as cli_input
-from gateway.config.models import DEFAULT_CONFIG_PATH, format_problems, json_schema, load_config
+from gateway.config.root import DEFAULT_CONFIG_PATH, format_problems, json_schema, load_config
 from gateway.errors import ConfigError
 
 # Subsystems that add their own subcommands through ``register(subparsers)``.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterator
 
-from gateway.config.models import GatewayConfig, Problem, SecretRef
+from gateway.config.base import SecretRef
+from gateway.config.root import GatewayConfig, Problem
 from gateway.errors import ConfigError
 
 

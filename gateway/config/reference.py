@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from gateway.config.models import GatewayConfig
+from gateway.config.root import GatewayConfig
 
 
 def _type_name(annotation: Any) -> str:

@@ -53,6 +53,7 @@ from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from gateway.errors import GatewayError
+from gateway.store.tx import snapshot
 
 log = logging.getLogger(__name__)
 
@@ -467,17 +468,10 @@ class Credentials:
         behind this object's back); False when the store cannot be read."""
 
         def load() -> tuple[list[Any], list[Any], tuple[Any, ...]]:
-            conn = self.db.conn
-            own = not conn.in_transaction
-            if own:
-                conn.execute("BEGIN")  # one snapshot: cards and PINs of the same moment
-            try:
+            with snapshot(self.db):  # one snapshot: cards and PINs of the same moment
                 mark = self._fingerprint()
                 cards = self.db.execute(CACHE_CARDS_SQL).fetchall()
                 pins = self.db.execute(CACHE_PINS_SQL).fetchall()
-            finally:
-                if own:
-                    conn.execute("COMMIT")
             return list(cards), list(pins), mark
 
         if self._pending_uses or self._mem_lockouts:

@@ -20,7 +20,7 @@ from pathlib import Path
 import sqlite_utils
 
 from gateway import __version__
-from gateway.config.models import GatewayConfig, format_problems, load_config
+from gateway.config.root import GatewayConfig, format_problems, load_config
 from gateway.daemon import logs
 from gateway.daemon.sdnotify import Notifier
 from gateway.daemon.supervisor import RestartBudgetExhaustedError, ServiceSpec, Supervisor

@@ -361,7 +361,7 @@ class DemoStack:
         log.warning("demo: doors %s still unlocked or open after %.0f s", busy, limit_s)
 
     def _db(self) -> Any:
-        from gateway.config.models import secret_bytes
+        from gateway.config.base import secret_bytes
         from gateway.privacy import audit
         from gateway.store import database as store
 

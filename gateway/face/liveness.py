@@ -5,7 +5,6 @@ Never a blink or head-turn challenge (accessibility): only what the camera sees 
 
 from __future__ import annotations
 
-import enum
 import itertools
 import math
 from collections import deque
@@ -20,25 +19,6 @@ from gateway.errors import ModelError
 #: Model file -> crop scale around the face box centre (minivision's Silent-Face practice).
 CROP_SCALE = {"MiniFASNetV2.onnx": 2.7, "MiniFASNetV1SE.onnx": 4.0}
 INPUT = 80
-
-
-class LivenessPolicy(enum.StrEnum):
-    """What a failed passive liveness check does at a door."""
-
-    REQUIRED = "required"  # not live -> the face never counts as a match
-    ADVISORY = "advisory"  # not live -> recorded, face still counts
-    OFF = "off"  # liveness not consulted
-
-    def face_counts(self, live: bool | None) -> bool:
-        """Whether a face with this liveness outcome (None = unknown) may be matched."""
-        if self is LivenessPolicy.REQUIRED:
-            return live is True
-        return True
-
-    def allows(self, probability: float | None, threshold: float = 0.5) -> bool:
-        """Whether a face with this live probability (None = no model) may be matched."""
-        live = None if probability is None else probability >= threshold
-        return self.face_counts(live)
 
 
 def crop_box(

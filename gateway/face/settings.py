@@ -1,4 +1,8 @@
-"""Every knob of the face pipeline in one frozen dataclass."""
+"""Every knob of the face pipeline and of face matching: the one source of their defaults.
+
+The configuration (``gateway.config.face``) takes its defaults from these dataclasses, so a
+default is written once.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Backend = Literal["onnxruntime", "opencv"]
+DEFAULT_DETECTOR_INPUT: tuple[int, int] = (320, 320)
 
 
 @dataclass(frozen=True)
@@ -17,7 +22,7 @@ class FaceSettings:
     keeps the aspect ratio (pad right/bottom); otherwise the frame is stretched.
     """
 
-    detector_input: tuple[int, int] | None = (320, 320)
+    detector_input: tuple[int, int] | None = DEFAULT_DETECTOR_INPUT
     letterbox: bool = True
     score_threshold: float = 0.7
     nms_threshold: float = 0.3
@@ -70,3 +75,19 @@ class FaceSettings:
         """The backend of one stage (its own setting, else ``backend``)."""
         own: Backend | None = getattr(self, f"{stage}_backend")
         return own or self.backend
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """How probes are matched against the gallery (defaults: benchmarks/results/REPORT.md).
+
+    ``threshold`` is the cosine similarity that accepts a 1:N match (FPIR 0.1% with a
+    218-person gallery), ``margin`` the lead it needs over the best other person,
+    ``verify_threshold`` the similarity that confirms a claimed identity 1:1 (FMR 1e-4 on
+    LFW DevTrain), ``liveness_threshold`` the live probability needed.
+    """
+
+    threshold: float = 0.51
+    margin: float = 0.09
+    liveness_threshold: float = 0.5
+    verify_threshold: float = 0.42

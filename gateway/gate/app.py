@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from gateway import access
-from gateway.config.models import DoorConfig, GatewayConfig, ReaderConfig
+from gateway.config.doors import DoorConfig
+from gateway.config.readers import ReaderConfig
+from gateway.config.root import GatewayConfig
+from gateway.config.settings import door_policy, face_settings
 from gateway.credentials.store import Credentials, LockoutPolicy
 from gateway.daemon.supervisor import ServiceSpec
 from gateway.errors import GatewayError, ModelError
@@ -50,6 +53,7 @@ from gateway.store.readonly import open_extra
 if TYPE_CHECKING:
     from gateway.daemon.process import Daemon
     from gateway.face.gallery import Gallery
+    from gateway.face.settings import FaceSettings
     from gateway.privacy.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -214,7 +218,7 @@ class Gateway:
     def build_engine(self) -> access.PolicyEngine:
         """The pure policy engine from the configuration."""
         cfg = self.cfg
-        doors = {name: _door_policy(d, cfg) for name, d in cfg.doors.items()}
+        doors = {name: door_policy(d, cfg) for name, d in cfg.doors.items()}
         groups: dict[str, access.AccessGroup] = {}
         for name, g in cfg.access_groups.items():
             schedule = None
@@ -303,33 +307,8 @@ class Gateway:
         )
 
     # -- face path ---------------------------------------------------------------------------
-    def _face_settings(self) -> Any:
-        from gateway.face.settings import FaceSettings
-
-        f = self.cfg.face
-        return FaceSettings(
-            detector_input=f.detector_input,
-            letterbox=f.letterbox,
-            score_threshold=f.score_threshold,
-            nms_threshold=f.nms_threshold,
-            top_k=f.top_k,
-            min_interocular_px=f.min_interocular_px,
-            tracked_size_ratio=f.tracked_size_ratio,
-            max_yaw=f.max_yaw,
-            max_roll_deg=f.max_roll_deg,
-            pitch_range=f.pitch_range,
-            min_sharpness=f.min_sharpness,
-            min_brightness=f.min_brightness,
-            max_brightness=f.max_brightness,
-            flip_fusion=f.flip_fusion,
-            providers=tuple(f.providers),
-            threads=f.threads,
-            backend=f.backend,
-            detector_backend=f.detector_backend,
-            embedder_backend=f.embedder_backend,
-            liveness_backend=f.liveness_backend,
-            warmup=f.warmup,
-        )
+    def _face_settings(self) -> FaceSettings:
+        return face_settings(self.cfg)
 
     async def build_face(self, engine: access.PolicyEngine) -> None:
         """Load models and the gallery, and create one face path per face camera."""
@@ -458,8 +437,9 @@ class Gateway:
             )
 
     def _build_face_path(self, cam: str, door: str, engine: access.PolicyEngine) -> None:
+        from gateway.face.settings import MatchSettings
         from gateway.gate.camera import CameraCapture, OpenCVSource
-        from gateway.gate.facepath import FacePath, MatchSettings
+        from gateway.gate.facepath import FacePath
         from gateway.privacy.zones import ZoneMasker
 
         cfg = self.cfg
@@ -854,17 +834,6 @@ def _data_version(db: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in row)
 
 
-def _door_policy(d: DoorConfig, cfg: GatewayConfig) -> access.DoorPolicy:
-    return access.DoorPolicy(
-        methods=frozenset(access.Method(m.value) for m in d.methods),
-        liveness=access.LivenessPolicy(d.liveness.value),
-        access_groups=frozenset(d.access_groups),
-        roles=frozenset(access.Role(r) for r in d.roles) if d.roles else None,
-        second_factor_timeout_s=d.second_factor_timeout_s,
-        max_decision_age_ms=float(cfg.face.max_decision_age_ms),
-    )
-
-
 def bus_key(rc: ReaderConfig) -> str:
     """Readers with the same key are PDs on one OSDP line (same device or socket)."""
     if rc.protocol != "osdp":
@@ -875,7 +844,8 @@ def bus_key(rc: ReaderConfig) -> str:
 
 def open_readers(readers: dict[str, ReaderConfig]) -> dict[str, Reader]:
     """Build every reader driver; several PDs on one RS-485 line get one control panel."""
-    from gateway.hardware.osdp import OsdpBus, transport_from_url
+    from gateway.hardware.osdp import OsdpBus
+    from gateway.hardware.osdp_transport import transport_from_url
 
     groups: dict[str, list[str]] = {}
     for name, rc in readers.items():

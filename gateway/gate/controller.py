@@ -30,6 +30,14 @@ from gateway.access import (
     Role,
 )
 from gateway.credentials.store import Credentials, LockedOutError, LockoutEvent, PinMatch
+from gateway.gate.event_mapping import (
+    access_method,
+    deny_reason,
+    device_reason,
+    unlock_cause,
+    utc,
+)
+from gateway.gate.keypad_menu import KeypadMenu
 from gateway.hardware import feedback
 from gateway.hardware.door import DoorEvent, Step
 from gateway.hardware.door_controller import DoorController
@@ -54,13 +62,6 @@ log = logging.getLogger(__name__)
 Emit = Callable[[ev.BaseEvent], None]
 Pseudonym = Callable[[str | None], str | None]
 
-MENU_CODE = "99"  # after a card/PIN, "99#" opens the privacy menu at the keypad
-MENU_CONFIRM = "1"  # then "1#" withdraws face consent
-MENU_ENROL = "88"  # after a card/PIN, "88#" enrols the face from the camera (consent needed)
-MENU_WINDOW_S = 15.0
-
-_DENY = {r.value for r in ev.DenyReason}
-
 
 @dataclass
 class DoorRuntime:
@@ -74,15 +75,6 @@ class DoorRuntime:
     held_open_s: float
     grants_since_unlock: int = 0
     faces_seen: int = 0
-
-
-@dataclass
-class _Menu:
-    person_id: str
-    until: float
-    confirming: bool = False
-    by_card: bool = False  # opened by the person's card (not by a PIN alone)
-    enrol_pin: bool = False  # 88# given: waiting for the person's PIN to confirm
 
 
 TIMINGS_KEPT = 1000
@@ -138,8 +130,6 @@ class AccessController:
         self.pseudonym = pseudonym
         self.grace_days = renotice_grace_days
         self.max_age_ms = max_decision_age_ms
-        self.on_withdraw = on_withdraw
-        self.on_enrol = on_enrol
         self.clock = clock
         self.run_db: Callable[..., Awaitable[Any]] = run_db or asyncio.to_thread
         # Credential and person reads run where the credential store's connection lives
@@ -155,7 +145,16 @@ class AccessController:
             name: KeypadBuffer(name, inter_digit_s=pin_timeout_s, min_len=1, max_len=8)
             for name in self.readers
         }
-        self._menus: dict[str, _Menu] = {}
+        self.menu = KeypadMenu(
+            credentials=credentials,
+            run_decide=self.run_decide,
+            reader_door=self.reader_door,
+            text=self._text,
+            show=self._feedback,
+            storage_error=self._storage_error,
+            on_withdraw=on_withdraw,
+            on_enrol=on_enrol,
+        )
         self._lock = asyncio.Lock()
         credentials.on_lockout = self._on_lockout
 
@@ -173,15 +172,10 @@ class AccessController:
         """Map a door transition to its MQTT event."""
         door = self.doors.get(de.door)
         if de.kind == "unlocked":
-            cause = {
-                "exit": ev.UnlockCause.EXIT_BUTTON,
-                "exit_request": ev.UnlockCause.EXIT_BUTTON,
-                "remote": ev.UnlockCause.REMOTE,
-            }.get(de.reason, ev.UnlockCause.ACCESS)
             self.emit(
                 ev.DoorUnlocked,
                 door=de.door,
-                cause=cause,
+                cause=unlock_cause(de.reason),
                 seconds=door.unlock_s if door else None,
             )
         elif de.kind == "relocked":
@@ -219,7 +213,7 @@ class AccessController:
             ev.Lockout,
             door=door or next(iter(self.doors)),
             scope=ev.LockoutScope.READER if le.scope == "reader" else ev.LockoutScope.PIN,
-            until=_utc(le.locked_until),
+            until=utc(le.locked_until),
         )
 
     # -- readers ------------------------------------------------------------------------
@@ -228,7 +222,7 @@ class AccessController:
         if isinstance(event, ReaderOnline):
             self.emit(ev.ReaderOnline, reader=reader)
         elif isinstance(event, ReaderOffline):
-            self.emit(ev.ReaderOffline, reader=reader, reason=_device_reason(event.reason))
+            self.emit(ev.ReaderOffline, reader=reader, reason=device_reason(event.reason))
         elif isinstance(event, Tamper):
             self.emit(ev.Tamper, device=reader, active=event.active)
         elif isinstance(event, InputChanged):
@@ -258,9 +252,7 @@ class AccessController:
             pad.tick(now)
         for decision in self.engine.poll(now):
             await self._act(decision, reader=self._reader_of(decision.door))
-        for reader, menu in list(self._menus.items()):
-            if menu.until < now:
-                del self._menus[reader]
+        self.menu.expire(now)
 
     def _reader_of(self, door: str) -> str | None:
         d = self.doors.get(door)
@@ -278,7 +270,7 @@ class AccessController:
             self._storage_error("card lookup", exc)
             person = None
         if person is not None:
-            self._menus[reader] = _Menu(person, now + MENU_WINDOW_S, by_card=True)
+            self.menu.open(reader, person, now, by_card=True)
         presented = CredentialsPresented(card=CardPresented(person), reader=reader)
         await self._decide(door, presented, person, reader=reader, started=now)
 
@@ -287,7 +279,7 @@ class AccessController:
         if door is None:
             return
         now = self.clock()
-        if await self._menu_entry(reader, pin, now):
+        if await self.menu.entry(reader, pin, now):
             return
         if len(pin) < 4:
             await self._feedback(reader, feedback.Outcome.DENIED)
@@ -315,7 +307,7 @@ class AccessController:
         except sqlite3.Error as exc:
             self._storage_error("PIN lookup", exc)
         if match is not None:
-            self._menus[reader] = _Menu(match.person_id, now + MENU_WINDOW_S)
+            self.menu.open(reader, match.person_id, now)
         pin_p = PinPresented(
             match.person_id if match else None,
             kind=PinKind(match.kind) if match else PinKind.NORMAL,
@@ -327,65 +319,6 @@ class AccessController:
         await self._decide(
             door, presented, match.person_id if match else None, reader=reader, started=now
         )
-
-    async def _menu_entry(self, reader: str, entry: str, now: float) -> bool:
-        menu = self._menus.get(reader)
-        if menu is None or menu.until < now:
-            return False
-        if menu.enrol_pin:
-            # Enrolling a face binds it to this identity: a stolen card alone must not do
-            # that, so the person's own PIN confirms (failures count towards lockout).
-            del self._menus[reader]
-            return await self._enrol_confirmed(reader, menu.person_id, entry, now)
-        if not menu.confirming and entry == MENU_ENROL:
-            if not menu.by_card:
-                del self._menus[reader]
-                await self._text(reader, "Present your card, then 88# and your PIN")
-                return True
-            menu.enrol_pin = True
-            menu.until = now + MENU_WINDOW_S
-            await self._text(reader, "Enter your PIN to enrol your face")
-            return True
-        if not menu.confirming and entry == MENU_CODE:
-            menu.confirming = True
-            menu.until = now + MENU_WINDOW_S
-            await self._text(reader, "Withdraw face consent and erase face data? 1# = yes")
-            return True
-        if menu.confirming and entry == MENU_CONFIRM:
-            del self._menus[reader]
-            if self.on_withdraw is not None:
-                await _maybe_await(self.on_withdraw(menu.person_id, "gate"))
-            await self._text(reader, "Face data erased. Card and PIN still work.")
-            return True
-        if menu.confirming:
-            del self._menus[reader]
-            await self._text(reader, "Cancelled")
-            return True
-        return False
-
-    async def _enrol_confirmed(self, reader: str, person: str, pin: str, now: float) -> bool:
-        door = self.reader_door.get(reader)
-        match: PinMatch | None = None
-        try:
-            match = await self.run_decide(
-                self.credentials.verify_pin_for, person, pin, reader=reader, now=now
-            )
-        except LockedOutError:
-            match = None
-        except sqlite3.Error as exc:
-            self._storage_error("PIN lookup", exc)
-        if match is None or match.kind != "normal":
-            log.info("door %s: at-gate enrolment refused: PIN not confirmed", door)
-            await self._text(reader, "PIN not accepted: face enrolment cancelled")
-            await self._feedback(reader, feedback.Outcome.DENIED)
-            return True
-        if self.on_enrol is None or door is None:
-            await self._text(reader, "Face enrolment is not available here")
-            return True
-        await self._text(reader, "Look at the camera")
-        message = await self.on_enrol(person, door)
-        await self._text(reader, message)
-        return True
 
     # -- faces ----------------------------------------------------------------------------
     async def on_face_outcome(self, camera: str, outcome: access.FusionOutcome) -> None:
@@ -497,7 +430,7 @@ class AccessController:
             await self._feedback(reader, need)
             return None
         self.stats.decisions += 1
-        method = _method(decision)
+        method = access_method(decision)
         if decision.granted and not access.is_fresh(decision, now, self.max_age_ms):
             decision = _stale(decision)
         if decision.granted:
@@ -529,8 +462,7 @@ class AccessController:
             await self.reads.bookkeeping(self._record_grant, decision, method, now)
             return opening
         self.stats.denials += 1
-        reason = decision.reason.value
-        deny = ev.DenyReason(reason) if reason in _DENY else ev.DenyReason.INVALID_CREDENTIAL
+        deny = deny_reason(decision.reason)
         self._deny_event(decision.door, method, deny, person=decision.person_id)
         if decision.duress:
             self.emit(
@@ -633,38 +565,7 @@ class AccessController:
             log.debug("reader %s: text failed: %s", reader, exc)
 
 
-def _method(decision: Decision) -> ev.AccessMethod | None:
-    if decision.method is None:
-        return None
-    return ev.AccessMethod(decision.method.value)
-
-
 def _stale(decision: Decision) -> Decision:
     import dataclasses
 
     return dataclasses.replace(decision, granted=False, reason=Reason.STALE_DECISION)
-
-
-def _utc(ts: float) -> Any:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC)
-
-
-def _device_reason(reason: str) -> ev.DeviceReason:
-    text = reason.lower()
-    if "secure" in text:
-        return ev.DeviceReason.SECURE_CHANNEL_FAILED
-    if "timeout" in text:
-        return ev.DeviceReason.TIMEOUT
-    if "closed" in text or "disconnect" in text or "refused" in text or "lost" in text:
-        return ev.DeviceReason.DISCONNECTED
-    if "shutdown" in text:
-        return ev.DeviceReason.SHUTDOWN
-    return ev.DeviceReason.UNKNOWN
-
-
-async def _maybe_await(value: Any) -> Any:
-    if asyncio.iscoroutine(value):
-        return await value
-    return value

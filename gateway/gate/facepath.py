@@ -23,6 +23,7 @@ from gateway.access import ApproachTracker, FaceMatch, FaceMode, PolicyEngine
 from gateway.face.gallery import Gallery
 from gateway.face.liveness import ConsistencyTracker
 from gateway.face.pipeline import Box, FaceObservation, FacePipeline
+from gateway.face.settings import MatchSettings
 from gateway.face.worker import FaceWorker
 from gateway.gate.camera import CameraCapture, CapturedFrame
 from gateway.privacy.zones import ZoneMasker
@@ -34,16 +35,6 @@ OutcomeSink = Callable[[str, access.FusionOutcome], Awaitable[None]]
 #: a face accepted by the quality gate this recently (monotonic seconds) is "tracked": the
 #: next frame judges its size with the gate's hysteresis
 TRACK_S = 0.5
-
-
-@dataclass(frozen=True)
-class MatchSettings:
-    """How probes are matched against the gallery."""
-
-    threshold: float
-    margin: float
-    liveness_threshold: float = 0.5
-    verify_threshold: float | None = None
 
 
 @dataclass

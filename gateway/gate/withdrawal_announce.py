@@ -26,7 +26,7 @@ from gateway.services.withdrawal import mark_announced, pending_announcements, w
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from gateway.config.models import GatewayConfig
+    from gateway.config.root import GatewayConfig
     from gateway.keys import Keys
     from gateway.privacy.vault import GalleryLike, Vault
 

@@ -213,7 +213,7 @@ class OsdpRelay:
     """An OSDP reader output used as the door relay (output 0 by default)."""
 
     def __init__(self, reader: object, output_no: int = 0) -> None:
-        from gateway.hardware.osdp import OsdpReader
+        from gateway.hardware.osdp_reader import OsdpReader
 
         if not isinstance(reader, OsdpReader):
             raise HardwareError("OsdpRelay needs an OSDP reader")

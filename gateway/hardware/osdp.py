@@ -31,280 +31,29 @@ libosdp quirks handled here (python package ``libosdp`` 3.2.x):
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
-import errno
 import logging
-import os
-import random
-import socket
-import termios
 import threading
 import time
-import tty
 from collections import deque
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import osdp
 
 from gateway.errors import HardwareError
-from gateway.hardware import wiegand
-from gateway.hardware.events import (
-    CardRead,
-    CardReadError,
-    InputChanged,
-    KeyPress,
-    ReaderEvent,
-    ReaderOffline,
-    ReaderOnline,
-    Tamper,
-)
+from gateway.hardware.backoff import Backoff
+from gateway.hardware.events import ReaderEvent, ReaderOffline, ReaderOnline
+from gateway.hardware.osdp_reader import OsdpReader, map_event
+from gateway.hardware.osdp_transport import Transport
 
 log = logging.getLogger(__name__)
 
 _REFRESH_S = 0.02
 _STATUS_EVERY_S = 0.1
-_MAX_TIMER_UNITS = 255  # libosdp python binding truncates timer_count to uint8
-_ACK_TIMEOUT_S = 2.0  # a command the PD has not acknowledged by then counts as failed
 _HANDSHAKE_GRACE_S = 3.0  # time a reset PD gets to finish ID/CAP/Secure Channel
 _OFFLINE_REASON = "no answer from the reader (timeout or a bad frame)"
-
-_LED_COLORS = {
-    "off": osdp.CommandLEDColor.Black,
-    "red": osdp.CommandLEDColor.Red,
-    "green": osdp.CommandLEDColor.Green,
-    "amber": osdp.CommandLEDColor.Amber,
-    "blue": osdp.CommandLEDColor.Blue,
-    "magenta": osdp.CommandLEDColor.Magenta,
-    "cyan": osdp.CommandLEDColor.Cyan,
-    "white": osdp.CommandLEDColor.White,
-}
-# pattern -> (on_count, off_count) in 100 ms units
-_LED_PATTERNS = {"off": (0, 1), "steady": (1, 0), "blink": (5, 5), "fast_blink": (2, 2)}
-# pattern -> (on_count, off_count, rep_count) in 100 ms units
-_BUZZER_PATTERNS = {
-    "off": (0, 0, 0),
-    "short": (1, 0, 1),
-    "double": (1, 1, 2),
-    "long": (10, 0, 1),
-    "error": (2, 1, 3),
-}
-# OSDP keypad codes: ASCII digits, '*' as 0x7F or '*', '#' as 0x0D or '#'; raw 0-9 too.
-_KEYMAP = {**{0x30 + i: str(i) for i in range(10)}, **{i: str(i) for i in range(10)}}
-_KEYMAP.update({0x7F: "*", 0x2A: "*", 0x0D: "#", 0x23: "#"})
-
-
-# ----------------------------------------------------------------------------- backoff
-
-
-@dataclass
-class Backoff:
-    """Capped exponential backoff with full jitter (pure; rng injectable)."""
-
-    initial_s: float = 0.2
-    cap_s: float = 10.0
-    factor: float = 2.0
-    rng: Callable[[], float] = random.random
-    attempts: int = 0
-
-    def next_delay(self) -> float:
-        """Delay before the next attempt; grows with each call up to ``cap_s``."""
-        ceiling = min(self.cap_s, self.initial_s * self.factor**self.attempts)
-        self.attempts += 1
-        # half fixed, half jitter: never 0, never above the cap
-        return ceiling / 2 + self.rng() * ceiling / 2
-
-    def reset(self) -> None:
-        """Forget failures after a success."""
-        self.attempts = 0
-
-
-# ----------------------------------------------------------------------------- transports
-
-
-class Transport(abc.ABC):
-    """A byte stream to the RS-485 line. ``read``/``write`` are non-blocking and raise
-    ``OSError`` (or ``EOFError``) when the line is gone."""
-
-    description: str
-
-    @abc.abstractmethod
-    def open(self) -> None:
-        """Connect/open; raise OSError on failure."""
-
-    @abc.abstractmethod
-    def read(self, max_bytes: int) -> bytes:
-        """Return available bytes (maybe empty); raise on a closed line."""
-
-    @abc.abstractmethod
-    def write(self, data: bytes) -> int:
-        """Write what fits; return the count."""
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Release the line (idempotent)."""
-
-
-class SocketTransport(Transport):
-    """TCP client (the simulator PD listens, the gateway connects)."""
-
-    def __init__(self, host: str, port: int, connect_timeout_s: float = 1.0) -> None:
-        self.host, self.port, self.connect_timeout_s = host, port, connect_timeout_s
-        self.description = f"tcp {host}:{port}"
-        self._sock: socket.socket | None = None
-
-    def open(self) -> None:
-        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        self._sock = sock
-
-    def read(self, max_bytes: int) -> bytes:
-        if self._sock is None:
-            raise EOFError("not connected")
-        try:
-            data = self._sock.recv(max_bytes)
-        except BlockingIOError:
-            return b""
-        if not data:
-            raise EOFError("peer closed the connection")
-        return data
-
-    def write(self, data: bytes) -> int:
-        if self._sock is None:
-            raise EOFError("not connected")
-        try:
-            return self._sock.send(data)
-        except BlockingIOError:
-            return 0
-
-    def close(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-            self._sock = None
-
-
-class PtyTransport(Transport):
-    """A tty device opened raw and non-blocking (a pty slave, or a serial port without
-    pyserial). Closing the other side of a pty shows as EIO here."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.description = f"pty {path}"
-        self._fd: int | None = None
-
-    def open(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        try:
-            if not os.isatty(fd):  # a regular file or /dev/null would "connect" and spin
-                raise OSError(errno.ENOTTY, f"{self.path} is not a terminal (tty/pty)")
-            tty.setraw(fd)
-        except (OSError, termios.error) as exc:
-            os.close(fd)
-            if isinstance(exc, OSError):
-                raise
-            raise OSError(errno.ENOTTY, f"{self.path}: cannot set raw mode: {exc}") from None
-        self._fd = fd
-
-    def read(self, max_bytes: int) -> bytes:
-        if self._fd is None:
-            raise EOFError("not open")
-        try:
-            data = os.read(self._fd, max_bytes)
-        except BlockingIOError:
-            return b""
-        if not data:
-            raise EOFError("end of file on the pty")
-        return data
-
-    def write(self, data: bytes) -> int:
-        if self._fd is None:
-            raise EOFError("not open")
-        try:
-            return os.write(self._fd, data)
-        except BlockingIOError:
-            return 0
-
-    def close(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-
-
-class SerialTransport(Transport):
-    """RS-485 adapter through pyserial (non-blocking)."""
-
-    def __init__(self, path: str, baud: int) -> None:
-        if baud not in (9600, 19200, 38400, 57600, 115200, 230400):
-            raise HardwareError(f"OSDP serial {path}: unsupported baud rate {baud}")
-        self.path, self.baud = path, baud
-        self.description = f"serial {path}@{baud}"
-        self._port: Any = None
-
-    def open(self) -> None:
-        import serial
-
-        try:
-            self._port = serial.Serial(self.path, self.baud, timeout=0, write_timeout=0)
-        except serial.SerialException as exc:
-            raise OSError(errno.EIO, str(exc)) from exc
-
-    def read(self, max_bytes: int) -> bytes:
-        import serial
-
-        if self._port is None:
-            raise EOFError("not open")
-        try:
-            return bytes(self._port.read(max_bytes))
-        except serial.SerialException as exc:
-            raise OSError(errno.EIO, str(exc)) from exc
-
-    def write(self, data: bytes) -> int:
-        import serial
-
-        if self._port is None:
-            raise EOFError("not open")
-        try:
-            return int(self._port.write(data) or 0)
-        except serial.SerialTimeoutException:
-            return 0
-        except serial.SerialException as exc:
-            raise OSError(errno.EIO, str(exc)) from exc
-
-    def close(self) -> None:
-        if self._port is not None:
-            with contextlib.suppress(Exception):
-                self._port.close()
-            self._port = None
-
-
-def transport_from_url(url: str) -> Transport:
-    """``osdp:///dev/ttyUSB0?baud=9600``, ``osdp+pty:///dev/pts/3``,
-    ``osdp+socket://host:port`` (also ``socket://host:port``)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    query = parse_qs(parts.query)
-    if scheme in ("osdp+socket", "socket"):
-        if not parts.hostname or parts.port is None:
-            raise HardwareError(f"OSDP URL {url!r}: need host:port")
-        return SocketTransport(parts.hostname, parts.port)
-    if not parts.path:
-        raise HardwareError(f"OSDP URL {url!r}: missing device path")
-    if scheme == "osdp+pty":
-        return PtyTransport(parts.path)
-    if scheme in ("osdp", "osdp+serial"):
-        try:
-            baud = int(query.get("baud", ["9600"])[-1])
-        except ValueError:
-            raise HardwareError(f"OSDP URL {url!r}: baud is not a number") from None
-        return SerialTransport(parts.path, baud)
-    raise HardwareError(f"OSDP URL {url!r}: unknown scheme {parts.scheme!r}")
 
 
 class _BusChannel(osdp.Channel):  # type: ignore[misc]
@@ -344,17 +93,6 @@ class _BusChannel(osdp.Channel):  # type: ignore[misc]
         return None
 
 
-# ----------------------------------------------------------------------------- readers
-
-
-@dataclass
-class _PdState:
-    online: bool = False
-    inputs: bytes | None = None
-    tamper: bool | None = None
-    epoch: int = 0  # incremented each time the PD comes online
-
-
 @dataclass
 class _Recovery:
     """Per-PD offline recovery: when to reset the PD next, with capped jittered backoff."""
@@ -362,132 +100,6 @@ class _Recovery:
     backoff: Backoff = field(default_factory=lambda: Backoff(initial_s=0.5, cap_s=5.0))
     next_reset: float | None = None
     resets: int = 0
-
-
-class OsdpReader:
-    """One OSDP PD on an :class:`OsdpBus`; implements the ``Reader`` protocol."""
-
-    def __init__(self, bus: OsdpBus, name: str, address: int, index: int, secure: bool) -> None:
-        self.bus = bus
-        self.name = name
-        self.address = address
-        self.index = index
-        self.secure = secure
-        self._queue: asyncio.Queue[ReaderEvent] = asyncio.Queue()
-        self._state = _PdState()
-
-    @property
-    def online(self) -> bool:
-        """True while the PD answers (with the Secure Channel up when a key is set)."""
-        return self._state.online
-
-    @property
-    def online_epoch(self) -> int:
-        """Changes each time the reader comes (back) online: the door re-asserts its lock."""
-        return self._state.epoch
-
-    @property
-    def health(self) -> str:
-        """``online``, ``recovering`` (being reset after going offline) or ``offline``."""
-        if self._state.online:
-            return "online"
-        rec = self.bus._recovery.get(self.index)
-        return "recovering" if rec is not None and rec.next_reset is not None else "offline"
-
-    async def start(self) -> None:
-        """Start the shared bus (idempotent)."""
-        await self.bus.start()
-
-    async def close(self) -> None:
-        """Release this reader; the bus stops when its last reader closes."""
-        await self.bus.release(self)
-
-    async def events(self) -> AsyncIterator[ReaderEvent]:
-        """Yield events until the task is cancelled."""
-        while True:
-            yield await self._queue.get()
-
-    def _put(self, event: ReaderEvent) -> None:
-        self._queue.put_nowait(event)
-
-    async def led(self, color: str, pattern: str, seconds: float | None = None) -> None:
-        """LED 0: permanent state, or a temporary one for ``seconds``."""
-        if color not in _LED_COLORS or pattern not in _LED_PATTERNS:
-            raise HardwareError(f"reader {self.name}: unknown LED {color!r}/{pattern!r}")
-        on, off = _LED_PATTERNS[pattern]
-        on_color = _LED_COLORS[color] if pattern != "off" else _LED_COLORS["off"]
-        cmd: dict[str, Any] = {
-            "command": osdp.Command.LED,
-            "reader": 0,
-            "led_number": 0,
-            "control_code": 1 if seconds is None else 2,
-            "on_count": on,
-            "off_count": off,
-            "on_color": on_color,
-            "off_color": _LED_COLORS["off"],
-            "temporary": seconds is not None,
-        }
-        if seconds is not None:
-            cmd["timer_count"] = max(1, min(_MAX_TIMER_UNITS, round(seconds * 10)))
-        self.bus.submit(self, cmd)
-
-    async def buzzer(self, pattern: str) -> None:
-        """Buzzer with the default tone."""
-        if pattern not in _BUZZER_PATTERNS:
-            raise HardwareError(f"reader {self.name}: unknown buzzer pattern {pattern!r}")
-        on, off, rep = _BUZZER_PATTERNS[pattern]
-        self.bus.submit(
-            self,
-            {
-                "command": osdp.Command.Buzzer,
-                "reader": 0,
-                "control_code": 1 if pattern == "off" else 2,
-                "on_count": on,
-                "off_count": off,
-                "rep_count": rep,
-            },
-        )
-
-    async def text(self, msg: str) -> None:
-        """Permanent text, row 1; OSDP text is ASCII, at most 32 characters."""
-        data = msg.encode("ascii", "replace").decode("ascii")[:32]
-        self.bus.submit(
-            self,
-            {
-                "command": osdp.Command.Text,
-                "reader": 0,
-                "control_code": 1,
-                "temp_time": 0,
-                "offset_row": 1,
-                "offset_col": 1,
-                "data": data,
-            },
-        )
-
-    async def output(
-        self, no: int, on: bool, seconds: float | None = None, *, timeout_s: float = _ACK_TIMEOUT_S
-    ) -> None:
-        """Drive output ``no`` and wait until the reader acknowledges it.
-
-        ``seconds=None``: permanent on/off (OSDP codes 2/1, which also cancel a running
-        timer). Otherwise a *timed* output (codes 5/6): ``on`` for ``seconds``, after which
-        the reader itself returns to the permanent state, even if this controller is gone.
-        ``seconds`` is capped at 25.5 s (the binding's 8-bit timer); callers renew longer
-        holds. HardwareError when the reader is offline, refuses or does not acknowledge.
-        """
-        if not 0 <= no < 256:
-            raise HardwareError(f"reader {self.name}: output number {no} out of range")
-        if seconds is None:
-            code, timer = (2 if on else 1), 0
-        else:
-            code, timer = (5 if on else 6), max(1, min(_MAX_TIMER_UNITS, round(seconds * 10)))
-        cmd = {
-            "command": osdp.Command.Output,
-            "output_no": no,
-            "control_code": code,
-            "timer_count": timer,
-        }
-        await self.bus.send(self, cmd, timeout_s)
 
 
 # ----------------------------------------------------------------------------- bus
@@ -592,6 +204,11 @@ class OsdpBus:
         self._ctx = None
         self._started = False
 
+    def recovering(self, index: int) -> bool:
+        """True while the PD at ``index`` is being reset after going offline."""
+        rec = self._recovery.get(index)
+        return rec is not None and rec.next_reset is not None
+
     @property
     def thread_alive(self) -> bool:
         """True while the refresh thread runs (for health checks and tests)."""
@@ -680,7 +297,7 @@ class OsdpBus:
     def _post(self, reader: OsdpReader, event: ReaderEvent) -> None:
         if self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # loop closing during shutdown
-                self._loop.call_soon_threadsafe(reader._put, event)
+                self._loop.call_soon_threadsafe(reader.put, event)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -822,78 +439,25 @@ class OsdpBus:
                 self._recover(r, up, now)
 
     def _mark(self, reader: OsdpReader, up: bool, reason: str) -> None:
-        if up == reader._state.online:
+        if up == reader.state.online:
             return
-        reader._state.online = up
+        reader.state.online = up
         if up:
-            reader._state.epoch += 1
+            reader.state.epoch += 1
             log.info("reader %s: online (OSDP address %d)", reader.name, reader.address)
             self._post(reader, ReaderOnline(reader.name))
         else:
             log.warning("reader %s: offline: %s", reader.name, reason)
-            reader._state.inputs = None
-            reader._state.tamper = None
+            reader.state.inputs = None
+            reader.state.tamper = None
             self._post(reader, ReaderOffline(reader.name, reason))
 
     def _on_event(self, pd_index: int, event: dict[str, Any]) -> int:
         """libosdp event callback (refresh thread, CP lock held). Never raises."""
         try:
             reader = self.readers[pd_index]
-            for ev in map_event(reader.name, event, reader._state):
+            for ev in map_event(reader.name, event, reader.state):
                 self._post(reader, ev)
         except Exception:  # a bad event must never break the C refresh loop
             log.exception("OSDP bus %s: cannot handle an event", self.transport.description)
         return 0
-
-
-def map_event(name: str, event: dict[str, Any], state: _PdState | None = None) -> list[ReaderEvent]:
-    """Translate one libosdp event dict into reader events (pure apart from ``state``)."""
-    state = state if state is not None else _PdState()
-    kind = event.get("event")
-    if kind == osdp.Event.CardRead:
-        data = bytes(event.get("data", b""))
-        fmt = event.get("format")
-        if fmt == osdp.CardFormat.ASCII:
-            text = data.decode("ascii", "replace").strip()
-            if not text.isdigit():
-                log.warning("reader %s: ASCII card data is not numeric", name)
-                return [CardReadError(name, "ASCII card data is not numeric", len(data) * 8)]
-            return [CardRead(name, int(text), None, "ascii", len(data) * 8)]
-        nbits = int(event.get("length", len(data) * 8))
-        try:
-            bits = wiegand.bytes_to_bits(data, nbits)
-        except wiegand.WiegandError as exc:
-            log.warning("reader %s: bad raw card data: %s", name, exc)
-            return [CardReadError(name, str(exc), nbits)]
-        mapped = wiegand.to_event(name, bits)
-        if isinstance(mapped, CardReadError):
-            log.warning("reader %s: card read rejected: %s", name, mapped.reason)
-        return [mapped]
-    if kind == osdp.Event.KeyPress:
-        keys = []
-        for byte in bytes(event.get("data", b"")):
-            key = _KEYMAP.get(byte)
-            if key is None:
-                log.debug("reader %s: ignoring keypad code 0x%02x", name, byte)
-                continue
-            keys.append(KeyPress(name, key))
-        return list(keys)
-    if kind == osdp.Event.Status:
-        report = bytes(event.get("report", b""))
-        rtype = event.get("type")
-        out: list[ReaderEvent] = []
-        if rtype == osdp.StatusReportType.Input:
-            prev = state.inputs
-            for i, v in enumerate(report):
-                if prev is None or i >= len(prev) or bool(prev[i]) != bool(v):
-                    out.append(InputChanged(name, i, bool(v)))
-            state.inputs = report
-        elif rtype == osdp.StatusReportType.Local and report:
-            tamper = bool(report[0])
-            if state.tamper is None or state.tamper != tamper:
-                out.append(Tamper(name, tamper))
-                if tamper:
-                    log.warning("reader %s: tamper switch active", name)
-            state.tamper = tamper
-        return out
-    return []

@@ -71,13 +71,14 @@ def open_reader(
     """Build (not start) the driver for ``url``; raise HardwareError on a bad URL."""
     from gateway.hardware import osdp as osdp_driver
     from gateway.hardware import wiegand
+    from gateway.hardware.osdp_transport import transport_from_url
 
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     scheme = parts.scheme.lower()
     if scheme in ("osdp", "osdp+serial", "osdp+pty", "osdp+socket", "socket"):
         address = _query_int(query, "address", 101, url)
-        transport = osdp_driver.transport_from_url(url)
+        transport = transport_from_url(url)
         bus = osdp_driver.OsdpBus(transport)
         return bus.add_reader(name, address, scbk=scbk, install_mode=install_mode)
     if scheme == "wiegand+gpio":

@@ -23,7 +23,7 @@ from gateway.errors import GatewayError
 from gateway.mqtt.payload import PayloadError, loads_bounded, payload_bytes
 
 if TYPE_CHECKING:
-    from gateway.config.models import GatewayConfig
+    from gateway.config.root import GatewayConfig
     from gateway.mqtt.client import MqttSettings
 
 log = logging.getLogger(__name__)

@@ -42,6 +42,7 @@ import sqlite_utils
 from gateway.mqtt.events import BaseEvent, DropReason, EventsDropped
 from gateway.mqtt.spill import SpillJournal, SpillRecord, default_path
 from gateway.mqtt.topics import Topics
+from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
 
@@ -269,17 +270,12 @@ class Outbox:
 
     def _trim(self, where: str, params: tuple[Any, ...], reason: DropReason, now: float) -> None:
         conn = self._conn
-        own_tx = not conn.in_transaction
-        if own_tx:
-            conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             rows = conn.execute(
                 f"SELECT seq, topic, payload, created_at FROM outbox WHERE {where}",  # noqa: S608 - fixed clauses
                 params,
             ).fetchall()
             if not rows:
-                if own_tx:
-                    conn.execute("COMMIT")
                 return
             count = 0
             for _, topic, payload, _ in rows:
@@ -300,12 +296,6 @@ class Outbox:
                 " VALUES (?, ?, ?, 0, ?)",
                 (str(ev.id), self.topics.event(ev.type), ev.to_json(), now),
             )
-            if own_tx:
-                conn.execute("COMMIT")
-        except BaseException:
-            if own_tx:
-                conn.execute("ROLLBACK")
-            raise
         self._db_count = self._db_count - len(rows) + 1
         self._dropped_total += count
         self._acked_undeleted.difference_update(int(r[0]) for r in rows)
@@ -335,8 +325,7 @@ class Outbox:
         with self._lock:
             items = list(self._memory.values())
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with transaction(conn, join=False):  # durable when the block ends
                     conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
                     for it in items:
                         conn.execute(
@@ -344,10 +333,6 @@ class Outbox:
                             " VALUES (?, ?, ?, ?, ?)",
                             (it.id, it.topic, it.payload, int(it.retain), it.created_at),
                         )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
                 row = conn.execute("SELECT COUNT(*), MIN(created_at) FROM outbox").fetchone()
             except sqlite3.Error as exc:
                 self._set_degraded(f"database still failing: {exc}")

@@ -32,6 +32,7 @@ from typing import Any
 import sqlite_utils
 
 from gateway.errors import PrivacyError
+from gateway.store.tx import snapshot, transaction
 
 log = logging.getLogger(__name__)
 
@@ -235,52 +236,42 @@ def append(
     ts = time.time() if now is None else float(now)
     key = bound_key(db)
     conn = db.conn
-    with _lock:
-        own_tx = not conn.in_transaction
-        if own_tx:
-            conn.execute("BEGIN IMMEDIATE")
-        try:
-            last = conn.execute(
-                "SELECT seq, hash, key_id FROM audit ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            last_key = None if last is None else last[2]
-            if key is None and last_key is not None:
-                raise AuditError(KEYED_RULE)
-            if key is not None and last_key is not None and last_key != key.key_id:
-                raise AuditError(
-                    f"the audit log is keyed by device key {last_key}, this process has "
-                    f"{key.key_id}: wrong device key"
-                )
-            if key is not None and last_key is None and action != ANCHOR_ACTION:
-                legacy = int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
-                anchor = {
-                    "legacy_rows": legacy,
-                    "legacy_head": GENESIS if last is None else last[1],
-                }
-                _insert(
-                    conn,
-                    key,
-                    "system",
-                    action=ANCHOR_ACTION,
-                    subject="audit",
-                    details_text=canonical(anchor),
-                    ts=ts,
-                )
-            seq = _insert(
+    with _lock, transaction(conn):
+        last = conn.execute(
+            "SELECT seq, hash, key_id FROM audit ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        last_key = None if last is None else last[2]
+        if key is None and last_key is not None:
+            raise AuditError(KEYED_RULE)
+        if key is not None and last_key is not None and last_key != key.key_id:
+            raise AuditError(
+                f"the audit log is keyed by device key {last_key}, this process has "
+                f"{key.key_id}: wrong device key"
+            )
+        if key is not None and last_key is None and action != ANCHOR_ACTION:
+            legacy = int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+            anchor = {
+                "legacy_rows": legacy,
+                "legacy_head": GENESIS if last is None else last[1],
+            }
+            _insert(
                 conn,
                 key,
-                actor,
-                action=action,
-                subject=subject,
-                details_text=details_text,
+                "system",
+                action=ANCHOR_ACTION,
+                subject="audit",
+                details_text=canonical(anchor),
                 ts=ts,
             )
-            if own_tx:
-                conn.execute("COMMIT")
-        except BaseException:
-            if own_tx:
-                conn.execute("ROLLBACK")
-            raise
+        seq = _insert(
+            conn,
+            key,
+            actor,
+            action=action,
+            subject=subject,
+            details_text=details_text,
+            ts=ts,
+        )
     log.debug("audit seq %d: %s %s by %s", seq, action, subject, actor)
     return seq
 
@@ -381,11 +372,8 @@ def verify_file(path: str, key: ChainKey | None) -> VerifyResult:
     occupies the gate's database connection or thread)."""
     conn = sqlite3.connect(path, timeout=5.0, isolation_level=None)
     try:
-        conn.execute("BEGIN")  # one consistent snapshot of rows and head
-        try:
+        with snapshot(conn):  # one consistent snapshot of rows and head
             return verify(sqlite_utils.Database(conn), key)
-        finally:
-            conn.execute("COMMIT")
     finally:
         conn.close()
 

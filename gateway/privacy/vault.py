@@ -93,8 +93,8 @@ class KeyProvider(Protocol):
 
 
 def _root_key(raw: bytes, where: str) -> bytes:
-    """Root key material exactly as :class:`gateway.config.models.SecretRef` reads it (>= 32 B)."""
-    from gateway.config.models import secret_bytes
+    """Root key material exactly as :class:`gateway.config.base.SecretRef` reads it (>= 32 B)."""
+    from gateway.config.base import secret_bytes
 
     key = secret_bytes(raw)
     if len(key) < KEY_BYTES:

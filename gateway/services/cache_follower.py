@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.credentials.store import CACHE_CARDS_SQL, CACHE_PINS_SQL, FINGERPRINT_SQL
 from gateway.services.cache_state import CacheState
+from gateway.store.tx import snapshot
 
 if TYPE_CHECKING:
     from gateway.credentials.store import Credentials
@@ -112,15 +113,12 @@ class CacheFollower:
         connection (sqlite3.Error propagates; nothing is replaced then)."""
         conn = self._connection()
         epoch = self.credentials.epoch  # before reading: a revocation after it wins
-        conn.execute("BEGIN")
-        try:
+        with snapshot(conn):
             generation = _generation(conn)
             mark = tuple(conn.execute(FINGERPRINT_SQL).fetchone())
             cards = conn.execute(CACHE_CARDS_SQL).fetchall()
             pins = conn.execute(CACHE_PINS_SQL).fetchall()
             people, changes = CacheState.read(conn)
-        finally:
-            conn.execute("COMMIT")
         if not self.credentials.install(cards, pins, mark, epoch):
             raise _Superseded
         self.state.install(people, changes)

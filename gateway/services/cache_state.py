@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.store.tx import snapshot
+
 log = logging.getLogger(__name__)
 
 #: A credential or validity change this recent (before the cache was last proven current)
@@ -92,15 +94,8 @@ class CacheState:
     def load(self, db: Any) -> None:
         """Reload people and change times in one read snapshot (sqlite3.Error propagates).
         A person whose facts differ from the previous load counts as changed now."""
-        conn = db.conn if hasattr(db, "conn") else db
-        own = not conn.in_transaction
-        if own:
-            conn.execute("BEGIN")
-        try:
+        with snapshot(db) as conn:
             people, changes = self.read(conn)
-        finally:
-            if own:
-                conn.execute("COMMIT")
         self.install(people, changes)
 
     @staticmethod

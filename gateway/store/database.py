@@ -1,7 +1,7 @@
-"""SQLite state store: WAL, foreign keys, ``PRAGMA user_version`` migrations.
+"""Opening the SQLite state store: private files, WAL, foreign keys, the schema migrated.
 
-The database holds no image and no plaintext biometric, card number or PIN: templates are
-AES-GCM ciphertexts under per-person keys, cards are HMACs and PINs are KDF hashes.
+The schema and its migrations are in :mod:`gateway.store.schema`; transactions go through
+:mod:`gateway.store.tx`.
 """
 
 from __future__ import annotations
@@ -15,186 +15,9 @@ from pathlib import Path
 import sqlite_utils
 
 from gateway.errors import StorageError
+from gateway.store import schema
 
 log = logging.getLogger(__name__)
-
-# Each entry is one migration script, applied in order inside one transaction.
-# Index 0 takes a database from user_version 0 to 1, and so on. Append, never edit,
-# once a release has shipped.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE people (
-        id TEXT PRIMARY KEY,
-        display_name TEXT NOT NULL,
-        unit TEXT NOT NULL DEFAULT '',
-        role TEXT NOT NULL CHECK (role IN ('resident', 'visitor', 'staff')),
-        access_group TEXT NOT NULL DEFAULT 'residents',
-        valid_from REAL,
-        valid_until REAL,
-        is_minor INTEGER NOT NULL DEFAULT 0,
-        guardian_id TEXT REFERENCES people(id) ON DELETE SET NULL,
-        needs_renotice INTEGER NOT NULL DEFAULT 0,
-        last_seen_at REAL,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE consents (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-        purpose TEXT NOT NULL DEFAULT 'face_processing',
-        status TEXT NOT NULL CHECK (status IN ('granted', 'declined', 'withdrawn')),
-        notice_version TEXT NOT NULL,
-        notice_sha256 TEXT NOT NULL,
-        method TEXT NOT NULL,
-        recorded_by TEXT NOT NULL,
-        scope TEXT NOT NULL CHECK (scope IN ('device', 'compound')),
-        guardian_id TEXT REFERENCES people(id) ON DELETE SET NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX consents_person ON consents(person_id, id);
-    CREATE TABLE face_keys (
-        person_id TEXT PRIMARY KEY REFERENCES people(id) ON DELETE CASCADE,
-        wrapped_key BLOB NOT NULL,
-        key_id TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE templates (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        person_id TEXT NOT NULL REFERENCES face_keys(person_id) ON DELETE CASCADE,
-        nonce BLOB NOT NULL,
-        ciphertext BLOB NOT NULL,
-        model TEXT NOT NULL,
-        quality REAL,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX templates_person ON templates(person_id);
-    CREATE TABLE cards (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-        card_hmac BLOB NOT NULL UNIQUE,
-        created_at REAL NOT NULL,
-        revoked_at REAL
-    );
-    CREATE TABLE pins (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-        pin_hash TEXT NOT NULL,
-        pin_index INTEGER NOT NULL,
-        kind TEXT NOT NULL CHECK (kind IN ('normal', 'duress', 'visitor')),
-        expires_at REAL,
-        uses_left INTEGER,
-        created_at REAL NOT NULL,
-        revoked_at REAL
-    );
-    CREATE INDEX pins_index ON pins(pin_index);
-    CREATE INDEX pins_person ON pins(person_id);
-    CREATE TABLE lockouts (
-        scope TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        failures INTEGER NOT NULL,
-        locked_until REAL NOT NULL,
-        PRIMARY KEY (scope, subject)
-    );
-    CREATE TABLE outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        topic TEXT NOT NULL,
-        payload BLOB NOT NULL,
-        retain INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL
-    );
-    CREATE TABLE audit (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts REAL NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        details TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
-    );
-    CREATE TABLE withdrawal_receipts (
-        id TEXT PRIMARY KEY,
-        person_id TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        templates_erased INTEGER NOT NULL,
-        ts REAL NOT NULL
-    );
-    CREATE TABLE access_log (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts REAL NOT NULL,
-        door TEXT NOT NULL,
-        method TEXT NOT NULL,
-        granted INTEGER NOT NULL,
-        reason TEXT NOT NULL,
-        person_id TEXT
-    );
-    CREATE INDEX access_log_ts ON access_log(ts);
-    CREATE TABLE command_nonces (
-        nonce TEXT PRIMARY KEY,
-        ts REAL NOT NULL
-    );
-    CREATE TABLE kv (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    """,
-    # 2: a withdrawal is announced (event + fan-out to the site's gates) from this flag,
-    # whichever process recorded it. Earlier versions missed some (a CLI withdrawal on a
-    # gate without face path), so every earlier one is announced once more after the
-    # upgrade (a repeat erases nothing more); those from other gates are never fanned out.
-    """
-    ALTER TABLE withdrawal_receipts ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;
-    UPDATE withdrawal_receipts SET announced = 1 WHERE channel = 'compound';
-    CREATE INDEX withdrawal_receipts_pending ON withdrawal_receipts(announced)
-        WHERE announced = 0;
-    """,
-    # 3 (privacy hardening, issue 18 item 10): the audit chain is keyed per device (rows
-    # with key_id NULL are the legacy plain-hash chain, re-anchored by the first keyed row);
-    # the access log keeps a keyed pseudonym instead of the person id (old rows are
-    # pseudonymised by the daemon's retention job, which has the key); people get a birth
-    # month (YYYY-MM) so a minor's guardian consent lapses at 14.
-    """
-    ALTER TABLE audit ADD COLUMN key_id TEXT;
-    ALTER TABLE access_log ADD COLUMN subject TEXT;
-    ALTER TABLE people ADD COLUMN birth_month TEXT;
-    """,
-    # 4 (issue 18 item 3): a credential generation, bumped by triggers on every change to a
-    # card, a PIN or the facts a card/PIN decision reads about a person, whoever writes it
-    # -- not on the daemon's own bookkeeping (last_seen_at, a visitor PIN's uses_left, a
-    # PIN's re-index, lockouts), which its cache already holds. The daemon's cache follower
-    # compares it when the database changed: its own event, log and audit writes do not
-    # look like a credential change, and a credential change that cannot be loaded is
-    # known as one.
-    """
-    CREATE TABLE credential_generation (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        gen INTEGER NOT NULL
-    );
-    INSERT INTO credential_generation (id, gen) VALUES (1, 0);
-    CREATE TRIGGER credential_generation_cards_insert AFTER INSERT ON cards
-    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
-    CREATE TRIGGER credential_generation_cards_update AFTER UPDATE ON cards
-    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
-    CREATE TRIGGER credential_generation_cards_delete AFTER DELETE ON cards
-    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
-    CREATE TRIGGER credential_generation_pins_insert AFTER INSERT ON pins
-    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
-    CREATE TRIGGER credential_generation_pins_update
-    AFTER UPDATE OF person_id, pin_hash, kind, expires_at, created_at, revoked_at ON pins
-    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
-    CREATE TRIGGER credential_generation_pins_delete AFTER DELETE ON pins
-    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
-    CREATE TRIGGER credential_generation_people_insert AFTER INSERT ON people
-    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
-    CREATE TRIGGER credential_generation_people_delete AFTER DELETE ON people
-    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
-    CREATE TRIGGER credential_generation_people_update
-    AFTER UPDATE OF role, access_group, valid_from, valid_until ON people
-    BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
-    """,
-)
-
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _secure_dir(path: Path) -> None:
@@ -242,51 +65,11 @@ def connect(
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA busy_timeout = 5000")  # the migration may wait for a writer
-        migrate(conn)
+        schema.migrate(conn)
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     except sqlite3.DatabaseError as exc:
         raise StorageError(f"cannot open state database {path}: {exc}") from exc
     return sqlite_utils.Database(conn)
-
-
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema to ``SCHEMA_VERSION`` in one transaction; return the old version."""
-    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if current > SCHEMA_VERSION:
-        raise StorageError(
-            f"state database schema version {current} is newer than this gateway "
-            f"understands ({SCHEMA_VERSION}); upgrade access-gateway or restore a backup"
-        )
-    if current == SCHEMA_VERSION:
-        return current
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for version in range(current, SCHEMA_VERSION):
-            for statement in _split(MIGRATIONS[version]):
-                conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    log.info("state database migrated from schema %d to %d", current, SCHEMA_VERSION)
-    return current
-
-
-def _split(script: str) -> list[str]:
-    """Split a migration script into statements (a trigger body's semicolons stay inside
-    its statement; no semicolons inside our string literals)."""
-    out: list[str] = []
-    buf = ""
-    for part in script.split(";"):
-        buf += part + ";"
-        if sqlite3.complete_statement(buf):
-            if buf.strip(" \n;"):
-                out.append(buf.strip())
-            buf = ""
-    if buf.strip(" \n;"):
-        out.append(buf.strip())
-    return out
 
 
 def integrity_ok(db: sqlite_utils.Database) -> bool:

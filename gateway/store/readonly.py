@@ -20,6 +20,7 @@ import sqlite_utils
 
 from gateway.errors import StorageError
 from gateway.store import database as store
+from gateway.store import schema
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,11 @@ def _read_only_conn(path: Path, *, immutable: bool, busy_timeout_ms: int) -> sql
     except BaseException:
         conn.close()
         raise
-    if version != store.SCHEMA_VERSION:
+    if version != schema.SCHEMA_VERSION:
         conn.close()
         raise StorageError(
             f"state database {path} is read-only at schema {version}; this gateway needs "
-            f"{store.SCHEMA_VERSION} and cannot migrate it without write access"
+            f"{schema.SCHEMA_VERSION} and cannot migrate it without write access"
         )
     return conn
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.models import load_config
+from gateway.config.root import load_config
 
 
 def _gateway(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config.models import GatewayConfig, Method, load_config
+from gateway.access.decision import Method
+from gateway.config.root import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from tests.conftest import REPO
 
@@ -134,7 +135,7 @@ def test_environment_overrides_nested_fields(
 
 
 def test_secret_from_credentials_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway.config.models import SecretRef
+    from gateway.config.base import SecretRef
 
     (tmp_path / "site-key").write_bytes(b"abc\n")
     ref = SecretRef(credential="site-key")
@@ -213,7 +214,7 @@ def test_schema_and_reference_are_in_sync() -> None:
 
 
 def test_binary_secret_is_not_trimmed_but_text_secret_is(tmp_path: Path) -> None:
-    from gateway.config.models import SecretRef
+    from gateway.config.base import SecretRef
 
     raw = bytes(range(1, 31)) + b" \n"  # a random key may end in bytes that look like space
     (tmp_path / "k").write_bytes(raw)

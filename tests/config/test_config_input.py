@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli.main import main
-from gateway.config.models import format_problems, load_config
+from gateway.config.root import format_problems, load_config
 from gateway.daemon.process import Daemon
 from gateway.errors import ConfigError
 from tests.conftest import REPO
@@ -140,7 +140,7 @@ def test_problem_lines_stay_single_lines(tmp_path: Path) -> None:
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory", "missing"])
 def test_secret_that_is_not_a_regular_file_is_a_clear_error(tmp_path: Path, kind: str) -> None:
-    from gateway.config.models import SecretRef
+    from gateway.config.base import SecretRef
 
     path = tmp_path / "site-key"
     if kind == "fifo":

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.config.models import load_config
+from gateway.config.root import load_config
 
 
 def _start(config: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:

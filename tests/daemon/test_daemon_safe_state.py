@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.config.models import load_config
+from gateway.config.root import load_config
 from gateway.daemon.process import Daemon
 from gateway.daemon.supervisor import ServiceSpec
 

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
+from gateway.access.decision import LivenessPolicy
 from gateway.errors import GatewayError, ModelError
 from gateway.face import models
 from gateway.face.image import ImageError, as_bgr, load_image
-from gateway.face.liveness import LivenessPolicy
 from gateway.face.pipeline import FacePipeline, FaceSettings
 from gateway.face.worker import FaceWorker
 from tests.face.conftest import FACES
@@ -191,9 +191,9 @@ def test_spoof_samples_flagged_live_sample_passes(pipeline: FacePipeline) -> Non
     for name in ("image_F1.jpg", "image_F2.jpg", "image_T1.jpg"):
         obs = pipeline.analyze(load_image(FACES / "spoof" / name))
         assert len(obs) == 1
-        verdicts[name] = policy.allows(obs[0].liveness)
+        verdicts[name] = policy.allows(obs[0].liveness, 0.5)
     assert verdicts == {"image_F1.jpg": False, "image_F2.jpg": False, "image_T1.jpg": True}
-    assert LivenessPolicy.ADVISORY.allows(0.0)
+    assert LivenessPolicy.ADVISORY.allows(0.0, 0.5)
 
 
 def test_worker_latest_frame_wins_and_survives_errors() -> None:

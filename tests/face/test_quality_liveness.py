@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gateway.access.decision import LivenessPolicy
 from gateway.face.align import TEMPLATE_112, align, umeyama
-from gateway.face.liveness import ConsistencyTracker, LivenessPolicy, crop_box, softmax
+from gateway.face.liveness import ConsistencyTracker, crop_box, softmax
 from gateway.face.quality import QualityThresholds, assess, pose
 
 FRONT = TEMPLATE_112 * 2 + 100  # a frontal face, eyes ~70 px apart
@@ -85,11 +86,11 @@ def test_umeyama_recovers_a_similarity_and_align_is_112() -> None:
 
 def test_policy_enum() -> None:
     assert LivenessPolicy("required") is LivenessPolicy.REQUIRED
-    assert not LivenessPolicy.REQUIRED.allows(0.2)
-    assert not LivenessPolicy.REQUIRED.allows(None)  # no model -> face cannot be used
-    assert LivenessPolicy.REQUIRED.allows(0.9)
-    assert LivenessPolicy.ADVISORY.allows(0.1)
-    assert LivenessPolicy.OFF.allows(None)
+    assert not LivenessPolicy.REQUIRED.allows(0.2, 0.5)
+    assert not LivenessPolicy.REQUIRED.allows(None, 0.5)  # no model -> face cannot be used
+    assert LivenessPolicy.REQUIRED.allows(0.9, 0.5)
+    assert LivenessPolicy.ADVISORY.allows(0.1, 0.5)
+    assert LivenessPolicy.OFF.allows(None, 0.5)
 
 
 def test_crop_box_scales_and_stays_inside() -> None:

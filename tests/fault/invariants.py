@@ -228,7 +228,7 @@ class Invariants:
         revoked: Card = REVOKED_CARD,
         decision_timeout_s: float = 5.0,
     ) -> None:
-        from gateway.config.models import load_config
+        from gateway.config.root import load_config
 
         cfg = load_config(stack.config_path, env=False)
         self.stack = stack

@@ -212,7 +212,7 @@ config_files = st.one_of(
 
 def run_config_file(path: Path, data: bytes) -> str:
     """Write ``data`` to ``path`` and load it: a config or a ConfigError with messages."""
-    from gateway.config.models import format_problems, load_config
+    from gateway.config.root import format_problems, load_config
     from gateway.errors import ConfigError
 
     path.write_bytes(data)
@@ -275,7 +275,7 @@ env_sets = st.dictionaries(_env_names, _env_values, min_size=1, max_size=4)
 
 def run_env(env: dict[str, str]) -> str:
     """Load the example with ``env`` set: a config or a ConfigError with messages."""
-    from gateway.config.models import load_config
+    from gateway.config.root import load_config
     from gateway.errors import ConfigError
 
     saved = {k: v for k, v in os.environ.items() if k.startswith("GATEWAY_")}

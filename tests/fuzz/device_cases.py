@@ -56,9 +56,9 @@ def osdp_events() -> st.SearchStrategy[dict[str, Any]]:
 def run_osdp(events: list[dict[str, Any]]) -> str:
     """Decode a sequence of reader replies with one reader's state; events only."""
     from gateway.hardware.events import CardReadError
-    from gateway.hardware.osdp import _PdState, map_event
+    from gateway.hardware.osdp_reader import PdState, map_event
 
-    state = _PdState()
+    state = PdState()
     outcome = "ok"
     for event in events:
         out = map_event("entry", event, state)

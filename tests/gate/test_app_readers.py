@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.config.models import ReaderConfig, SecretRef
+from gateway.config.base import SecretRef
+from gateway.config.readers import ReaderConfig
 from gateway.gate.app import bus_key, open_readers
 from tests.conftest import built_gateway
 
@@ -118,7 +119,7 @@ def test_gpio_door_inputs_drive_the_door(minimal_config: Path) -> None:
 def test_private_space_camera_refused_at_runtime_too() -> None:
     """Config validation rejects it; if a private camera ever reached the face path builder
     (e.g. a bypassed validator), the runtime check refuses it again with an event."""
-    from gateway.config.models import load_config
+    from gateway.config.root import load_config
     from gateway.gate.app import Gateway
     from gateway.mqtt import events as ev
 

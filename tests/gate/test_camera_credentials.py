@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.cli.doctor import check_configured_camera, run_checks
-from gateway.config.models import CameraConfig
+from gateway.config.cameras import CameraConfig
 from gateway.gate.camera import OpenCVSource, redact_url
 from tests.conftest import write_secret
 
@@ -102,7 +102,7 @@ def test_doctor_names_an_unreadable_password_and_an_inline_one(
     minimal_config: Path, tmp_path: Path
 ) -> None:
     from gateway.config.checks import secret_problems
-    from gateway.config.models import load_config
+    from gateway.config.root import load_config
 
     text = minimal_config.read_text()
     missing = tmp_path / "absent-password"

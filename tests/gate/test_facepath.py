@@ -10,8 +10,9 @@ import pytest
 
 from gateway.face.pipeline import FaceObservation
 from gateway.face.quality import QualityVerdict
+from gateway.face.settings import MatchSettings
 from gateway.gate import facepath
-from gateway.gate.facepath import FacePath, MatchSettings
+from gateway.gate.facepath import FacePath
 from gateway.privacy.zones import ZoneMasker
 
 BOX = (100.0, 80.0, 60.0, 70.0)

@@ -48,7 +48,7 @@ def _run(minimal_config: Path, script: Any) -> tuple[list[tuple[str, str]], list
                 enrolled.append((person, door))
                 return "Face enrolled"
 
-            ctl.on_enrol = on_enrol
+            ctl.menu.on_enrol = on_enrol
 
             async def keys(text: str) -> None:
                 for k in text:

@@ -24,7 +24,9 @@ from gateway.hardware.events import (
     ReaderOnline,
     Tamper,
 )
-from gateway.hardware.osdp import OsdpBus, OsdpReader, SocketTransport
+from gateway.hardware.osdp import OsdpBus
+from gateway.hardware.osdp_reader import OsdpReader
+from gateway.hardware.osdp_transport import SocketTransport
 from gateway.hardware.wiegand import encode_h10301
 from tests.hardware.pd_fixture import SCBK, PdFixture, wait_for
 

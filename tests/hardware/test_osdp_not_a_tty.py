@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.hardware.osdp import OsdpBus, transport_from_url
+from gateway.hardware.osdp import OsdpBus
+from gateway.hardware.osdp_transport import transport_from_url
 
 
 @pytest.mark.parametrize("target", ["file", "/dev/null"])

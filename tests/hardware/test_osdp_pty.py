@@ -13,7 +13,7 @@ import pytest
 
 from gateway.hardware import open_reader
 from gateway.hardware.events import CardRead, ReaderOffline, ReaderOnline
-from gateway.hardware.osdp import OsdpReader
+from gateway.hardware.osdp_reader import OsdpReader
 from gateway.hardware.wiegand import bits_to_bytes, encode
 from tests.hardware.pd_fixture import CAPS, SCBK, wait_for
 

@@ -13,7 +13,9 @@ import pytest
 
 from gateway.errors import HardwareError
 from gateway.hardware.events import ReaderOffline, ReaderOnline
-from gateway.hardware.osdp import OsdpBus, OsdpReader, transport_from_url
+from gateway.hardware.osdp import OsdpBus
+from gateway.hardware.osdp_reader import OsdpReader
+from gateway.hardware.osdp_transport import transport_from_url
 from hw_sim.osdp_pd import ReaderSettings, SimReader
 from tests.hardware.pd_fixture import wait_for
 

@@ -11,15 +11,14 @@ import pytest
 
 from gateway.cli.hardware import register
 from gateway.errors import HardwareError
+from gateway.hardware.backoff import Backoff
 from gateway.hardware.events import CardRead, CardReadError, InputChanged, KeyPress, Tamper
-from gateway.hardware.osdp import (
-    Backoff,
-    OsdpBus,
+from gateway.hardware.osdp import OsdpBus
+from gateway.hardware.osdp_reader import PdState, map_event
+from gateway.hardware.osdp_transport import (
     PtyTransport,
     SerialTransport,
     SocketTransport,
-    _PdState,
-    map_event,
     transport_from_url,
 )
 from gateway.hardware.wiegand import bits_to_bytes, encode_h10301
@@ -78,7 +77,7 @@ def test_map_keypad_codes() -> None:
 
 
 def test_map_status_changes_only() -> None:
-    st = _PdState()
+    st = PdState()
     inp = {"event": osdp.Event.Status, "type": osdp.StatusReportType.Input}
     first = map_event("r", dict(inp, report=b"\x01\x00"), st)
     assert first == [InputChanged("r", 0, True), InputChanged("r", 1, False)]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.config.models import load_config
+from gateway.config.root import load_config
 from gateway.daemon.process import Daemon
 from gateway.hardware.events import CardRead
 

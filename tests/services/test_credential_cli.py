@@ -25,7 +25,7 @@ def _run(
 
 @pytest.fixture
 def gate(minimal_config: Path) -> dict[str, Any]:
-    from gateway.config.models import load_config
+    from gateway.config.root import load_config
     from gateway.credentials.store import Credentials
     from gateway.keys import Keys
     from gateway.privacy.people import add_person

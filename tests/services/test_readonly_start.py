@@ -31,7 +31,7 @@ def _can_unshare() -> str | None:
 def _prepare(config: Path) -> Path:
     """A person with card 10/4242 in the state database; the database closed cleanly (no
     WAL index left beside it, as after a clean shutdown)."""
-    from gateway.config.models import load_config
+    from gateway.config.root import load_config
     from gateway.credentials.store import Credentials
     from gateway.keys import Keys
     from gateway.privacy.people import add_person

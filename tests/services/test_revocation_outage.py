@@ -47,7 +47,7 @@ def _config(minimal_config: Path) -> tuple[Path, Any]:
 
 def _seed(config: Path) -> dict[str, str]:
     """Three people with a card each, enrolled an hour ago (before the daemon starts)."""
-    from gateway.config.models import load_config
+    from gateway.config.root import load_config
     from gateway.credentials.store import Credentials
     from gateway.keys import Keys
     from gateway.privacy.people import add_person

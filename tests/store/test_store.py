@@ -9,6 +9,7 @@ import pytest
 
 from gateway.errors import StorageError
 from gateway.store import database as store
+from gateway.store import schema
 
 
 def test_new_database_is_private_wal_and_migrated(tmp_path: Path) -> None:
@@ -19,7 +20,7 @@ def test_new_database_is_private_wal_and_migrated(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert db.execute("PRAGMA secure_delete").fetchone()[0] == 1
-    assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    assert db.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
     assert {"people", "consents", "templates", "cards", "outbox", "audit"} <= set(db.table_names())
     assert store.integrity_ok(db)
     db.close()
@@ -45,7 +46,7 @@ def test_newer_database_is_refused_with_clear_message(tmp_path: Path) -> None:
     path = tmp_path / "s" / "x.db"
     store.connect(path).close()
     conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 7}")
+    conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 7}")
     conn.close()
     with pytest.raises(StorageError, match="newer than this gateway understands"):
         store.connect(path)
@@ -56,9 +57,9 @@ def test_failed_migration_leaves_database_untouched(
 ) -> None:
     path = tmp_path / "s" / "x.db"
     store.connect(path).close()
-    broken = (*store.MIGRATIONS, "CREATE TABLE extra (a INTEGER); CREATE TABLE broken (")
-    monkeypatch.setattr(store, "MIGRATIONS", broken)
-    monkeypatch.setattr(store, "SCHEMA_VERSION", len(broken))
+    broken = (*schema.MIGRATIONS, "CREATE TABLE extra (a INTEGER); CREATE TABLE broken (")
+    monkeypatch.setattr(schema, "MIGRATIONS", broken)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(broken))
     with pytest.raises(StorageError):
         store.connect(path)
     conn = sqlite3.connect(path)
@@ -80,8 +81,8 @@ def test_upgrade_from_schema_1_keeps_data_and_announces_old_withdrawals_again(
     from another gate, which are never fanned out."""
     path = tmp_path / "s" / "x.db"
     with monkeypatch.context() as m:
-        m.setattr(store, "MIGRATIONS", store.MIGRATIONS[:1])
-        m.setattr(store, "SCHEMA_VERSION", 1)
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        m.setattr(schema, "SCHEMA_VERSION", 1)
         old = store.connect(path)
         old.execute(
             "INSERT INTO withdrawal_receipts (id, person_id, channel, templates_erased, ts)"
@@ -90,7 +91,7 @@ def test_upgrade_from_schema_1_keeps_data_and_announces_old_withdrawals_again(
         old.conn.commit()
         old.close()
     db = store.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION >= 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION >= 2
     rows = db.execute("SELECT id, announced FROM withdrawal_receipts ORDER BY ts").fetchall()
     assert [tuple(r) for r in rows] == [("r0", 1), ("r1", 0)]
     db.execute(

@@ -1,0 +1,166 @@
+"""Configuration of the on-device face pipeline and its decision tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.access.fusion import FusionSettings
+from gateway.config.base import DEFAULT_STATE_DIR, Strict
+from gateway.face.settings import DEFAULT_DETECTOR_INPUT, FaceSettings, MatchSettings
+
+# The domain settings hold every default once; the fields below take theirs from them.
+_PIPELINE = FaceSettings()
+_MATCH = MatchSettings()
+_FUSION = FusionSettings()
+
+
+class FaceConfig(Strict):
+    """The on-device face pipeline and its decision tuning."""
+
+    enabled: bool = Field(True, description="Run face processing on cameras that allow it.")
+    model_dir: Path = Field(
+        DEFAULT_STATE_DIR / "models", description="Where converted models are installed."
+    )
+    backend: Literal["onnxruntime", "opencv"] = Field(_PIPELINE.backend, description="Inference.")
+    providers: list[str] = Field(
+        default_factory=lambda: list(_PIPELINE.providers),
+        description="onnxruntime execution providers in preference order.",
+    )
+    threads: int = Field(
+        _PIPELINE.threads, ge=1, le=16, description="Intra-op threads for inference."
+    )
+    detector_input: tuple[int, int] = Field(
+        DEFAULT_DETECTOR_INPUT, description="Detector input (width, height), multiples of 32."
+    )
+    score_threshold: float = Field(
+        _PIPELINE.score_threshold, gt=0, lt=1, description="Detection score threshold."
+    )
+    letterbox: bool = Field(
+        _PIPELINE.letterbox,
+        description="Keep the aspect ratio (pad) instead of stretching to the detector input.",
+    )
+    nms_threshold: float = Field(
+        _PIPELINE.nms_threshold, gt=0, lt=1, description="Detector NMS IoU."
+    )
+    top_k: int = Field(_PIPELINE.top_k, ge=1, le=500, description="Most faces per frame.")
+    max_yaw: float = Field(
+        _PIPELINE.max_yaw, gt=0, le=1, description="Nose offset / eye distance limit."
+    )
+    max_roll_deg: float = Field(
+        _PIPELINE.max_roll_deg, gt=0, le=90, description="Head roll limit (degrees)."
+    )
+    pitch_range: tuple[float, float] = Field(
+        _PIPELINE.pitch_range, description="Nose height between the eye line and the mouth line."
+    )
+    min_brightness: float = Field(
+        _PIPELINE.min_brightness, ge=0, le=255, description="Darkest mean grey accepted."
+    )
+    max_brightness: float = Field(
+        _PIPELINE.max_brightness, ge=0, le=255, description="Brightest mean grey accepted."
+    )
+    liveness_threshold: float = Field(
+        _MATCH.liveness_threshold,
+        gt=0,
+        lt=1,
+        description="Live probability needed from the anti-spoof models.",
+    )
+    detector_backend: Literal["onnxruntime", "opencv"] | None = Field(
+        None, description="Override of 'backend' for the detector."
+    )
+    embedder_backend: Literal["onnxruntime", "opencv"] | None = Field(
+        None, description="Override of 'backend' for the embedder."
+    )
+    liveness_backend: Literal["onnxruntime", "opencv"] | None = Field(
+        None, description="Override of 'backend' for the anti-spoof models."
+    )
+    warmup: bool = Field(_PIPELINE.warmup, description="Run each model once at load.")
+    consistency_frames: int = Field(
+        5, ge=2, le=15, description="Frames over which landmark motion is judged."
+    )
+    motion_check: Literal["off", "veto"] = Field(
+        "off",
+        description="Landmark-motion consistency: 'veto' denies faces whose landmarks move "
+        "rigidly. Off by default: on YuNet's 5 landmarks it does not reliably separate a "
+        "live head from a photo (README, Liveness); it never replaces the anti-spoof models.",
+    )
+    match_threshold: float = Field(
+        _MATCH.threshold,
+        gt=0,
+        lt=1,
+        description="Cosine similarity to accept a 1:N match (FPIR 0.1% with a 218-person "
+        "gallery in benchmarks/results/REPORT.md; re-calibrate with 'gateway calibrate').",
+    )
+    verify_threshold: float = Field(
+        _MATCH.verify_threshold,
+        gt=0,
+        lt=1,
+        description="Cosine similarity to confirm a claimed identity 1:1 (face+card, "
+        "face+pin): FMR 1e-4 on LFW DevTrain in benchmarks/results/REPORT.md.",
+    )
+    match_margin: float = Field(
+        _MATCH.margin, ge=0, lt=1, description="Required lead over the best other person (1:N)."
+    )
+    flip_fusion: bool = Field(
+        _PIPELINE.flip_fusion, description="Average embeddings of the face and its mirror."
+    )
+    min_interocular_px: float = Field(
+        _PIPELINE.min_interocular_px,
+        gt=0,
+        description="Smallest eye distance accepted by the quality gate.",
+    )
+    tracked_size_ratio: float = Field(
+        _PIPELINE.tracked_size_ratio,
+        ge=0.5,
+        le=1.0,
+        description="Hysteresis of the size check: a face the gate accepted in the previous "
+        "frame (same place, within 0.5 s) keeps passing down to this share of "
+        "min_interocular_px, so a resident walking up at the size limit is not turned away "
+        "frame by frame; 1.0 turns it off. Enrolment always uses the strict limit.",
+    )
+    min_sharpness: float = Field(
+        _PIPELINE.min_sharpness,
+        ge=0,
+        description="Variance of the Laplacian below which a face is blurred.",
+    )
+    fusion_k: int = Field(
+        _FUSION.k, ge=1, le=10, description="Grant when k of the last n frames match."
+    )
+    fusion_n: int = Field(_FUSION.n, ge=1, le=20, description="Window of frames for fusion.")
+    max_decision_age_ms: int = Field(
+        int(_FUSION.max_decision_age_ms),
+        ge=50,
+        le=5000,
+        description="A recognition older than this never opens a door.",
+    )
+    cooldown_s: float = Field(
+        _FUSION.cooldown_s,
+        ge=0,
+        le=600,
+        description="One decision per person per approach within this.",
+    )
+    approach_gap_s: float = Field(
+        _FUSION.approach_gap_s, gt=0, le=60, description="No face for this long ends an approach."
+    )
+    failed_attempts_before_fallback: int = Field(
+        _FUSION.failed_face_attempts_before_fallback,
+        ge=1,
+        le=10,
+        description="Failed face attempts after which PIN/card is offered.",
+    )
+    enrol_images: int = Field(3, ge=1, le=20, description="Images asked for at enrolment.")
+
+    @field_validator("detector_input")
+    @classmethod
+    def _multiple_of_32(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if any(d % 32 or d <= 0 for d in v):
+            raise ValueError("detector input width and height must be positive multiples of 32")
+        return v
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> Self:
+        if self.fusion_k > self.fusion_n:
+            raise ValueError("fusion_k cannot exceed fusion_n")
+        return self
