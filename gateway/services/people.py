@@ -137,11 +137,12 @@ def export_bundle(
 
 
 def delete_person(deps: DeletionDeps, person_id: str, *, actor: str, channel: str) -> PersonDeleted:
-    """Erase a person (PIPL Art. 47): their face data here (withdrawal receipt, so the
+    """Erase a person (PIPL Art. 47): their face data (a withdrawal receipt, so that the
     running daemon announces it and the site's other gates erase their copies too), then
-    their cards, PINs, consent records and the person record. The audit chain keeps its
-    rows (``template.delete``, ``person.delete``). Refused for a guardian on record of
-    someone: re-assign the minor first."""
+    on this gate their cards, PINs, consent records and the person record (a record another
+    gate holds, e.g. from ``sync_person``, is deleted there the same way). The audit chain
+    keeps its rows (``template.delete``, ``person.delete``). Refused for the guardian on
+    record of someone: re-assign the minor first."""
     creds = deps.credentials
     db = creds.db
     creds.forget_cards(person_id)  # refused from now on, even if the writes below fail
