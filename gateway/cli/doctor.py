@@ -152,7 +152,7 @@ def check_broker(cfg: GatewayConfig, timeout: float) -> Check:
 
 def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
     """Every check, in the order an installer fixes things."""
-    from gateway.config.checks import environment_problems
+    from gateway.cli.environment_checks import environment_problems
 
     checks: list[Check] = []
     problems = environment_problems(cfg)

@@ -20,7 +20,7 @@ SUBCOMMAND_MODULES = (
     "gateway.cli.face",
     "gateway.cli.privacy",
     "gateway.cli.mqtt",
-    "gateway.cli.eval",
+    "gateway.eval.commands",
     "gateway.cli.hardware",
     "gateway.demo.run",
 )
@@ -39,7 +39,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(format_problems(exc.problems), file=sys.stderr)
         return EXIT_CONFIG
-    from gateway.config.checks import environment_problems
+    from gateway.cli.environment_checks import environment_problems
 
     problems = environment_problems(cfg) if args.deep else []
     if problems:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from gateway.cli.eval import register
+from gateway.eval.commands import register
 
 
 def main(argv: list[str] | None = None) -> int:

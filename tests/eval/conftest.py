@@ -62,7 +62,7 @@ def fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> PixelEmbedder:
     ) -> PixelEmbedder:
         return embedder
 
-    monkeypatch.setattr("gateway.cli.eval.make_embedder", make)
+    monkeypatch.setattr("gateway.eval.commands.make_embedder", make)
     return embedder
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import eval as commands
+from gateway.eval import commands
 from tests.eval.conftest import PixelEmbedder, write_person_images
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.cli import eval as commands
+from gateway.eval import commands
 
 pytestmark = pytest.mark.models
 

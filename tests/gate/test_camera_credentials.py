@@ -101,7 +101,7 @@ def test_bad_camera_credentials_are_refused(
 def test_doctor_names_an_unreadable_password_and_an_inline_one(
     minimal_config: Path, tmp_path: Path
 ) -> None:
-    from gateway.config.checks import secret_problems
+    from gateway.cli.environment_checks import secret_problems
     from gateway.config.root import load_config
 
     text = minimal_config.read_text()
