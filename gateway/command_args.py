@@ -68,9 +68,9 @@ class RevokeCardArgs(_Args):
 
 class SetPinArgs(_Args):
     """Set a PIN from an Argon2id hash computed by the management side (never the PIN),
-    sealed with ``gateway.credentials.store.seal_pin_hash`` under the site key (a bare hash of a
+    sealed with ``gateway.credentials.hashing.seal_pin_hash`` under the site key (a bare hash of a
     short PIN is crackable by anyone reading the broker), with its 16-bit lookup index
-    ``gateway.credentials.store.pin_index_for(pin, key)`` where
+    ``gateway.credentials.hashing.pin_index_for(pin, key)`` where
     ``key = gateway.keys.derive(site_key, "access-gateway/pin-index/v1")``."""
 
     person_id: PersonId

@@ -88,7 +88,7 @@ def run_sign(args: argparse.Namespace) -> int:
 
 def run_pin_args(args: argparse.Namespace) -> int:
     """``set_pin`` args for the PIN on stdin (one line; kept off the command line and logs)."""
-    from gateway.credentials.store import management_pin_record
+    from gateway.credentials.hashing import management_pin_record
     from gateway.errors import GatewayError
     from gateway.privacy.vault import load_key
 

@@ -1,6 +1,6 @@
 """How many PINs an attacker can try per day under a lockout policy, and the odds (pure).
 
-The lockout (:class:`gateway.credentials.store.LockoutPolicy`) allows ``free_attempts`` wrong PINs,
+The lockout (:class:`gateway.credentials.hashing.LockoutPolicy`) allows ``free_attempts`` wrong PINs,
 then locks for ``base_s * factor**k`` seconds (capped at ``max_s``) after each further one;
 the count is forgotten only after ``reset_after_s`` without failures. An attacker who guesses
 as soon as each lockout ends gets :func:`guesses_per_day` tries in any 24 hours. The

@@ -372,7 +372,8 @@ class DemoStack:
         return db
 
     def _provision(self, fixtures: dict[str, Any]) -> None:
-        from gateway.credentials.store import CredentialError, Credentials
+        from gateway.credentials.hashing import CredentialError
+        from gateway.credentials.store import Credentials
         from gateway.face.gallery import Gallery
         from gateway.privacy import consent
         from gateway.privacy.enroll import enroll_arrays
@@ -484,7 +485,7 @@ class DemoStack:
 
     async def _set_pin(self, ref: str, pin: str) -> None:
         """Set a PIN as the management system does: only its hash and index travel."""
-        from gateway.credentials.store import management_pin_record
+        from gateway.credentials.hashing import management_pin_record
 
         name = self.sim.corpus.resolve(ref)
         pid = self._people.get(name)

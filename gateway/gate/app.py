@@ -23,7 +23,8 @@ from gateway.config.doors import DoorConfig
 from gateway.config.readers import ReaderConfig
 from gateway.config.root import GatewayConfig
 from gateway.config.settings import door_policy, face_settings
-from gateway.credentials.store import Credentials, LockoutPolicy
+from gateway.credentials.hashing import LockoutPolicy
+from gateway.credentials.store import Credentials
 from gateway.daemon.supervisor import ServiceSpec
 from gateway.errors import GatewayError, ModelError
 from gateway.gate.audit_watch import AuditWatch

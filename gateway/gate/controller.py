@@ -29,7 +29,8 @@ from gateway.access import (
     Reason,
     Role,
 )
-from gateway.credentials.store import Credentials, LockedOutError, LockoutEvent, PinMatch
+from gateway.credentials.hashing import LockedOutError, LockoutEvent, PinMatch
+from gateway.credentials.store import Credentials
 from gateway.gate.event_mapping import (
     access_method,
     deny_reason,

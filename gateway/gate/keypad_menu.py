@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.credentials.store import Credentials, LockedOutError, PinMatch
+from gateway.credentials.hashing import LockedOutError, PinMatch
+from gateway.credentials.store import Credentials
 from gateway.hardware import feedback
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from gateway.credentials.store import open_pin_hash
+from gateway.credentials.hashing import open_pin_hash
 from gateway.errors import GatewayError, ProtocolError
 from gateway.gate.withdrawal_announce import GateWithdrawals, WithdrawalGate
 from gateway.services import compliance

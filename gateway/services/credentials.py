@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.credentials.store import CredentialError, PinKind
+from gateway.credentials.hashing import CredentialError, PinKind
 from gateway.privacy import audit
 from gateway.privacy.people import Person, get_person
 from gateway.services.cache_state import CacheState, PersonRecord

@@ -10,13 +10,8 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from gateway.credentials.store import (
-    Credentials,
-    LockedOutError,
-    LockoutEvent,
-    LockoutPolicy,
-    PinHashParams,
-)
+from gateway.credentials.hashing import LockedOutError, LockoutEvent, LockoutPolicy, PinHashParams
+from gateway.credentials.store import Credentials
 from gateway.hardware.events import CardRead
 from gateway.store import database as store
 
@@ -268,7 +263,7 @@ def test_legacy_index_rows_reindexed_and_still_served_offline() -> None:
     m2 = c.identify_pin(PIN, reader="kp", now=3.0)  # and in memory, in its new bucket
     assert m2 is not None
     assert m2.person_id == "p1"
-    assert sum(len(b) for b in c._buckets.values()) == 1
+    assert sum(len(b) for b in c._cache.buckets.values()) == 1
 
 
 def test_refresh_if_changed_sees_same_connection_writes() -> None:

@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from gateway.credentials.store import (
+from gateway.credentials.hashing import (
     CredentialError,
-    Credentials,
     LockedOutError,
     LockoutEvent,
     LockoutPolicy,
@@ -17,6 +16,7 @@ from gateway.credentials.store import (
     lockout_seconds,
     seal_pin_hash,
 )
+from gateway.credentials.store import Credentials
 from gateway.hardware.events import CardRead
 from gateway.store import database as store
 
@@ -220,7 +220,7 @@ def management_record(pin: str, *, t: int = 2, m: int = 1024, p: int = 1) -> tup
     """What the management system computes: argon2id hash + index under the site key."""
     from argon2 import PasswordHasher
 
-    from gateway.credentials.store import pin_index_for
+    from gateway.credentials.hashing import pin_index_for
     from gateway.keys import derive
 
     index_key = derive(SITE, "access-gateway/pin-index/v1")
@@ -259,7 +259,7 @@ def test_set_pin_hash_from_management_side_is_found() -> None:
 
 
 def test_management_pin_record_is_accepted_and_found() -> None:
-    from gateway.credentials.store import (
+    from gateway.credentials.hashing import (
         CredentialError,
         PinHashParams,
         management_pin_record,
@@ -288,7 +288,7 @@ def test_management_pin_record_is_accepted_and_found() -> None:
 
 
 def pin_index_site(pin: str) -> int:
-    from gateway.credentials.store import pin_index_for
+    from gateway.credentials.hashing import pin_index_for
     from gateway.keys import derive
 
     return pin_index_for(pin, derive(SITE, "access-gateway/pin-index/v1"))

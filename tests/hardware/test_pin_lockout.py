@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.credentials.hashing import LockedOutError, LockoutEvent, LockoutPolicy
 from gateway.credentials.pin_budget import DAY_S, guesses_per_day, success_probability
-from gateway.credentials.store import LockedOutError, LockoutEvent, LockoutPolicy
 from tests.hardware.test_credentials import make
 
 

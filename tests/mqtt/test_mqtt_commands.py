@@ -381,7 +381,7 @@ def test_cli_pin_args_seals_the_hash(
     import secrets
 
     from gateway.command_args import SetPinArgs
-    from gateway.credentials.store import open_pin_hash
+    from gateway.credentials.hashing import open_pin_hash
 
     site = secrets.token_bytes(32)
     key_file = tmp_path / "site-key"

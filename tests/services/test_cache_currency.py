@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from gateway.credentials.store import Credentials, PinHashParams
+from gateway.credentials.hashing import PinHashParams
+from gateway.credentials.store import Credentials
 from gateway.hardware.events import CardRead
 from gateway.privacy.people import add_person, touch_last_seen
 from gateway.services import credentials as svc

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
-from gateway.credentials.store import Credentials, PinHashParams
+from gateway.credentials.hashing import PinHashParams
+from gateway.credentials.store import Credentials
 from gateway.hardware.events import CardRead
 from gateway.privacy import audit
 from gateway.privacy.people import add_person

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.credentials.store import Credentials, PinHashParams
+from gateway.credentials.hashing import PinHashParams
+from gateway.credentials.store import Credentials
 from gateway.hardware.events import CardRead
 from gateway.privacy.people import add_person
 from gateway.services import credentials as svc

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from gateway.credentials.store import Credentials, PinHashParams
+from gateway.credentials.hashing import PinHashParams
+from gateway.credentials.store import Credentials
 from gateway.privacy import audit, consent, people
 from gateway.privacy.notice import Notice
 from gateway.privacy.people import PersonError

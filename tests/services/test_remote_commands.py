@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import sqlite_utils
 
-from gateway.credentials.store import Credentials, PinHashParams
+from gateway.credentials.hashing import PinHashParams
+from gateway.credentials.store import Credentials
 from gateway.gate.remote_commands import RemoteCommands
 from gateway.gate.withdrawal_announce import GateWithdrawals
 from gateway.keys import Keys
