@@ -1,9 +1,9 @@
 """How many PINs an attacker can try per day under a lockout policy, and the odds (pure).
 
-The lockout (:class:`gateway.credentials.hashing.LockoutPolicy`) allows ``free_attempts`` wrong PINs,
-then locks for ``base_s * factor**k`` seconds (capped at ``max_s``) after each further one;
-the count is forgotten only after ``reset_after_s`` without failures. An attacker who guesses
-as soon as each lockout ends gets :func:`guesses_per_day` tries in any 24 hours. The
+The lockout (:class:`gateway.credentials.hashing.LockoutPolicy`) allows ``free_attempts`` wrong
+PINs, then locks for ``base_s * factor**k`` seconds (capped at ``max_s``) after each further
+one; the count is forgotten only after ``reset_after_s`` without failures. An attacker who
+guesses as soon as each lockout ends gets :func:`guesses_per_day` tries in any 24 hours. The
 probability that one of ``g`` distinct guesses hits one of ``n`` PINs of ``digits`` digits
 (uniformly chosen) is ``1 - C(10^d - n, g) / C(10^d, g)``, at most ``g * n / 10^d``
 (:func:`success_probability`):
