@@ -6,12 +6,13 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR", REPO.parent / "shared")).resolve()
@@ -34,14 +35,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_shared)
         if "mosquitto" in item.keywords and not have_broker:
             item.add_marker(no_broker)
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def write_secret(path: Path, data: bytes) -> Path:

@@ -14,15 +14,9 @@ import pytest
 from hw_sim.config import SimConfig
 from hw_sim.corpus import FaceCorpus
 from hw_sim.sim import Simulator
+from tests.support.net import free_port
 
 MOSQUITTO = "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,51 +13,10 @@ from hw_sim.cards import h10301, h10304, to_osdp_bytes
 from hw_sim.config import DEMO_SCBK
 from hw_sim.osdp_pd import ReaderError, ReaderSettings, SimReader
 from hw_sim.sim import Simulator
+from tests.support.osdp_peers import OsdpClient
 
 SCBK = bytes.fromhex(DEMO_SCBK)
-
-
-class _Client(osdp.Channel):  # type: ignore[misc]
-    def __init__(self, port: int) -> None:
-        super().__init__()
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setblocking(False)
-
-    def read(self, max_bytes: int) -> bytes:
-        try:
-            return self.sock.recv(max_bytes)
-        except BlockingIOError:
-            return b""
-
-    def write(self, buf: bytes) -> int:
-        try:
-            return self.sock.send(buf)
-        except BlockingIOError:
-            return 0
-
-    def flush(self) -> None:
-        return None
-
-
-class _CP:
-    def __init__(self, port: int, address: int = 101, scbk: bytes = SCBK) -> None:
-        self.address = address
-        self.chan = _Client(port)
-        info = osdp.PDInfo(address, self.chan, scbk=scbk, flags=[osdp.LibFlag.EnforceSecure])
-        self.cp = osdp.ControlPanel([info], log_level=osdp.LogLevel.Error)
-        self.cp.start()
-
-    def event(self, kind: int, timeout: float = 3.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ev = self.cp.get_event(self.address, timeout=0.2)
-            if ev is not None and ev["event"] == kind:
-                return dict(ev)
-        raise AssertionError(f"no event {kind} within {timeout}s")
-
-    def close(self) -> None:
-        self.cp.teardown()
-        self.chan.sock.close()
+Link = tuple[Simulator, OsdpClient]
 
 
 def _wait(cond: Any, timeout: float = 3.0) -> bool:
@@ -71,8 +29,8 @@ def _wait(cond: Any, timeout: float = 3.0) -> bool:
 
 
 @pytest.fixture
-def link(sim: Simulator) -> Iterator[tuple[Simulator, _CP]]:
-    cp = _CP(sim.readers["entry"].port)
+def link(sim: Simulator) -> Iterator[Link]:
+    cp = OsdpClient(sim.readers["entry"].port, scbk=SCBK)
     try:
         assert cp.cp.online_wait(101, timeout=8), "PD did not come online"
         assert cp.cp.sc_wait(101, timeout=5), "Secure Channel not established"
@@ -81,7 +39,7 @@ def link(sim: Simulator) -> Iterator[tuple[Simulator, _CP]]:
         cp.close()
 
 
-def test_secure_channel_card_and_keypad(link: tuple[Simulator, _CP]) -> None:
+def test_secure_channel_card_and_keypad(link: Link) -> None:
     sim, cp = link
     assert sim.readers["entry"].sc_active()
     sim.do("present-card", {"reader": "entry", "card": 4242, "facility": 10})
@@ -98,7 +56,9 @@ def test_secure_channel_card_and_keypad(link: tuple[Simulator, _CP]) -> None:
     assert ev["data"] == b"2580\x0d"  # '#' is 0x0D on an OSDP keypad
 
 
-def test_output_led_buzzer_text_observed_and_door_contact(link: tuple[Simulator, _CP]) -> None:
+def test_output_led_buzzer_text_observed_and_door_contact(
+    link: Link,
+) -> None:
     sim, cp = link
     # timed pulse: temporary ON (code 5) for 1.0 s
     cp.cp.submit_command(
@@ -156,7 +116,7 @@ def test_output_led_buzzer_text_observed_and_door_contact(link: tuple[Simulator,
     assert ev["report"][0] == 0
 
 
-def test_permanent_output_and_exit_button_and_tamper(link: tuple[Simulator, _CP]) -> None:
+def test_permanent_output_and_exit_button_and_tamper(link: Link) -> None:
     sim, cp = link
     cp.cp.submit_command(
         101, {"command": osdp.Command.Output, "output_no": 0, "control_code": 2, "timer_count": 0}
@@ -178,7 +138,7 @@ def test_permanent_output_and_exit_button_and_tamper(link: tuple[Simulator, _CP]
 
 
 def test_wrong_scbk_never_gets_secure_channel(sim: Simulator) -> None:
-    cp = _CP(sim.readers["side"].port, scbk=bytes(16))
+    cp = OsdpClient(sim.readers["side"].port, scbk=bytes(16))
     try:
         assert not cp.cp.sc_wait(101, timeout=2)
         assert not sim.readers["side"].sc_active()
@@ -193,7 +153,7 @@ def test_reader_settings_are_checked() -> None:
         SimReader(ReaderSettings("x", address=200))
 
 
-def test_cut_link_and_restore_reported_in_state(link: tuple[Simulator, _CP]) -> None:
+def test_cut_link_and_restore_reported_in_state(link: Link) -> None:
     sim, cp = link
     assert sim.state()["readers"]["entry"]["online"] is True
     # a timed output keeps running at the PD while its line is cut: the relay drops itself
@@ -216,7 +176,7 @@ def test_cut_link_and_restore_reported_in_state(link: tuple[Simulator, _CP]) -> 
     assert _wait(lambda: sim.state()["readers"]["entry"]["online"], timeout=8.0)
 
 
-def test_corrupt_frames_sends_a_bad_crc(link: tuple[Simulator, _CP]) -> None:
+def test_corrupt_frames_sends_a_bad_crc(link: Link) -> None:
     sim, cp = link
     assert sim.do("corrupt-frames", {"reader": "entry", "count": 1}) == {"ok": True}
     # libosdp's CP drops a PD after one bad reply (and parks it for 300 s)

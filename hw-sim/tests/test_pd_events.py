@@ -12,20 +12,22 @@ import time
 import osdp
 import pytest
 
+from hw_sim.config import DEMO_SCBK
 from hw_sim.sim import SimError, Simulator
-
-from .test_osdp import _CP
+from tests.support.osdp_peers import OsdpClient
 
 TWO_HUNDRED_KEYS = textwrap.dedent(
     """
     import sys, time
-    sys.path[:0] = ["hw-sim", "hw-sim/tests"]
+    sys.path[:0] = ["hw-sim", "."]
     import osdp
+    from hw_sim.config import DEMO_SCBK
     from hw_sim.osdp_pd import ReaderSettings, SimReader
-    from test_osdp import _CP, SCBK
+    from tests.support.osdp_peers import OsdpClient
+    SCBK = bytes.fromhex(DEMO_SCBK)
     reader = SimReader(ReaderSettings("entry", scbk=SCBK))
     reader.start()
-    cp = _CP(reader.port)
+    cp = OsdpClient(reader.port, scbk=SCBK)
     assert cp.cp.online_wait(101, timeout=8) and cp.cp.sc_wait(101, timeout=5)
     reader.type_keys("1234567890" * 20)  # what press-keys does
     got = b""
@@ -67,7 +69,7 @@ def test_swipe_without_a_control_panel_is_refused_not_acknowledged(sim: Simulato
         sim.do("present-card", {"reader": "entry", "card": 4242, "facility": 10})
     with pytest.raises(SimError, match="offline"):
         sim.do("type-pin", {"reader": "entry", "pin": "1234"})
-    cp = _CP(sim.readers["entry"].port)
+    cp = OsdpClient(sim.readers["entry"].port, scbk=bytes.fromhex(DEMO_SCBK))
     try:
         assert cp.cp.online_wait(101, timeout=8)
         assert cp.cp.sc_wait(101, timeout=5)

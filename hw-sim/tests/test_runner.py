@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,41 +23,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 from hw_sim.config import DEMO_SCBK
 from hw_sim.runner import Observed, format_report, run_scenarios, run_scenarios_async
 from hw_sim.sim import Simulator
+from tests.support.osdp_peers import OsdpClient
 
 PREFIX = "test"
-
-
-class _Chan(osdp.Channel):  # type: ignore[misc]
-    def __init__(self, port: int) -> None:
-        super().__init__()
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setblocking(False)
-
-    def read(self, n: int) -> bytes:
-        try:
-            return self.sock.recv(n)
-        except BlockingIOError:
-            return b""
-
-    def write(self, b: bytes) -> int:
-        try:
-            return self.sock.send(b)
-        except BlockingIOError:
-            return 0
-
-    def flush(self) -> None:
-        return None
 
 
 class FakeGateway:
     """Grants every card at main-gate; publishes anonymised events (never the number)."""
 
     def __init__(self, sim: Simulator, mqtt_port: int) -> None:
-        self.chan = _Chan(sim.readers["entry"].port)
-        info = osdp.PDInfo(
-            101, self.chan, scbk=bytes.fromhex(DEMO_SCBK), flags=[osdp.LibFlag.EnforceSecure]
-        )
-        self.cp = osdp.ControlPanel([info], log_level=osdp.LogLevel.Error)
+        port = sim.readers["entry"].port
+        self.osdp = OsdpClient(port, scbk=bytes.fromhex(DEMO_SCBK), start=False)
+        self.cp = self.osdp.cp
         self.mqtt = paho.Client(CallbackAPIVersion.VERSION2)
         self.mqtt.connect("127.0.0.1", mqtt_port)
         self.mqtt.loop_start()
@@ -96,8 +72,7 @@ class FakeGateway:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(2)
-        self.cp.teardown()
-        self.chan.sock.close()
+        self.osdp.close()
         self.mqtt.loop_stop()
         self.mqtt.disconnect()
 

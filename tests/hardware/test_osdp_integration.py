@@ -28,7 +28,7 @@ from gateway.hardware.osdp import OsdpBus
 from gateway.hardware.osdp_reader import OsdpReader
 from gateway.hardware.osdp_transport import SocketTransport
 from gateway.hardware.wiegand import encode_h10301
-from tests.hardware.pd_fixture import SCBK, PdFixture, wait_for
+from tests.support.osdp_peers import SCBK, PdFixture, wait_for
 
 
 def wait_command(pd: PdFixture, command: int, timeout: float = 3.0) -> dict[str, Any]:

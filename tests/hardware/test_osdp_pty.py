@@ -15,28 +15,7 @@ from gateway.hardware import open_reader
 from gateway.hardware.events import CardRead, ReaderOffline, ReaderOnline
 from gateway.hardware.osdp_reader import OsdpReader
 from gateway.hardware.wiegand import bits_to_bytes, encode
-from tests.hardware.pd_fixture import CAPS, SCBK, wait_for
-
-
-class _FdChannel(osdp.Channel):  # type: ignore[misc]
-    def __init__(self, fd: int) -> None:
-        super().__init__()
-        self.fd = fd
-
-    def read(self, max_bytes: int) -> bytes:
-        try:
-            return os.read(self.fd, max_bytes)
-        except OSError:
-            return b""
-
-    def write(self, buf: bytes) -> int:
-        try:
-            return os.write(self.fd, buf)
-        except OSError:
-            return len(buf)
-
-    def flush(self) -> None:
-        return None
+from tests.support.osdp_peers import CAPS, SCBK, FdChannel, wait_for
 
 
 @pytest.mark.parametrize("scheme", ["osdp+pty", "osdp"])  # os-level pty, and pyserial
@@ -46,7 +25,7 @@ def test_pty_card_read_and_unplug(scheme: str) -> None:
     tty.setraw(master)
     os.set_blocking(master, False)
     os.close(slave)  # the CP opens it by path, like /dev/ttyUSB0
-    info = osdp.PDInfo(101, _FdChannel(master), scbk=SCBK, flags=[osdp.LibFlag.EnforceSecure])
+    info = osdp.PDInfo(101, FdChannel(master), scbk=SCBK, flags=[osdp.LibFlag.EnforceSecure])
     pd: Any = osdp.PeripheralDevice(info, CAPS, log_level=osdp.LogLevel.Emergency)
     pd.start()
 

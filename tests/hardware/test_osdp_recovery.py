@@ -17,7 +17,7 @@ from gateway.hardware.osdp import OsdpBus
 from gateway.hardware.osdp_reader import OsdpReader
 from gateway.hardware.osdp_transport import transport_from_url
 from hw_sim.osdp_pd import ReaderSettings, SimReader
-from tests.hardware.pd_fixture import wait_for
+from tests.support.osdp_peers import wait_for
 
 KEY = os.urandom(16)
 

@@ -22,7 +22,7 @@ from gateway.hardware.osdp_transport import (
     transport_from_url,
 )
 from gateway.hardware.wiegand import bits_to_bytes, encode_h10301
-from tests.hardware.pd_fixture import SCBK, PdFixture
+from tests.support.osdp_peers import SCBK, PdFixture
 
 
 def test_backoff_grows_is_capped_and_resets() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.hardware import open_reader
 from gateway.hardware.events import CardRead, InputChanged, KeyPress, ReaderOnline
-from tests.hardware.pd_fixture import SCBK, wait_for
+from tests.support.osdp_peers import SCBK, wait_for
 
 osdp_pd = pytest.importorskip("hw_sim.osdp_pd", reason="hw-sim simulator not importable")
 

@@ -404,7 +404,7 @@ def test_falls_back_to_mqtt_311_when_v5_refused(broker: Mosquitto, db_path: Path
 def test_reconnect_logs_warning_once_then_debug(
     db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from tests.mosquitto import free_port
+    from tests.support.net import free_port
 
     port = free_port()  # nothing listens here
 

@@ -15,8 +15,9 @@ import pytest
 
 from gateway.errors import ProtocolError
 from gateway.mqtt import fanout
-from tests.conftest import MINIMAL_CONFIG, REPO, built_gateway, free_port, write_secret
+from tests.conftest import MINIMAL_CONFIG, REPO, built_gateway, write_secret
 from tests.mosquitto import Mosquitto
+from tests.support.net import free_port
 
 KEY = bytes(range(32))
 

@@ -1,14 +1,19 @@
-"""A minimal libosdp PeripheralDevice listening on TCP loopback (test fixture).
+"""The tests' OSDP peers, over loopback sockets or a pseudo-terminal (libosdp both sides).
 
-The PD's socket can be swapped: ``pull()`` closes the current connection and refuses new
-ones until ``plug()``; a fresh libosdp PD is created per connection, as a real reader
-would restart its session after a cable is re-seated.
+- :class:`PdFixture`: a PeripheralDevice listening on TCP loopback. Its socket can be
+  swapped: ``pull()`` closes the current connection and refuses new ones until ``plug()``;
+  a fresh libosdp PD is created per connection, as a real reader would restart its session
+  after a cable is re-seated.
+- :class:`OsdpClient`: a ControlPanel connected to a PD's port (the simulator's readers).
+- :class:`SocketChannel`, :class:`FdChannel`: libosdp channels over a non-blocking socket
+  or file descriptor; a lost peer reads as silence and swallows writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import socket
 import threading
@@ -30,9 +35,12 @@ CAPS = osdp.PDCapabilities(
         (osdp.Capability.CommunicationSecurity, 1, 1),
     ]
 )
+SCBK = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 
 
-class _SockChannel(osdp.Channel):  # type: ignore[misc]
+class SocketChannel(osdp.Channel):  # type: ignore[misc]
+    """A libosdp channel over a non-blocking socket."""
+
     def __init__(self, sock: socket.socket) -> None:
         super().__init__()
         self.sock = sock
@@ -53,6 +61,58 @@ class _SockChannel(osdp.Channel):  # type: ignore[misc]
 
     def flush(self) -> None:
         return None
+
+
+class FdChannel(osdp.Channel):  # type: ignore[misc]
+    """A libosdp channel over a non-blocking file descriptor (a pty master)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+
+    def read(self, max_bytes: int) -> bytes:
+        try:
+            return os.read(self.fd, max_bytes)
+        except OSError:
+            return b""
+
+    def write(self, buf: bytes) -> int:
+        try:
+            return os.write(self.fd, buf)
+        except OSError:
+            return len(buf)
+
+    def flush(self) -> None:
+        return None
+
+
+class OsdpClient:
+    """A libosdp ControlPanel on 127.0.0.1:``port`` for the PD at ``address`` (Secure
+    Channel enforced with ``scbk``); started at once unless ``start`` is False."""
+
+    def __init__(self, port: int, *, scbk: bytes, address: int = 101, start: bool = True) -> None:
+        self.address = address
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setblocking(False)
+        self.chan = SocketChannel(sock)
+        info = osdp.PDInfo(address, self.chan, scbk=scbk, flags=[osdp.LibFlag.EnforceSecure])
+        self.cp = osdp.ControlPanel([info], log_level=osdp.LogLevel.Error)
+        if start:
+            self.cp.start()
+
+    def event(self, kind: int, timeout: float = 3.0) -> dict[str, Any]:
+        """The next event of ``kind`` from the PD (others are dropped); AssertionError when
+        none comes within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ev = self.cp.get_event(self.address, timeout=0.2)
+            if ev is not None and ev["event"] == kind:
+                return dict(ev)
+        raise AssertionError(f"no event {kind} within {timeout}s")
+
+    def close(self) -> None:
+        self.cp.teardown()
+        self.chan.sock.close()
 
 
 class PdFixture:
@@ -99,7 +159,7 @@ class PdFixture:
                 continue
             conn.setblocking(False)
             flags = [osdp.LibFlag.EnforceSecure] if self.scbk else []
-            info = osdp.PDInfo(self.address, _SockChannel(conn), scbk=self.scbk, flags=flags)
+            info = osdp.PDInfo(self.address, SocketChannel(conn), scbk=self.scbk, flags=flags)
             pd = osdp.PeripheralDevice(info, CAPS, log_level=osdp.LogLevel.Emergency)
             pd.set_command_handler(self._on_command)
             pd.start()
@@ -179,9 +239,6 @@ class PdFixture:
         self._thread.join(2)
         self._drop()
         self._server.close()
-
-
-SCBK = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 
 
 async def wait_for(it: AsyncIterator[ReaderEvent], kind: type[Any], within: float = 5.0) -> Any:
