@@ -28,7 +28,7 @@ from .decision import (
     Reason,
 )
 from .pending import PendingFactor, PendingFactors
-from .presented import CredentialsPresented, FaceResult, PinKind
+from .presented import CredentialsPresented, FaceResult, PinKind, PinPresented
 from .schedule import AccessGroup
 
 
@@ -212,86 +212,49 @@ class PolicyEngine:
         person: PersonFacts | None,
         now: float,
     ) -> Decision:
-        face, card, pin = combined.face, combined.card, combined.pin
-        factors = combined.factors
-        method = Method.for_factors(factors)
-        evidence_ts = face.frame_ts if face is not None else now
-        # The alarm is raised once: on the decision where the duress PIN was entered.
-        duress = fresh.pin is not None and fresh.pin.kind is PinKind.DURESS
-        under_duress = pin is not None and pin.kind is PinKind.DURESS
-
-        def deny(reason: Reason, person_id: str | None = None) -> Decision:
-            return Decision(
-                door=door,
-                granted=False,
-                reason=reason,
-                decided_at=now,
-                evidence_ts=evidence_ts,
-                person_id=person_id,
-                method=method,
-                duress=duress,
-            )
-
+        face = combined.face
+        attempt = _Attempt(
+            door=door,
+            now=now,
+            evidence_ts=face.frame_ts if face is not None else now,
+            method=Method.for_factors(combined.factors),
+            # The alarm is raised once: on the decision where the duress PIN was entered.
+            duress=fresh.pin is not None and fresh.pin.kind is PinKind.DURESS,
+        )
         if combined.locked_out:
-            return deny(Reason.LOCKED_OUT)
-
-        # Which methods could this set of factors complete, now or with one more factor?
-        completes = method is not None and method in policy.methods
-        supersets = [m for m in policy.methods if factors < m.factors]
-        if face is not None:
-            if face.one_to_one:
-                completes = completes and factors != {Factor.FACE}
-                if factors == {Factor.FACE}:
-                    supersets = []  # a 1:1 result needs a claim first
-            elif factors != {Factor.FACE}:
-                completes, supersets = False, []  # 1:N never takes part in a combination
-            else:
-                supersets = []  # a face never claims an identity for a combination
+            return attempt.deny(Reason.LOCKED_OUT)
+        completes, supersets = _reachable(policy, combined, attempt.method)
         if not completes and not supersets:
-            return deny(Reason.METHOD_NOT_ALLOWED)
-
-        # Factor-level verdicts.
-        if face is not None:
-            if face.result is FaceResult.SPOOF or (
-                face.liveness_flagged and policy.liveness is LivenessPolicy.REQUIRED
-            ):
-                return deny(Reason.SPOOF_SUSPECTED)
-            if face.result is FaceResult.LOW_QUALITY:
-                return deny(Reason.LOW_QUALITY)
-            if (now - face.frame_ts) * 1000.0 > policy.max_decision_age_ms or face.frame_ts > now:
-                return deny(Reason.STALE_DECISION)
-        if card is not None and card.person_id is None:
-            return deny(Reason.UNKNOWN_CARD)
-        if pin is not None and pin.person_id is None:
-            return deny(Reason.INVALID_PIN)
-        if face is not None and (face.result is FaceResult.NO_MATCH or face.person_id is None):
-            if face.one_to_one:
-                claimed = card.person_id if card is not None else pin.person_id if pin else None
-                return deny(Reason.FACE_MISMATCH, claimed)
-            return deny(Reason.UNKNOWN_FACE)
-
-        # One identity across factors.
-        ids = {f.person_id for f in (card, pin, face) if f is not None}
-        if len(ids) != 1:
-            claimed = card.person_id if card is not None else pin.person_id if pin else None
-            if face is not None and face.person_id != claimed:
-                return deny(Reason.FACE_MISMATCH, claimed)
-            return deny(Reason.CREDENTIAL_MISMATCH)
-        person_id = next(iter(ids))
-        if person_id is None or person is None:
-            if card is not None:
-                return deny(Reason.UNKNOWN_CARD)
-            if pin is not None:
-                return deny(Reason.INVALID_PIN)
-            return deny(Reason.UNKNOWN_FACE)
-        if person.person_id != person_id:
+            return attempt.deny(Reason.METHOD_NOT_ALLOWED)
+        denial = _factor_denial(policy, combined, now)
+        if denial is not None:
+            return attempt.deny(*denial)
+        who = _identify(combined, person)
+        if isinstance(who, tuple):
+            return attempt.deny(*who)
+        if person is None or person.person_id != who:
             raise ValueError(
                 f"door {door}: person facts are for another person than the credentials"
             )
+        reason = self._person_denial(policy, person, combined.pin, face is not None, now)
+        if reason is not None:
+            return attempt.deny(reason, who)
+        if not completes:
+            return self._ask_second_factor(attempt, policy, combined, person, supersets)
+        return self._grant(attempt, combined, who)
 
-        # Person-level rules.
+    def _person_denial(
+        self,
+        policy: DoorPolicy,
+        person: PersonFacts,
+        pin: PinPresented | None,
+        with_face: bool,
+        now: float,
+    ) -> Reason | None:
+        """Person-level rules: lockout, group and role, validity, consent, visitor PIN,
+        schedule."""
         if person.locked_out:
-            return deny(Reason.LOCKED_OUT, person_id)
+            return Reason.LOCKED_OUT
         group = self.groups.get(person.access_group)
         if (
             group is None
@@ -300,74 +263,85 @@ class PolicyEngine:
             )
             or (policy.roles is not None and person.role not in policy.roles)
         ):
-            return deny(Reason.NOT_PERMITTED, person_id)
+            return Reason.NOT_PERMITTED
         if person.valid_from is not None and now < person.valid_from:
-            return deny(Reason.NOT_YET_VALID, person_id)
+            return Reason.NOT_YET_VALID
         if person.valid_until is not None and now >= person.valid_until:
-            return deny(Reason.EXPIRED, person_id)
-        if face is not None and not person.face_consent:
-            return deny(Reason.NO_CONSENT, person_id)
-        visitor = pin is not None and pin.kind is PinKind.VISITOR
-        if pin is not None and visitor:
+            return Reason.EXPIRED
+        if with_face and not person.face_consent:
+            return Reason.NO_CONSENT
+        if pin is not None and pin.kind is PinKind.VISITOR:
             if pin.expires_at is not None and now >= pin.expires_at:
-                return deny(Reason.EXPIRED, person_id)
+                return Reason.EXPIRED
             if pin.uses_left is not None and pin.uses_left <= 0:
-                return deny(Reason.VISITOR_PIN_USED_UP, person_id)
+                return Reason.VISITOR_PIN_USED_UP
         local = dt.datetime.fromtimestamp(now, self.tz).replace(tzinfo=None)
-        closed = group.check(local)
-        if closed is not None:
-            return deny(closed, person_id)
+        return group.check(local)
 
-        if not completes:
-            expects = frozenset(
-                f
-                for m in supersets
-                for f in m.factors - factors
-                if f is not Factor.FACE or person.face_consent
-            )
-            if not expects:
-                return deny(Reason.NO_CONSENT, person_id)
-            self.pending.put(
-                PendingFactor(
-                    door=door,
-                    reader=combined.reader,
-                    presented=combined,
-                    person_id=person_id,
-                    expects=expects,
-                    started_at=now,
-                    expires_at=now + policy.second_factor_timeout_s,
-                )
-            )
-            return Decision(
-                door=door,
-                granted=False,
-                reason=Reason.SECOND_FACTOR_REQUIRED,
-                decided_at=now,
-                evidence_ts=evidence_ts,
+    def _ask_second_factor(
+        self,
+        attempt: _Attempt,
+        policy: DoorPolicy,
+        combined: CredentialsPresented,
+        person: PersonFacts,
+        supersets: list[Method],
+    ) -> Decision:
+        """Keep the first factor pending and say which factors may complete it."""
+        person_id, now = person.person_id, attempt.now
+        expects = frozenset(
+            f
+            for m in supersets
+            for f in m.factors - combined.factors
+            if f is not Factor.FACE or person.face_consent
+        )
+        if not expects:
+            return attempt.deny(Reason.NO_CONSENT, person_id)
+        self.pending.put(
+            PendingFactor(
+                door=attempt.door,
+                reader=combined.reader,
+                presented=combined,
                 person_id=person_id,
-                method=None,
-                duress=duress,
                 expects=expects,
+                started_at=now,
+                expires_at=now + policy.second_factor_timeout_s,
             )
+        )
+        return Decision(
+            door=attempt.door,
+            granted=False,
+            reason=Reason.SECOND_FACTOR_REQUIRED,
+            decided_at=now,
+            evidence_ts=attempt.evidence_ts,
+            person_id=person_id,
+            method=None,
+            duress=attempt.duress,
+            expects=expects,
+        )
 
+    def _grant(self, attempt: _Attempt, combined: CredentialsPresented, person_id: str) -> Decision:
+        """A complete method by a permitted person: grant, unless hard anti-passback."""
+        face, pin = combined.face, combined.pin
         flags: set[str] = set()
         if face is not None and face.liveness_flagged:
             flags.add(FLAG_LIVENESS_ADVISORY)
-        pair = self.passback.violation(door, person_id, now)
+        pair = self.passback.violation(attempt.door, person_id, attempt.now)
         if pair is not None:
             if pair.mode is AntiPassbackMode.HARD:
-                return deny(Reason.ANTI_PASSBACK, person_id)
+                return attempt.deny(Reason.ANTI_PASSBACK, person_id)
             flags.add(FLAG_ANTI_PASSBACK)
+        under_duress = pin is not None and pin.kind is PinKind.DURESS
+        visitor = pin is not None and pin.kind is PinKind.VISITOR
         consume = visitor and pin is not None and pin.uses_left is not None
         return Decision(
-            door=door,
+            door=attempt.door,
             granted=True,
             reason=Reason.DURESS if under_duress else Reason.GRANTED,
-            decided_at=now,
-            evidence_ts=evidence_ts,
+            decided_at=attempt.now,
+            evidence_ts=attempt.evidence_ts,
             person_id=person_id,
-            method=method,
-            duress=duress,
+            method=attempt.method,
+            duress=attempt.duress,
             consume_visitor_use=consume,
             visitor_pin_ref=pin.ref if consume and pin is not None else None,
             flags=frozenset(flags),
@@ -390,3 +364,97 @@ class PolicyEngine:
             person_id=pending.person_id,
             method=Method.for_factors(pending.presented.factors),
         )
+
+
+Denial = tuple[Reason, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """What every decision on one presentation shares."""
+
+    door: str
+    now: float
+    evidence_ts: float
+    method: Method | None
+    duress: bool
+
+    def deny(self, reason: Reason, person_id: str | None = None) -> Decision:
+        return Decision(
+            door=self.door,
+            granted=False,
+            reason=reason,
+            decided_at=self.now,
+            evidence_ts=self.evidence_ts,
+            person_id=person_id,
+            method=self.method,
+            duress=self.duress,
+        )
+
+
+def _reachable(
+    policy: DoorPolicy, combined: CredentialsPresented, method: Method | None
+) -> tuple[bool, list[Method]]:
+    """Whether these factors complete an allowed method now, and which allowed methods
+    one more factor could complete."""
+    face, factors = combined.face, combined.factors
+    completes = method is not None and method in policy.methods
+    supersets = [m for m in policy.methods if factors < m.factors]
+    if face is not None:
+        if face.one_to_one:
+            completes = completes and factors != {Factor.FACE}
+            if factors == {Factor.FACE}:
+                supersets = []  # a 1:1 result needs a claim first
+        elif factors != {Factor.FACE}:
+            completes, supersets = False, []  # 1:N never takes part in a combination
+        else:
+            supersets = []  # a face never claims an identity for a combination
+    return completes, supersets
+
+
+def _claimed(combined: CredentialsPresented) -> str | None:
+    """The person a card (else a PIN) claims."""
+    card, pin = combined.card, combined.pin
+    return card.person_id if card is not None else pin.person_id if pin else None
+
+
+def _factor_denial(policy: DoorPolicy, combined: CredentialsPresented, now: float) -> Denial | None:
+    """Factor-level verdicts: spoof, quality, stale evidence, unknown card/PIN/face."""
+    face, card, pin = combined.face, combined.card, combined.pin
+    if face is not None:
+        if face.result is FaceResult.SPOOF or (
+            face.liveness_flagged and policy.liveness is LivenessPolicy.REQUIRED
+        ):
+            return Reason.SPOOF_SUSPECTED, None
+        if face.result is FaceResult.LOW_QUALITY:
+            return Reason.LOW_QUALITY, None
+        if (now - face.frame_ts) * 1000.0 > policy.max_decision_age_ms or face.frame_ts > now:
+            return Reason.STALE_DECISION, None
+    if card is not None and card.person_id is None:
+        return Reason.UNKNOWN_CARD, None
+    if pin is not None and pin.person_id is None:
+        return Reason.INVALID_PIN, None
+    if face is not None and (face.result is FaceResult.NO_MATCH or face.person_id is None):
+        if face.one_to_one:
+            return Reason.FACE_MISMATCH, _claimed(combined)
+        return Reason.UNKNOWN_FACE, None
+    return None
+
+
+def _identify(combined: CredentialsPresented, person: PersonFacts | None) -> str | Denial:
+    """The one person every factor names, or why there is none."""
+    face, card, pin = combined.face, combined.card, combined.pin
+    ids = {f.person_id for f in (card, pin, face) if f is not None}
+    if len(ids) != 1:
+        claimed = _claimed(combined)
+        if face is not None and face.person_id != claimed:
+            return Reason.FACE_MISMATCH, claimed
+        return Reason.CREDENTIAL_MISMATCH, None
+    person_id = next(iter(ids))
+    if person_id is None or person is None:
+        if card is not None:
+            return Reason.UNKNOWN_CARD, None
+        if pin is not None:
+            return Reason.INVALID_PIN, None
+        return Reason.UNKNOWN_FACE, None
+    return person_id
