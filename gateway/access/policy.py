@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -307,17 +307,8 @@ class PolicyEngine:
                 expires_at=now + policy.second_factor_timeout_s,
             )
         )
-        return Decision(
-            door=attempt.door,
-            granted=False,
-            reason=Reason.SECOND_FACTOR_REQUIRED,
-            decided_at=now,
-            evidence_ts=attempt.evidence_ts,
-            person_id=person_id,
-            method=None,
-            duress=attempt.duress,
-            expects=expects,
-        )
+        asked = attempt.deny(Reason.SECOND_FACTOR_REQUIRED, person_id)
+        return replace(asked, method=None, expects=expects)
 
     def _grant(self, attempt: _Attempt, combined: CredentialsPresented, person_id: str) -> Decision:
         """A complete method by a permitted person: grant, unless hard anti-passback."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from gateway.credentials.cache import CredentialCache
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+Clock = Callable[[], float]
 
 
 class StoreDown(Exception):  # noqa: N818 - internal control flow, not an error family
@@ -33,18 +33,12 @@ class StoreDown(Exception):  # noqa: N818 - internal control flow, not an error 
 class FallbackStore:
     """A state database with a credential cache answering while it fails."""
 
-    def __init__(
-        self,
-        db: sqlite_utils.Database,
-        *,
-        db_retry_s: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.db = db
-        self.db_retry_s = db_retry_s
-        self._clock = clock
-        self._local = threading.local()
+    def __init__(self, db: sqlite_utils.Database, retry_s: float, clock: Clock) -> None:
+        """Retry a failed database after ``retry_s`` seconds of ``clock``."""
+        self.db, self.db_retry_s, self._clock = db, retry_s, clock
+        self._local = threading.local()  # per thread: inside memory_only()
         self._cache = CredentialCache()
+        # why decisions come from memory, and when to try the database again
         self._degraded: str | None = None
         self._retry_at = 0.0
 

@@ -99,7 +99,7 @@ class Credentials(FallbackStore):
             raise CredentialError("device key must be at least 16 bytes")
         if index_key is not None and len(index_key) < 16:
             raise CredentialError("PIN index key must be at least 16 bytes")
-        super().__init__(db, db_retry_s=db_retry_s, clock=clock)
+        super().__init__(db, db_retry_s, clock)
         self._card_key = derive_key(device_key, b"card-v1")
         legacy = derive_key(device_key, b"pin-index-v1")
         self._pin_key = legacy if index_key is None else index_key
@@ -185,14 +185,26 @@ class Credentials(FallbackStore):
     def revoke_cards(self, person_id: str, now: float, card_hmac: bytes | None = None) -> int:
         """Revoke one card of a person by its HMAC (as the ``revoke_card`` command names
         it), or all of the person's cards; return how many were active."""
-        sql = "UPDATE cards SET revoked_at = ? WHERE person_id = ? AND revoked_at IS NULL"
-        args: list[Any] = [now, person_id]
-        if card_hmac is not None:
-            sql += " AND card_hmac = ?"
-            args.append(card_hmac)
-        n = int(self.db.execute(sql, args).rowcount)
+        n = self._revoke("cards", person_id, now, "card_hmac", card_hmac)
         self._cache.forget_cards(person_id, card_hmac)
         return n
+
+    def _revoke(
+        self,
+        table: Literal["cards", "pins"],
+        person_id: str,
+        now: float,
+        column: Literal["card_hmac", "kind"],
+        value: object,
+    ) -> int:
+        """Revoke a person's active rows of ``table`` (only those with ``column = value``
+        unless ``value`` is None); return how many."""
+        sql = f"UPDATE {table} SET revoked_at = ? WHERE person_id = ? AND revoked_at IS NULL"  # noqa: S608 - literal names
+        args: list[Any] = [now, person_id]
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+        return int(self.db.execute(sql, args).rowcount)
 
     def identify_card(self, card: Any) -> str | None:
         """Person holding ``card`` (a CardRead or any object with ``facility`` and
@@ -362,12 +374,7 @@ class Credentials(FallbackStore):
 
     def revoke_pins(self, person_id: str, now: float, kind: PinKind | None = None) -> int:
         """Revoke a person's PINs (of one kind, or all); return how many."""
-        sql = "UPDATE pins SET revoked_at = ? WHERE person_id = ? AND revoked_at IS NULL"
-        args: list[Any] = [now, person_id]
-        if kind is not None:
-            sql += " AND kind = ?"
-            args.append(kind)
-        n = int(self.db.execute(sql, args).rowcount)
+        n = self._revoke("pins", person_id, now, "kind", kind)
         self._cache.drop_person(person_id, kind)
         return n
 
@@ -469,21 +476,27 @@ class Credentials(FallbackStore):
         fails are included."""
         mem = self._cache.lockout((scope, subject))
         left = mem[1] - now if mem else 0.0
-        where = subject if scope == "reader" else "-"
         try:
-            row = self._db(
-                "lockout check",
-                where,
-                lambda: self.db.execute(
-                    "SELECT locked_until FROM lockouts WHERE scope = ? AND subject = ?",
-                    [scope, subject],
-                ).fetchone(),
-            )
+            row = self._stored_lockout("lockout check", scope, subject)
         except StoreDown:
             row = None
         if row is not None:
-            left = max(left, float(row[0]) - now)
+            left = max(left, float(row[1]) - now)
         return max(0.0, left)
+
+    def _stored_lockout(
+        self, what: str, scope: str, subject: str, where: str = ""
+    ) -> tuple[int, float] | None:
+        """The stored ``(failures, locked_until)`` of a subject; StoreDown when unreadable."""
+        row = self._db(
+            what,
+            where or (subject if scope == "reader" else "-"),
+            lambda: self.db.execute(
+                "SELECT failures, locked_until FROM lockouts WHERE scope = ? AND subject = ?",
+                [scope, subject],
+            ).fetchone(),
+        )
+        return None if row is None else (int(row[0]), float(row[1]))
 
     def _raise_if_locked(self, scope: str, subject: str, now: float) -> None:
         left = self.locked_for(scope, subject, now)
@@ -495,17 +508,10 @@ class Credentials(FallbackStore):
     ) -> None:
         where = where or (subject if scope == "reader" else "-")
         key = (scope, subject)
-        stored: Any = None
+        stored: tuple[int, float] | None = None
         up = True
         try:
-            stored = self._db(
-                "failure count",
-                where,
-                lambda: self.db.execute(
-                    "SELECT failures, locked_until FROM lockouts WHERE scope = ? AND subject = ?",
-                    [scope, subject],
-                ).fetchone(),
-            )
+            stored = self._stored_lockout("failure count", scope, subject, where)
         except StoreDown:
             up = False
         policy = self.policy_for(scope)

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from gateway.demo import management
 from gateway.demo.files import demo_keys, render_config
-from gateway.demo.management import print_events, send_command
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,9 @@ class DemoStack:
         mqtt_protocol: str = "auto",
         print_events: bool = True,
     ) -> None:
-        self.mqtt_url = mqtt_url
-        self.broker_control = broker_control
+        self.mqtt_url, self.mqtt_protocol = mqtt_url, mqtt_protocol
+        self.broker_control = broker_control  # the harness's stop_broker/start_broker
         self.workdir = workdir
-        self.mqtt_protocol = mqtt_protocol
         self.print_events = print_events
         self.sim: Any = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -397,14 +396,14 @@ class DemoStack:
         from gateway.mqtt.topics import Topics
 
         topics = Topics(PREFIX, SITE, GATE)
-        return await send_command(
+        return await management.send_command(
             self.mqtt_url, self.command_key, topics, name, args, site=SITE, gate=GATE
         )
 
     # -- events -------------------------------------------------------------------------------
     async def print_events_task(self) -> None:
         """Print every event as it arrives (anonymized: what a guard house would see)."""
-        await print_events(self.mqtt_url, PREFIX)
+        await management.print_events(self.mqtt_url, PREFIX)
 
 
 async def run_demo(args: argparse.Namespace) -> int:
