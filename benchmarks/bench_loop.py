@@ -70,6 +70,7 @@ from gateway.config.root import load_config
 from gateway.daemon.process import Daemon
 from gateway.demo.broker import EmbeddedBroker
 from gateway.demo.run import DemoStack
+from gateway.gate.app import build_gateway
 from gateway.hardware.osdp_reader import OsdpReader
 from hw_sim.config import SimConfig
 from hw_sim.sim import Simulator
@@ -585,7 +586,7 @@ async def wait_ready(daemon: Daemon, stack: DemoStack, limit_s: float = 90.0) ->
     """Until the in-process gateway is wired, the face path sees frames, readers online."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        gw = getattr(daemon, "gateway", None)
+        gw = daemon.app
         path = gw.face_paths.get(CAMERA) if gw is not None else None
         readers = stack.sim.state()["readers"]
         if path is not None and path.frames > 0 and readers[READER]["secure_channel"]:
@@ -700,7 +701,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         logging.getLogger("gateway").addHandler(handler)
         logging.getLogger("gateway").setLevel(logging.INFO)
         daemon = Daemon(config_path, cfg)
-        daemon_task = asyncio.create_task(daemon.run(), name="daemon")
+        daemon_task = asyncio.create_task(daemon.run(build_gateway), name="daemon")
         gw = await wait_ready(daemon, stack)
         probes.install_daemon(gw)
         await asyncio.sleep(2.0)

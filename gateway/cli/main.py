@@ -64,8 +64,9 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from gateway.daemon.process import run_daemon
+    from gateway.gate.app import build_gateway
 
-    return run_daemon(args.config)
+    return run_daemon(args.config, build_gateway)
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

@@ -34,6 +34,9 @@ EXIT_CONFIG = 2
 
 ShutdownHook = Callable[[], Awaitable[None]]
 ReloadHook = Callable[[GatewayConfig], Awaitable[None]]
+# Builds what the daemon runs (the gate: ``gateway.gate.app.build_gateway``) once the store
+# is open: it registers its services and hooks with the daemon and returns the built object.
+Build = Callable[["Daemon"], Awaitable[object]]
 
 
 class Daemon:
@@ -55,6 +58,7 @@ class Daemon:
         self._safe_state_hooks: list[tuple[str, ShutdownHook]] = []
         self._reload_hooks: list[tuple[str, ReloadHook]] = []
         self.services: list[ServiceSpec] = []
+        self.app: object | None = None  # what ``build`` returned (the gate), once running
 
     # -- wiring ---------------------------------------------------------------------------
     def add_service(self, spec: ServiceSpec) -> None:
@@ -166,8 +170,8 @@ class Daemon:
             self.db.close()
             self.db = None
 
-    async def run(self, setup: Callable[[Daemon], Awaitable[None]] | None = None) -> int:
-        """Run until a stop signal; return the process exit code."""
+    async def run(self, build: Build) -> int:
+        """Build the application, run it until a stop signal; return the exit code."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
@@ -187,12 +191,7 @@ class Daemon:
             return EXIT_FAILURE
         self.add_service(ServiceSpec("watchdog", self._watchdog, critical=True))
         self.add_service(ServiceSpec("storage-maintenance", self._maintenance))
-        if setup is not None:
-            await setup(self)
-        else:
-            from gateway.gate.app import setup_gateway
-
-            await setup_gateway(self)
+        self.app = await build(self)
         supervised = asyncio.create_task(self.supervisor.run(self.services), name="supervisor")
         stopper = asyncio.create_task(self._stop.wait(), name="stop-signal")
         self.notifier.ready(
@@ -234,8 +233,9 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def run_daemon(config_path: Path) -> int:
-    """Validate the configuration, then run the daemon (``gateway run``)."""
+def run_daemon(config_path: Path, build: Build) -> int:
+    """Validate the configuration, then run the daemon with what ``build`` makes of it
+    (``gateway run``)."""
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
@@ -245,7 +245,7 @@ def run_daemon(config_path: Path) -> int:
         return EXIT_CONFIG
     logs.setup(cfg.runtime.log_level, cfg.runtime.log_format)
     daemon = Daemon(config_path, cfg)
-    code = asyncio.run(daemon.run())
+    code = asyncio.run(daemon.run(build))
     if code == 0 and daemon.restart_requested:
         # Same PID (systemd keeps tracking it; the new image sends READY=1 again).
         log.info("restarting in place with the new configuration")

@@ -26,14 +26,18 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from gateway.config.root import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.mqtt import events as ev
 from gateway.privacy import audit
 from gateway.privacy.compliance import Thresholds, enrolled_count
+
+if TYPE_CHECKING:
+    from gateway.mqtt.retained import RetainedStore
 
 log = logging.getLogger(__name__)
 
@@ -130,21 +134,31 @@ class AuditWatch:
     _published: int | None = None
 
     @classmethod
-    def for_gateway(cls, gw: Any) -> AuditWatch:
-        """Wire to a :class:`gateway.gate.app.Gateway` (its database thread, emit and outbox)."""
-        base = gw.topics.base if gw.topics is not None else None
-        watch = cls(gw.db, gw.run_db, gw.emit, gw.cfg.site.id, gw.cfg.site.gate, gw.outbox, base)
-        watch.db_path = str(gw.cfg.storage.database_path)
-        store = getattr(gw.mqtt, "retained", None)
-        if store is not None and base is not None:
+    def for_gate(
+        cls,
+        cfg: GatewayConfig,
+        *,
+        db: sqlite_utils.Database,
+        run_db: Callable[..., Awaitable[Any]],
+        emit: Callable[[ev.BaseEvent], None],
+        outbox: Any,
+        topics: Any,
+        retained: RetainedStore | None,
+    ) -> AuditWatch:
+        """Wire to a gate: its database thread, emit, outbox and topics, and the retained
+        documents its MQTT session keeps (None without a broker)."""
+        base = topics.base if topics is not None else None
+        watch = cls(db, run_db, emit, cfg.site.id, cfg.site.gate, outbox, base)
+        watch.db_path = str(cfg.storage.database_path)
+        if retained is not None and base is not None:
             # The daemon's own MQTT session keeps these retained documents (no second
             # connection per check).
-            counts_filter = f"{gw.cfg.mqtt.topic_prefix}/{gw.cfg.site.id}/+/enrolled"
-            store.watch(head_topic(base))
-            store.watch(counts_filter)
-            watch.read_retained = store.read
+            counts_filter = f"{cfg.mqtt.topic_prefix}/{cfg.site.id}/+/enrolled"
+            retained.watch(head_topic(base))
+            retained.watch(counts_filter)
+            watch.read_retained = retained.read
             watch.other_gate_counts = lambda: _counts_from_store(
-                store, counts_filter, gw.cfg.site.gate
+                retained, counts_filter, cfg.site.gate
             )
         return watch
 

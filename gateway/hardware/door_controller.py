@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from gateway.errors import HardwareError
 from gateway.hardware.door import DoorEvent, DoorStateMachine, Step
@@ -39,12 +39,14 @@ class DoorController:
         *,
         on_event: Callable[[DoorEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        input_readers: Iterable[str] = (),
     ) -> None:
         self.machine = machine
         self.lock = lock
         self.inputs = inputs or DoorInputMap()
         self.on_event = on_event
         self.clock = clock
+        self.input_readers = set(input_readers)  # readers whose inputs feed this door
         self.name = machine.config.name
         self._wake = asyncio.Event()
         self._tail: asyncio.Task[Step] | None = None

@@ -49,7 +49,7 @@ class FakeSim:
 
     def _log(self, kind: str) -> None:
         with self.log.open("a") as fh:
-            fh.write(f"x INFO gateway.gate.app: gate gate-1: event access.{kind}\n")
+            fh.write(f"x INFO gateway.gate.events_sink: gate gate-1: event access.{kind}\n")
 
     def _set(self, on: bool) -> None:
         self.relay = on

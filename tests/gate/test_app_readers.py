@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.config.base import SecretRef
 from gateway.config.readers import ReaderConfig
-from gateway.gate.app import bus_key, open_readers
+from gateway.gate.readers import bus_key, open_readers
 from tests.conftest import built_gateway
 
 
@@ -40,7 +40,7 @@ def test_health_summary_is_built_without_recursion(minimal_config: Path) -> None
 
     async def main() -> dict[str, object]:
         async with built_gateway(minimal_config) as gw:
-            return dict(gw.daemon.health())
+            return dict(gw.health())
 
     health = asyncio.run(main())
     assert health["version"]
@@ -120,20 +120,17 @@ def test_private_space_camera_refused_at_runtime_too() -> None:
     """Config validation rejects it; if a private camera ever reached the face path builder
     (e.g. a bypassed validator), the runtime check refuses it again with an event."""
     from gateway.config.root import load_config
-    from gateway.gate.app import Gateway
+    from gateway.gate.face_paths import camera_allowed
     from gateway.mqtt import events as ev
 
     cfg = load_config(Path(__file__).parents[2] / "config" / "gateway.example.toml", env=False)
-    gw = Gateway.__new__(Gateway)
-    gw.cfg = cfg
-    gw.face_status = {}
+    status: dict[str, str] = {}
     emitted: list[ev.BaseEvent] = []
-    gw.emit = emitted.append  # type: ignore[method-assign]
-    assert gw._camera_allowed("north-cam")
+    assert camera_allowed(cfg, "north-cam", status, emitted.append)
     cam = cfg.cameras["north-cam"]
     object.__setattr__(cam, "space", type(cam.space)("private"))
-    assert not gw._camera_allowed("north-cam")
-    assert gw.face_status["north-cam"] == "disabled: private_space"
+    assert not camera_allowed(cfg, "north-cam", status, emitted.append)
+    assert status["north-cam"] == "disabled: private_space"
     [event] = emitted
     assert isinstance(event, ev.FacePathDisabled)
     assert event.reason is ev.FacePathReason.PRIVATE_SPACE

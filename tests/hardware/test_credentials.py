@@ -359,7 +359,6 @@ def test_set_pin_command_end_to_end() -> None:
     """Signed MQTT set_pin -> SetPinArgs -> RemoteCommands.set_pin -> identify_pin."""
     import asyncio
     import json
-    from concurrent.futures import ThreadPoolExecutor
     from types import SimpleNamespace
 
     from gateway.gate.app import Gateway
@@ -382,7 +381,7 @@ def test_set_pin_command_end_to_end() -> None:
     )
     gw = Gateway.__new__(Gateway)  # only what the handler touches
     gw.controller = SimpleNamespace(credentials=c)  # type: ignore[assignment]
-    gw._db_executor = ThreadPoolExecutor(1)
+    gw.run_decide = asyncio.to_thread  # type: ignore[assignment]
     gw.keys = SimpleNamespace(site=SITE)  # type: ignore[assignment]
     proc.register("set_pin", RemoteCommands(gw, GateWithdrawals(gw)).set_pin)
     h, idx = management_record("90210")
@@ -396,42 +395,39 @@ def test_set_pin_command_end_to_end() -> None:
         )
         return asyncio.run(proc.process("set_pin", json.dumps(env).encode()))
 
-    try:
-        res = send(
-            {
-                "person_id": "v1",
-                "pin_hash": h,
-                "pin_index": idx,
-                "kind": "visitor",
-                "expires_at": "2099-01-01T00:00:00Z",
-            }
-        )
-        assert res.ok, res
-        m = c.identify_pin("90210", reader="g", now=now)
-        assert m is not None
-        assert (m.person_id, m.pin_id) == ("v1", res.result["pin_id"])
-        assert m.expires_at == pytest.approx(4070908800.0)
-        missing = send({"person_id": "p1", "pin_hash": h})
-        assert (missing.ok, missing.error) == (False, "invalid_args")
-        naive = send(
-            {
-                "person_id": "p1",
-                "pin_hash": h,
-                "pin_index": idx,
-                "expires_at": "2099-01-01T00:00:00",
-            }
-        )
-        assert (naive.ok, naive.error) == (False, "invalid_args")
-        weak = send({"person_id": "p1", "pin_hash": h.replace("m=1024", "m=512"), "pin_index": idx})
-        assert (weak.ok, weak.error) == (False, "refused")
-        # A hash sealed for another person, or under another site's key, is refused.
-        other = seal_pin_hash(h, "p2", SITE)
-        moved = send({"person_id": "p1", "pin_hash_sealed": other, "pin_index": idx})
-        assert (moved.ok, moved.error) == (False, "refused")
-        foreign = seal_pin_hash(h, "p1", b"z" * 32)
-        wrong_site = send({"person_id": "p1", "pin_hash_sealed": foreign, "pin_index": idx})
-        assert (wrong_site.ok, wrong_site.error) == (False, "refused")
-        bare = send({"person_id": "p1", "pin_hash_sealed": h, "pin_index": idx})
-        assert (bare.ok, bare.error) == (False, "invalid_args")  # a bare hash is not accepted
-    finally:
-        gw._db_executor.shutdown()
+    res = send(
+        {
+            "person_id": "v1",
+            "pin_hash": h,
+            "pin_index": idx,
+            "kind": "visitor",
+            "expires_at": "2099-01-01T00:00:00Z",
+        }
+    )
+    assert res.ok, res
+    m = c.identify_pin("90210", reader="g", now=now)
+    assert m is not None
+    assert (m.person_id, m.pin_id) == ("v1", res.result["pin_id"])
+    assert m.expires_at == pytest.approx(4070908800.0)
+    missing = send({"person_id": "p1", "pin_hash": h})
+    assert (missing.ok, missing.error) == (False, "invalid_args")
+    naive = send(
+        {
+            "person_id": "p1",
+            "pin_hash": h,
+            "pin_index": idx,
+            "expires_at": "2099-01-01T00:00:00",
+        }
+    )
+    assert (naive.ok, naive.error) == (False, "invalid_args")
+    weak = send({"person_id": "p1", "pin_hash": h.replace("m=1024", "m=512"), "pin_index": idx})
+    assert (weak.ok, weak.error) == (False, "refused")
+    # A hash sealed for another person, or under another site's key, is refused.
+    other = seal_pin_hash(h, "p2", SITE)
+    moved = send({"person_id": "p1", "pin_hash_sealed": other, "pin_index": idx})
+    assert (moved.ok, moved.error) == (False, "refused")
+    foreign = seal_pin_hash(h, "p1", b"z" * 32)
+    wrong_site = send({"person_id": "p1", "pin_hash_sealed": foreign, "pin_index": idx})
+    assert (wrong_site.ok, wrong_site.error) == (False, "refused")
+    bare = send({"person_id": "p1", "pin_hash_sealed": h, "pin_index": idx})
+    assert (bare.ok, bare.error) == (False, "invalid_args")  # a bare hash is not accepted

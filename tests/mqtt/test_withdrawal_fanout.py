@@ -191,7 +191,8 @@ def test_a_cli_withdrawal_on_a_gate_without_face_path_reaches_the_others(
             # Withdrawn while gate 1's daemon is not yet watching (down).
             await asyncio.to_thread(cli_withdraw, pids[2])
             tasks = [asyncio.create_task(g.mqtt.run()) for g in (gw1, gw2)]
-            tasks.append(asyncio.create_task(gw1._watch_data()))
+            assert gw1.data_watch is not None
+            tasks.append(asyncio.create_task(gw1.data_watch.run()))
             try:
                 await wait_for(lambda: gw1.mqtt.ready and gw2.mqtt.ready, "brokers not ready")
                 await wait_for(

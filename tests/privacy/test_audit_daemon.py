@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from gateway.gate.audit_watch import AuditWatch
 from gateway.mqtt import events as ev
 from gateway.privacy import audit, people
 from tests.conftest import built_gateway
@@ -24,8 +24,7 @@ def test_gateway_keys_the_chain_and_alerts_on_a_break(minimal_config: Path) -> N
             people.add_person(gw.db, "A")
             row = gw.db.execute("SELECT key_id FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
             assert row[0] == key.key_id
-            gw.emit = emitted.append  # type: ignore[method-assign]
-            watch = AuditWatch.for_gateway(gw)
+            watch = dataclasses.replace(gw.audit_watch, emit=emitted.append)
             assert (await watch.check()).ok
             assert emitted == []
             gw.db.execute("UPDATE audit SET actor = 'someone else' WHERE seq = 1")
