@@ -106,7 +106,8 @@ class ReloadConfigArgs(_Args):
 
 
 class PurgeArgs(_Args):
-    """Erase data: one person entirely, or access-log rows before a time."""
+    """Erase data: one person's face data (consent withdrawn; cards and the record stay:
+    ``gateway people delete`` erases a person entirely), or access-log rows before a time."""
 
     target: Literal["person", "access_log"]
     person_id: PersonId | None = None

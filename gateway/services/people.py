@@ -17,6 +17,7 @@ import sqlite_utils
 
 from gateway.privacy import audit, consent, people
 from gateway.privacy.people import Person, PersonError
+from gateway.privacy.scrub import complete_pending, mark_pending
 from gateway.privacy.vault import GalleryLike, Vault
 from gateway.services.cache_state import CacheState
 from gateway.services.withdrawal import withdraw
@@ -136,28 +137,36 @@ def export_bundle(
     return export_sync_args(db, vault, person_id, site_root, actor=actor, grace_days=grace_days)
 
 
-def delete_person(deps: DeletionDeps, person_id: str, *, actor: str, channel: str) -> PersonDeleted:
+def delete_person(
+    deps: DeletionDeps, person_id: str, *, actor: str, channel: str, scrub_wait_s: float = 0.8
+) -> PersonDeleted:
     """Erase a person (PIPL Art. 47): their face data (a withdrawal receipt, so that the
     running daemon announces it and the site's other gates erase their copies too), then
     on this gate their cards, PINs, consent records and the person record (a record another
     gate holds, e.g. from ``sync_person``, is deleted there the same way). The audit chain
     keeps its rows (``template.delete``, ``person.delete``). Refused for the guardian on
-    record of someone: re-assign the minor first."""
+    record of someone: re-assign the minor first. One transaction; afterwards the WAL is
+    scrubbed (waiting at most ``scrub_wait_s`` for old readers; the daemon's next pass
+    finishes otherwise), so no name or hash stays readable in the database files."""
     creds = deps.credentials
     db = creds.db
-    creds.forget_cards(person_id)  # refused from now on, even if the writes below fail
-    creds.forget_pins(person_id)
-    if deps.cache is not None:
-        deps.cache.note_change(person_id)
     people.get_person(db, person_id)  # PersonError for an unknown id
     wards = db.execute("SELECT count(*) FROM people WHERE guardian_id = ?", [person_id])
     if wards.fetchone()[0]:
         raise PersonError(f"person {person_id} is the guardian of a minor on record")
-    receipt = withdraw(db, deps.vault, deps.gallery, person_id, channel, actor=actor)
+    creds.forget_cards(person_id)  # refused from now on, even if the writes below fail
+    creds.forget_pins(person_id)
+    if deps.cache is not None:
+        deps.cache.note_change(person_id)
     now = deps.clock()
-    with transaction(db):
+    with transaction(db):  # all or nothing: the face data and the record go together
+        receipt = withdraw(
+            db, deps.vault, deps.gallery, person_id, channel, actor=actor, vacuum=False, now=now
+        )
         counts = [_count(db, table, person_id) for table in ("cards", "pins", "consents")]
+        db.execute("DELETE FROM lockouts WHERE scope = 'person' AND subject = ?", [person_id])
         db.execute("DELETE FROM people WHERE id = ?", [person_id])  # cascades: see schema
+        mark_pending(db, now)  # the freed pages: out of the WAL by the scrub below
         audit.append(
             db,
             actor,
@@ -172,6 +181,7 @@ def delete_person(deps: DeletionDeps, person_id: str, *, actor: str, channel: st
             },
             now=now,
         )
+    complete_pending(db.conn, scrub_wait_s)
     log.info("a person was deleted via %s (%d templates erased)", channel, receipt.templates_erased)
     cards, pins, consents = counts
     return PersonDeleted(person_id, receipt.templates_erased, cards, pins, consents, receipt.id)

@@ -4,7 +4,8 @@
 must read one consistent snapshot, goes through this module:
 
 - :func:`transaction` writes: ``BEGIN IMMEDIATE`` (the write lock up front, so a busy
-  database fails at BEGIN rather than half-way) ... ``COMMIT``, ``ROLLBACK`` on any error.
+  database fails at BEGIN rather than half-way) ... ``COMMIT``, ``ROLLBACK`` on any error
+  (a failed ``COMMIT`` included: the connection is never left inside a transaction).
   It nests: an inner block joins the outer transaction, which commits. ``join=False`` is for
   a caller that acts on its own commit (it must be durable when the block ends): inside an
   open transaction its ``BEGIN`` fails instead of joining.
@@ -17,11 +18,14 @@ the raw connection.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlite_utils
+
+log = logging.getLogger(__name__)
 
 Connectable = sqlite_utils.Database | sqlite3.Connection
 
@@ -41,11 +45,10 @@ def transaction(db: Connectable, *, join: bool = True) -> Iterator[sqlite3.Conne
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O)
-            conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
-    conn.execute("COMMIT")
 
 
 @contextmanager
@@ -59,6 +62,19 @@ def snapshot(db: Connectable) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN")
     try:
         yield conn
-    finally:
         if conn.in_transaction:
             conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End a failed transaction, also when its ``COMMIT`` failed: a transaction left open
+    would be joined by every later block (writes never committed, the write lock held)."""
+    if not conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O)
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        log.exception("ROLLBACK failed after an error in a transaction")

@@ -17,7 +17,7 @@ def test_forged_fanout_messages_log_a_bounded_number_of_lines(
 ) -> None:
     async def main() -> None:
         async with built_gateway(minimal_config) as gw:
-            with caplog.at_level(logging.WARNING, logger="gateway.gate.app"):
+            with caplog.at_level(logging.WARNING, logger="gateway.gate.withdrawal_announce"):
                 for i in range(200):
                     await gw.withdrawals.on_fanout(b'{"v": 1, "forged": %d}' % i)
 

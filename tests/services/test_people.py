@@ -20,6 +20,7 @@ from gateway.privacy.notice import Notice
 from gateway.privacy.people import PersonError
 from gateway.privacy.vault import NullGallery, StaticKeyProvider, Vault
 from gateway.services import people as svc
+from gateway.services.cache_state import CacheState
 from gateway.services.withdrawal import pending_announcements
 from gateway.store import database as store
 from tests.privacy.conftest import NOTICE_EN, write_key
@@ -103,6 +104,63 @@ def test_a_guardian_and_an_unknown_id_are_refused(
     assert people.find_person(db, parent) is not None
     with pytest.raises(PersonError, match="no person"):
         svc.delete_person(deps, "nobody", actor="office-1", channel="cli")
+
+
+def test_a_refused_deletion_leaves_the_cache_alone(
+    db: sqlite_utils.Database, keys: tuple[bytes, bytes]
+) -> None:
+    creds = Credentials(db, keys[0], hash_params=FAST)
+    vault = Vault(StaticKeyProvider(keys[0]), keys[1])
+    parent = _enrolled(db, creds, vault, "Parent Wu")
+    people.add_person(db, "Child Wu", is_minor=True, guardian_id=parent)
+    cache = CacheState()
+    cache.load(db)
+    cache.note_proven()
+    deps = svc.DeletionDeps(creds, vault, NullGallery(), cache=cache)
+    with pytest.raises(PersonError, match="guardian"):
+        svc.delete_person(deps, parent, actor="office-1", channel="cli")
+    assert cache.refuse_reason(parent) is None  # not marked as changed
+    card = SimpleNamespace(facility=7, card_number=sum(map(ord, "Parent Wu")))
+    with creds.memory_only():  # what answers while the database is down
+        assert creds.identify_card(card) == parent
+
+
+def test_deletion_is_one_transaction_and_leaves_no_lockout(
+    db: sqlite_utils.Database, keys: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = Credentials(db, keys[0], hash_params=FAST)
+    vault = Vault(StaticKeyProvider(keys[0]), keys[1])
+    pid = _enrolled(db, creds, vault, "Zhou Ping")
+    db.execute(
+        "INSERT INTO lockouts (scope, subject, failures, locked_until) VALUES ('person', ?, 4, 0)",
+        [pid],
+    )
+    deps = svc.DeletionDeps(creds, vault, NullGallery())
+    real_append = audit.append
+
+    def failing_append(*args: object, **kw: object) -> object:
+        if args[2] == "person.delete":
+            raise OSError("disk full")
+        return real_append(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("gateway.services.people.audit.append", failing_append)
+    with pytest.raises(OSError, match="disk full"):
+        svc.delete_person(deps, pid, actor="office-1", channel="cli")
+    # nothing of it happened: the face data and the record are still there together
+    assert _rows(db, pid)["templates"] == 3
+    assert people.find_person(db, pid) is not None
+    assert pending_announcements(db) == []
+    monkeypatch.setattr("gateway.services.people.audit.append", real_append)
+
+    svc.delete_person(deps, pid, actor="office-1", channel="cli")
+    left = db.execute("SELECT count(*) FROM lockouts WHERE subject = ?", [pid]).fetchone()[0]
+    assert left == 0
+    files = b"".join(
+        f.read_bytes()
+        for f in Path(db.conn.execute("PRAGMA database_list").fetchone()[2]).parent.iterdir()
+        if f.name.startswith("state.db")
+    )
+    assert b"Zhou Ping" not in files  # not readable in the database nor its WAL
 
 
 def test_cli_people_delete_needs_yes(

@@ -63,3 +63,36 @@ def test_snapshot_sees_one_moment(tmp_path: Path) -> None:
         assert _count(conn) == before  # a write after the snapshot began is not seen
     assert not reader.conn.in_transaction
     assert _count(reader.conn) == before + 1
+
+
+class _CommitFailsOnce(sqlite3.Connection):
+    """A connection whose next ``COMMIT`` fails, as on a full disk or an I/O error."""
+
+    fail_next_commit = False
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:  # type: ignore[override]
+        if sql == "COMMIT" and self.fail_next_commit:
+            self.fail_next_commit = False
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().execute(sql, *args)
+
+
+@pytest.mark.parametrize("block", [transaction, snapshot])
+def test_a_failed_commit_ends_the_transaction(tmp_path: Path, block: object) -> None:
+    path = tmp_path / "t.db"
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)")
+    setup.close()
+    conn = sqlite3.connect(path, isolation_level=None, factory=_CommitFailsOnce)
+    assert isinstance(conn, _CommitFailsOnce)
+    conn.fail_next_commit = True
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"), block(conn):  # type: ignore[operator]
+        conn.execute("INSERT INTO kv VALUES ('lost', '1')")
+    assert not conn.in_transaction  # not left open for the next block to join
+    with transaction(conn):
+        conn.execute("INSERT INTO kv VALUES ('kept', '2')")
+    other = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+    assert [r[0] for r in other.execute("SELECT k FROM kv")] == ["kept"]
+    other.execute("INSERT INTO kv VALUES ('other', '3')")  # the write lock was released
+    other.close()
+    conn.close()
