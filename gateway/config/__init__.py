@@ -4,5 +4,6 @@
 ``load_config``; ``base`` the strict base model and secret references; ``site``, ``doors``,
 ``cameras``, ``readers``, ``face``, ``mqtt`` and ``privacy`` the sections; ``loading`` where
 the values come from; ``settings`` the one translation into domain settings; ``reference``
-the generated Markdown reference. Importers name the module (``from gateway.config.root import ...``).
+the generated Markdown reference. Importers name the module
+(``from gateway.config.root import ...``).
 """
