@@ -213,6 +213,12 @@ def unseal(sealed: SealedKey, cfg: KeysConfig) -> bytes:
                 esys.flush_context(handle)
 
 
+def random_bytes(n: int, cfg: KeysConfig) -> bytes:
+    """``n`` bytes from the TPM's random number generator (TPM2_GetRandom)."""
+    with _esapi(cfg) as esys:
+        return bytes(esys.get_random(n))
+
+
 def read_blobs(cfg: KeysConfig) -> SealedKey:
     """The sealed key's blobs from ``keys.public_blob`` and ``keys.private_blob``."""
     parts = []

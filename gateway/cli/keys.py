@@ -1,7 +1,8 @@
 """``gateway keys``: seal the device key to this board's TPM 2.0 (``[keys]`` of the config).
 
 ``keys seal --from FILE`` seals an existing device key (the one the database is keyed with);
-``keys init --provider tpm`` seals a fresh random one inside (a new installation). Both
+``keys init --provider tpm`` seals a fresh random one (the OS's and the TPM's random bytes
+combined; a new installation), never written in clear. Both
 check that the TPM unseals what it sealed before writing the blobs, and never print a key.
 """
 
@@ -64,8 +65,12 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    from gateway.tpm import random_bytes
+
     cfg = load_config(args.config)
-    _seal_and_store(secrets.token_bytes(NEW_KEY_BYTES), cfg.keys, force=args.force)
+    tpm_random = random_bytes(NEW_KEY_BYTES, cfg.keys)  # both sources must fail to weaken it
+    key = bytes(a ^ b for a, b in zip(secrets.token_bytes(NEW_KEY_BYTES), tpm_random, strict=True))
+    _seal_and_store(key, cfg.keys, force=args.force)
     if cfg.keys.provider != "tpm":
         print('next: set [keys] provider = "tpm" in the config', file=sys.stderr)
     return 0

@@ -116,13 +116,16 @@ def test_missing_library_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "libtss2-dev" in message
 
 
-def test_missing_blob_names_the_setting(tmp_path: Path) -> None:
-    from gateway import tpm
+def test_missing_blob_names_the_setting(minimal_config: Path, tmp_path: Path) -> None:
+    from gateway.cli.environment_checks import environment_problems
+    from gateway.cli.main import main
 
-    cfg = KeysConfig(provider="tpm", public_blob=tmp_path / "nope.pub")
-    with pytest.raises(ConfigError) as exc:
-        tpm.read_blobs(cfg)
-    assert _only_problem(exc)[0] == "keys.public_blob"
+    text = "\n".join(ln for ln in minimal_config.read_text().splitlines() if "device_key" not in ln)
+    missing = tmp_path / "nope.pub"
+    minimal_config.write_text(text + f'\n[keys]\nprovider = "tpm"\npublic_blob = "{missing}"\n')
+    cfg = load_config(minimal_config, env=False)
+    assert [p for p, _, _ in environment_problems(cfg)] == ["keys.public_blob"]
+    assert main(["--config", str(minimal_config), "config", "validate", "--deep"]) == 2
 
 
 def _with_keys_section(config: Path, tpm: SoftTpm, tmp_path: Path, *, provider: str) -> None:
@@ -146,6 +149,7 @@ def test_cli_seal_then_the_daemon_loads_its_keys_from_the_tpm(
     swtpm: SoftTpm, minimal_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from gateway.cli.doctor import check_keys
+    from gateway.cli.environment_checks import environment_problems
     from gateway.cli.main import main
 
     clear = tmp_path / "keys" / "device-key"
@@ -167,6 +171,7 @@ def test_cli_seal_then_the_daemon_loads_its_keys_from_the_tpm(
     _with_keys_section(minimal_config, swtpm, tmp_path, provider="tpm")
     cfg = load_config(minimal_config, env=False)
     assert cfg.privacy.device_key is None
+    assert environment_problems(cfg) == []
     check = check_keys(cfg)
     assert check.status == "PASS"
     assert swtpm.tcti in check.detail
