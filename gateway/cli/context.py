@@ -134,7 +134,7 @@ def _device_key_if_any(args: argparse.Namespace) -> bytes | None:
     explicit = getattr(args, "device_key", None)
     cfg = config_of(args)
     try:
-        if explicit is None and cfg is not None and cfg.privacy.device_key is not None:
+        if explicit is None and cfg is not None and _configured_device_key(cfg):
             from gateway.keys import Keys
 
             return Keys.from_config(cfg).device
@@ -143,6 +143,10 @@ def _device_key_if_any(args: argparse.Namespace) -> bytes | None:
         if explicit is not None:
             raise
         return None
+
+
+def _configured_device_key(cfg: Any) -> bool:
+    return bool(cfg.keys.provider == "tpm" or cfg.privacy.device_key is not None)
 
 
 def vault_of(args: argparse.Namespace) -> Vault:

@@ -150,6 +150,26 @@ def check_broker(cfg: GatewayConfig, timeout: float) -> Check:
     return Check("broker", "FAIL" if err else "PASS", err or cfg.mqtt.url)
 
 
+def check_keys(cfg: GatewayConfig) -> Check:
+    """Which provider holds the device key; WARN on a clear key file, FAIL when the TPM
+    does not unseal it."""
+    from gateway.keys import device_key_provider
+
+    provider = device_key_provider(cfg)
+    if provider.name == "file":
+        return Check(
+            "device key",
+            "WARN",
+            f"file provider: the key is in clear on disk ({provider.describe()}); seal it to "
+            "the TPM: 'gateway keys seal --from FILE --remove-clear', keys.provider = \"tpm\"",
+        )
+    try:
+        provider.device_key()
+    except GatewayError as exc:
+        return Check("device key", "FAIL", f"{provider.name} provider: {exc}")
+    return Check("device key", "PASS", f"{provider.name} provider: {provider.describe()}")
+
+
 def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
     """Every check, in the order an installer fixes things."""
     from gateway.cli.environment_checks import environment_problems
@@ -163,6 +183,7 @@ def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
             format_problems(problems).replace("\n", "; ") if problems else "readable",
         )
     )
+    checks.append(check_keys(cfg))
     checks.append(check_storage(cfg))
     checks.append(check_models(cfg))
     checks.extend(check_configured_camera(name, cam, timeout) for name, cam in cfg.cameras.items())

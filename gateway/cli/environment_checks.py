@@ -73,6 +73,20 @@ def notice_problems(cfg: GatewayConfig) -> list[Problem]:
     ]
 
 
+def sealed_key_problems(cfg: GatewayConfig) -> list[Problem]:
+    """With the TPM provider, both blobs of the sealed device key must be readable (whether
+    the TPM opens them is ``gateway doctor``'s check)."""
+    if cfg.keys.provider != "tpm":
+        return []
+    from gateway.tpm import read_blobs
+
+    try:
+        read_blobs(cfg.keys)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
 def environment_problems(cfg: GatewayConfig) -> list[Problem]:
-    """All checks that need this machine (secrets, notice text)."""
-    return secret_problems(cfg) + notice_problems(cfg)
+    """All checks that need this machine (secrets, sealed key blobs, notice text)."""
+    return secret_problems(cfg) + sealed_key_problems(cfg) + notice_problems(cfg)

@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "gateway.cli.mqtt",
     "gateway.eval.commands",
     "gateway.cli.hardware",
+    "gateway.cli.keys",
     "gateway.demo.run",
 )
 

@@ -28,6 +28,7 @@ from gateway.config.base import Name
 from gateway.config.cameras import CameraConfig
 from gateway.config.doors import AccessGroupConfig, DoorConfig
 from gateway.config.face import FaceConfig
+from gateway.config.keys import KeysConfig
 from gateway.config.loading import CheckedEnvSource, CheckedTomlSource, parsed_document, read_toml
 from gateway.config.mqtt import MqttConfig
 from gateway.config.privacy import PrivacyConfig, RetentionConfig
@@ -65,6 +66,7 @@ class GatewayConfig(BaseSettings):
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Storage.")
     retention: RetentionConfig = Field(default_factory=RetentionConfig, description="Retention.")
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="Privacy.")
+    keys: KeysConfig = Field(default_factory=KeysConfig, description="Key provider.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Runtime.")
 
     @classmethod
@@ -250,12 +252,24 @@ def _global_problems(cfg: GatewayConfig) -> Iterator[CrossProblem]:
                 None,
                 "face processing needs the consent notice text shown to residents (Art. 5)",
             )
-        if cfg.privacy.device_key is None:
+        if cfg.privacy.device_key is None and cfg.keys.provider == "file":
             yield (
                 ("privacy", "device_key"),
                 None,
-                "face templates must be encrypted at rest: configure a device key",
+                (
+                    "face templates must be encrypted at rest: configure a device key "
+                    "(or keys.provider = 'tpm')"
+                ),
             )
+    if cfg.keys.provider == "tpm" and cfg.privacy.device_key is not None:
+        yield (
+            ("privacy", "device_key"),
+            "set",
+            (
+                "with keys.provider = 'tpm' the device key is sealed to the TPM: remove this "
+                "clear copy from the configuration (and from the disk)"
+            ),
+        )
     if cfg.privacy.site_key is None:
         yield (
             ("privacy", "site_key"),

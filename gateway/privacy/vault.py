@@ -6,8 +6,10 @@
 * Deleting the ``face_keys`` row is the erase (crypto-erase); ``templates`` rows cascade.
   ``PRAGMA secure_delete`` (on in :func:`gateway.store.database.connect`) zeroes the freed bytes and
   :mod:`gateway.privacy.scrub` checkpoints and truncates the WAL so no file keeps them.
-* The device key comes from a :class:`KeyProvider`: a 0600 file, a systemd credential, or
-  (later) a TPM that wraps/unwraps without ever revealing the key.
+* The device key comes from the configured provider (:mod:`gateway.keys`): a 0600 file, a
+  systemd credential, or sealed to the board's TPM 2.0 (:mod:`gateway.tpm`) and unsealed into
+  memory at start. A :class:`KeyProvider` that wraps/unwraps inside the TPM, never revealing
+  the key, would slot in below.
 * Templates are bound to the site: before encryption every embedding is multiplied by a
   secret orthogonal matrix derived from the site key (HKDF -> seeded Gaussian -> QR). The
   rotation preserves cosine similarity, so matching works inside one site, while the stored

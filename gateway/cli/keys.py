@@ -1,0 +1,98 @@
+"""``gateway keys``: seal the device key to this board's TPM 2.0 (``[keys]`` of the config).
+
+``keys seal --from FILE`` seals an existing device key (the one the database is keyed with);
+``keys init --provider tpm`` seals a fresh random one (the OS's and the TPM's random bytes
+combined; a new installation), never written in clear. Both
+check that the TPM unseals what it sealed before writing the blobs, and never print a key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from gateway.cli.context import Sub
+from gateway.config.base import SecretRef
+from gateway.config.keys import KeysConfig
+from gateway.config.root import load_config
+from gateway.errors import ConfigError
+from gateway.keys import MIN_KEY_BYTES
+
+NEW_KEY_BYTES = 32
+
+
+def _seal_and_store(key: bytes, cfg: KeysConfig, *, force: bool) -> None:
+    from gateway import tpm
+
+    sealed = tpm.seal(key, cfg)
+    if tpm.unseal(sealed, cfg) != key:  # never trust a blob the TPM has not opened
+        raise ConfigError([("keys.tcti", cfg.tcti, "the TPM unsealed a different key")])
+    tpm.write_blobs(sealed, cfg, replace=force)
+    print(f"sealed the device key to the TPM at {cfg.tcti}")
+    print(f"  public blob:  {cfg.public_blob}")
+    print(f"  private blob: {cfg.private_blob}")
+    print(f"  PCR policy:   {cfg.pcr_bank}:{cfg.pcrs}" if cfg.pcrs else "  PCR policy:   none")
+
+
+def shred(path: Path) -> None:
+    """Overwrite a file with random bytes, sync, and remove it (on flash storage the old
+    blocks may survive the overwrite: prefer sealing from a key that never touched it)."""
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.write(secrets.token_bytes(max(size, 1)))
+        f.flush()
+        os.fsync(f.fileno())
+    path.unlink()
+
+
+def _cmd_seal(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    source = Path(args.source)
+    key = SecretRef(file=source).read_bytes()  # read exactly as the file provider reads it
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError([(str(source), f"<{len(key)} bytes>", f"need {MIN_KEY_BYTES} bytes")])
+    _seal_and_store(key, cfg.keys, force=args.force)
+    if args.remove_clear:
+        shred(source)
+        print(f"overwrote and removed the clear key file {source}")
+    else:
+        print(f"the clear key file {source} is still there: remove it (--remove-clear)")
+    print('next: set [keys] provider = "tpm" and remove privacy.device_key from the config')
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from gateway.tpm import random_bytes
+
+    cfg = load_config(args.config)
+    tpm_random = random_bytes(NEW_KEY_BYTES, cfg.keys)  # both sources must fail to weaken it
+    key = bytes(a ^ b for a, b in zip(secrets.token_bytes(NEW_KEY_BYTES), tpm_random, strict=True))
+    _seal_and_store(key, cfg.keys, force=args.force)
+    if cfg.keys.provider != "tpm":
+        print('next: set [keys] provider = "tpm" in the config', file=sys.stderr)
+    return 0
+
+
+def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
+    """Add ``gateway keys seal`` and ``gateway keys init``."""
+    keys = subparsers.add_parser("keys", help="seal the device key to the TPM 2.0")
+    sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    sub.required = True
+    seal = sub.add_parser("seal", help="seal an existing device key file to the TPM")
+    seal.add_argument("--from", dest="source", required=True, help="the clear device key file")
+    seal.add_argument(
+        "--remove-clear",
+        action="store_true",
+        help="overwrite and remove the clear file once the sealed key is verified",
+    )
+    init = sub.add_parser("init", help="generate a fresh device key inside the TPM's seal")
+    init.add_argument(
+        "--provider", choices=["tpm"], required=True, help="where the new key is held"
+    )
+    for p in (seal, init):
+        p.add_argument("--force", action="store_true", help="replace blobs already at keys.*_blob")
+    seal.set_defaults(func=_cmd_seal)
+    init.set_defaults(func=_cmd_init)
