@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.credentials.hashing import CredentialError, PinKind
+from gateway.credentials.hashing import NORMAL_PIN, CredentialError, PinKind, PinTerms
 from gateway.privacy import audit
 from gateway.privacy.people import Person, get_person
 from gateway.services.cache_state import CacheState, PersonRecord
@@ -149,7 +149,7 @@ def set_pin(
     db = creds.db
     creds.forget_pins(person_id, kind)  # the PIN it replaces is refused from now on
     with _writing(deps, person_id) as now:
-        pin_id = creds.set_pin(person_id, pin, now, kind=kind)
+        pin_id = creds.set_pin(person_id, pin, now, PinTerms(kind))
         audit.append(
             db, actor, "pin.set", person_id, {"pin_id": pin_id, "kind": kind, "channel": channel}
         )
@@ -164,27 +164,21 @@ def set_pin_hash(
     *,
     actor: str,
     channel: str,
-    kind: PinKind = "normal",
-    expires_at: float | None = None,
-    uses_left: int | None = None,
+    terms: PinTerms = NORMAL_PIN,
 ) -> int:
     """Store a PIN hashed by the management side (the MQTT ``set_pin`` command)."""
     creds = deps.credentials
     db = creds.db
     creds.check_pin_hash(pin_hash)  # bad input (no database read) changes nothing
-    creds.forget_pins(person_id, kind)
+    creds.forget_pins(person_id, terms.kind)
     with _writing(deps, person_id) as now:
-        pin_id = creds.set_pin_hash(
-            person_id,
-            pin_hash,
-            pin_index,
-            now,
-            kind=kind,
-            expires_at=expires_at,
-            uses_left=uses_left,
-        )
+        pin_id = creds.set_pin_hash(person_id, pin_hash, pin_index, now, terms)
         audit.append(
-            db, actor, "pin.set", person_id, {"pin_id": pin_id, "kind": kind, "channel": channel}
+            db,
+            actor,
+            "pin.set",
+            person_id,
+            {"pin_id": pin_id, "kind": terms.kind, "channel": channel},
         )
     return pin_id
 
