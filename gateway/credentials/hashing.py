@@ -96,6 +96,19 @@ class LockoutEvent:
 
 
 @dataclass(frozen=True)
+class PinTerms:
+    """What a stored PIN is and how long it lasts: its kind and, for a visitor PIN, an
+    expiry and/or a number of uses (at least one of them)."""
+
+    kind: PinKind = "normal"
+    expires_at: float | None = None
+    uses_left: int | None = None
+
+
+NORMAL_PIN = PinTerms()
+
+
+@dataclass(frozen=True)
 class PinMatch:
     """Who typed the PIN and which kind it was (``duress`` grants and raises an alarm)."""
 
@@ -264,24 +277,22 @@ def check_pin_hash(pin_hash: str, ours: PinHashParams, hasher: PasswordHasher) -
         raise CredentialError("pin_hash not accepted: " + ", ".join(problems))
 
 
-def check_pin_record(
-    pin_index: int, kind: str, expires_at: float | None, uses_left: int | None
-) -> None:
+def check_pin_record(pin_index: int, terms: PinTerms) -> None:
     """CredentialError unless a pre-hashed PIN's index, kind and limits are acceptable."""
     if isinstance(pin_index, bool) or not isinstance(pin_index, int):
         raise CredentialError("pin_index must be an integer")
     if not 0 <= pin_index < 1 << INDEX_BITS:
         raise CredentialError(f"pin_index must be 0..{(1 << INDEX_BITS) - 1}")
-    if kind not in KINDS:
-        raise CredentialError(f"unknown PIN kind {kind!r}")
-    check_visitor(kind, expires_at, uses_left)
-    if uses_left is not None and uses_left < 1:
+    if terms.kind not in KINDS:
+        raise CredentialError(f"unknown PIN kind {terms.kind!r}")
+    check_visitor(terms)
+    if terms.uses_left is not None and terms.uses_left < 1:
         raise CredentialError("uses_left must be at least 1")
 
 
-def check_visitor(kind: str, expires_at: float | None, uses_left: int | None) -> None:
+def check_visitor(terms: PinTerms) -> None:
     """CredentialError for a visitor PIN without an expiry or a use count."""
-    if kind == "visitor" and expires_at is None and uses_left is None:
+    if terms.kind == "visitor" and terms.expires_at is None and terms.uses_left is None:
         raise CredentialError("a visitor PIN needs an expiry or a use count")
 
 

@@ -43,6 +43,7 @@ import sqlite_utils
 from gateway.credentials.cache import CachedPin, pin_of
 from gateway.credentials.fallback import FallbackStore, StoreDown
 from gateway.credentials.hashing import (
+    NORMAL_PIN,
     CredentialError,
     LockedOutError,
     LockoutEvent,
@@ -50,6 +51,7 @@ from gateway.credentials.hashing import (
     PinHashParams,
     PinKind,
     PinMatch,
+    PinTerms,
     card_digest,
     check_pin_hash,
     check_pin_record,
@@ -279,33 +281,16 @@ class Credentials(FallbackStore):
             return
         self._cache.put(replace(pin, pin_index=idx), from_store=False)
 
-    def set_pin(
-        self,
-        person_id: str,
-        pin: str,
-        now: float,
-        *,
-        kind: PinKind = "normal",
-        expires_at: float | None = None,
-        uses_left: int | None = None,
-    ) -> int:
+    def set_pin(self, person_id: str, pin: str, now: float, terms: PinTerms = NORMAL_PIN) -> int:
         """Store a PIN. A person has at most one active PIN per kind (the old one is
         revoked). CredentialError when the PIN is malformed or already in use."""
         validate_pin(pin)
-        check_visitor(kind, expires_at, uses_left)
+        check_visitor(terms)
         for row in self._candidates(pin, now):
             if self._verify(row.pin_hash, pin):
                 # never say whose: only that this PIN cannot be used
                 raise CredentialError("this PIN is already in use; choose another")
-        return self._store_pin(
-            person_id,
-            self._ph.hash(pin),
-            self.pin_index(pin),
-            now,
-            kind=kind,
-            expires_at=expires_at,
-            uses_left=uses_left,
-        )
+        return self._store_pin(person_id, self._ph.hash(pin), self.pin_index(pin), now, terms)
 
     def set_pin_hash(
         self,
@@ -313,10 +298,7 @@ class Credentials(FallbackStore):
         pin_hash: str,
         pin_index: int,
         now: float,
-        *,
-        kind: PinKind = "normal",
-        expires_at: float | None = None,
-        uses_left: int | None = None,
+        terms: PinTerms = NORMAL_PIN,
     ) -> int:
         """Store a PIN hashed by the management side: an argon2id hash not cheaper than
         this gateway's parameters (and not so costly a Pi cannot verify it) plus its
@@ -324,16 +306,8 @@ class Credentials(FallbackStore):
         active PIN of that kind. CredentialError names what is wrong. Uniqueness of the
         PIN cannot be checked here (the gateway never sees it): the sender must ensure it."""
         self.check_pin_hash(pin_hash)
-        check_pin_record(pin_index, kind, expires_at, uses_left)
-        return self._store_pin(
-            person_id,
-            pin_hash,
-            pin_index,
-            now,
-            kind=kind,
-            expires_at=expires_at,
-            uses_left=uses_left,
-        )
+        check_pin_record(pin_index, terms)
+        return self._store_pin(person_id, pin_hash, pin_index, now, terms)
 
     def check_pin_hash(self, pin_hash: str) -> None:
         """CredentialError unless ``pin_hash`` is an argon2id (v1.3) hash with parameters
@@ -341,16 +315,9 @@ class Credentials(FallbackStore):
         check_pin_hash(pin_hash, self._params, self._ph)
 
     def _store_pin(
-        self,
-        person_id: str,
-        pin_hash: str,
-        pin_index: int,
-        now: float,
-        *,
-        kind: PinKind,
-        expires_at: float | None,
-        uses_left: int | None,
+        self, person_id: str, pin_hash: str, pin_index: int, now: float, terms: PinTerms
     ) -> int:
+        kind, expires_at, uses_left = terms.kind, terms.expires_at, terms.uses_left
         try:
             with self._tx():
                 self.db.execute(

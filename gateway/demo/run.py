@@ -263,7 +263,7 @@ class DemoStack:
         return db
 
     def _provision(self, fixtures: dict[str, Any]) -> None:
-        from gateway.credentials.hashing import CredentialError
+        from gateway.credentials.hashing import CredentialError, PinTerms
         from gateway.credentials.store import Credentials
         from gateway.face.gallery import Gallery
         from gateway.privacy import consent
@@ -300,7 +300,7 @@ class DemoStack:
                 for kind, key in kinds:
                     if person.get(key):
                         with contextlib.suppress(CredentialError):
-                            creds.set_pin(pid, person[key], now, kind=kind)
+                            creds.set_pin(pid, person[key], now, PinTerms(kind))
                 if person.get("consent", True):
                     latest = consent.latest(db, pid)
                     if latest is None or latest.status != "granted":
@@ -322,13 +322,8 @@ class DemoStack:
                     )
                     self._people[key] = pid
                 with contextlib.suppress(CredentialError):
-                    creds.set_pin(
-                        pid,
-                        visitor["pin"],
-                        now,
-                        kind="visitor",
-                        expires_at=now + float(visitor.get("valid_s", 3600)),
-                    )
+                    valid_until = now + float(visitor.get("valid_s", 3600))
+                    creds.set_pin(pid, visitor["pin"], now, PinTerms("visitor", valid_until))
         finally:
             db.close()
 

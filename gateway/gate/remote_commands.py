@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from gateway.credentials.hashing import open_pin_hash
+from gateway.credentials.hashing import PinTerms, open_pin_hash
 from gateway.errors import GatewayError, ProtocolError
 from gateway.gate.withdrawal_announce import GateWithdrawals, WithdrawalGate
 from gateway.services import compliance
@@ -139,9 +139,9 @@ class RemoteCommands:
             args.pin_index,
             actor=ACTOR,
             channel=ACTOR,
-            kind=args.kind,
-            expires_at=args.expires_at.timestamp() if args.expires_at else None,
-            uses_left=args.uses_left,
+            terms=PinTerms(
+                args.kind, args.expires_at.timestamp() if args.expires_at else None, args.uses_left
+            ),
         )
         return {"pin_id": pin_id}
 

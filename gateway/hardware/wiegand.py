@@ -80,20 +80,23 @@ def _rng(a: int, b: int) -> tuple[int, ...]:
     return tuple(range(a, b + 1))
 
 
-_H10301 = WiegandFormat(
-    "H10301",
-    26,
-    (1, 8),
-    (9, 16),
-    (_Parity(0, False, _rng(1, 12)), _Parity(25, True, _rng(13, 24))),
-)
-_H10306 = WiegandFormat(
-    "H10306",
-    34,
-    (1, 16),
-    (17, 16),
-    (_Parity(0, False, _rng(1, 16)), _Parity(33, True, _rng(17, 32))),
-)
+def _standard(
+    name: str,
+    length: int,
+    facility: tuple[int, int],
+    card: tuple[int, int],
+    *,
+    even: tuple[int, int],
+    odd: tuple[int, int],
+) -> WiegandFormat:
+    """A format framed the common way: an even parity bit first over the bits ``even``
+    (first, last), an odd parity bit last over the bits ``odd``."""
+    parities = (_Parity(0, False, _rng(*even)), _Parity(length - 1, True, _rng(*odd)))
+    return WiegandFormat(name, length, facility, card, parities)
+
+
+_H10301 = _standard("H10301", 26, (1, 8), (9, 16), even=(1, 12), odd=(13, 24))
+_H10306 = _standard("H10306", 34, (1, 16), (17, 16), even=(1, 16), odd=(17, 32))
 # Corporate 1000 (1-based bit numbers in HID's description): bit 2 even over 3-4,6-7,..,33-34;
 # bit 35 odd over 2-3,5-6,..,32-33; bit 1 odd over bits 2-35. Order matters when encoding.
 _CORP1000 = WiegandFormat(
@@ -107,13 +110,7 @@ _CORP1000 = WiegandFormat(
         _Parity(0, True, _rng(1, 34)),
     ),
 )
-_H10304 = WiegandFormat(
-    "H10304",
-    37,
-    (1, 16),
-    (17, 19),
-    (_Parity(0, False, _rng(1, 18)), _Parity(36, True, _rng(18, 35))),
-)
+_H10304 = _standard("H10304", 37, (1, 16), (17, 19), even=(1, 18), odd=(18, 35))
 
 FORMATS: dict[str, WiegandFormat] = {f.name: f for f in (_H10301, _H10306, _CORP1000, _H10304)}
 _BY_LENGTH: dict[int, WiegandFormat] = {f.length: f for f in FORMATS.values()}

@@ -13,18 +13,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import threading
 
 import sqlite_utils
 
-from gateway.privacy.audit import db_id
+from gateway.privacy.audit import PerDatabase
 
 log = logging.getLogger(__name__)
 
 KEY_PURPOSE = "access-gateway/access-log-subject/v1"
 
-_keys: dict[str, bytes] = {}
-_lock = threading.Lock()
+_keys: PerDatabase[bytes] = PerDatabase()
 
 
 def key_from_device(device_root: bytes) -> bytes:
@@ -36,16 +34,7 @@ def key_from_device(device_root: bytes) -> bytes:
 
 def bind_key(db: sqlite_utils.Database, key: bytes | None) -> None:
     """Use ``key`` for every access-log write to this database file in this process."""
-    with _lock:
-        if key is None:
-            _keys.pop(db_id(db.conn), None)
-        else:
-            _keys[db_id(db.conn)] = key
-
-
-def _key(db: sqlite_utils.Database) -> bytes | None:
-    with _lock:
-        return _keys.get(db_id(db.conn))
+    _keys.bind(db, key)
 
 
 def subject_of(key: bytes, person_id: str) -> str:
@@ -64,7 +53,7 @@ def record(
     person_id: str | None,
 ) -> None:
     """Append one access-log row; the person only as a keyed pseudonym."""
-    key = _key(db)
+    key = _keys.get(db)
     subject = None if person_id is None or key is None else subject_of(key, person_id)
     db.execute(
         "INSERT INTO access_log (ts, door, method, granted, reason, person_id, subject)"
@@ -75,7 +64,7 @@ def record(
 
 def pseudonymise(db: sqlite_utils.Database) -> int:
     """Replace the person id of older rows by their pseudonym; the number of rows changed."""
-    key = _key(db)
+    key = _keys.get(db)
     if key is None:
         return 0
     rows = db.execute(

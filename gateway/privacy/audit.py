@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlite_utils
 
@@ -71,6 +71,7 @@ FORBIDDEN_KEYS = frozenset(
 MAX_NUMERIC_LIST = 32
 
 _lock = threading.RLock()
+_V = TypeVar("_V")
 
 
 class AuditError(PrivacyError):
@@ -120,9 +121,6 @@ class ChainKey:
         return hmac.new(self.key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-_keys: dict[str, ChainKey] = {}
-
-
 def db_id(conn: sqlite3.Connection) -> str:
     """The identity of a connection's database: its file's real path (per connection for
     in-memory databases)."""
@@ -136,19 +134,42 @@ def _realpath(path: str) -> str:
     return os.path.realpath(path)
 
 
+class PerDatabase(Generic[_V]):
+    """Values bound to database files for this process: any connection to the same file
+    finds the value (see :func:`db_id`)."""
+
+    def __init__(self) -> None:
+        """Nothing bound yet."""
+        self._values: dict[str, _V] = {}
+        self._lock = threading.Lock()
+
+    def bind(self, db: sqlite_utils.Database, value: _V | None) -> None:
+        """Bind ``value`` to the database file of ``db`` (None: unbind)."""
+        ident = db_id(db.conn)
+        with self._lock:
+            if value is None:
+                self._values.pop(ident, None)
+            else:
+                self._values[ident] = value
+
+    def get(self, db: sqlite_utils.Database) -> _V | None:
+        """The value bound to the database file of ``db``, if any."""
+        ident = db_id(db.conn)
+        with self._lock:
+            return self._values.get(ident)
+
+
+_keys: PerDatabase[ChainKey] = PerDatabase()
+
+
 def bind_key(db: sqlite_utils.Database, key: ChainKey | None) -> None:
     """Key every later append to this database file in this process (None: unbind)."""
-    with _lock:
-        if key is None:
-            _keys.pop(db_id(db.conn), None)
-        else:
-            _keys[db_id(db.conn)] = key
+    _keys.bind(db, key)
 
 
 def bound_key(db: sqlite_utils.Database) -> ChainKey | None:
     """The chain key bound to this database file, if any."""
-    with _lock:
-        return _keys.get(db_id(db.conn))
+    return _keys.get(db)
 
 
 def _check_details(value: Any, path: str) -> None:

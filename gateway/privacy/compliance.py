@@ -224,50 +224,31 @@ EXPORT_FIELDS = (
 )
 
 
+#: Each kind of processing record and its query, columns named as in :data:`EXPORT_FIELDS`.
+_RECORD_QUERIES = {
+    "consent": (
+        "SELECT CAST(id AS TEXT) AS ref, created_at AS ts, person_id, status AS what,"
+        " notice_version, notice_sha256, method, recorded_by, scope, guardian_id,"
+        " '' AS details FROM consents ORDER BY id"
+    ),
+    "withdrawal_receipt": (
+        "SELECT id AS ref, ts, person_id, 'templates_erased=' || templates_erased AS what,"
+        " channel AS method, '' AS details FROM withdrawal_receipts ORDER BY ts"
+    ),
+    "audit": (
+        "SELECT CAST(seq AS TEXT) AS ref, ts, subject AS person_id, action AS what,"
+        " actor AS recorded_by, details FROM audit ORDER BY seq"
+    ),
+}
+
+
 def processing_records(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     """Consent records, withdrawal receipts and the audit trail, as flat rows (no biometric)."""
-    rows: list[dict[str, Any]] = []
-    for r in db.query("SELECT * FROM consents ORDER BY id"):
-        rows.append(
-            {
-                "record_type": "consent",
-                "ref": str(r["id"]),
-                "ts": r["created_at"],
-                "person_id": r["person_id"],
-                "what": r["status"],
-                "notice_version": r["notice_version"],
-                "notice_sha256": r["notice_sha256"],
-                "method": r["method"],
-                "recorded_by": r["recorded_by"],
-                "scope": r["scope"],
-                "guardian_id": r["guardian_id"],
-                "details": "",
-            }
-        )
-    for r in db.query("SELECT * FROM withdrawal_receipts ORDER BY ts"):
-        rows.append(
-            {
-                "record_type": "withdrawal_receipt",
-                "ref": r["id"],
-                "ts": r["ts"],
-                "person_id": r["person_id"],
-                "what": f"templates_erased={r['templates_erased']}",
-                "method": r["channel"],
-                "details": "",
-            }
-        )
-    for r in db.query("SELECT * FROM audit ORDER BY seq"):
-        rows.append(
-            {
-                "record_type": "audit",
-                "ref": str(r["seq"]),
-                "ts": r["ts"],
-                "person_id": r["subject"],
-                "what": r["action"],
-                "recorded_by": r["actor"],
-                "details": r["details"],
-            }
-        )
+    rows = [
+        {"record_type": record_type, **r}
+        for record_type, sql in _RECORD_QUERIES.items()
+        for r in db.query(sql)
+    ]
     return [{k: row.get(k) for k in EXPORT_FIELDS} for row in rows]
 
 

@@ -215,16 +215,23 @@ def _record(
     return cid
 
 
-def _check_common(
+def _answer(
     db: sqlite_utils.Database,
     person_id: str,
-    *,
+    status: str,
     notice: Notice,
+    *,
     method: str,
     recorded_by: str,
+    scope: str,
     guardian_id: str | None,
-    now: float,
-) -> None:
+    now: float | None,
+) -> int:
+    """Check and record a person's (or guardian's) answer to ``notice``, ``granted`` or
+    ``declined``; the first grant on this device puts ``notice`` in force."""
+    now = time.time() if now is None else now
+    if scope not in SCOPES:
+        raise ConsentError(f"consent scope {scope!r} is not one of {', '.join(SCOPES)}")
     person = get_person(db, person_id)
     if method not in METHODS:
         raise ConsentError(f"consent method {method!r} is not one of {', '.join(METHODS)}")
@@ -252,6 +259,20 @@ def _check_common(
             )
     elif guardian_id is not None:
         raise ConsentError("a guardian only gives consent for a minor")
+    if status == "granted" and current is None:
+        set_notice(db, notice, actor=recorded_by, now=now)
+    return _record(
+        db,
+        person_id,
+        status,
+        notice_version=notice.version,
+        notice_sha256=notice.sha256,
+        method=method,
+        recorded_by=recorded_by,
+        scope=scope,
+        guardian_id=guardian_id,
+        now=now,
+    )
 
 
 def grant(
@@ -266,26 +287,11 @@ def grant(
     now: float | None = None,
 ) -> int:
     """Record granted face-processing consent; return the consent id (refusals raise)."""
-    now = time.time() if now is None else now
-    if scope not in SCOPES:
-        raise ConsentError(f"consent scope {scope!r} is not one of {', '.join(SCOPES)}")
-    _check_common(
-        db,
-        person_id,
-        notice=notice,
-        method=method,
-        recorded_by=recorded_by,
-        guardian_id=guardian_id,
-        now=now,
-    )
-    if current_notice_version(db) is None:
-        set_notice(db, notice, actor=recorded_by, now=now)
-    return _record(
+    return _answer(
         db,
         person_id,
         "granted",
-        notice_version=notice.version,
-        notice_sha256=notice.sha256,
+        notice,
         method=method,
         recorded_by=recorded_by,
         scope=scope,
@@ -305,22 +311,11 @@ def decline(
     now: float | None = None,
 ) -> int:
     """Record that the person (or guardian) declined; they are not asked again."""
-    now = time.time() if now is None else now
-    _check_common(
-        db,
-        person_id,
-        notice=notice,
-        method=method,
-        recorded_by=recorded_by,
-        guardian_id=guardian_id,
-        now=now,
-    )
-    return _record(
+    return _answer(
         db,
         person_id,
         "declined",
-        notice_version=notice.version,
-        notice_sha256=notice.sha256,
+        notice,
         method=method,
         recorded_by=recorded_by,
         scope="device",

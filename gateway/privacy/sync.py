@@ -115,43 +115,25 @@ def _require_compound(
     return st.consent
 
 
-def export_bundle(
-    db: sqlite_utils.Database,
-    vault: Vault,
-    person_id: str,
-    site_key: bytes,
-    *,
-    actor: str = "system",
-    grace_days: float = 30,
-    now: float | None = None,
-) -> dict[str, Any]:
-    """The person's encrypted template bundle (fields of :class:`TemplateBundle`). Audited.
-
-    ``site_key`` is the SITE ROOT key (the one :class:`gateway.keys.Keys` holds as ``site``).
-    Refused (:class:`SyncError`) unless the current consent is granted with scope 'compound'.
-    """
-    now = time.time() if now is None else now
-    _require_compound(db, person_id, grace_days=grace_days, now=now)
-    model = _person_model(db, person_id)
-    site = vault.load_person(db, person_id)
-    count = len(site)
-    if not 1 <= count <= MAX_BUNDLE_TEMPLATES:
-        raise SyncError(
-            f"person {person_id}: {count} templates; a bundle holds 1..{MAX_BUNDLE_TEMPLATES}"
-        )
+def _seal(
+    person_id: str, site: np.ndarray, model: str, dim: int, site_key: bytes
+) -> TemplateBundle:
+    """Encrypt ``site`` (the person's site-space templates) under a fresh data key wrapped
+    by the bundle key derived from ``site_key``."""
     wrap_key = bundle_wrap_key(site_key)
     key_id = bundle_key_id(wrap_key)
     data_key = AESGCM.generate_key(bit_length=256)
     nonce = os.urandom(NONCE_BYTES)
+    count = len(site)
     ciphertext = AESGCM(data_key).encrypt(
         nonce,
         np.ascontiguousarray(site, dtype="<f4").tobytes(),
-        _tpl_aad(person_id, model, count, vault.dim),
+        _tpl_aad(person_id, model, count, dim),
     )
     key_nonce = os.urandom(NONCE_BYTES)
     wrapped = key_nonce + AESGCM(wrap_key).encrypt(key_nonce, data_key, _key_aad(person_id, key_id))
-    del data_key, site
-    bundle = TemplateBundle(
+    del data_key
+    return TemplateBundle(
         key_id=key_id,
         wrapped_key_b64=_b64(wrapped),
         nonce_b64=_b64(nonce),
@@ -159,16 +141,6 @@ def export_bundle(
         model=model,
         count=count,
     )
-    audit.append(
-        db,
-        actor,
-        "template.export",
-        person_id,
-        {"count": count, "model": model, "key_id": key_id, "format": BUNDLE_FORMAT},
-        now=now,
-    )
-    log.info("person %s: %d templates exported as a sync bundle", person_id, count)
-    return bundle.model_dump()
 
 
 def consent_ref(db: sqlite_utils.Database, person_id: str) -> dict[str, Any]:
@@ -197,12 +169,38 @@ def export_sync_args(
     grace_days: float = 30,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """The full ``args`` of a ``sync_person`` command (:class:`SyncPersonArgs`, JSON-ready)."""
-    bundle = export_bundle(
-        db, vault, person_id, site_key, actor=actor, grace_days=grace_days, now=now
+    """The full ``args`` of a ``sync_person`` command (:class:`SyncPersonArgs`, JSON-ready):
+    the consent and the person's encrypted template bundle. Audited.
+
+    ``site_key`` is the SITE ROOT key (the one :class:`gateway.keys.Keys` holds as ``site``).
+    Refused (:class:`SyncError`) unless the current consent is granted with scope 'compound'.
+    """
+    now = time.time() if now is None else now
+    _require_compound(db, person_id, grace_days=grace_days, now=now)
+    model = _person_model(db, person_id)
+    site = vault.load_person(db, person_id)
+    count = len(site)
+    if not 1 <= count <= MAX_BUNDLE_TEMPLATES:
+        raise SyncError(
+            f"person {person_id}: {count} templates; a bundle holds 1..{MAX_BUNDLE_TEMPLATES}"
+        )
+    bundle = _seal(person_id, site, model, vault.dim, site_key)
+    del site
+    audit.append(
+        db,
+        actor,
+        "template.export",
+        person_id,
+        {"count": count, "model": model, "key_id": bundle.key_id, "format": BUNDLE_FORMAT},
+        now=now,
     )
+    log.info("person %s: %d templates exported as a sync bundle", person_id, count)
     args = SyncPersonArgs.model_validate(
-        {"person_id": person_id, "consent": consent_ref(db, person_id), "bundle": bundle}
+        {
+            "person_id": person_id,
+            "consent": consent_ref(db, person_id),
+            "bundle": bundle.model_dump(),
+        }
     )
     return args.model_dump(mode="json")
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.credentials.hashing import CredentialError, PinKind
+from gateway.credentials.hashing import NORMAL_PIN, CredentialError, PinKind, PinTerms
 from gateway.privacy import audit
 from gateway.privacy.people import Person, get_person
 from gateway.services.cache_state import CacheState, PersonRecord
@@ -44,6 +45,18 @@ class CredentialDeps:
 def _changed(deps: CredentialDeps, person_id: str, record: PersonRecord | None = None) -> None:
     if deps.cache is not None:
         deps.cache.note_change(person_id, record=record)
+
+
+@contextmanager
+def _writing(deps: CredentialDeps, person_id: str) -> Iterator[float]:
+    """After the caller took the person's cards or PINs out of the in-memory cache (fail
+    closed): tell the cache, check the person exists, and give the time of a change made,
+    with its audit row, in one transaction."""
+    _changed(deps, person_id)  # even when the database cannot be read below
+    get_person(deps.credentials.db, person_id)  # a clear error for an unknown id
+    now = deps.clock()
+    with transaction(deps.credentials.db):
+        yield now
 
 
 def add_card(
@@ -81,11 +94,8 @@ def revoke_card(
     db = creds.db
     if card is not None:
         card_hmac = creds.card_hmac(card[0], card[1])
-    creds.forget_cards(person_id, card_hmac)  # fail closed: refused from now on,
-    _changed(deps, person_id)  # even when the database cannot be read below
-    get_person(db, person_id)  # a clear error for an unknown id
-    now = deps.clock()
-    with transaction(db):
+    creds.forget_cards(person_id, card_hmac)  # fail closed: refused from now on
+    with _writing(deps, person_id) as now:
         n = creds.revoke_cards(person_id, now, card_hmac)
         audit.append(
             db,
@@ -111,10 +121,7 @@ def revoke_pin(
     creds = deps.credentials
     db = creds.db
     creds.forget_pins(person_id, kind)
-    _changed(deps, person_id)
-    get_person(db, person_id)
-    now = deps.clock()
-    with transaction(db):
+    with _writing(deps, person_id) as now:
         n = creds.revoke_pins(person_id, now, kind)
         audit.append(
             db,
@@ -141,11 +148,8 @@ def set_pin(
     creds = deps.credentials
     db = creds.db
     creds.forget_pins(person_id, kind)  # the PIN it replaces is refused from now on
-    _changed(deps, person_id)
-    get_person(db, person_id)
-    now = deps.clock()
-    with transaction(db):
-        pin_id = creds.set_pin(person_id, pin, now, kind=kind)
+    with _writing(deps, person_id) as now:
+        pin_id = creds.set_pin(person_id, pin, now, PinTerms(kind))
         audit.append(
             db, actor, "pin.set", person_id, {"pin_id": pin_id, "kind": kind, "channel": channel}
         )
@@ -160,30 +164,21 @@ def set_pin_hash(
     *,
     actor: str,
     channel: str,
-    kind: PinKind = "normal",
-    expires_at: float | None = None,
-    uses_left: int | None = None,
+    terms: PinTerms = NORMAL_PIN,
 ) -> int:
     """Store a PIN hashed by the management side (the MQTT ``set_pin`` command)."""
     creds = deps.credentials
     db = creds.db
     creds.check_pin_hash(pin_hash)  # bad input (no database read) changes nothing
-    creds.forget_pins(person_id, kind)
-    _changed(deps, person_id)
-    get_person(db, person_id)
-    now = deps.clock()
-    with transaction(db):
-        pin_id = creds.set_pin_hash(
-            person_id,
-            pin_hash,
-            pin_index,
-            now,
-            kind=kind,
-            expires_at=expires_at,
-            uses_left=uses_left,
-        )
+    creds.forget_pins(person_id, terms.kind)
+    with _writing(deps, person_id) as now:
+        pin_id = creds.set_pin_hash(person_id, pin_hash, pin_index, now, terms)
         audit.append(
-            db, actor, "pin.set", person_id, {"pin_id": pin_id, "kind": kind, "channel": channel}
+            db,
+            actor,
+            "pin.set",
+            person_id,
+            {"pin_id": pin_id, "kind": terms.kind, "channel": channel},
         )
     return pin_id
 

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from gateway.credentials.hashing import LockedOutError, LockoutEvent, LockoutPolicy, PinHashParams
+from gateway.credentials.hashing import (
+    LockedOutError,
+    LockoutEvent,
+    LockoutPolicy,
+    PinHashParams,
+    PinTerms,
+)
 from gateway.credentials.store import Credentials
 from gateway.hardware.events import CardRead
 from gateway.store import database as store
@@ -71,8 +77,8 @@ def setup(
     )
     c.add_card("p1", 7, CARD_NO, now=0.0)
     c.set_pin("p1", PIN, now=0.0)
-    c.set_pin("p1", DURESS, now=0.0, kind="duress")
-    c.set_pin("v1", VISITOR, now=0.0, kind="visitor", expires_at=500.0, uses_left=2)
+    c.set_pin("p1", DURESS, now=0.0, terms=PinTerms("duress"))
+    c.set_pin("v1", VISITOR, now=0.0, terms=PinTerms("visitor", expires_at=500.0, uses_left=2))
     return c, flaky, clock
 
 

@@ -13,6 +13,7 @@ from gateway.credentials.hashing import (
     LockoutEvent,
     LockoutPolicy,
     PinHashParams,
+    PinTerms,
     lockout_seconds,
     seal_pin_hash,
 )
@@ -90,7 +91,7 @@ def test_pin_rules() -> None:
     with pytest.raises(CredentialError, match="already in use"):
         c.set_pin("p2", "4711", now=0.0)
     with pytest.raises(CredentialError, match="expiry or a use count"):
-        c.set_pin("v1", "9999", now=0.0, kind="visitor")
+        c.set_pin("v1", "9999", now=0.0, terms=PinTerms("visitor"))
     # a new PIN replaces the old one of the same kind
     c.set_pin("p1", "8888", now=1.0)
     assert c.identify_pin("4711", reader="g", now=2.0) is None
@@ -128,7 +129,7 @@ def test_pin_lookup_checks_only_its_bucket() -> None:
 def test_duress_pin_grants_with_flag() -> None:
     c = make()
     c.set_pin("p1", "1234", now=0.0)
-    c.set_pin("p1", "1235", now=0.0, kind="duress")
+    c.set_pin("p1", "1235", now=0.0, terms=PinTerms("duress"))
     m = c.identify_pin("1235", reader="g", now=1.0)
     assert m is not None
     assert (m.person_id, m.duress) == ("p1", True)
@@ -142,7 +143,7 @@ def test_duress_pin_grants_with_flag() -> None:
 
 def test_visitor_pin_expiry_and_uses() -> None:
     c = make()
-    c.set_pin("v1", "5555", now=0.0, kind="visitor", expires_at=100.0, uses_left=2)
+    c.set_pin("v1", "5555", now=0.0, terms=PinTerms("visitor", expires_at=100.0, uses_left=2))
     m = c.identify_pin("5555", reader="g", now=1.0)
     assert m is not None
     assert (m.kind, m.expires_at, m.uses_left) == ("visitor", 100.0, 2)
@@ -153,7 +154,7 @@ def test_visitor_pin_expiry_and_uses() -> None:
     assert c.identify_pin("5555", reader="g", now=3.0, consume=True) is not None
     assert c.identify_pin("5555", reader="g", now=4.0) is None  # used up
     assert not c.consume_use(m.pin_id)
-    c.set_pin("v1", "6666", now=5.0, kind="visitor", expires_at=10.0)
+    c.set_pin("v1", "6666", now=5.0, terms=PinTerms("visitor", expires_at=10.0))
     assert c.identify_pin("6666", reader="h", now=9.0) is not None
     assert c.identify_pin("6666", reader="h", now=10.0) is None  # expired
 
@@ -202,8 +203,8 @@ def test_db_dump_has_no_plaintext_card_or_pin() -> None:
     card_no, pin, duress, visitor = 8675309, "97531864", "86420975", "31415926"
     c.add_card("p1", 123, card_no, now=0.0)
     c.set_pin("p1", pin, now=0.0)
-    c.set_pin("p1", duress, now=0.0, kind="duress")
-    c.set_pin("v1", visitor, now=0.0, kind="visitor", uses_left=3)
+    c.set_pin("p1", duress, now=0.0, terms=PinTerms("duress"))
+    c.set_pin("v1", visitor, now=0.0, terms=PinTerms("visitor", uses_left=3))
     c.identify_pin("11112222", reader="g", now=1.0)
     dump = "\n".join(c.db.conn.iterdump())
     for secret in (str(card_no), hex(card_no)[2:], pin, duress, visitor):
@@ -246,7 +247,7 @@ def test_set_pin_hash_from_management_side_is_found() -> None:
     assert (m.person_id, m.pin_id, m.kind) == ("p1", pin_id, "normal")
     assert c.verify_pin_for("p1", "482916", reader="g", now=1.0) is not None
     hv, iv = management_record("7001")
-    c.set_pin_hash("v1", hv, iv, now=0.0, kind="visitor", uses_left=1)
+    c.set_pin_hash("v1", hv, iv, now=0.0, terms=PinTerms("visitor", uses_left=1))
     mv = c.identify_pin("7001", reader="g", now=2.0, consume=True)
     assert mv is not None
     assert mv.kind == "visitor"
@@ -326,7 +327,7 @@ def test_set_pin_hash_needs_our_minimum_cost_and_a_valid_record() -> None:
         with pytest.raises(CredentialError, match="pin_index"):
             c2.set_pin_hash("p1", h, bad, now=0.0)
     with pytest.raises(CredentialError, match="expiry or a use count"):
-        c2.set_pin_hash("v1", h, idx, now=0.0, kind="visitor")
+        c2.set_pin_hash("v1", h, idx, now=0.0, terms=PinTerms("visitor"))
     with pytest.raises(CredentialError, match="unknown person"):
         c2.set_pin_hash("nobody", h, idx, now=0.0)
 

@@ -26,7 +26,6 @@ from gateway.privacy.enroll import enroll_images
 from gateway.privacy.notice import Notice
 from gateway.privacy.sync import (
     SyncError,
-    export_bundle,
     export_sync_args,
     handle_sync_person,
     import_bundle,
@@ -122,7 +121,7 @@ def test_export_import_b_matches_same_probe(gates: tuple[Gate, Gate], tmp_path: 
     sync_args = export_sync_args(a.db, a.vault, pid, a.site_key, actor="office-1")
     # the envelope the management side signs is valid
     args = _args(sync_args)
-    TemplateBundle.model_validate(export_bundle(a.db, a.vault, pid, a.site_key))
+    TemplateBundle.model_validate(sync_args["bundle"])
     assert args.consent.scope == "compound"
     assert args.bundle.count == len(CODES)
 
@@ -271,7 +270,7 @@ def test_device_scope_refused_at_export(gates: tuple[Gate, Gate], tmp_path: Path
     pid = _enrol(a, tmp_path, scope="device")
     n_audit = _count(a.db, "audit")
     with pytest.raises(SyncError, match="scope is 'device'"):
-        export_bundle(a.db, a.vault, pid, a.site_key)
+        export_sync_args(a.db, a.vault, pid, a.site_key)
     assert _count(a.db, "audit") == n_audit  # nothing exported, nothing audited as exported
 
 
@@ -282,13 +281,13 @@ def test_withdrawn_or_unenrolled_refused_at_export(
     pid = _enrol(a, tmp_path)
     withdraw(a.db, a.vault, a.gallery, pid, "app")
     with pytest.raises(SyncError, match="withdrawn"):
-        export_bundle(a.db, a.vault, pid, a.site_key)
+        export_sync_args(a.db, a.vault, pid, a.site_key)
     bare = people.add_person(a.db, "No Face")
     consent.grant(
         a.db, bare, Notice("2025-06", NOTICE_EN), method="paper", recorded_by="o", scope="compound"
     )
     with pytest.raises(SyncError, match="no face templates"):
-        export_bundle(a.db, a.vault, bare, a.site_key)
+        export_sync_args(a.db, a.vault, bare, a.site_key)
 
 
 def test_device_scope_refused_at_import(gates: tuple[Gate, Gate], tmp_path: Path) -> None:
