@@ -70,11 +70,15 @@ def add_card(
     """Give a person a card ``(facility, number)`` (stored as a keyed hash only); return its
     id. CredentialError when the card belongs to someone. Audited as ``card.added``."""
     creds = deps.credentials
-    db = creds.db
-    get_person(db, person_id)  # a clear error for an unknown id
-    card_id = creds.add_card(person_id, card[0], card[1], deps.clock())
-    audit.append(db, actor, "card.added", person_id, {"card_id": card_id})
-    _changed(deps, person_id)
+    try:
+        with _writing(deps, person_id) as now:  # the card and its audit row, or neither
+            card_id = creds.add_card(person_id, card[0], card[1], now)
+            audit.append(creds.db, actor, "card.added", person_id, {"card_id": card_id}, now=now)
+    except BaseException:
+        # rolled back: not in the database, so not in the cache either (the store caches
+        # a card as it writes it, before this transaction commits)
+        creds.forget_cards(person_id, creds.card_hmac(card[0], card[1]))
+        raise
     log.info("a card was added to a person via %s", channel)
     return card_id
 

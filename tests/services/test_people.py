@@ -183,3 +183,28 @@ def test_cli_people_delete_needs_yes(
     out = capsys.readouterr().out
     assert "3 templates, 1 card(s), 1 PIN(s), 2 consent record(s)" in out
     assert people.find_person(db, pid) is None
+
+
+def test_adding_a_card_is_stored_with_its_audit_row_or_not_at_all(
+    db: sqlite_utils.Database, keys: tuple[bytes, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.services import credentials as cred_svc
+
+    creds = Credentials(db, keys[0], hash_params=FAST)
+    pid = people.add_person(db, "Wang Fang")
+    deps = cred_svc.CredentialDeps(creds)
+
+    def failing_append(*args: object, **kw: object) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("gateway.services.credentials.audit.append", failing_append)
+    with pytest.raises(OSError, match="disk full"):
+        cred_svc.add_card(deps, pid, (7, 4242), actor="office-1", channel="cli")
+    card = SimpleNamespace(facility=7, card_number=4242)
+    assert db.execute("SELECT count(*) FROM cards").fetchone()[0] == 0
+    with creds.memory_only():  # nor answered from memory while the database is down
+        assert creds.identify_card(card) is None
+    monkeypatch.undo()
+    cred_svc.add_card(deps, pid, (7, 4242), actor="office-1", channel="cli")
+    assert creds.identify_card(card) == pid
+    assert db.execute("SELECT count(*) FROM audit WHERE action = 'card.added'").fetchone()[0] == 1
