@@ -108,25 +108,9 @@ class FacePipeline:
         paths = models.require(Path(model_dir))
         det: Detector
         if s.backend_for("detector") == "opencv":
-            det = OpenCVYuNet(
-                paths[models.YUNET],
-                input_size=s.detector_input,
-                letterbox=s.letterbox,
-                score_threshold=s.score_threshold,
-                nms_threshold=s.nms_threshold,
-                top_k=s.top_k,
-            )
+            det = OpenCVYuNet(paths[models.YUNET], s)
         else:
-            det = OrtYuNet(
-                paths[models.YUNET],
-                input_size=s.detector_input,
-                letterbox=s.letterbox,
-                score_threshold=s.score_threshold,
-                nms_threshold=s.nms_threshold,
-                top_k=s.top_k,
-                providers=s.providers,
-                threads=s.threads,
-            )
+            det = OrtYuNet(paths[models.YUNET], s)
         emb: Embedder
         if s.backend_for("embedder") == "opencv":
             emb = OpenCVSFace(paths[models.SFACE], flip_fusion=s.flip_fusion)
