@@ -132,7 +132,7 @@ def main() -> int:
     stages = {
         "detect_640x480": median_ms(lambda: pipe.detector.detect(frame), n),
         "align": median_ms(lambda: align(frame, det[0].landmarks), n),
-        "quality": median_ms(lambda: assess(det[0].landmarks, crop, pipe.thresholds), n),
+        "quality": median_ms(lambda: assess(det[0].landmarks, crop, pipe.settings), n),
         "embed": median_ms(lambda: pipe.embedder.embed([crop]), n),
     }
     anti = pipe.antispoof

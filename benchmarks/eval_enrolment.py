@@ -93,7 +93,8 @@ def gateway_quality_fn() -> Any:
     """The gateway's quality gate (default thresholds) as f(image, yunet_row) -> (ok, reason)."""
     try:
         from gateway.face.align import align
-        from gateway.face.quality import QualityThresholds, assess
+        from gateway.face.quality import assess
+        from gateway.face.settings import QualityThresholds
     except ImportError:
         return None
     thresholds = QualityThresholds()
@@ -135,7 +136,7 @@ class GatewayVariants:
             return None, None, False, None, "no_face"
         d = max(dets, key=lambda x: float(x.box[2]) * float(x.box[3]))
         crop = self.align(img, d.landmarks)
-        verdict = self.assess(d.landmarks, crop, self.pipe.thresholds)
+        verdict = self.assess(d.landmarks, crop, self.pipe.settings)
         if self.pipe.settings.flip_fusion:
             raise RuntimeError("GatewayVariants needs flip_fusion off in the pipeline")
         raw = self.pipe.embedder.embed([crop, np.ascontiguousarray(crop[:, ::-1])])

@@ -231,18 +231,10 @@ _RETENTION_FIELDS = (
 
 def retention_policy(args: argparse.Namespace) -> retention.RetentionPolicy:
     """The ``[retention]`` periods of --config (the daemon's), each overridable by a flag."""
-    cfg = config_of(args)
-    base = retention.RetentionPolicy()
-    values: dict[str, int] = {}
-    for name in _RETENTION_FIELDS:
-        flag = getattr(args, name, None)
-        if flag is not None:
-            values[name] = flag
-        elif cfg is not None:
-            values[name] = getattr(cfg.retention, name)
-        else:
-            values[name] = getattr(base, name)
-    return retention.RetentionPolicy(**values)
+    from gateway.services.compliance import retention_policy as configured
+
+    flags = {n: v for n in _RETENTION_FIELDS if (v := getattr(args, n, None)) is not None}
+    return configured(config_of(args), **flags)
 
 
 def retention_options(p: argparse.ArgumentParser) -> None:

@@ -131,13 +131,14 @@ def _preview_detector(args: argparse.Namespace) -> Any:
     from gateway.errors import ModelError
     from gateway.face import models
     from gateway.face.detector import OpenCVYuNet
+    from gateway.face.settings import FaceSettings
 
     cfg = ctx.config_of(args)
     model_dir = args.model_dir or (cfg.face.model_dir if cfg is not None else ctx.DEFAULT_MODEL_DIR)
     try:
         path = models.require(Path(model_dir))[models.YUNET]
         # a low threshold: a missed passer-by is worse than a blurred background patch
-        return OpenCVYuNet(path, input_size=None, score_threshold=0.5)
+        return OpenCVYuNet(path, FaceSettings(detector_input=None, score_threshold=0.5))
     except (ModelError, OSError, KeyError) as exc:
         log.warning("zones preview: no face detector (%s)", exc)
         return None

@@ -243,15 +243,5 @@ def format_identify(stats: Mapping[str, object], summary: Mapping[str, object]) 
     lines.append("rank-1: no mated searches" if r1 is None else f"rank-1: {r1:.4f}")
     if summary.get("margin"):
         lines.append(f"runner-up margin required: {summary['margin']:g}")
-    fnir = summary["fnir_at_fpir"]
-    if not isinstance(fnir, dict):
-        raise TypeError("summary['fnir_at_fpir'] must be a dict")
-    for key, v in fnir.items():
-        if v["fnir"] is None:
-            lines.append(f"FNIR @ FPIR={key}: {v['not_measurable']}")
-        else:
-            lines.append(
-                f"FNIR @ FPIR={key}: {v['fnir']:.4f} (threshold {v['threshold']:.4f}, "
-                f"measured FPIR {v['measured_fpir']:.2e})"
-            )
+    lines += metrics.rate_lines(summary, "fnir_at_fpir", "FNIR", "FPIR")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ result says "not measurable with N impostor pairs" instead of a number.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,25 @@ class RateAt:
             f"{name} @ {at}={self.target:g}: {self.value:.4f} "
             f"(threshold {self.threshold:.4f}, measured {at} {self.achieved:.2e})"
         )
+
+
+def rate_lines(summary: Mapping[str, object], table: str, name: str, at: str) -> list[str]:
+    """One line per entry of the summary's rate table ``summary[table]`` (target -> the
+    ``name``, threshold and ``measured_<at>`` it gave, or why it is not measurable)."""
+    rates = summary[table]
+    if not isinstance(rates, dict):
+        raise TypeError(f"summary[{table!r}] must be a dict")
+    value, measured = name.lower(), f"measured_{at.lower()}"
+    lines = []
+    for key, v in rates.items():
+        if v[value] is None:
+            lines.append(f"{name} @ {at}={key}: {v['not_measurable']}")
+        else:
+            lines.append(
+                f"{name} @ {at}={key}: {v[value]:.4f} (threshold {v['threshold']:.4f}, "
+                f"measured {at} {v[measured]:.2e})"
+            )
+    return lines
 
 
 @dataclass(frozen=True)

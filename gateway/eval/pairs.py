@@ -235,15 +235,5 @@ def format_summary(summary: dict[str, object]) -> str:
         f"  rule: {summary['failed_pair_rule']}",
         f"10-fold accuracy: {summary['accuracy_mean']:.4f} +- {summary['accuracy_std']:.4f}",
     ]
-    tar = summary["tar_at_far"]
-    if not isinstance(tar, dict):
-        raise TypeError("summary['tar_at_far'] must be a dict")
-    for key, v in tar.items():
-        if v["tar"] is None:
-            lines.append(f"TAR @ FAR={key}: {v['not_measurable']}")
-        else:
-            lines.append(
-                f"TAR @ FAR={key}: {v['tar']:.4f} (threshold {v['threshold']:.4f}, "
-                f"measured FAR {v['measured_far']:.2e})"
-            )
+    lines += metrics.rate_lines(summary, "tar_at_far", "TAR", "FAR")
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """YuNet face detection (onnxruntime, or cv2.FaceDetectorYN) decoded like OpenCV does.
 
 The frame is resized to fit the configured input (letterboxed: scaled, padded right/bottom
-with zeros) or, with ``input_size=None``, padded to a multiple of 32 at its own size. The
+with zeros) or, with ``detector_input=None``, padded to a multiple of 32 at its own size. The
 three strides' outputs (cls, obj, bbox, kps) are decoded as in OpenCV's FaceDetectorYN:
 score = sqrt(clip(cls) * clip(obj)), centre = (cell + d) * stride, size = exp(d) * stride,
 landmarks = (cell + d) * stride; then score threshold and NMS. Results are in frame pixels.
@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from gateway.errors import ModelError
+from gateway.face.settings import FaceSettings
 
 log = logging.getLogger(__name__)
 
@@ -137,29 +138,14 @@ def to_detections(
 class OrtYuNet:
     """YuNet run by onnxruntime."""
 
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        input_size: tuple[int, int] | None = (320, 320),
-        letterbox: bool = True,
-        score_threshold: float = 0.7,
-        nms_threshold: float = 0.3,
-        top_k: int = 50,
-        providers: tuple[str, ...] = ("CPUExecutionProvider",),
-        threads: int = 2,
-    ) -> None:
+    def __init__(self, model_path: Path, settings: FaceSettings) -> None:
         """Load the fp32 YuNet; ModelError naming the file when it cannot be loaded."""
         from gateway.face.runtime import ort_session
 
-        self.session = ort_session(model_path, providers, threads)
+        self.session = ort_session(model_path, settings.providers, settings.threads)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.input_size = input_size
-        self.letterbox = letterbox
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.top_k = top_k
+        self.settings = settings
 
     def raw(self, img: np.ndarray) -> np.ndarray:
         """Nx15 decoded faces of an input-size image (H, W multiples of 32)."""
@@ -170,46 +156,37 @@ class OrtYuNet:
             named,
             width=img.shape[1],
             height=img.shape[0],
-            score_threshold=self.score_threshold,
-            nms_threshold=self.nms_threshold,
-            top_k=self.top_k,
+            score_threshold=self.settings.score_threshold,
+            nms_threshold=self.settings.nms_threshold,
+            top_k=self.settings.top_k,
         )
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """Faces in a validated BGR frame, best score first."""
-        img, sx, sy = prepare(frame_bgr, self.input_size, self.letterbox)
+        img, sx, sy = prepare(frame_bgr, self.settings.detector_input, self.settings.letterbox)
         return to_detections(self.raw(img), sx, sy, frame_bgr.shape)
 
 
 class OpenCVYuNet:
     """YuNet run by ``cv2.FaceDetectorYN`` (the ``opencv`` backend)."""
 
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        input_size: tuple[int, int] | None = (320, 320),
-        letterbox: bool = True,
-        score_threshold: float = 0.7,
-        nms_threshold: float = 0.3,
-        top_k: int = 50,
-    ) -> None:
+    def __init__(self, model_path: Path, settings: FaceSettings) -> None:
         """Create the OpenCV detector; ModelError when OpenCV cannot load the file."""
         import cv2
 
+        s = settings
         try:
             self.det = cv2.FaceDetectorYN.create(
-                str(model_path), "", (320, 320), score_threshold, nms_threshold, top_k
+                str(model_path), "", (320, 320), s.score_threshold, s.nms_threshold, s.top_k
             )
         except cv2.error as exc:
             raise ModelError(f"OpenCV cannot load {model_path}: {exc}") from exc
-        self.input_size = input_size
-        self.letterbox = letterbox
+        self.settings = settings
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """Faces in a validated BGR frame."""
-        img, sx, sy = prepare(frame_bgr, self.input_size, self.letterbox)
-        if self.input_size is None:
+        img, sx, sy = prepare(frame_bgr, self.settings.detector_input, self.settings.letterbox)
+        if self.settings.detector_input is None:
             img = frame_bgr
         self.det.setInputSize((img.shape[1], img.shape[0]))
         _, faces = self.det.detect(img)

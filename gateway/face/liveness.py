@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,7 @@ def affine_residual(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(((src @ sol - b) ** 2).sum(axis=1).mean()))
 
 
+@dataclass(eq=False)
 class ConsistencyTracker:
     """Pure multi-frame check: a face must persist K frames with natural landmark motion.
 
@@ -157,26 +158,21 @@ class ConsistencyTracker:
     motion non-rigid. Detector jitter alone is below ``min_motion``.
     """
 
-    def __init__(
-        self,
-        k: int = 5,
-        *,
-        min_motion: float = 0.01,
-        min_nonrigid: float = 0.004,
-        min_ratio: float = 0.08,
-        max_gap_s: float = 0.5,
-        max_jump: float = 0.5,
-    ) -> None:
-        """Thresholds are fractions of the inter-ocular distance."""
-        self.k = k
-        self.min_motion = min_motion
-        self.min_nonrigid = min_nonrigid
-        self.min_ratio = min_ratio
-        self.max_gap_s = max_gap_s
-        self.max_jump = max_jump
-        self._frames: deque[tuple[float, np.ndarray, tuple[float, float, float, float]]] = deque(
-            maxlen=k
-        )
+    k: int = 5
+    _: KW_ONLY
+    #: the thresholds are fractions of the inter-ocular distance
+    min_motion: float = 0.01
+    min_nonrigid: float = 0.004
+    min_ratio: float = 0.08
+    max_gap_s: float = 0.5
+    max_jump: float = 0.5
+    _frames: deque[tuple[float, np.ndarray, tuple[float, float, float, float]]] = field(
+        init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        """An empty track of at most K frames."""
+        self._frames = deque(maxlen=self.k)
 
     def reset(self) -> None:
         """Forget the track."""

@@ -18,7 +18,7 @@ from gateway.face.detector import Detection, Detector, OpenCVYuNet, OrtYuNet
 from gateway.face.embedder import Embedder, OpenCVSFace, OrtSFace
 from gateway.face.image import as_bgr
 from gateway.face.liveness import AntiSpoof
-from gateway.face.quality import QualityThresholds, QualityVerdict, assess
+from gateway.face.quality import QualityVerdict, assess
 from gateway.face.settings import FaceSettings
 
 __all__ = ["EnrolmentSample", "FaceObservation", "FacePipeline", "FaceSettings"]
@@ -84,19 +84,6 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _thresholds(s: FaceSettings) -> QualityThresholds:
-    return QualityThresholds(
-        min_interocular_px=s.min_interocular_px,
-        tracked_size_ratio=s.tracked_size_ratio,
-        max_yaw=s.max_yaw,
-        max_roll_deg=s.max_roll_deg,
-        pitch_range=s.pitch_range,
-        min_sharpness=s.min_sharpness,
-        min_brightness=s.min_brightness,
-        max_brightness=s.max_brightness,
-    )
-
-
 class FacePipeline:
     """The loaded models plus settings. Not thread-safe: use one per worker thread."""
 
@@ -112,7 +99,6 @@ class FacePipeline:
         self.embedder = embedder
         self.antispoof = antispoof
         self.settings = settings
-        self.thresholds = _thresholds(settings)
         self.stats = PipelineStats()
 
     @classmethod
@@ -122,25 +108,9 @@ class FacePipeline:
         paths = models.require(Path(model_dir))
         det: Detector
         if s.backend_for("detector") == "opencv":
-            det = OpenCVYuNet(
-                paths[models.YUNET],
-                input_size=s.detector_input,
-                letterbox=s.letterbox,
-                score_threshold=s.score_threshold,
-                nms_threshold=s.nms_threshold,
-                top_k=s.top_k,
-            )
+            det = OpenCVYuNet(paths[models.YUNET], s)
         else:
-            det = OrtYuNet(
-                paths[models.YUNET],
-                input_size=s.detector_input,
-                letterbox=s.letterbox,
-                score_threshold=s.score_threshold,
-                nms_threshold=s.nms_threshold,
-                top_k=s.top_k,
-                providers=s.providers,
-                threads=s.threads,
-            )
+            det = OrtYuNet(paths[models.YUNET], s)
         emb: Embedder
         if s.backend_for("embedder") == "opencv":
             emb = OpenCVSFace(paths[models.SFACE], flip_fusion=s.flip_fusion)
@@ -212,7 +182,7 @@ class FacePipeline:
             crop = align(frame, d.landmarks)
             crops.append(crop)
             near = any(iou(d.box, b) >= TRACK_IOU for b in tracked)
-            verdicts.append(assess(d.landmarks, crop, self.thresholds, tracked=near))
+            verdicts.append(assess(d.landmarks, crop, self.settings, tracked=near))
         t2 = time.perf_counter()
         good = [i for i, v in enumerate(verdicts) if v.ok]
         embs = self.embedder.embed([crops[i] for i in good]) if good else None

@@ -7,21 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class QualityThresholds:
-    """Limits of the quality gate (see FaceSettings for the defaults)."""
-
-    min_interocular_px: float = 28.0
-    #: a face that passed the gate in the previous frame passes the size check down to this
-    #: share of ``min_interocular_px`` (hysteresis: no flicker at the limit as someone walks up)
-    tracked_size_ratio: float = 0.85
-    max_yaw: float = 0.35
-    max_roll_deg: float = 25.0
-    pitch_range: tuple[float, float] = (0.2, 0.8)
-    min_sharpness: float = 20.0
-    min_brightness: float = 40.0
-    max_brightness: float = 220.0
+from gateway.face.settings import QualityThresholds
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,27 @@ DEFAULT_DETECTOR_INPUT: tuple[int, int] = (320, 320)
 
 
 @dataclass(frozen=True)
-class FaceSettings:
+class QualityThresholds:
+    """Limits of the quality gate: eye distance, pose, blur, exposure."""
+
+    min_interocular_px: float = 28.0
+    #: a face that passed the gate in the previous frame passes the size check down to this
+    #: share of ``min_interocular_px`` (hysteresis: no flicker at the limit as someone walks up)
+    tracked_size_ratio: float = 0.85
+    max_yaw: float = 0.35
+    max_roll_deg: float = 25.0
+    pitch_range: tuple[float, float] = (0.2, 0.8)
+    min_sharpness: float = 20.0
+    min_brightness: float = 40.0
+    max_brightness: float = 220.0
+
+
+@dataclass(frozen=True)
+class FaceSettings(QualityThresholds):
     """Face pipeline settings (plain values; the daemon maps its config onto them).
+
+    The quality gate's limits are the inherited :class:`QualityThresholds` fields, so the
+    settings are what :func:`gateway.face.quality.assess` takes.
 
     ``detector_input`` is (width, height), multiples of 32, or None to run the detector at
     the frame's own size padded to 32 (what ``cv2.FaceDetectorYN`` does). ``letterbox``
@@ -27,14 +46,6 @@ class FaceSettings:
     score_threshold: float = 0.7
     nms_threshold: float = 0.3
     top_k: int = 50
-    min_interocular_px: float = 28.0
-    tracked_size_ratio: float = 0.85
-    max_yaw: float = 0.35
-    max_roll_deg: float = 25.0
-    pitch_range: tuple[float, float] = (0.2, 0.8)
-    min_sharpness: float = 20.0
-    min_brightness: float = 40.0
-    max_brightness: float = 220.0
     flip_fusion: bool = False
     liveness_models: tuple[str, ...] = ("MiniFASNetV2.onnx", "MiniFASNetV1SE.onnx")
     providers: tuple[str, ...] = ("CPUExecutionProvider",)

@@ -27,20 +27,12 @@ class FrameResult(Generic[R]):
     finished: float
 
 
+@dataclass(slots=True, eq=False)
 class _Slot(Generic[R]):
-    __slots__ = ("frame", "future", "loop", "submitted")
-
-    def __init__(
-        self,
-        frame: np.ndarray,
-        future: asyncio.Future[FrameResult[R] | None],
-        loop: asyncio.AbstractEventLoop,
-        submitted: float,
-    ) -> None:
-        self.frame = frame
-        self.future = future
-        self.loop = loop
-        self.submitted = submitted
+    frame: np.ndarray
+    future: asyncio.Future[FrameResult[R] | None]
+    loop: asyncio.AbstractEventLoop
+    submitted: float
 
 
 def _resolve(fut: asyncio.Future[FrameResult[R] | None], value: FrameResult[R] | None) -> None:

@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[ev.BaseEvent], None]
 Pseudonym = Callable[[str | None], str | None]
+#: the decision core's defaults (the freshness limit of face evidence)
+_FUSION = access.FusionSettings()
 
 
 @dataclass
@@ -111,7 +113,7 @@ class AccessController:
         emit: Emit,
         pseudonym: Pseudonym,
         renotice_grace_days: float = 30,
-        max_decision_age_ms: float = 500,
+        max_decision_age_ms: float = _FUSION.max_decision_age_ms,
         pin_timeout_s: float = 5.0,
         on_withdraw: Callable[[str, str], Any] | None = None,
         on_enrol: Callable[[str, str], Awaitable[str]] | None = None,

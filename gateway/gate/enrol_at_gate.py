@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.config.root import GatewayConfig
@@ -18,25 +19,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class GateEnrolment:
     """Enrol at the doors of one gate, from their running face paths."""
 
-    def __init__(
-        self,
-        cfg: GatewayConfig,
-        db: Any,
-        run_db: Callable[..., Awaitable[Any]],
-        *,
-        vault: Vault,
-        gallery: Gallery,
-        face_paths: Mapping[str, FacePath],
-    ) -> None:
-        self.cfg = cfg
-        self.db = db
-        self.run_db = run_db
-        self.vault = vault
-        self.gallery = gallery
-        self.face_paths = face_paths  # camera -> its face path, once the face paths run
+    cfg: GatewayConfig
+    db: Any
+    run_db: Callable[..., Awaitable[Any]]
+    _: KW_ONLY
+    vault: Vault
+    gallery: Gallery
+    face_paths: Mapping[str, FacePath]  # camera -> its face path, once the face paths run
 
     async def enrol(self, person_id: str, door: str) -> str:
         """Enrol a resident identified by card/PIN from the door's camera; a reader message."""

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,52 +47,39 @@ class FrameTiming:
     faces: int = 0
 
 
+@dataclass(kw_only=True, eq=False)
 class FacePath:
     """One camera's face processing, run as a supervised service."""
 
-    def __init__(
-        self,
-        *,
-        camera: str,
-        door: str,
-        reader: str | None,
-        capture: CameraCapture,
-        pipeline: FacePipeline,
-        gallery: Gallery,
-        transform: Callable[[np.ndarray], np.ndarray],
-        masker: ZoneMasker,
-        engine: PolicyEngine,
-        tracker: ApproachTracker,
-        settings: MatchSettings,
-        sink: OutcomeSink,
-        liveness_enabled: bool = True,
-        consistency_k: int = 5,
-        motion_veto: bool = False,
-        on_faces: Callable[[str, int], None] | None = None,
-    ) -> None:
-        self.camera = camera
-        self.door = door
-        self.reader = reader
-        self.capture = capture
-        self.pipeline = pipeline
-        self.gallery = gallery
-        self.transform = transform
-        self.masker = masker
-        self.engine = engine
-        self.tracker = tracker
-        self.settings = settings
-        self.sink = sink
-        self.liveness_enabled = liveness_enabled
+    camera: str
+    door: str
+    reader: str | None
+    capture: CameraCapture
+    pipeline: FacePipeline
+    gallery: Gallery
+    transform: Callable[[np.ndarray], np.ndarray]
+    masker: ZoneMasker
+    engine: PolicyEngine
+    tracker: ApproachTracker
+    settings: MatchSettings
+    sink: OutcomeSink
+    liveness_enabled: bool = True
+    consistency_k: InitVar[int] = 5
+    motion_veto: bool = False
+    on_faces: Callable[[str, int], None] | None = None
+    consistency: ConsistencyTracker = field(init=False)
+    worker: FaceWorker[list[FaceObservation]] = field(init=False)
+    timing: FrameTiming = field(init=False, default_factory=FrameTiming)
+    frames: int = field(init=False, default=0)
+    failures: int = field(init=False, default=0)
+    enrolment: asyncio.Queue[list[FaceObservation]] | None = field(init=False, default=None)
+    #: (monotonic time, boxes) of the faces the quality gate accepted in the last frame
+    _accepted: tuple[float, tuple[Box, ...]] = field(init=False, default=(0.0, ()))
+
+    def __post_init__(self, consistency_k: int) -> None:
+        """The consistency track and the worker thread (not started)."""
         self.consistency = ConsistencyTracker(k=consistency_k)
-        self.motion_veto = motion_veto
-        self.on_faces = on_faces
-        self.worker: FaceWorker[list[FaceObservation]] = FaceWorker(self._analyze, name=camera)
-        self.timing = FrameTiming()
-        self.frames = 0
-        self.failures = 0
-        self.enrolment: asyncio.Queue[list[FaceObservation]] | None = None
-        #: (monotonic time, boxes) of the faces the quality gate accepted in the last frame
-        self._accepted: tuple[float, tuple[Box, ...]] = (0.0, ())
+        self.worker = FaceWorker(self._analyze, name=self.camera)
 
     def _analyze(self, frame: np.ndarray) -> list[FaceObservation]:
         # The mask is applied in place, in this buffer, before any model runs.

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.credentials.hashing import LockedOutError, PinMatch
@@ -34,30 +34,19 @@ class _Menu:
     enrol_pin: bool = False  # 88# given: waiting for the person's PIN to confirm
 
 
+@dataclass(kw_only=True, eq=False)
 class KeypadMenu:
     """One open menu per reader, for MENU_WINDOW_S after the person's card or PIN."""
 
-    def __init__(
-        self,
-        *,
-        credentials: Credentials,
-        run_decide: Callable[..., Awaitable[Any]],
-        reader_door: Mapping[str, str],
-        text: Text,
-        show: Feedback,
-        storage_error: Callable[[str, Exception], None],
-        on_withdraw: Callable[[str, str], Any] | None = None,
-        on_enrol: Callable[[str, str], Awaitable[str]] | None = None,
-    ) -> None:
-        self.credentials = credentials
-        self.run_decide = run_decide
-        self.reader_door = reader_door
-        self._text = text
-        self._feedback = show
-        self._storage_error = storage_error
-        self.on_withdraw = on_withdraw
-        self.on_enrol = on_enrol
-        self._menus: dict[str, _Menu] = {}
+    credentials: Credentials
+    run_decide: Callable[..., Awaitable[Any]]
+    reader_door: Mapping[str, str]
+    text: Text
+    show: Feedback
+    storage_error: Callable[[str, Exception], None]
+    on_withdraw: Callable[[str, str], Any] | None = None
+    on_enrol: Callable[[str, str], Awaitable[str]] | None = None
+    _menus: dict[str, _Menu] = field(init=False, default_factory=dict)
 
     def open(self, reader: str, person_id: str, now: float, *, by_card: bool = False) -> None:
         """Open (or reopen) the menu at ``reader`` for the person just identified."""
@@ -82,26 +71,26 @@ class KeypadMenu:
         if not menu.confirming and entry == MENU_ENROL:
             if not menu.by_card:
                 del self._menus[reader]
-                await self._text(reader, "Present your card, then 88# and your PIN")
+                await self.text(reader, "Present your card, then 88# and your PIN")
                 return True
             menu.enrol_pin = True
             menu.until = now + MENU_WINDOW_S
-            await self._text(reader, "Enter your PIN to enrol your face")
+            await self.text(reader, "Enter your PIN to enrol your face")
             return True
         if not menu.confirming and entry == MENU_CODE:
             menu.confirming = True
             menu.until = now + MENU_WINDOW_S
-            await self._text(reader, "Withdraw face consent and erase face data? 1# = yes")
+            await self.text(reader, "Withdraw face consent and erase face data? 1# = yes")
             return True
         if menu.confirming and entry == MENU_CONFIRM:
             del self._menus[reader]
             if self.on_withdraw is not None:
                 await _maybe_await(self.on_withdraw(menu.person_id, "gate"))
-            await self._text(reader, "Face data erased. Card and PIN still work.")
+            await self.text(reader, "Face data erased. Card and PIN still work.")
             return True
         if menu.confirming:
             del self._menus[reader]
-            await self._text(reader, "Cancelled")
+            await self.text(reader, "Cancelled")
             return True
         return False
 
@@ -115,18 +104,18 @@ class KeypadMenu:
         except LockedOutError:
             match = None
         except sqlite3.Error as exc:
-            self._storage_error("PIN lookup", exc)
+            self.storage_error("PIN lookup", exc)
         if match is None or match.kind != "normal":
             log.info("door %s: at-gate enrolment refused: PIN not confirmed", door)
-            await self._text(reader, "PIN not accepted: face enrolment cancelled")
-            await self._feedback(reader, feedback.Outcome.DENIED)
+            await self.text(reader, "PIN not accepted: face enrolment cancelled")
+            await self.show(reader, feedback.Outcome.DENIED)
             return True
         if self.on_enrol is None or door is None:
-            await self._text(reader, "Face enrolment is not available here")
+            await self.text(reader, "Face enrolment is not available here")
             return True
-        await self._text(reader, "Look at the camera")
+        await self.text(reader, "Look at the camera")
         message = await self.on_enrol(person, door)
-        await self._text(reader, message)
+        await self.text(reader, message)
         return True
 
 

@@ -106,25 +106,18 @@ class RemoteCommands:
     async def revoke_card(self, args: Any) -> dict[str, Any]:
         """Revoke one card (by its keyed hash) or all cards of a person."""
         digest = bytes.fromhex(args.card_hmac) if args.card_hmac else None
-        n = await self._gate.run_decide(
-            creds.revoke_card,
-            self._credential_deps(),
-            args.person_id,
-            actor=ACTOR,
-            channel=ACTOR,
-            card_hmac=digest,
-        )
-        return {"revoked": n}
+        return await self._revoke(creds.revoke_card, args.person_id, card_hmac=digest)
 
     async def revoke_pin(self, args: Any) -> dict[str, Any]:
         """Revoke a person's PINs (of one kind, or all)."""
+        return await self._revoke(creds.revoke_pin, args.person_id, kind=args.kind)
+
+    async def _revoke(
+        self, revoke: Callable[..., int], person_id: str, **which: Any
+    ) -> dict[str, Any]:
+        """Run one credential revocation of the person as the remote actor; how many."""
         n = await self._gate.run_decide(
-            creds.revoke_pin,
-            self._credential_deps(),
-            args.person_id,
-            actor=ACTOR,
-            channel=ACTOR,
-            kind=args.kind,
+            revoke, self._credential_deps(), person_id, actor=ACTOR, channel=ACTOR, **which
         )
         return {"revoked": n}
 

@@ -12,27 +12,9 @@ from gateway.config.root import GatewayConfig
 
 if TYPE_CHECKING:
     from gateway.face.gallery import Gallery
-    from gateway.privacy.retention import RetentionPolicy
     from gateway.privacy.vault import Vault
 
 log = logging.getLogger(__name__)
-
-
-def retention_policy(cfg: GatewayConfig) -> RetentionPolicy:
-    """The retention periods from the configuration."""
-    from gateway.privacy.retention import RetentionPolicy
-
-    r = cfg.retention
-    return RetentionPolicy(
-        access_log_days=r.access_log_days,
-        inactive_template_days=r.inactive_template_days,
-        expired_person_days=r.expired_person_days,
-        visitor_pin_grace_days=r.visitor_pin_grace_days,
-        processing_records_years=r.processing_records_years,
-        audit_days=r.audit_days,
-        audit_max_rows=r.audit_max_rows,
-        people_inactive_days=r.people_inactive_days,
-    )
 
 
 async def run_retention(
@@ -45,6 +27,7 @@ async def run_retention(
     """Scrub the WAL (its own connection), then purge what is past its retention period."""
     from gateway.privacy.retention import run_purge
     from gateway.privacy.scrub import scrub_in_background
+    from gateway.services.compliance import retention_policy
 
     policy = retention_policy(cfg)
     while True:

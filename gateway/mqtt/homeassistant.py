@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 from gateway import __version__
 from gateway.mqtt.events import AccessDenied, AccessGranted, BaseEvent, DoorLocked, DoorUnlocked
@@ -59,28 +60,18 @@ class HomeAssistant:
         for door in self.doors:
             lock_uid = self._uid(door, "lock")
             lock_cfg = {
-                "name": f"{door} lock",
-                "unique_id": lock_uid,
-                "object_id": lock_uid,
-                "state_topic": self.lock_topic(door),
+                **_entity(f"{door} lock", lock_uid, self.lock_topic(door), avail, device),
                 "device_class": "lock",
                 # HA binary_sensor lock: ON means unlocked
                 "payload_on": "unlocked",
                 "payload_off": "locked",
-                "availability": avail,
-                "device": device,
             }
-            dec_uid = self._uid(door, "decision")
+            dec_uid, dec_topic = self._uid(door, "decision"), self.decision_topic(door)
             dec_cfg = {
-                "name": f"{door} last decision",
-                "unique_id": dec_uid,
-                "object_id": dec_uid,
-                "state_topic": self.decision_topic(door),
+                **_entity(f"{door} last decision", dec_uid, dec_topic, avail, device),
                 "value_template": "{{ value_json.decision }}",
-                "json_attributes_topic": self.decision_topic(door),
+                "json_attributes_topic": dec_topic,
                 "icon": "mdi:door",
-                "availability": avail,
-                "device": device,
             }
             out.append(
                 (f"{self.discovery_prefix}/binary_sensor/{lock_uid}/config", _json(lock_cfg), True)
@@ -103,6 +94,18 @@ class HomeAssistant:
             }
             return [(self.decision_topic(event.door), _json(doc), True)]
         return []
+
+
+def _entity(name: str, uid: str, state_topic: str, avail: Any, device: Any) -> dict[str, Any]:
+    """The discovery keys every entity of a door has (its name, ids, state, availability)."""
+    return {
+        "name": name,
+        "unique_id": uid,
+        "object_id": uid,
+        "state_topic": state_topic,
+        "availability": avail,
+        "device": device,
+    }
 
 
 def _json(obj: object) -> bytes:

@@ -8,6 +8,7 @@ the CLI, the MQTT commands and the web console call.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import sqlite_utils
 
+from gateway.config.root import GatewayConfig
 from gateway.privacy import audit, compliance, retention
 from gateway.privacy.vault import GalleryLike, Vault
 from gateway.store.tx import transaction
@@ -62,6 +64,14 @@ def filing_required(rep: dict[str, Any]) -> bool:
 def export_records(db: sqlite_utils.Database, fmt: str, out: Path, *, actor: str) -> int:
     """Write the processing records (``json`` or ``csv``, 0600); audited; row count."""
     return compliance.export_records(db, fmt, out, actor=actor)
+
+
+def retention_policy(cfg: GatewayConfig | None, **overrides: int) -> retention.RetentionPolicy:
+    """The ``[retention]`` periods of ``cfg`` (built-in defaults without one), ``overrides`` on
+    top; the policy's fields are named as the section's keys."""
+    names = [f.name for f in dataclasses.fields(retention.RetentionPolicy)]
+    configured = {n: getattr(cfg.retention, n) for n in names} if cfg is not None else {}
+    return retention.RetentionPolicy(**(configured | overrides))
 
 
 def run_retention_purge(

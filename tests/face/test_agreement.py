@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,9 +14,14 @@ from gateway.face.detector import OpenCVYuNet, OrtYuNet
 from gateway.face.embedder import OpenCVSFace, OrtSFace, l2_normalise
 from gateway.face.image import load_image
 from gateway.face.pipeline import iou
+from gateway.face.settings import FaceSettings
 from tests.face.conftest import FACES
 
 pytestmark = pytest.mark.models
+
+
+def _yunet(model_dir: Path, **settings: Any) -> OrtYuNet:
+    return OrtYuNet(model_dir / models.YUNET, FaceSettings(threads=1, **settings))
 
 
 def check_agreement(model_dir: Path, img: np.ndarray) -> int:
@@ -26,7 +32,7 @@ def check_agreement(model_dir: Path, img: np.ndarray) -> int:
     _, faces = ref_det.detect(img)
     ref = [] if faces is None else sorted(faces.tolist(), key=lambda f: f[0])
     mine = sorted(
-        OrtYuNet(model_dir / models.YUNET, input_size=None, threads=1).detect(img),
+        _yunet(model_dir, detector_input=None).detect(img),
         key=lambda d: d.box[0],
     )
     assert len(mine) == len(ref)
@@ -71,21 +77,19 @@ def test_shared_images_agree_with_opencv(model_dir: Path, name: str) -> None:
 
 
 def test_letterboxed_input_finds_the_same_face(model_dir: Path, astronaut: np.ndarray) -> None:
-    full = OrtYuNet(model_dir / models.YUNET, input_size=None, threads=1).detect(astronaut)
+    full = _yunet(model_dir, detector_input=None).detect(astronaut)
     for size in ((320, 320), (640, 480), (160, 160)):
-        small = OrtYuNet(model_dir / models.YUNET, input_size=size, threads=1).detect(astronaut)
+        small = _yunet(model_dir, detector_input=size).detect(astronaut)
         assert len(small) == 1
         assert iou(small[0].box, full[0].box) > 0.75
-    stretched = OrtYuNet(
-        model_dir / models.YUNET, input_size=(640, 480), letterbox=False, threads=1
-    ).detect(astronaut)
+    stretched = _yunet(model_dir, detector_input=(640, 480), letterbox=False).detect(astronaut)
     assert len(stretched) == 1
     assert iou(stretched[0].box, full[0].box) > 0.8
 
 
 def test_opencv_backend_matches_onnxruntime(model_dir: Path, astronaut: np.ndarray) -> None:
-    a = OrtYuNet(model_dir / models.YUNET, input_size=(320, 320), threads=1).detect(astronaut)
-    b = OpenCVYuNet(model_dir / models.YUNET, input_size=(320, 320)).detect(astronaut)
+    a = _yunet(model_dir).detect(astronaut)
+    b = OpenCVYuNet(model_dir / models.YUNET, FaceSettings()).detect(astronaut)
     assert len(a) == len(b) == 1
     assert iou(a[0].box, b[0].box) > 0.99
     crop = align(astronaut, a[0].landmarks)
@@ -95,7 +99,7 @@ def test_opencv_backend_matches_onnxruntime(model_dir: Path, astronaut: np.ndarr
 
 
 def test_embeddings_batched_flip_and_normalised(model_dir: Path, astronaut: np.ndarray) -> None:
-    det = OrtYuNet(model_dir / models.YUNET, threads=1).detect(astronaut)[0]
+    det = _yunet(model_dir).detect(astronaut)[0]
     crop = align(astronaut, det.landmarks)
     other = np.ascontiguousarray(crop[:, ::-1])
     emb = OrtSFace(model_dir / models.SFACE, threads=1)

@@ -54,11 +54,15 @@ def test_lfw_view1_devtrain_accuracy(model_dir: Path) -> None:
     from gateway.face.detector import OrtYuNet
     from gateway.face.embedder import OrtSFace
     from gateway.face.image import load_image
+    from gateway.face.settings import FaceSettings
 
     root = FACES / "lfw-dev"
     pairs = lfw.parse_pairs(root / "pairsDevTrain.txt", root / "images")
     assert len(pairs) == 2200
-    det = OrtYuNet(model_dir / models.YUNET, input_size=None, score_threshold=0.5, threads=2)
+    det = OrtYuNet(
+        model_dir / models.YUNET,
+        FaceSettings(detector_input=None, score_threshold=0.5, threads=2),
+    )
     emb = OrtSFace(model_dir / models.SFACE, threads=2)
     paths = sorted({p for pr in pairs for p in (pr.left, pr.right)})
     t0 = time.perf_counter()

@@ -8,7 +8,8 @@ import pytest
 from gateway.access.decision import LivenessPolicy
 from gateway.face.align import TEMPLATE_112, align, umeyama
 from gateway.face.liveness import ConsistencyTracker, crop_box, softmax
-from gateway.face.quality import QualityThresholds, assess, pose
+from gateway.face.quality import assess, pose
+from gateway.face.settings import QualityThresholds
 
 FRONT = TEMPLATE_112 * 2 + 100  # a frontal face, eyes ~70 px apart
 

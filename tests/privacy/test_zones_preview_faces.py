@@ -99,9 +99,11 @@ MODELS = Path.home() / ".cache" / "access-gateway" / "models"
 @pytest.mark.skipif(not (MODELS / "yunet_2023mar_fp32.onnx").exists(), reason="no YuNet model")
 def test_real_group_photo_has_no_detectable_face_after_preview() -> None:
     from gateway.face.detector import OpenCVYuNet
+    from gateway.face.settings import FaceSettings
     from tests.conftest import SHARED
 
-    det = OpenCVYuNet(MODELS / "yunet_2023mar_fp32.onnx", input_size=None, score_threshold=0.5)
+    settings = FaceSettings(detector_input=None, score_threshold=0.5)
+    det = OpenCVYuNet(MODELS / "yunet_2023mar_fp32.onnx", settings)
     checked = 0
     for path in sorted((SHARED / "faces" / "group").glob("*.jpg")):
         frame = cv2.imread(str(path))
