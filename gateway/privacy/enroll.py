@@ -159,7 +159,17 @@ def _store(
     source: str,
     verdicts: list[SampleVerdict],
     now: float,
+    min_good: tuple[int, str],
 ) -> EnrolmentResult:
+    """Keep the best ``max_templates`` samples, encrypted, with their audit row; or raise
+    :class:`EnrolmentError` (nothing stored) with fewer than ``min_good = (n, "image" |
+    "frame")`` good samples."""
+    if len(good) < min_good[0]:
+        raise EnrolmentError(
+            f"person {person_id}: {len(good)} good {min_good[1]}(s), at least {min_good[0]}"
+            " needed; nothing stored",
+            verdicts,
+        )
     good.sort(key=lambda g: -(g[1] if g[1] is not None else 0.0))
     keep = good[:max_templates]
     embeddings = np.stack([g[0] for g in keep])
@@ -279,12 +289,6 @@ def _enroll_samples(  # noqa: PLR0917 - the shared core of the two public entry 
                 good.append((emb, score))
         if progress is not None:
             progress(i + 1, total, label)
-    if len(good) < min_good:
-        raise EnrolmentError(
-            f"person {person_id}: {len(good)} good image(s), at least {min_good} needed; "
-            "nothing stored",
-            verdicts,
-        )
     return _store(
         db,
         vault,
@@ -297,6 +301,7 @@ def _enroll_samples(  # noqa: PLR0917 - the shared core of the two public entry 
         source=source,
         verdicts=verdicts,
         now=now,
+        min_good=(min_good, "image"),
     )
 
 
@@ -369,11 +374,6 @@ async def enroll_from_frames(
                 await consume()
     except TimeoutError:
         log.info("at-gate enrolment of %s timed out after %.0f s", person_id, timeout_s)
-    if len(good) < min_good:
-        raise EnrolmentError(
-            f"person {person_id}: {len(good)} good frame(s), {min_good} needed; nothing stored",
-            verdicts,
-        )
     return _store(
         db,
         vault,
@@ -386,6 +386,7 @@ async def enroll_from_frames(
         source="camera",
         verdicts=verdicts,
         now=clock(),
+        min_good=(min_good, "frame"),
     )
 
 

@@ -43,17 +43,7 @@ class ReportRequest:
 
 def report(db: sqlite_utils.Database, request: ReportRequest) -> dict[str, Any]:
     """The compliance report (people counts, thresholds, filing deadline, records)."""
-    return compliance.compliance_report(
-        db,
-        gate=request.gate,
-        today=request.today,
-        thresholds=request.thresholds,
-        gate_counts=request.gate_counts,
-        cameras=list(request.cameras),
-        assessment_ref=request.assessment_ref,
-        assessment_date=request.assessment_date,
-        retention=request.retention,
-    )
+    return compliance.compliance_report(db, **vars(request))  # its fields are the parameters
 
 
 def filing_required(rep: dict[str, Any]) -> bool:
