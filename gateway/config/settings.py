@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway import access
 from gateway.config.doors import DoorConfig
 from gateway.config.root import GatewayConfig
-from gateway.face.settings import FaceSettings
+from gateway.face.settings import FaceSettings, MatchSettings
 
 
 def face_settings(cfg: GatewayConfig) -> FaceSettings:
@@ -39,10 +39,35 @@ def face_settings(cfg: GatewayConfig) -> FaceSettings:
 def door_policy(d: DoorConfig, cfg: GatewayConfig) -> access.DoorPolicy:
     """The policy engine's rules for one configured door."""
     return access.DoorPolicy(
-        methods=frozenset(access.Method(m.value) for m in d.methods),
-        liveness=access.LivenessPolicy(d.liveness.value),
+        methods=frozenset(d.methods),
+        liveness=d.liveness,
         access_groups=frozenset(d.access_groups),
         roles=frozenset(access.Role(r) for r in d.roles) if d.roles else None,
         second_factor_timeout_s=d.second_factor_timeout_s,
         max_decision_age_ms=float(cfg.face.max_decision_age_ms),
+    )
+
+
+def fusion_settings(cfg: GatewayConfig, d: DoorConfig) -> access.FusionSettings:
+    """How a door's face path fuses frames into one outcome."""
+    f = cfg.face
+    return access.FusionSettings(
+        k=f.fusion_k,
+        n=f.fusion_n,
+        max_decision_age_ms=f.max_decision_age_ms,
+        cooldown_s=f.cooldown_s,
+        approach_gap_s=f.approach_gap_s,
+        failed_face_attempts_before_fallback=f.failed_attempts_before_fallback,
+        liveness=d.liveness,
+    )
+
+
+def match_settings(cfg: GatewayConfig) -> MatchSettings:
+    """How a face path matches against the gallery (thresholds and margin)."""
+    f = cfg.face
+    return MatchSettings(
+        threshold=f.match_threshold,
+        margin=f.match_margin,
+        liveness_threshold=f.liveness_threshold,
+        verify_threshold=f.verify_threshold,
     )

@@ -32,9 +32,9 @@ from gateway.gate.inputs import InputsFactory, gpio_inputs, open_gpio_inputs
 from gateway.gate.mqtt_wiring import build_mqtt
 from gateway.gate.policy import build_engine
 from gateway.gate.readers import close_readers, open_readers, run_reader
-from gateway.gate.remote_commands import register_remote_commands
+from gateway.gate.remote_commands import CommandDeps, register_remote_commands
 from gateway.gate.retention_task import run_retention
-from gateway.gate.withdrawal_announce import GateWithdrawals
+from gateway.gate.withdrawal_announce import GateWithdrawals, WithdrawalDeps
 from gateway.hardware.readers import Reader
 from gateway.keys import Keys
 from gateway.mqtt.pseudonym import Pseudonymizer
@@ -43,6 +43,7 @@ from gateway.privacy.vault import Vault
 
 if TYPE_CHECKING:
     from gateway.gate.facepath import FacePath
+    from gateway.mqtt.commands import CommandProcessor
     from gateway.services.cache_follower import CacheFollower
     from gateway.services.cache_state import CacheState
 
@@ -65,20 +66,34 @@ class Gateway:
         audit.bind_key(self.db, audit.ChainKey.from_device(self.keys.device))  # every connection
         access_log.bind_key(self.db, access_log.key_from_device(self.keys.device))
         self.pseudonym = Pseudonymizer(self.keys.site, self.cfg.privacy.pseudonym_epoch_s)
-        self.withdrawals = GateWithdrawals(self)  # withdrawal erasure and announcing
+        # Every gate has the vault and the live gallery: erasures need them.
+        self.vault = Vault.from_root_keys(self.keys.device, self.keys.site)
+        self.gallery = Gallery()
         mqtt = build_mqtt(
-            self.cfg,
-            read_only=self._ro,
-            health=self.health,
-            on_withdrawal=self.withdrawals.on_fanout,
-            add_service=daemon.add_service,
+            self.cfg, read_only=self._ro, health=self.health, add_service=daemon.add_service
         )
         self.topics = mqtt.topics if mqtt else None
         self.outbox = mqtt.outbox if mqtt else None
-        self.commands: Any = mqtt.commands if mqtt else None
+        self.commands: CommandProcessor | None = mqtt.commands if mqtt else None
         self.mqtt = mqtt.service if mqtt else None
         self.events = EventSink(self.cfg.site.gate, self.mqtt, self.outbox, self._storage_suspect)
         self.emit = self.events.emit
+        self.withdrawals = GateWithdrawals(  # withdrawal erasure and announcing
+            WithdrawalDeps(
+                self.cfg,
+                self.keys,
+                self.db,
+                self.run_db,
+                self.vault,
+                self.gallery,
+                self.pseudonym,
+                self.emit,
+                self.outbox,
+                self.topics,
+            )
+        )
+        if self.mqtt is not None:
+            self.mqtt.handle_withdrawals(self.withdrawals.on_fanout)
         self.audit_watch = AuditWatch.for_gate(
             self.cfg,
             db=self.db,
@@ -89,9 +104,6 @@ class Gateway:
             retained=self.mqtt.retained if self.mqtt is not None else None,
         )
         self.readers: dict[str, Reader] = {}
-        # Every gate has the vault and the live gallery: erasures need them.
-        self.vault = Vault.from_root_keys(self.keys.device, self.keys.site)
-        self.gallery = Gallery()
         self.pipeline: Any = None
         self.face_paths: dict[str, FacePath] = {}
         self.face_status: dict[str, str] = {}  # camera -> face path status
@@ -222,7 +234,20 @@ class Gateway:
         # Doors reach their safe state through the readers BEFORE services stop and the
         # reader buses close (on_safe_state runs first); readers close in a shutdown hook.
         self.daemon.on_shutdown("readers", self._close)
-        self.remote_commands = register_remote_commands(self, self.withdrawals)
+        deps = CommandDeps(
+            cfg,
+            self.keys,
+            self.db,
+            self.run_db,
+            self.run_decide,
+            controller,
+            self.cache_state,
+            self.vault,
+            self.gallery,
+            self.face_paths,
+            self.daemon.reload,
+        )
+        self.remote_commands = register_remote_commands(deps, self.withdrawals, self.commands)
         self._add_services(controller, doors)
         announce_storage(cfg, self.daemon.storage_read_only, self.emit)
 

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import access
-from gateway.config.doors import DoorConfig
 from gateway.config.root import GatewayConfig
-from gateway.config.settings import face_settings
+from gateway.config.settings import face_settings, fusion_settings, match_settings
 from gateway.daemon.supervisor import ServiceSpec
 from gateway.errors import GatewayError, ModelError
 from gateway.mqtt import events as ev
@@ -111,7 +110,9 @@ def _drop_liveness_required(ctx: FaceContext, face_cameras: dict[str, str]) -> N
     """Without an anti-spoofing model, no face path on a door that requires liveness."""
     cfg = ctx.cfg
     blocked = [
-        cam for cam, door in face_cameras.items() if cfg.doors[door].liveness.value == "required"
+        cam
+        for cam, door in face_cameras.items()
+        if cfg.doors[door].liveness is access.LivenessPolicy.REQUIRED
     ]
     for cam in blocked:
         del face_cameras[cam]
@@ -229,20 +230,6 @@ def _camera_state(
     return on_state
 
 
-def _tracker(cfg: GatewayConfig, dc: DoorConfig) -> access.ApproachTracker:
-    return access.ApproachTracker(
-        access.FusionSettings(
-            k=cfg.face.fusion_k,
-            n=cfg.face.fusion_n,
-            max_decision_age_ms=cfg.face.max_decision_age_ms,
-            cooldown_s=cfg.face.cooldown_s,
-            approach_gap_s=cfg.face.approach_gap_s,
-            failed_face_attempts_before_fallback=cfg.face.failed_attempts_before_fallback,
-            liveness=access.LivenessPolicy(dc.liveness.value),
-        )
-    )
-
-
 def _build_face_path(
     ctx: FaceContext,
     cam: str,
@@ -253,7 +240,6 @@ def _build_face_path(
     sink: FaceSink,
     on_faces: Callable[[str, int], None],
 ) -> FacePath:
-    from gateway.face.settings import MatchSettings
     from gateway.gate.camera import CameraCapture, OpenCVSource
     from gateway.gate.facepath import FacePath
     from gateway.privacy.zones import ZoneMasker
@@ -284,15 +270,10 @@ def _build_face_path(
         transform=ctx.vault.transform,
         masker=ZoneMasker(cam, [z.polygon for z in cc.zones]),
         engine=engine,
-        tracker=_tracker(cfg, dc),
-        settings=MatchSettings(
-            cfg.face.match_threshold,
-            cfg.face.match_margin,
-            cfg.face.liveness_threshold,
-            cfg.face.verify_threshold,
-        ),
+        tracker=access.ApproachTracker(fusion_settings(cfg, dc)),
+        settings=match_settings(cfg),
         sink=sink,
-        liveness_enabled=dc.liveness.value != "off",
+        liveness_enabled=dc.liveness is not access.LivenessPolicy.OFF,
         consistency_k=cfg.face.consistency_frames,
         motion_veto=cfg.face.motion_check == "veto",
         on_faces=on_faces,

@@ -125,7 +125,7 @@ class FacePath:
                 continue
             probe = self.transform(obs.embedding.reshape(1, -1))[0]
             if claimed is not None:
-                limit = self.settings.verify_threshold or self.settings.threshold
+                limit = self.settings.verify_threshold
                 ok = self.gallery.verify(probe, claimed, limit)
                 person = claimed if ok else None
             else:

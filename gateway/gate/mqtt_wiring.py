@@ -4,7 +4,7 @@ service (none of it when MQTT is disabled; no service but the outbox without a b
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,6 @@ def build_mqtt(
     *,
     read_only: bool,
     health: Callable[[], dict[str, Any]],
-    on_withdrawal: Callable[[bytes], Awaitable[None]],
     add_service: Callable[[ServiceSpec], None],
 ) -> MqttParts | None:
     """Outbox (own connection), command processor and MQTT service."""
@@ -89,7 +88,6 @@ def build_mqtt(
         commands,
         health=health,
         homeassistant=ha,
-        on_withdrawal=on_withdrawal,
     )
     add_service(ServiceSpec("mqtt", service.run))
     return MqttParts(topics, outbox, commands, service)

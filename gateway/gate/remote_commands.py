@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.credentials.hashing import PinTerms, open_pin_hash
 from gateway.errors import GatewayError, ProtocolError
-from gateway.gate.withdrawal_announce import GateWithdrawals, WithdrawalGate
+from gateway.gate.withdrawal_announce import GateWithdrawals
 from gateway.services import compliance
 from gateway.services import credentials as creds
 
 if TYPE_CHECKING:
+    import sqlite_utils
+
+    from gateway.config.root import GatewayConfig
+    from gateway.gate.controller import AccessController
+    from gateway.keys import Keys
+    from gateway.privacy.vault import GalleryLike, Vault
     from gateway.services.cache_state import CacheState
 
-T = TypeVar("T")
 Handler = Callable[[Any], Awaitable[Mapping[str, Any]]]
 
 ACTOR = "mqtt"
@@ -35,28 +41,28 @@ class Registry(Protocol):
         ...
 
 
-class CommandGate(WithdrawalGate, Protocol):
-    """What the handlers need of the running gate (read when a command arrives)."""
+@dataclass(frozen=True)
+class CommandDeps:
+    """What the handlers use of the running gate."""
 
-    @property
-    def face_paths(self) -> Mapping[str, Any]: ...
-    @property
-    def controller(self) -> Any: ...
-    @property
-    def cache_state(self) -> CacheState | None: ...
-    @property
-    def daemon(self) -> Any: ...
-
-    def run_decide(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
-        """Run a call on the credential store's thread."""
-        ...
+    cfg: GatewayConfig
+    keys: Keys
+    db: sqlite_utils.Database
+    run_db: Callable[..., Awaitable[Any]]
+    run_decide: Callable[..., Awaitable[Any]]
+    controller: AccessController
+    cache_state: CacheState | None
+    vault: Vault
+    gallery: GalleryLike
+    face_paths: Mapping[str, Any]  # camera -> its face path, once the face paths run
+    reload: Callable[[], Awaitable[bool]]
 
 
 class RemoteCommands:
     """The handlers of the signed commands of one gate."""
 
-    def __init__(self, gate: CommandGate, withdrawals: GateWithdrawals) -> None:
-        self._gate = gate
+    def __init__(self, deps: CommandDeps, withdrawals: GateWithdrawals) -> None:
+        self._gate = deps
         self._withdrawals = withdrawals
 
     def register(self, registry: Registry | None) -> None:
@@ -73,19 +79,14 @@ class RemoteCommands:
         registry.register("purge", self.purge)
 
     def _credential_deps(self) -> creds.CredentialDeps:
-        controller = self._gate.controller
-        if controller is None:
-            raise GatewayError("the gateway is not fully set up yet")
-        return creds.CredentialDeps(
-            controller.credentials, getattr(self._gate, "cache_state", None)
-        )
+        return creds.CredentialDeps(self._gate.controller.credentials, self._gate.cache_state)
 
     async def sync_person(self, args: Any) -> dict[str, Any]:
         """Install a person's encrypted templates from another gate of the site."""
         from gateway.privacy.sync import handle_sync_person
 
         gate = self._gate
-        if gate.vault is None or gate.gallery is None or not gate.face_paths:
+        if not gate.face_paths:
             # No running face path here (face disabled, no face camera, models missing):
             # templates this gate cannot use are not stored (data minimisation).
             raise GatewayError("sync_person: this gate runs no face path; nothing stored")
@@ -143,14 +144,12 @@ class RemoteCommands:
         gate = self._gate
         if args.door not in gate.cfg.doors:  # a refusal, not an "ok" result saying no
             raise ProtocolError(f"door {args.door!r} is not configured at this gate")
-        if gate.controller is None:
-            raise GatewayError("the gateway is not fully set up yet")
         await gate.controller.remote_unlock(args.door, args.seconds)
         return {"ok": True}
 
     async def reload_config(self, args: Any) -> dict[str, Any]:
         """Re-read the configuration file."""
-        ok = await self._gate.daemon.reload()
+        ok = await self._gate.reload()
         return {"ok": ok}
 
     async def purge(self, args: Any) -> dict[str, Any]:
@@ -166,8 +165,10 @@ class RemoteCommands:
         return {"erased": result["templates_erased"]}
 
 
-def register_remote_commands(gate: CommandGate, withdrawals: GateWithdrawals) -> RemoteCommands:
+def register_remote_commands(
+    deps: CommandDeps, withdrawals: GateWithdrawals, registry: Registry | None
+) -> RemoteCommands:
     """Build the handlers and register them with the gate's command processor, if any."""
-    handlers = RemoteCommands(gate, withdrawals)
-    handlers.register(getattr(gate, "commands", None))
+    handlers = RemoteCommands(deps, withdrawals)
+    handlers.register(registry)
     return handlers

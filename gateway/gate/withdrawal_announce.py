@@ -12,11 +12,12 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from gateway.errors import GatewayError, ProtocolError
+from gateway.errors import ProtocolError
 from gateway.mqtt import events as ev
 from gateway.mqtt import fanout
 from gateway.mqtt.rejections import RejectionLimiter
@@ -28,47 +29,34 @@ if TYPE_CHECKING:
 
     from gateway.config.root import GatewayConfig
     from gateway.keys import Keys
+    from gateway.mqtt.outbox import Outbox
+    from gateway.mqtt.topics import Topics
     from gateway.privacy.vault import GalleryLike, Vault
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
-class WithdrawalGate(Protocol):
-    """What withdrawals need of the running gate (read when used: the vault, the gallery
-    and the outbox are built after this object)."""
+@dataclass(frozen=True)
+class WithdrawalDeps:
+    """What withdrawals on one gate use (the outbox and topics: None without MQTT)."""
 
-    @property
-    def cfg(self) -> GatewayConfig: ...
-    @property
-    def keys(self) -> Keys: ...
-    @property
-    def db(self) -> sqlite_utils.Database: ...
-    @property
-    def vault(self) -> Vault | None: ...
-    @property
-    def gallery(self) -> GalleryLike | None: ...
-    @property
-    def outbox(self) -> Any: ...
-    @property
-    def topics(self) -> Any: ...
-    @property
-    def pseudonym(self) -> Callable[[str | None], str | None]: ...
-
-    def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Awaitable[T]:
-        """Run a database call on the database thread."""
-        ...
-
-    def emit(self, event: ev.BaseEvent) -> None:
-        """Publish one event."""
-        ...
+    cfg: GatewayConfig
+    keys: Keys
+    db: sqlite_utils.Database
+    run_db: Callable[..., Awaitable[Any]]
+    vault: Vault
+    gallery: GalleryLike
+    pseudonym: Callable[[str | None], str | None]
+    emit: Callable[[ev.BaseEvent], None]
+    outbox: Outbox | None = None
+    topics: Topics | None = None
 
 
 class GateWithdrawals:
     """Withdrawals on one running gate."""
 
-    def __init__(self, gate: WithdrawalGate) -> None:
-        self._gate = gate
+    def __init__(self, deps: WithdrawalDeps) -> None:
+        self._gate = deps
         self._fanout_rx: fanout.FanoutReceiver | None = None
         self._fanout_refusals = RejectionLimiter()  # log lines for refused fan-out messages
         self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
@@ -77,8 +65,6 @@ class GateWithdrawals:
     async def withdraw(self, person_id: str, channel: str) -> dict[str, Any]:
         """Withdraw face consent and erase the person's face data everywhere on this gate."""
         gate = self._gate
-        if gate.vault is None or gate.gallery is None:
-            raise GatewayError("the gateway is not fully set up yet")
         receipt = await gate.run_db(
             withdraw, gate.db, gate.vault, gate.gallery, person_id, channel, vacuum=False
         )
@@ -163,9 +149,6 @@ class GateWithdrawals:
             return
         if got is None:
             return  # our own
-        if gate.vault is None or gate.gallery is None:
-            log.error("gate %s: withdrawal fan-out: no face store here", name)
-            return
         holders = await gate.run_db(gate.vault.enrolled_people, gate.db)  # face data here
         pid = fanout.find_person(gate.keys.withdrawal_fanout, got.subject, holders)
         if pid is None:

@@ -151,6 +151,12 @@ class MqttService:
 
     # ------------------------------------------------------------------ public
 
+    def handle_withdrawals(self, handler: Callable[[bytes], Awaitable[None]]) -> None:
+        """Give the site's withdrawal fan-out messages to ``handler``: the gate registers it
+        once its withdrawal side is built (before the service runs), as command handlers
+        are registered with the command processor."""
+        self.on_withdrawal = handler
+
     @property
     def connected(self) -> bool:
         """True while a broker connection is up."""

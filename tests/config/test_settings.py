@@ -12,9 +12,9 @@ import pytest
 
 from gateway import access
 from gateway.config.root import load_config
-from gateway.config.settings import door_policy, face_settings
+from gateway.config.settings import door_policy, face_settings, fusion_settings, match_settings
 from gateway.face.pipeline import FacePipeline
-from gateway.face.settings import FaceSettings
+from gateway.face.settings import FaceSettings, MatchSettings
 from tests.privacy.conftest import NOTICE_EN, write_key
 from tests.privacy.test_commands import _run
 from tests.privacy.test_enroll import FakePipeline, _img
@@ -44,6 +44,15 @@ embedder_backend = "onnxruntime"
 liveness_backend = "onnxruntime"
 warmup = false
 max_decision_age_ms = 800
+fusion_k = 3
+fusion_n = 4
+cooldown_s = 5.0
+approach_gap_s = 2.0
+failed_attempts_before_fallback = 2
+match_threshold = 0.6
+match_margin = 0.12
+liveness_threshold = 0.7
+verify_threshold = 0.45
 """
 
 
@@ -70,6 +79,25 @@ def test_door_policy_from_config(face_config: Path) -> None:
     policy = door_policy(cfg.doors["main"], cfg)
     assert policy.methods == {access.Method.CARD, access.Method.PIN, access.Method.CARD_PIN}
     assert policy.max_decision_age_ms == 800.0
+
+
+def test_fusion_and_match_settings_from_config(face_config: Path) -> None:
+    cfg = load_config(face_config, env=False)
+    fusion = fusion_settings(cfg, cfg.doors["main"])
+    want = (3, 4, 800, 5.0, 2.0, 2, cfg.doors["main"].liveness)
+    got = (
+        fusion.k,
+        fusion.n,
+        fusion.max_decision_age_ms,
+        fusion.cooldown_s,
+        fusion.approach_gap_s,
+        fusion.failed_face_attempts_before_fallback,
+        fusion.liveness,
+    )
+    assert got == want
+    assert access.FusionSettings().k != 3  # the test values are not the defaults
+    assert match_settings(cfg) == MatchSettings(0.6, 0.12, 0.7, 0.45)
+    assert MatchSettings() != MatchSettings(0.6, 0.12, 0.7, 0.45)
 
 
 def test_office_enrolment_uses_the_configured_face_settings(

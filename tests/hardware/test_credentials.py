@@ -362,9 +362,7 @@ def test_set_pin_command_end_to_end() -> None:
     import json
     from types import SimpleNamespace
 
-    from gateway.gate.app import Gateway
     from gateway.gate.remote_commands import RemoteCommands
-    from gateway.gate.withdrawal_announce import GateWithdrawals
     from gateway.mqtt import sign
     from gateway.mqtt.commands import CommandProcessor
     from gateway.privacy import audit
@@ -380,11 +378,14 @@ def test_set_pin_command_end_to_end() -> None:
         gate="gate1",
         audit=audit.appender(c.db),
     )
-    gw = Gateway.__new__(Gateway)  # only what the handler touches
-    gw.controller = SimpleNamespace(credentials=c)  # type: ignore[assignment]
-    gw.run_decide = asyncio.to_thread  # type: ignore[assignment]
-    gw.keys = SimpleNamespace(site=SITE)  # type: ignore[assignment]
-    proc.register("set_pin", RemoteCommands(gw, GateWithdrawals(gw)).set_pin)
+    deps = SimpleNamespace(  # only what the handler touches
+        controller=SimpleNamespace(credentials=c),
+        cache_state=None,
+        run_decide=asyncio.to_thread,
+        keys=SimpleNamespace(site=SITE),
+    )
+    handlers = RemoteCommands(deps, None)  # type: ignore[arg-type]
+    proc.register("set_pin", handlers.set_pin)
     h, idx = management_record("90210")
 
     def send(args: dict[str, Any]) -> Any:

@@ -20,8 +20,8 @@ import sqlite_utils
 
 from gateway.credentials.hashing import PinHashParams
 from gateway.credentials.store import Credentials
-from gateway.gate.remote_commands import RemoteCommands
-from gateway.gate.withdrawal_announce import GateWithdrawals
+from gateway.gate.remote_commands import CommandDeps, RemoteCommands
+from gateway.gate.withdrawal_announce import GateWithdrawals, WithdrawalDeps
 from gateway.keys import Keys
 from gateway.mqtt import sign
 from gateway.mqtt.commands import CommandProcessor
@@ -60,7 +60,7 @@ class FakeGate:
         self.controller = SimpleNamespace(credentials=self.credentials)
         self.clock = clock
         self.cache_state = CacheState(recent_s=60.0, fresh_s=0.0, clock=clock)
-        self.vault: Vault | None = Vault(StaticKeyProvider(device), site)
+        self.vault = Vault(StaticKeyProvider(device), site)
         self.gallery: Any = NullGallery()
         self.face_paths: dict[str, Any] = {}
         self.cfg = SimpleNamespace(
@@ -85,6 +85,9 @@ class FakeGate:
 
     run_decide = run_db
 
+    async def reload(self) -> bool:
+        return False
+
 
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[bytes, bytes]:
@@ -107,7 +110,32 @@ def _processor(gate: FakeGate) -> tuple[CommandProcessor, Any]:
         gate=GATE,
         audit=audit.appender(gate.db),
     )
-    RemoteCommands(gate, GateWithdrawals(gate)).register(proc)
+    withdrawals = GateWithdrawals(
+        WithdrawalDeps(
+            gate.cfg,  # type: ignore[arg-type]
+            gate.keys,
+            gate.db,
+            gate.run_db,
+            gate.vault,
+            gate.gallery,
+            gate.pseudonym,
+            gate.emit,
+        )
+    )
+    deps = CommandDeps(
+        gate.cfg,  # type: ignore[arg-type]
+        gate.keys,
+        gate.db,
+        gate.run_db,
+        gate.run_decide,
+        gate.controller,  # type: ignore[arg-type]
+        gate.cache_state,
+        gate.vault,
+        gate.gallery,
+        gate.face_paths,
+        gate.reload,
+    )
+    RemoteCommands(deps, withdrawals).register(proc)
     return proc, key
 
 
