@@ -239,11 +239,11 @@ class Gateway:
             self.keys,
             self.db,
             self.run_db,
+            self.vault,
+            self.gallery,
             self.run_decide,
             controller,
             self.cache_state,
-            self.vault,
-            self.gallery,
             self.face_paths,
             self.daemon.reload,
         )

@@ -6,15 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.config.root import GatewayConfig
 from gateway.errors import GatewayError
-
-if TYPE_CHECKING:
-    from gateway.face.gallery import Gallery
-    from gateway.gate.facepath import FacePath
-    from gateway.privacy.vault import Vault
+from gateway.face.gallery import Gallery
+from gateway.gate.facepath import FacePath
+from gateway.privacy.vault import Vault
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.credentials.hashing import PinTerms, open_pin_hash
 from gateway.errors import GatewayError, ProtocolError
-from gateway.gate.withdrawal_announce import GateWithdrawals
+from gateway.gate.withdrawal_announce import GateData, GateWithdrawals
 from gateway.services import compliance
 from gateway.services import credentials as creds
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
-    from gateway.config.root import GatewayConfig
     from gateway.gate.controller import AccessController
-    from gateway.keys import Keys
-    from gateway.privacy.vault import GalleryLike, Vault
     from gateway.services.cache_state import CacheState
 
 Handler = Callable[[Any], Awaitable[Mapping[str, Any]]]
@@ -42,18 +37,12 @@ class Registry(Protocol):
 
 
 @dataclass(frozen=True)
-class CommandDeps:
+class CommandDeps(GateData):
     """What the handlers use of the running gate."""
 
-    cfg: GatewayConfig
-    keys: Keys
-    db: sqlite_utils.Database
-    run_db: Callable[..., Awaitable[Any]]
-    run_decide: Callable[..., Awaitable[Any]]
+    run_decide: Callable[..., Awaitable[Any]]  # a call on the credential store's thread
     controller: AccessController
     cache_state: CacheState | None
-    vault: Vault
-    gallery: GalleryLike
     face_paths: Mapping[str, Any]  # camera -> its face path, once the face paths run
     reload: Callable[[], Awaitable[bool]]
 

@@ -11,41 +11,43 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlite_utils
 
+from gateway.config.root import GatewayConfig
 from gateway.errors import ProtocolError
+from gateway.keys import Keys
 from gateway.mqtt import events as ev
 from gateway.mqtt import fanout
+from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.rejections import RejectionLimiter
+from gateway.mqtt.topics import Topics
 from gateway.privacy.scrub import scrub_in_background
+from gateway.privacy.vault import GalleryLike, Vault
 from gateway.services.withdrawal import mark_announced, pending_announcements, withdraw
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
-    from gateway.config.root import GatewayConfig
-    from gateway.keys import Keys
-    from gateway.mqtt.outbox import Outbox
-    from gateway.mqtt.topics import Topics
-    from gateway.privacy.vault import GalleryLike, Vault
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class WithdrawalDeps:
-    """What withdrawals on one gate use (the outbox and topics: None without MQTT)."""
+class GateData:
+    """A running gate's configuration, keys, database and face store."""
 
     cfg: GatewayConfig
     keys: Keys
     db: sqlite_utils.Database
-    run_db: Callable[..., Awaitable[Any]]
+    run_db: Callable[..., Awaitable[Any]]  # a call on the database thread
     vault: Vault
     gallery: GalleryLike
+
+
+@dataclass(frozen=True)
+class WithdrawalDeps(GateData):
+    """What withdrawals on one gate use (the outbox and topics: None without MQTT)."""
+
     pseudonym: Callable[[str | None], str | None]
     emit: Callable[[ev.BaseEvent], None]
     outbox: Outbox | None = None

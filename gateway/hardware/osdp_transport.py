@@ -38,7 +38,37 @@ class Transport(abc.ABC):
         """Release the line (idempotent)."""
 
 
-class SocketTransport(Transport):
+class _NonBlockingStream(Transport):
+    """``read``/``write`` of a non-blocking stream: nothing ready gives ``b""`` or 0, its
+    end raises EOFError(``end_message``); subclasses give the raw calls."""
+
+    end_message = "end of stream"
+
+    @abc.abstractmethod
+    def _recv(self, max_bytes: int) -> bytes:
+        """The raw read; EOFError when not open."""
+
+    @abc.abstractmethod
+    def _send(self, data: bytes) -> int:
+        """The raw write; EOFError when not open."""
+
+    def read(self, max_bytes: int) -> bytes:
+        try:
+            data = self._recv(max_bytes)
+        except BlockingIOError:
+            return b""
+        if not data:
+            raise EOFError(self.end_message)
+        return data
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._send(data)
+        except BlockingIOError:
+            return 0
+
+
+class SocketTransport(_NonBlockingStream):
     """TCP client (the simulator PD listens, the gateway connects)."""
 
     def __init__(self, host: str, port: int, connect_timeout_s: float = 1.0) -> None:
@@ -52,24 +82,17 @@ class SocketTransport(Transport):
         sock.setblocking(False)
         self._sock = sock
 
-    def read(self, max_bytes: int) -> bytes:
-        if self._sock is None:
-            raise EOFError("not connected")
-        try:
-            data = self._sock.recv(max_bytes)
-        except BlockingIOError:
-            return b""
-        if not data:
-            raise EOFError("peer closed the connection")
-        return data
+    end_message = "peer closed the connection"
 
-    def write(self, data: bytes) -> int:
+    def _recv(self, max_bytes: int) -> bytes:
         if self._sock is None:
             raise EOFError("not connected")
-        try:
-            return self._sock.send(data)
-        except BlockingIOError:
-            return 0
+        return self._sock.recv(max_bytes)
+
+    def _send(self, data: bytes) -> int:
+        if self._sock is None:
+            raise EOFError("not connected")
+        return self._sock.send(data)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -78,7 +101,7 @@ class SocketTransport(Transport):
             self._sock = None
 
 
-class PtyTransport(Transport):
+class PtyTransport(_NonBlockingStream):
     """A tty device opened raw and non-blocking (a pty slave, or a serial port without
     pyserial). Closing the other side of a pty shows as EIO here."""
 
@@ -100,24 +123,17 @@ class PtyTransport(Transport):
             raise OSError(errno.ENOTTY, f"{self.path}: cannot set raw mode: {exc}") from None
         self._fd = fd
 
-    def read(self, max_bytes: int) -> bytes:
-        if self._fd is None:
-            raise EOFError("not open")
-        try:
-            data = os.read(self._fd, max_bytes)
-        except BlockingIOError:
-            return b""
-        if not data:
-            raise EOFError("end of file on the pty")
-        return data
+    end_message = "end of file on the pty"
 
-    def write(self, data: bytes) -> int:
+    def _recv(self, max_bytes: int) -> bytes:
         if self._fd is None:
             raise EOFError("not open")
-        try:
-            return os.write(self._fd, data)
-        except BlockingIOError:
-            return 0
+        return os.read(self._fd, max_bytes)
+
+    def _send(self, data: bytes) -> int:
+        if self._fd is None:
+            raise EOFError("not open")
+        return os.write(self._fd, data)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -127,11 +127,11 @@ def _processor(gate: FakeGate) -> tuple[CommandProcessor, Any]:
         gate.keys,
         gate.db,
         gate.run_db,
+        gate.vault,
+        gate.gallery,
         gate.run_decide,
         gate.controller,  # type: ignore[arg-type]
         gate.cache_state,
-        gate.vault,
-        gate.gallery,
         gate.face_paths,
         gate.reload,
     )
