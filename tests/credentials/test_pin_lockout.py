@@ -8,7 +8,7 @@ import pytest
 
 from gateway.credentials.hashing import LockedOutError, LockoutEvent, LockoutPolicy
 from gateway.credentials.pin_budget import DAY_S, guesses_per_day, success_probability
-from tests.hardware.test_credentials import make
+from tests.credentials.test_credentials import make
 
 
 def test_wrong_pins_with_one_card_do_not_lock_out_another_card_holder() -> None:
