@@ -1,0 +1,173 @@
+"""The console's guards: security headers, the session check, CSRF, roles, login throttle.
+
+Every route needs a session except the login page and the static files; every change
+(POST, PUT, PATCH, DELETE) needs the session's CSRF token (a form's ``csrf`` field or the
+``X-CSRF-Token`` header); a route names the roles allowed to call it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.web import accounts
+from gateway.web.accounts import Role, Session
+from gateway.web.backend import Backend
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+COOKIE = "__Host-gw_session"
+"""``__Host-``: Secure, no Domain, path ``/`` (the browser enforces it)."""
+
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Strict-Transport-Security": "max-age=31536000",
+    "Cache-Control": "no-store",
+}
+PUBLIC = ("/login", "/static/")
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
+SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
+
+
+class LoginThrottle:
+    """At most ``per_minute`` login attempts per client address in any 60 s."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_minute = per_minute
+        self._clock = clock
+        self._seen: dict[str, deque[float]] = {}
+
+    def allow(self, client: str) -> bool:
+        """Count an attempt from ``client``; False when over the limit."""
+        now = self._clock()
+        q = self._seen.setdefault(client, deque())
+        while q and now - q[0] > 60.0:
+            q.popleft()
+        if len(self._seen) > 10_000:  # bounded memory under a spray of addresses
+            self._seen = {client: q}
+        if len(q) >= self._per_minute:
+            return False
+        q.append(now)
+        return True
+
+
+THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle", LoginThrottle)
+
+
+def session(request: web.Request) -> Session:
+    """The request's session (set by :func:`guard` for every non-public route)."""
+    s = request.get(SESSION_KEY)
+    if s is None:
+        raise web.HTTPUnauthorized()
+    return s
+
+
+def wants_json(request: web.Request) -> bool:
+    """API routes answer in JSON, pages in HTML."""
+    return request.path.startswith("/api/")
+
+
+@web.middleware
+async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The security headers, on every answer (errors included)."""
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(HEADERS)
+        raise
+    resp.headers.update(HEADERS)
+    return resp
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a request without a live session, or a change without its CSRF token."""
+    if request.path == "/login" or request.path.startswith("/static/"):
+        return await handler(request)
+    backend = request.app[BACKEND]
+    token = request.cookies.get(COOKIE)
+    s = None
+    if token:
+        policy = _session_policy(backend)
+        s = await backend.run_db(accounts.session_of, backend.db, token, policy=policy)
+    if s is None:
+        if wants_json(request) or request.method != "GET":
+            raise web.HTTPUnauthorized(text="log in first", content_type="text/plain")
+        raise web.HTTPSeeOther("/login")
+    if request.method in CHANGES:
+        given = request.headers.get("X-CSRF-Token")
+        if given is None and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            given = str((await request.post()).get("csrf", ""))
+        if not accounts.csrf_matches(s, given):
+            log.warning("web: a change without a valid CSRF token was refused")
+            raise web.HTTPForbidden(text="missing or wrong CSRF token", content_type="text/plain")
+    request[SESSION_KEY] = s
+    return await handler(request)
+
+
+def _session_policy(backend: Backend) -> accounts.SessionPolicy:
+    return accounts.SessionPolicy(
+        backend.cfg.session_minutes * 60.0, backend.cfg.idle_minutes * 60.0
+    )
+
+
+def allow(*roles: Role) -> Callable[[Handler], Handler]:
+    """Only these roles (``admin`` always) may call the decorated handler."""
+    allowed = set(roles) | {"admin"}
+
+    def wrap(fn: Handler) -> Handler:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            if session(request).role not in allowed:
+                raise web.HTTPForbidden(text="your role may not do this", content_type="text/plain")
+            return await fn(request)
+
+        checked.__name__ = fn.__name__
+        checked.__doc__ = fn.__doc__
+        return checked
+
+    return wrap
+
+
+def actor(request: web.Request) -> str:
+    """The audit actor of this request: ``web:<account>``."""
+    return f"web:{session(request).account}"
+
+
+def set_session_cookie(resp: web.StreamResponse, token: str, max_age_s: int) -> None:
+    """The session cookie: HttpOnly, Secure, SameSite=Strict, host-only."""
+    resp.set_cookie(
+        COOKIE,
+        token,
+        max_age=max_age_s,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
+
+
+def client_address(request: web.Request) -> str:
+    """The peer address (no proxy headers are trusted)."""
+    peer: Any = request.transport.get_extra_info("peername") if request.transport else None
+    return str(peer[0]) if peer else "unknown"
