@@ -74,10 +74,10 @@ THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle", LoginThrottle)
 
 def session(request: web.Request) -> Session:
     """The request's session (set by :func:`guard` for every non-public route)."""
-    s = request.get(SESSION_KEY)
-    if s is None:
-        raise web.HTTPUnauthorized()
-    return s
+    try:
+        return request[SESSION_KEY]
+    except KeyError:
+        raise web.HTTPUnauthorized() from None
 
 
 def wants_json(request: web.Request) -> bool:
