@@ -15,6 +15,7 @@ from typing import Any
 from gateway.errors import GatewayError
 from gateway.privacy.consent import METHODS, SCOPES
 from gateway.privacy.people import ROLES as PERSON_ROLES
+from gateway.privacy.people import Person
 from gateway.services import compliance as compliance_svc
 from gateway.services import consent as consent_svc
 from gateway.services import credentials as creds_svc
@@ -69,9 +70,7 @@ def card(data: Mapping[str, Any]) -> tuple[int | None, int]:
     return (int(facility) if facility else None, int(number))
 
 
-def person_row(row: people_svc.PersonRow) -> dict[str, Any]:
-    """One line of the people list."""
-    p = row.person
+def _person(p: Person) -> dict[str, Any]:
     return {
         "id": p.id,
         "name": p.display_name,
@@ -79,6 +78,12 @@ def person_row(row: people_svc.PersonRow) -> dict[str, Any]:
         "role": p.role,
         "group": p.access_group,
         "minor": p.is_minor,
+    }
+
+
+def person_row(row: people_svc.PersonRow) -> dict[str, Any]:
+    """One line of the people list."""
+    return _person(row.person) | {
         "face_enrolled": row.face_enrolled,
         "consent": row.consent_status,
     }
@@ -115,15 +120,8 @@ async def show_person(backend: Backend, person_id: str) -> dict[str, Any]:
     view = await backend.run_db(
         consent_svc.show, backend.db, person_id, grace_days=backend.grace_days
     )
-    p = d.person
-    return {
-        "id": p.id,
-        "name": p.display_name,
-        "unit": p.unit,
-        "role": p.role,
-        "group": p.access_group,
-        "minor": p.is_minor,
-        "guardian": p.guardian_id,
+    return _person(d.person) | {
+        "guardian": d.person.guardian_id,
         "templates": d.templates,
         "face_allowed": d.face.allowed,
         "face_reason": d.face.reason,

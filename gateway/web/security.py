@@ -33,7 +33,7 @@ HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make browsers send Origin: null
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
@@ -93,6 +93,9 @@ async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         exc.headers.update(HEADERS)
         raise
+    except Exception:
+        log.exception("web: %s %s failed", request.method, request.path)
+        resp = web.Response(status=500, text="internal error (logged)", content_type="text/plain")
     resp.headers.update(HEADERS)
     return resp
 
@@ -113,6 +116,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise web.HTTPUnauthorized(text="log in first", content_type="text/plain")
         raise web.HTTPSeeOther("/login")
     if request.method in CHANGES:
+        _same_origin(request)
         given = request.headers.get("X-CSRF-Token")
         if given is None and request.content_type in (
             "application/x-www-form-urlencoded",
@@ -124,6 +128,14 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise web.HTTPForbidden(text="missing or wrong CSRF token", content_type="text/plain")
     request[SESSION_KEY] = s
     return await handler(request)
+
+
+def _same_origin(request: web.Request) -> None:
+    """A change whose ``Origin`` (when the browser sends one) is another site is refused."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        log.warning("web: a change from another origin was refused")
+        raise web.HTTPForbidden(text="cross-origin change refused", content_type="text/plain")
 
 
 def _session_policy(backend: Backend) -> accounts.SessionPolicy:

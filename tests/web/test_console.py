@@ -162,7 +162,7 @@ def test_security_headers_on_pages_errors_and_static(tmp_path: Path) -> None:
             assert "script-src 'self'" in csp
             assert "frame-ancestors 'none'" in csp
             assert resp.headers["X-Content-Type-Options"] == "nosniff"
-            assert resp.headers["Referrer-Policy"] == "no-referrer"
+            assert resp.headers["Referrer-Policy"] == "same-origin"
             assert resp.headers["X-Frame-Options"] == "DENY"
         page = await (await c.client.get("/login")).text()
         assert "<script>" not in page  # the only script is a file
@@ -292,5 +292,30 @@ def test_add_account_rules(tmp_path: Path) -> None:
         h = db.execute("SELECT password_hash FROM web_accounts WHERE name='admin'").fetchone()[0]
         assert h.startswith("$argon2id$")
         assert ("test", "admin") in _audit(c, "web.account.add")
+
+    run(tmp_path, body)
+
+
+def test_a_change_from_another_origin_is_refused(tmp_path: Path) -> None:
+    async def body(c: Console) -> None:
+        await c.login("operator")
+        h = c.headers() | {"Origin": "https://evil.example"}
+        resp = await c.client.post("/api/people", json={"name": "Li"}, headers=h)
+        assert resp.status == 403
+        assert c.backend.db.execute("SELECT count(*) FROM people").fetchone()[0] == 0
+        h["Origin"] = str(c.client.make_url("")).rstrip("/")
+        assert (await c.client.post("/api/people", json={"name": "Li"}, headers=h)).status == 200
+
+    run(tmp_path, body)
+
+
+def test_an_unexpected_failure_is_a_500_with_the_headers(tmp_path: Path) -> None:
+    async def body(c: Console) -> None:
+        await c.login("auditor")
+        c.backend.db.execute("DROP TABLE consents")  # the report cannot be computed
+        resp = await c.client.get("/api/compliance", headers=c.headers())
+        assert resp.status == 500
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert "consents" not in await resp.text()  # no internals in the answer
 
     run(tmp_path, body)
