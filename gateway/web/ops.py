@@ -8,6 +8,7 @@ Pages (:mod:`gateway.web.pages`) render these results, the JSON API
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -151,14 +152,7 @@ async def delete_person(
         people_svc.delete_person, backend.deletion_deps(), person_id, actor=actor, channel="web"
     )
     await backend.after_withdrawal()
-    return {
-        "person_id": done.person_id,
-        "templates_erased": done.templates_erased,
-        "cards": done.cards,
-        "pins": done.pins,
-        "consents": done.consents,
-        "receipt_id": done.receipt_id,
-    }
+    return dataclasses.asdict(done)  # counts and the receipt id: no biometric, no card
 
 
 def notice(backend: Backend) -> dict[str, str]:
@@ -205,12 +199,7 @@ async def withdraw_consent(
         vacuum=False,
     )
     await backend.after_withdrawal()
-    return {
-        "receipt_id": receipt.id,
-        "person_id": receipt.person_id,
-        "templates_erased": receipt.templates_erased,
-        "at": receipt.ts,
-    }
+    return dataclasses.asdict(receipt)  # id, person_id, channel, templates_erased, ts
 
 
 async def add_card(
