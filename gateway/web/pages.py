@@ -16,12 +16,16 @@ from gateway.web import accounts, ops
 from gateway.web.security import (
     BACKEND,
     COOKIE,
+    LOGIN_COOKIE,
     SESSION_KEY,
     THROTTLE,
     actor,
     allow,
     client_address,
+    login_token,
+    login_token_ok,
     session,
+    set_login_cookie,
     set_session_cookie,
 )
 
@@ -69,15 +73,24 @@ def render(request: web.Request, name: str, status: int = 200, **values: Any) ->
 
 
 async def login_page(request: web.Request) -> web.Response:
-    """The login form."""
-    return render(request, "login.html", error="")
+    """The login form (with its CSRF token)."""
+    return _login_form(request, 200, "")
+
+
+def _login_form(request: web.Request, status: int, error: str) -> web.Response:
+    token = login_token(request)
+    resp = render(request, "login.html", status, error=error, login_csrf=token)
+    set_login_cookie(resp, token)
+    return resp
 
 
 async def login_post(request: web.Request) -> web.StreamResponse:
     """Check the password (throttled per address, locked per account); start a session."""
     if not request.app[THROTTLE].allow(client_address(request)):
-        return render(request, "login.html", 429, error="too many attempts; wait a minute")
+        return _login_form(request, 429, "too many attempts; wait a minute")
     form = await request.post()
+    if not login_token_ok(request, str(form.get("csrf", ""))):
+        return _login_form(request, 403, "the login form expired; try again")
     name, password = str(form.get("account", ""))[:64], str(form.get("password", ""))
     backend = request.app[BACKEND]
     cfg = backend.cfg
@@ -85,9 +98,10 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     try:
         token, _ = await backend.run_db(accounts.login, backend.db, name, password, policy=policy)
     except accounts.AccountError as exc:
-        return render(request, "login.html", 401, error=str(exc))
+        return _login_form(request, 401, str(exc))
     resp = web.Response(status=303, headers={"Location": "/"})
     set_session_cookie(resp, token, cfg.session_minutes * 60)
+    resp.del_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
     return resp
 
 

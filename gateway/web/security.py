@@ -7,7 +7,9 @@ Every route needs a session except the login page and the static files; every ch
 
 from __future__ import annotations
 
+import hmac
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -25,6 +27,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 COOKIE = "__Host-gw_session"
 """``__Host-``: Secure, no Domain, path ``/`` (the browser enforces it)."""
+LOGIN_COOKIE = "__Host-gw_login"
+"""The login form's CSRF token (double-submit: cookie and form field must match)."""
 
 HEADERS = {
     "Content-Security-Policy": (
@@ -176,6 +180,25 @@ def set_session_cookie(resp: web.StreamResponse, token: str, max_age_s: int) -> 
         secure=True,
         httponly=True,
         samesite="Strict",
+    )
+
+
+def login_token(request: web.Request) -> str:
+    """The login form's CSRF token: the browser's, or a new one."""
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    return token if 32 <= len(token) <= 64 else secrets.token_urlsafe(32)
+
+
+def login_token_ok(request: web.Request, given: str) -> bool:
+    """Whether the login form carries the token of its cookie (a cross-site form does not)."""
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    return bool(cookie) and hmac.compare_digest(cookie.encode(), given.encode())
+
+
+def set_login_cookie(resp: web.StreamResponse, token: str) -> None:
+    """The login form's token cookie (HttpOnly, Secure, SameSite=Strict, 10 minutes)."""
+    resp.set_cookie(
+        LOGIN_COOKIE, token, max_age=600, path="/", secure=True, httponly=True, samesite="Strict"
     )
 
 

@@ -29,7 +29,7 @@ from gateway.store import database as store
 from gateway.web import accounts
 from gateway.web.app import make_app
 from gateway.web.backend import Backend, run_here
-from gateway.web.security import COOKIE
+from gateway.web.security import COOKIE, LOGIN_COOKIE
 from tests.privacy.conftest import NOTICE_EN
 
 FAST = PinHashParams(time_cost=1, memory_kib=1024, parallelism=1)
@@ -56,8 +56,12 @@ class Console:
 
     async def login(self, name: str, password: str = PASSWORD) -> int:
         """Log in through the form; keep the session; the HTTP status."""
+        form = await self.login_form()
         resp = await self.client.post(
-            "/login", data={"account": name, "password": password}, allow_redirects=False
+            "/login",
+            data={"account": name, "password": password, "csrf": form},
+            headers={"Cookie": f"{LOGIN_COOKIE}={form}"},
+            allow_redirects=False,
         )
         cookie = resp.headers.get("Set-Cookie", "")
         m = re.search(rf"{re.escape(COOKIE)}=([^;]+)", cookie)
@@ -66,6 +70,14 @@ class Console:
             me = await self.client.get("/api/me", headers=self.headers(csrf=False))
             self.csrf = (await me.json())["csrf"]
         return resp.status
+
+    async def login_form(self) -> str:
+        """Open the login page; its CSRF token (also set as the login cookie)."""
+        resp = await self.client.get("/login")
+        m = re.search(r'name="csrf" value="([^"]+)"', await resp.text())
+        assert m is not None
+        assert f"{LOGIN_COOKIE}={m.group(1)}" in resp.headers["Set-Cookie"]
+        return m.group(1)
 
     async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """A JSON API call with the session and its CSRF token."""

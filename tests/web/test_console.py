@@ -14,6 +14,7 @@ from gateway.config.web import WebConfig
 from gateway.web import accounts
 from gateway.web.api import routes as api_routes
 from gateway.web.pages import routes as page_routes
+from gateway.web.security import COOKIE, LOGIN_COOKIE
 from tests.web.console import PASSWORD, Console, console
 
 
@@ -129,11 +130,28 @@ def test_login_attempts_are_throttled_per_address(tmp_path: Path) -> None:
 
 def test_unknown_account_and_wrong_password_look_the_same(tmp_path: Path) -> None:
     async def body(c: Console) -> None:
+        assert await c.login("ghost", "x" * 12) == await c.login("admin", "x" * 12) == 401
         r1 = await c.client.post("/login", data={"account": "ghost", "password": "x" * 12})
-        r2 = await c.client.post("/login", data={"account": "admin", "password": "x" * 12})
-        assert r1.status == r2.status == 401
-        assert "wrong account name or password" in await r1.text()
-        assert "wrong account name or password" in await r2.text()
+        assert "wrong account name or password" not in await r1.text()  # no token: refused
+        for name in ("ghost", "admin"):
+            t = await c.login_form()
+            form = {"account": name, "password": "x" * 12, "csrf": t}
+            h = {"Cookie": f"{LOGIN_COOKIE}={t}"}
+            resp = await c.client.post("/login", data=form, headers=h)
+            assert "wrong account name or password" in await resp.text()
+
+
+def test_a_login_without_its_form_token_is_refused(tmp_path: Path) -> None:
+    async def body(c: Console) -> None:
+        good = {"account": "admin", "password": PASSWORD}
+        resp = await c.client.post("/login", data=good, allow_redirects=False)
+        assert resp.status == 403
+        assert COOKIE not in resp.headers.get("Set-Cookie", "").split("=")[0]
+        t = await c.login_form()
+        other = {"Cookie": f"{LOGIN_COOKIE}={'y' * 43}"}  # a forged form: another token
+        resp = await c.client.post("/login", data=good | {"csrf": t}, headers=other)
+        assert resp.status == 403
+        assert c.backend.db.execute("SELECT count(*) FROM web_sessions").fetchone()[0] == 0
 
     run(tmp_path, body)
 
@@ -173,10 +191,15 @@ def test_security_headers_on_pages_errors_and_static(tmp_path: Path) -> None:
 
 def test_the_session_cookie_is_locked_down_and_logout_ends_it(tmp_path: Path) -> None:
     async def body(c: Console) -> None:
+        t = await c.login_form()
         resp = await c.client.post(
-            "/login", data={"account": "admin", "password": PASSWORD}, allow_redirects=False
+            "/login",
+            data={"account": "admin", "password": PASSWORD, "csrf": t},
+            headers={"Cookie": f"{LOGIN_COOKIE}={t}"},
+            allow_redirects=False,
         )
-        cookie = resp.headers["Set-Cookie"]
+        cookie = resp.headers.getall("Set-Cookie")[0]
+        assert cookie.startswith(f"{COOKIE}=")
         for attr in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/"):
             assert attr in cookie
         await c.login("admin")

@@ -18,7 +18,7 @@ from gateway.cli.main import main as gateway_main
 from gateway.daemon.supervisor import ServiceSpec
 from gateway.store import database as store
 from gateway.web import accounts
-from gateway.web.security import COOKIE
+from gateway.web.security import COOKIE, LOGIN_COOKIE
 from gateway.web.tls import CERT_NAME, KEY_NAME, fingerprint
 from tests.conftest import built_gateway
 from tests.support.net import free_port
@@ -91,8 +91,13 @@ async def _use(port: int, cert: Path) -> tuple[int, str]:
     tls.check_hostname = False  # the certificate names the host and 127.0.0.1 (SAN)
     jar = aiohttp.DummyCookieJar()
     async with aiohttp.ClientSession(cookie_jar=jar) as http:
-        form = {"account": "office", "password": PASSWORD}
-        async with http.post(f"{base}/login", data=form, ssl=tls, allow_redirects=False) as r:
+        async with http.get(f"{base}/login", ssl=tls) as r:
+            t = r.cookies[LOGIN_COOKIE].value
+        form = {"account": "office", "password": PASSWORD, "csrf": t}
+        h = {"Cookie": f"{LOGIN_COOKIE}={t}"}
+        async with http.post(
+            f"{base}/login", data=form, headers=h, ssl=tls, allow_redirects=False
+        ) as r:
             assert r.status == 303
             token = r.cookies[COOKIE].value
         h = {"Cookie": f"{COOKIE}={token}"}
