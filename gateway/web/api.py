@@ -112,6 +112,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/people/{pid}/cards", _change(ops.add_card)),
         web.post("/api/people/{pid}/cards/revoke", _change(ops.revoke_card)),
         web.post("/api/people/{pid}/pins/revoke", _change(ops.revoke_pin)),
+        web.post("/api/people/{pid}/validity", _change(ops.set_validity)),
         web.get("/api/notice", notice),
         web.get("/api/compliance", compliance),
     ]

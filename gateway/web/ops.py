@@ -9,6 +9,7 @@ Pages (:mod:`gateway.web.pages`) render these results, the JSON API
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
@@ -123,6 +124,8 @@ async def show_person(backend: Backend, person_id: str) -> dict[str, Any]:
     )
     return _person(d.person) | {
         "guardian": d.person.guardian_id,
+        "valid_from": d.person.valid_from,
+        "valid_until": d.person.valid_until,
         "templates": d.templates,
         "face_allowed": d.face.allowed,
         "face_reason": d.face.reason,
@@ -245,6 +248,36 @@ async def revoke_pin(
         kind=kind or None,
     )
     return {"revoked": n}
+
+
+def _bound(data: Mapping[str, Any], key: str) -> float | None:
+    """An ISO date or date-time (UTC when no zone is given), or None when empty."""
+    value = text(data, key, required=False)
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InputError(f"{key} must be an ISO date (YYYY-MM-DD[THH:MM])") from exc
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+
+
+async def set_validity(
+    backend: Backend, person_id: str, data: Mapping[str, Any], actor: str
+) -> dict[str, Any]:
+    """Set when a person's access is valid (``services.credentials.set_validity``); an
+    empty bound is cleared."""
+    start, end = _bound(data, "valid_from"), _bound(data, "valid_until")
+    p = await backend.run_decide(
+        creds_svc.set_validity,
+        backend.credential_deps(),
+        person_id,
+        actor=actor,
+        channel="web",
+        valid_from=start,
+        valid_until=end,
+    )
+    return {"valid_from": p.valid_from, "valid_until": p.valid_until}
 
 
 async def compliance_report(backend: Backend) -> dict[str, Any]:

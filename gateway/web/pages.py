@@ -42,6 +42,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["when"] = _when
+    env.filters["day"] = _day
     return env
 
 
@@ -57,7 +58,15 @@ MESSAGES = {
     "card-added": "Card added (stored as a keyed hash only).",
     "card-revoked": "Card(s) revoked.",
     "pin-revoked": "PIN(s) revoked.",
+    "validity-set": "Validity period changed.",
 }
+
+
+def _day(ts: float | None) -> str:
+    """A bound as the value of a date-time field (UTC), or empty."""
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M")
 
 
 def render(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
@@ -211,6 +220,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/people/{pid}/cards", _person_change("card-added", ops.add_card)),
         web.post("/people/{pid}/cards/revoke", _person_change("card-revoked", ops.revoke_card)),
         web.post("/people/{pid}/pins/revoke", _person_change("pin-revoked", ops.revoke_pin)),
+        web.post("/people/{pid}/validity", _person_change("validity-set", ops.set_validity)),
         web.get("/notice", notice_page),
         web.get("/compliance", compliance),
     ]

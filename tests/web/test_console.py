@@ -342,3 +342,24 @@ def test_an_unexpected_failure_is_a_500_with_the_headers(tmp_path: Path) -> None
         assert "consents" not in await resp.text()  # no internals in the answer
 
     run(tmp_path, body)
+
+
+def test_validity_through_the_credential_service(tmp_path: Path) -> None:
+    async def body(c: Console) -> None:
+        await c.login("operator")
+        pid = (await c.api("POST", "/api/people", {"name": "Sun Li"}))[1]["id"]
+        period = {"valid_from": "2026-01-01", "valid_until": "2026-02-01T08:00"}
+        status, got = await c.api("POST", f"/api/people/{pid}/validity", period)
+        assert status == 200
+        assert got == {"valid_from": 1767225600.0, "valid_until": 1769932800.0}
+        bad = {"valid_from": "2026-02-01", "valid_until": "2026-01-01"}
+        status, err = await c.api("POST", f"/api/people/{pid}/validity", bad)
+        assert status == 400
+        assert "after" in err["error"]
+        assert (await c.api("POST", f"/api/people/{pid}/validity", {"valid_from": "soon"}))[
+            0
+        ] == 400
+        assert (await c.api("POST", f"/api/people/{pid}/validity", {}))[1]["valid_until"] is None
+        assert ("web:operator", pid) in _audit(c, "person.validity")
+
+    run(tmp_path, body)
