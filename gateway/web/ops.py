@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import tempfile
 import unicodedata
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from gateway.errors import GatewayError
@@ -289,3 +291,22 @@ async def compliance_report(backend: Backend) -> dict[str, Any]:
         "filing_required": compliance_svc.filing_required(rep),
         "audit": {"ok": res.ok, "rows": res.rows, "broken_seq": res.broken_seq},
     }
+
+
+EXPORT_TYPES = {"json": "application/json", "csv": "text/csv"}
+
+
+async def export_records(backend: Backend, fmt: str, actor: str) -> bytes:
+    """The processing records as ``json`` or ``csv`` (``services.compliance.export_records``,
+    audited as ``export``), written in a private temporary directory and removed at once."""
+    if fmt not in EXPORT_TYPES:
+        raise InputError("the export format is json or csv")
+
+    def export() -> bytes:
+        with tempfile.TemporaryDirectory(prefix="gw-export-") as tmp:  # mode 0700
+            out = Path(tmp) / f"records.{fmt}"
+            compliance_svc.export_records(backend.db, fmt, out, actor=actor)
+            return out.read_bytes()
+
+    data: bytes = await backend.run_db(export)
+    return data

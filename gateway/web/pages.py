@@ -204,6 +204,22 @@ async def compliance(request: web.Request) -> web.Response:
     return render(request, "compliance.html", c=await ops.compliance_report(request.app[BACKEND]))
 
 
+@allow("auditor")
+async def records(request: web.Request) -> web.Response:
+    """The processing records as a download (``records.json`` or ``records.csv``)."""
+    fmt = request.match_info["fmt"]
+    try:
+        data = await ops.export_records(request.app[BACKEND], fmt, actor(request))
+    except ops.InputError as exc:
+        raise web.HTTPNotFound(text=str(exc), content_type="text/plain") from exc
+    return web.Response(
+        body=data,
+        content_type=ops.EXPORT_TYPES[fmt],
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="processing-records.{fmt}"'},
+    )
+
+
 def routes() -> list[web.RouteDef]:
     """The page routes."""
     return [
@@ -223,4 +239,6 @@ def routes() -> list[web.RouteDef]:
         web.post("/people/{pid}/validity", _person_change("validity-set", ops.set_validity)),
         web.get("/notice", notice_page),
         web.get("/compliance", compliance),
+        web.get("/compliance/records.{fmt}", records),
+        web.get("/api/compliance/records.{fmt}", records),
     ]

@@ -363,3 +363,23 @@ def test_validity_through_the_credential_service(tmp_path: Path) -> None:
         assert ("web:operator", pid) in _audit(c, "person.validity")
 
     run(tmp_path, body)
+
+
+def test_processing_records_export_for_the_auditor(tmp_path: Path) -> None:
+    async def body(c: Console) -> None:
+        await c.login("operator")
+        await c.api("POST", "/api/people", {"name": "Gao Min"})
+        assert (await c.api("GET", "/api/compliance/records.json"))[0] == 403  # not the office
+        await c.login("auditor")
+        status, got = await c.api("GET", "/api/compliance/records.json")
+        assert status == 200
+        assert "records" in got
+        resp = await c.client.get("/compliance/records.csv", headers=c.headers())
+        assert resp.status == 200
+        assert resp.content_type == "text/csv"
+        assert "attachment" in resp.headers["Content-Disposition"]
+        assert (await c.api("GET", "/api/compliance/records.xml"))[0] == 404
+        exports = _audit(c, "export")
+        assert ("web:auditor", "processing_records") in exports
+
+    run(tmp_path, body)
