@@ -12,7 +12,7 @@ import dataclasses
 import datetime as dt
 import tempfile
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -218,19 +218,20 @@ async def add_card(
     return {"card_id": card_id}
 
 
+async def _credential_change(
+    backend: Backend, fn: Callable[..., Any], person_id: str, actor: str, **kwargs: Any
+) -> Any:
+    """``fn`` of :mod:`gateway.services.credentials` on the credential store's thread."""
+    deps = backend.credential_deps()
+    return await backend.run_decide(fn, deps, person_id, actor=actor, channel="web", **kwargs)
+
+
 async def revoke_card(
     backend: Backend, person_id: str, data: Mapping[str, Any], actor: str
 ) -> dict[str, Any]:
     """Revoke one typed card, or every card with ``all``."""
     c = None if flag(data, "all") else card(data)
-    n = await backend.run_decide(
-        creds_svc.revoke_card,
-        backend.credential_deps(),
-        person_id,
-        actor=actor,
-        channel="web",
-        card=c,
-    )
+    n = await _credential_change(backend, creds_svc.revoke_card, person_id, actor, card=c)
     return {"revoked": n}
 
 
@@ -241,14 +242,7 @@ async def revoke_pin(
     kind = text(data, "kind", required=False)
     if kind and kind not in PIN_KINDS:
         raise InputError(f"kind must be one of {', '.join(PIN_KINDS)}")
-    n = await backend.run_decide(
-        creds_svc.revoke_pin,
-        backend.credential_deps(),
-        person_id,
-        actor=actor,
-        channel="web",
-        kind=kind or None,
-    )
+    n = await _credential_change(backend, creds_svc.revoke_pin, person_id, actor, kind=kind or None)
     return {"revoked": n}
 
 
@@ -270,14 +264,8 @@ async def set_validity(
     """Set when a person's access is valid (``services.credentials.set_validity``); an
     empty bound is cleared."""
     start, end = _bound(data, "valid_from"), _bound(data, "valid_until")
-    p = await backend.run_decide(
-        creds_svc.set_validity,
-        backend.credential_deps(),
-        person_id,
-        actor=actor,
-        channel="web",
-        valid_from=start,
-        valid_until=end,
+    p = await _credential_change(
+        backend, creds_svc.set_validity, person_id, actor, valid_from=start, valid_until=end
     )
     return {"valid_from": p.valid_from, "valid_until": p.valid_until}
 
