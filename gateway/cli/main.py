@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = (
     "gateway.eval.commands",
     "gateway.cli.hardware",
     "gateway.cli.keys",
+    "gateway.cli.web",
     "gateway.demo.run",
 )
 

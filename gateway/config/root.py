@@ -34,6 +34,7 @@ from gateway.config.mqtt import MqttConfig
 from gateway.config.privacy import PrivacyConfig, RetentionConfig
 from gateway.config.readers import ReaderConfig
 from gateway.config.site import RuntimeConfig, SiteConfig, StorageConfig
+from gateway.config.web import WebConfig
 from gateway.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/access-gateway/gateway.toml")
@@ -68,6 +69,7 @@ class GatewayConfig(BaseSettings):
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="Privacy.")
     keys: KeysConfig = Field(default_factory=KeysConfig, description="Key provider.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Runtime.")
+    web: WebConfig = Field(default_factory=WebConfig, description="Web console.")
 
     @classmethod
     def settings_customise_sources(

@@ -34,6 +34,7 @@ from gateway.gate.policy import build_engine
 from gateway.gate.readers import close_readers, open_readers, run_reader
 from gateway.gate.remote_commands import CommandDeps, register_remote_commands
 from gateway.gate.retention_task import run_retention
+from gateway.gate.web_wiring import add_web_console
 from gateway.gate.withdrawal_announce import GateWithdrawals, WithdrawalDeps
 from gateway.hardware.readers import Reader
 from gateway.keys import Keys
@@ -249,6 +250,7 @@ class Gateway:
         )
         self.remote_commands = register_remote_commands(deps, self.withdrawals, self.commands)
         self._add_services(controller, doors)
+        add_web_console(deps, self.withdrawals.announce, self.daemon.add_service)
         announce_storage(cfg, self.daemon.storage_read_only, self.emit)
 
     def _add_services(self, controller: AccessController, doors: dict[str, DoorRuntime]) -> None:

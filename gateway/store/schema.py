@@ -188,6 +188,25 @@ MIGRATIONS: tuple[str, ...] = (
     AFTER UPDATE OF role, access_group, valid_from, valid_until ON people
     BEGIN UPDATE credential_generation SET gen = gen + 1 WHERE id = 1; END;
     """,
+    # the web console's accounts (argon2id hashes) and sessions (SHA-256 of the token only)
+    """
+    CREATE TABLE web_accounts (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+        password_hash TEXT NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        locked_until REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE web_sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES web_accounts(name) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_account ON web_sessions(account);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,186 @@
+"""Web console accounts and sessions, in the state database.
+
+Passwords are argon2id hashes (argon2-cffi); an account is locked for a while after too many
+failed logins; a session is a random token whose SHA-256 alone is stored, with its own CSRF
+token (synchronizer pattern), an absolute lifetime and an idle timeout. Every change is
+audited with the actor ``web:<account>`` (or the CLI's actor for ``add-user``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlite_utils
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from gateway.errors import GatewayError
+from gateway.privacy import audit
+from gateway.store.tx import transaction
+
+log = logging.getLogger(__name__)
+
+Role = Literal["admin", "operator", "auditor"]
+ROLES: tuple[Role, ...] = ("admin", "operator", "auditor")
+ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+MIN_PASSWORD = 12
+MAX_PASSWORD = 256
+
+_HASHER = PasswordHasher()  # argon2id, the library's (RFC 9106 low-memory) parameters
+_DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))  # unknown accounts cost the same time
+
+
+class AccountError(GatewayError):
+    """An account cannot be created, or a login is refused."""
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    """How many failures lock an account, and for how long."""
+
+    max_failures: int = 5
+    lockout_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """A session's absolute lifetime and idle timeout."""
+
+    lifetime_s: float = 8 * 3600.0
+    idle_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in account: who, with what role, and the CSRF token of the session."""
+
+    account: str
+    role: Role
+    csrf: str
+
+
+def add_account(
+    db: sqlite_utils.Database, name: str, role: str, password: str, *, actor: str
+) -> None:
+    """Create an account (``web.account.add``, audited; no password in the audit)."""
+    if not ACCOUNT_NAME.match(name):
+        raise AccountError(
+            "an account name is 1-32 of a-z 0-9 _ . - (starting with a letter/digit)"
+        )
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise AccountError(f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    pw_hash = _HASHER.hash(password)
+    with transaction(db):
+        if db.execute("SELECT 1 FROM web_accounts WHERE name = ?", [name]).fetchone():
+            raise AccountError(f"account {name} exists")
+        db.execute(
+            "INSERT INTO web_accounts (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+            [name, role, pw_hash, time.time()],
+        )
+        audit.append(db, actor, "web.account.add", name, {"role": role})
+    log.info("web console account %s (%s) created", name, role)
+
+
+def login(
+    db: sqlite_utils.Database,
+    name: str,
+    password: str,
+    *,
+    policy: LoginPolicy,
+    now: float | None = None,
+) -> tuple[str, Session]:
+    """Check a password; return a new session token and its session. AccountError (one
+    message for an unknown account and a wrong password) when refused or locked."""
+    now = time.time() if now is None else now
+    row = db.execute(
+        "SELECT role, password_hash, failures, locked_until FROM web_accounts WHERE name = ?",
+        [name],
+    ).fetchone()
+    ok = _verify(row[1] if row else _DUMMY_HASH, password[:MAX_PASSWORD])
+    if row is None:
+        raise AccountError("wrong account name or password")
+    if row[3] is not None and row[3] > now:
+        raise AccountError("this account is locked after too many failed logins; try later")
+    if not ok:
+        _failed(db, name, int(row[2]) + 1, policy, now)
+        raise AccountError("wrong account name or password")
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    with transaction(db):
+        db.execute(
+            "UPDATE web_accounts SET failures = 0, locked_until = NULL WHERE name = ?", [name]
+        )
+        db.execute(
+            "INSERT INTO web_sessions (token_sha256, account, csrf, created_at, last_seen)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [_digest(token), name, csrf, now, now],
+        )
+        audit.append(db, f"web:{name}", "web.login", name, {}, now=now)
+    return token, Session(name, row[0], csrf)
+
+
+def _verify(pw_hash: str, password: str) -> bool:
+    try:
+        return bool(_HASHER.verify(pw_hash, password))
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _failed(
+    db: sqlite_utils.Database, name: str, failures: int, policy: LoginPolicy, now: float
+) -> None:
+    locked = failures >= policy.max_failures
+    with transaction(db):
+        db.execute(
+            "UPDATE web_accounts SET failures = ?, locked_until = ? WHERE name = ?",
+            [0 if locked else failures, now + policy.lockout_s if locked else None, name],
+        )
+        if locked:
+            audit.append(db, "web", "web.account.locked", name, {"failures": failures}, now=now)
+    if locked:
+        log.warning("web console account %s locked after %d failed logins", name, failures)
+
+
+def session_of(
+    db: sqlite_utils.Database, token: str, *, policy: SessionPolicy, now: float | None = None
+) -> Session | None:
+    """The live session of ``token`` (its idle clock restarted), or None."""
+    now = time.time() if now is None else now
+    digest = _digest(token)
+    row = db.execute(
+        "SELECT s.account, a.role, s.csrf, s.created_at, s.last_seen FROM web_sessions s"
+        " JOIN web_accounts a ON a.name = s.account WHERE s.token_sha256 = ?",
+        [digest],
+    ).fetchone()
+    if row is None:
+        return None
+    if now - row[3] > policy.lifetime_s or now - row[4] > policy.idle_s:
+        with transaction(db):
+            db.execute("DELETE FROM web_sessions WHERE token_sha256 = ?", [digest])
+        return None
+    with transaction(db):
+        db.execute("UPDATE web_sessions SET last_seen = ? WHERE token_sha256 = ?", [now, digest])
+    return Session(row[0], row[1], row[2])
+
+
+def logout(db: sqlite_utils.Database, token: str) -> None:
+    """End a session."""
+    with transaction(db):
+        db.execute("DELETE FROM web_sessions WHERE token_sha256 = ?", [_digest(token)])
+
+
+def csrf_matches(session: Session, given: str | None) -> bool:
+    """Whether ``given`` is the session's CSRF token (constant-time)."""
+    return given is not None and hmac.compare_digest(session.csrf.encode(), given.encode())
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()

@@ -1,0 +1,118 @@
+"""The JSON API: the same operations as the pages (:mod:`gateway.web.ops`), the same
+session and roles; a change carries the session's CSRF token in ``X-CSRF-Token``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import GatewayError
+from gateway.privacy.people import PersonError
+from gateway.web import ops
+from gateway.web.security import BACKEND, actor, allow, session
+
+MAX_BODY = 64 * 1024
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(MAX_BODY, request.content_length)
+    try:
+        data = json.loads(await request.text() or "{}")
+    except ValueError as exc:
+        raise _bad("the body must be a JSON object") from exc
+    if not isinstance(data, dict):
+        raise _bad("the body must be a JSON object")
+    return data
+
+
+def _bad(message: str, status: type[web.HTTPException] = web.HTTPBadRequest) -> web.HTTPException:
+    return status(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def _call(fn: Callable[[], Awaitable[Any]]) -> web.Response:
+    try:
+        return web.json_response(await fn())
+    except PersonError as exc:
+        raise _bad(str(exc), web.HTTPNotFound) from exc
+    except GatewayError as exc:
+        raise _bad(str(exc)) from exc
+
+
+async def me(request: web.Request) -> web.Response:
+    """The session's account, role and CSRF token (for a script calling the API)."""
+    s = session(request)
+    return web.json_response({"account": s.account, "role": s.role, "csrf": s.csrf})
+
+
+@allow("operator")
+async def people_list(request: web.Request) -> web.Response:
+    """People on record (``?q=`` filters by name, unit or id)."""
+    q = request.query.get("q", "")[: ops.MAX_TEXT]
+    return await _call(lambda: ops.list_people(request.app[BACKEND], q))
+
+
+@allow("operator")
+async def people_add(request: web.Request) -> web.Response:
+    """Add a person: ``{"name", "unit", "role", "group", "minor", "guardian"}``."""
+    data = await _body(request)
+
+    async def add() -> dict[str, str]:
+        return {"id": await ops.add_person(request.app[BACKEND], data, actor(request))}
+
+    return await _call(add)
+
+
+@allow("operator")
+async def person(request: web.Request) -> web.Response:
+    """One person with their consent history."""
+    return await _call(lambda: ops.show_person(request.app[BACKEND], request.match_info["pid"]))
+
+
+def _change(op: Any) -> Any:
+    @allow("operator")
+    async def change(request: web.Request) -> web.Response:
+        data = await _body(request)
+        pid = request.match_info["pid"]
+        return await _call(lambda: op(request.app[BACKEND], pid, data, actor(request)))
+
+    change.__name__ = op.__name__
+    return change
+
+
+@allow("operator")
+async def notice(request: web.Request) -> web.Response:
+    """The notice in force."""
+
+    async def get() -> dict[str, str]:
+        return ops.notice(request.app[BACKEND])
+
+    return await _call(get)
+
+
+@allow("auditor")
+async def compliance(request: web.Request) -> web.Response:
+    """The compliance report and the audit chain check."""
+    return await _call(lambda: ops.compliance_report(request.app[BACKEND]))
+
+
+def routes() -> list[web.RouteDef]:
+    """The API routes."""
+    return [
+        web.get("/api/me", me),
+        web.get("/api/people", people_list),
+        web.post("/api/people", people_add),
+        web.get("/api/people/{pid}", person),
+        web.post("/api/people/{pid}/delete", _change(ops.delete_person)),
+        web.post("/api/people/{pid}/consent", _change(ops.answer_consent)),
+        web.post("/api/people/{pid}/withdraw", _change(ops.withdraw_consent)),
+        web.post("/api/people/{pid}/cards", _change(ops.add_card)),
+        web.post("/api/people/{pid}/cards/revoke", _change(ops.revoke_card)),
+        web.post("/api/people/{pid}/pins/revoke", _change(ops.revoke_pin)),
+        web.post("/api/people/{pid}/validity", _change(ops.set_validity)),
+        web.get("/api/notice", notice),
+        web.get("/api/compliance", compliance),
+    ]

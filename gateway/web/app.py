@@ -1,0 +1,27 @@
+"""The console's aiohttp application: middlewares (headers outermost, then the session and
+CSRF guard), the page and API routes, the static files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.web import api, pages
+from gateway.web.backend import Backend
+from gateway.web.security import BACKEND, THROTTLE, LoginThrottle, guard, headers
+
+STATIC = Path(__file__).parent / "static"
+MAX_REQUEST = 256 * 1024
+
+
+def make_app(backend: Backend) -> web.Application:
+    """The console over ``backend``."""
+    app = web.Application(middlewares=[headers, guard], client_max_size=MAX_REQUEST)
+    app[BACKEND] = backend
+    app[THROTTLE] = LoginThrottle(backend.cfg.login_attempts_per_minute)
+    app[pages.JINJA] = pages.environment()
+    app.add_routes(pages.routes())
+    app.add_routes(api.routes())
+    app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
+    return app

@@ -1,0 +1,244 @@
+"""The console's HTML pages (jinja2, autoescaped): login, people, a person (consent and
+credentials), the notice, compliance. Forms post with the session's CSRF token; each
+change redirects back (post/redirect/get) with a message, or shows the refusal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from gateway.errors import GatewayError
+from gateway.web import accounts, ops
+from gateway.web.security import (
+    BACKEND,
+    COOKIE,
+    LOGIN_COOKIE,
+    SESSION_KEY,
+    THROTTLE,
+    actor,
+    allow,
+    client_address,
+    login_token,
+    login_token_ok,
+    session,
+    set_login_cookie,
+    set_session_cookie,
+)
+
+log = logging.getLogger(__name__)
+
+JINJA: web.AppKey[jinja2.Environment] = web.AppKey("jinja", jinja2.Environment)
+
+
+def environment() -> jinja2.Environment:
+    """Templates from the package, every value escaped."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gateway.web", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["when"] = _when
+    env.filters["day"] = _day
+    return env
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+MESSAGES = {
+    "added": "Person added.",
+    "consent-recorded": "Consent answer recorded.",
+    "card-added": "Card added (stored as a keyed hash only).",
+    "card-revoked": "Card(s) revoked.",
+    "pin-revoked": "PIN(s) revoked.",
+    "validity-set": "Validity period changed.",
+}
+
+
+def _day(ts: float | None) -> str:
+    """A bound as the value of a date-time field (UTC), or empty."""
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def render(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
+    """A page: the template ``name`` with the session (if any) and a message."""
+    s = request.get(SESSION_KEY)
+    values.setdefault("error", "")
+    body = (
+        request.app[JINJA]
+        .get_template(name)
+        .render(session=s, message=MESSAGES.get(request.query.get("msg", ""), ""), **values)
+    )
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+async def login_page(request: web.Request) -> web.Response:
+    """The login form (with its CSRF token)."""
+    return _login_form(request, 200, "")
+
+
+def _login_form(request: web.Request, status: int, error: str) -> web.Response:
+    token = login_token(request)
+    resp = render(request, "login.html", status, error=error, login_csrf=token)
+    set_login_cookie(resp, token)
+    return resp
+
+
+async def login_post(request: web.Request) -> web.StreamResponse:
+    """Check the password (throttled per address, locked per account); start a session."""
+    if not request.app[THROTTLE].allow(client_address(request)):
+        return _login_form(request, 429, "too many attempts; wait a minute")
+    form = await request.post()
+    if not login_token_ok(request, str(form.get("csrf", ""))):
+        return _login_form(request, 403, "the login form expired; try again")
+    name, password = str(form.get("account", ""))[:64], str(form.get("password", ""))
+    backend = request.app[BACKEND]
+    cfg = backend.cfg
+    policy = accounts.LoginPolicy(cfg.login_max_failures, cfg.lockout_minutes * 60.0)
+    try:
+        token, _ = await backend.run_db(accounts.login, backend.db, name, password, policy=policy)
+    except accounts.AccountError as exc:
+        return _login_form(request, 401, str(exc))
+    resp = web.Response(status=303, headers={"Location": "/"})
+    set_session_cookie(resp, token, cfg.session_minutes * 60)
+    resp.del_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+    return resp
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End the session."""
+    backend = request.app[BACKEND]
+    await backend.run_db(accounts.logout, backend.db, request.cookies.get(COOKIE, ""))
+    resp = web.Response(status=303, headers={"Location": "/login"})
+    resp.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+    return resp
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    """The start page of the role."""
+    raise web.HTTPSeeOther("/compliance" if session(request).role == "auditor" else "/people")
+
+
+@allow("operator")
+async def people(request: web.Request) -> web.Response:
+    """Everyone on record, searchable; the add form."""
+    q = request.query.get("q", "")[: ops.MAX_TEXT]
+    rows = await ops.list_people(request.app[BACKEND], q)
+    return render(request, "people.html", people=rows, q=q)
+
+
+@allow("operator")
+async def people_add(request: web.Request) -> web.StreamResponse:
+    """Add a person, then show them."""
+    try:
+        pid = await ops.add_person(request.app[BACKEND], await request.post(), actor(request))
+    except GatewayError as exc:
+        rows = await ops.list_people(request.app[BACKEND])
+        return render(request, "people.html", 400, people=rows, q="", error=str(exc))
+    raise web.HTTPSeeOther(f"/people/{pid}?msg=added")
+
+
+@allow("operator")
+async def person(request: web.Request) -> web.Response:
+    """One person: details, consent (with the notice in force), credentials, delete."""
+    return await _person_page(request)
+
+
+async def _person_page(
+    request: web.Request, status: int = 200, error: str = "", receipt: Any = None
+) -> web.Response:
+    backend = request.app[BACKEND]
+    try:
+        p = await ops.show_person(backend, request.match_info["pid"])
+    except GatewayError as exc:
+        raise web.HTTPNotFound(text=str(exc), content_type="text/plain") from exc
+    try:
+        notice: dict[str, str] | None = ops.notice(backend)
+    except GatewayError:
+        notice = None
+    return render(request, "person.html", status, p=p, notice=notice, error=error, receipt=receipt)
+
+
+def _person_change(action: str, op: Any) -> Any:
+    """A person's change: call ``op``; redirect with ``action`` done, or show the refusal."""
+
+    @allow("operator")
+    async def change(request: web.Request) -> web.StreamResponse:
+        pid = request.match_info["pid"]
+        try:
+            result = await op(request.app[BACKEND], pid, await request.post(), actor(request))
+        except GatewayError as exc:
+            return await _person_page(request, 400, error=str(exc))
+        if action == "deleted":
+            return render(request, "deleted.html", done=result)
+        if action == "withdrawn":
+            return await _person_page(request, receipt=result)
+        raise web.HTTPSeeOther(f"/people/{pid}?msg={action}")
+
+    change.__name__ = f"person_{action}"
+    return change
+
+
+@allow("operator")
+async def notice_page(request: web.Request) -> web.Response:
+    """The notice in force, as shown to the person before consent."""
+    try:
+        n: dict[str, str] | None = ops.notice(request.app[BACKEND])
+    except GatewayError:
+        n = None
+    return render(request, "notice.html", notice=n)
+
+
+@allow("auditor")
+async def compliance(request: web.Request) -> web.Response:
+    """The compliance report and the audit chain check."""
+    return render(request, "compliance.html", c=await ops.compliance_report(request.app[BACKEND]))
+
+
+@allow("auditor")
+async def records(request: web.Request) -> web.Response:
+    """The processing records as a download (``records.json`` or ``records.csv``)."""
+    fmt = request.match_info["fmt"]
+    try:
+        data = await ops.export_records(request.app[BACKEND], fmt, actor(request))
+    except ops.InputError as exc:
+        raise web.HTTPNotFound(text=str(exc), content_type="text/plain") from exc
+    return web.Response(
+        body=data,
+        content_type=ops.EXPORT_TYPES[fmt],
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="processing-records.{fmt}"'},
+    )
+
+
+def routes() -> list[web.RouteDef]:
+    """The page routes."""
+    return [
+        web.get("/login", login_page),
+        web.post("/login", login_post),
+        web.post("/logout", logout),
+        web.get("/", home),
+        web.get("/people", people),
+        web.post("/people", people_add),
+        web.get("/people/{pid}", person),
+        web.post("/people/{pid}/delete", _person_change("deleted", ops.delete_person)),
+        web.post("/people/{pid}/consent", _person_change("consent-recorded", ops.answer_consent)),
+        web.post("/people/{pid}/withdraw", _person_change("withdrawn", ops.withdraw_consent)),
+        web.post("/people/{pid}/cards", _person_change("card-added", ops.add_card)),
+        web.post("/people/{pid}/cards/revoke", _person_change("card-revoked", ops.revoke_card)),
+        web.post("/people/{pid}/pins/revoke", _person_change("pin-revoked", ops.revoke_pin)),
+        web.post("/people/{pid}/validity", _person_change("validity-set", ops.set_validity)),
+        web.get("/notice", notice_page),
+        web.get("/compliance", compliance),
+        web.get("/compliance/records.{fmt}", records),
+        web.get("/api/compliance/records.{fmt}", records),
+    ]

@@ -1,0 +1,208 @@
+"""The console's guards: security headers, the session check, CSRF, roles, login throttle.
+
+Every route needs a session except the login page and the static files; every change
+(POST, PUT, PATCH, DELETE) needs the session's CSRF token (a form's ``csrf`` field or the
+``X-CSRF-Token`` header); a route names the roles allowed to call it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.web import accounts
+from gateway.web.accounts import Role, Session
+from gateway.web.backend import Backend
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+COOKIE = "__Host-gw_session"
+"""``__Host-``: Secure, no Domain, path ``/`` (the browser enforces it)."""
+LOGIN_COOKIE = "__Host-gw_login"
+"""The login form's CSRF token (double-submit: cookie and form field must match)."""
+
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",  # no-referrer would make browsers send Origin: null
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Strict-Transport-Security": "max-age=31536000",
+    "Cache-Control": "no-store",
+}
+PUBLIC = ("/login", "/static/")
+CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
+SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
+
+
+class LoginThrottle:
+    """At most ``per_minute`` login attempts per client address in any 60 s."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._per_minute = per_minute
+        self._clock = clock
+        self._seen: dict[str, deque[float]] = {}
+
+    def allow(self, client: str) -> bool:
+        """Count an attempt from ``client``; False when over the limit."""
+        now = self._clock()
+        q = self._seen.setdefault(client, deque())
+        while q and now - q[0] > 60.0:
+            q.popleft()
+        if len(self._seen) > 10_000:  # bounded memory under a spray of addresses
+            self._seen = {client: q}
+        if len(q) >= self._per_minute:
+            return False
+        q.append(now)
+        return True
+
+
+THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle", LoginThrottle)
+
+
+def session(request: web.Request) -> Session:
+    """The request's session (set by :func:`guard` for every non-public route)."""
+    try:
+        return request[SESSION_KEY]
+    except KeyError:
+        raise web.HTTPUnauthorized() from None
+
+
+def wants_json(request: web.Request) -> bool:
+    """API routes answer in JSON, pages in HTML."""
+    return request.path.startswith("/api/")
+
+
+@web.middleware
+async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The security headers, on every answer (errors included)."""
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(HEADERS)
+        raise
+    except Exception:
+        log.exception("web: %s %s failed", request.method, request.path)
+        resp = web.Response(status=500, text="internal error (logged)", content_type="text/plain")
+    resp.headers.update(HEADERS)
+    return resp
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a request without a live session, or a change without its CSRF token."""
+    if request.path == "/login" or request.path.startswith("/static/"):
+        return await handler(request)
+    backend = request.app[BACKEND]
+    token = request.cookies.get(COOKIE)
+    s = None
+    if token:
+        policy = _session_policy(backend)
+        s = await backend.run_db(accounts.session_of, backend.db, token, policy=policy)
+    if s is None:
+        if wants_json(request) or request.method != "GET":
+            raise web.HTTPUnauthorized(text="log in first", content_type="text/plain")
+        raise web.HTTPSeeOther("/login")
+    if request.method in CHANGES:
+        _same_origin(request)
+        given = request.headers.get("X-CSRF-Token")
+        if given is None and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            given = str((await request.post()).get("csrf", ""))
+        if not accounts.csrf_matches(s, given):
+            log.warning("web: a change without a valid CSRF token was refused")
+            raise web.HTTPForbidden(text="missing or wrong CSRF token", content_type="text/plain")
+    request[SESSION_KEY] = s
+    return await handler(request)
+
+
+def _same_origin(request: web.Request) -> None:
+    """A change whose ``Origin`` (when the browser sends one) is another site is refused."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        log.warning("web: a change from another origin was refused")
+        raise web.HTTPForbidden(text="cross-origin change refused", content_type="text/plain")
+
+
+def _session_policy(backend: Backend) -> accounts.SessionPolicy:
+    return accounts.SessionPolicy(
+        backend.cfg.session_minutes * 60.0, backend.cfg.idle_minutes * 60.0
+    )
+
+
+def allow(*roles: Role) -> Callable[[Handler], Handler]:
+    """Only these roles (``admin`` always) may call the decorated handler."""
+    allowed = set(roles) | {"admin"}
+
+    def wrap(fn: Handler) -> Handler:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            if session(request).role not in allowed:
+                raise web.HTTPForbidden(text="your role may not do this", content_type="text/plain")
+            return await fn(request)
+
+        checked.__name__ = fn.__name__
+        checked.__doc__ = fn.__doc__
+        return checked
+
+    return wrap
+
+
+def actor(request: web.Request) -> str:
+    """The audit actor of this request: ``web:<account>``."""
+    return f"web:{session(request).account}"
+
+
+def set_session_cookie(resp: web.StreamResponse, token: str, max_age_s: int) -> None:
+    """The session cookie: HttpOnly, Secure, SameSite=Strict, host-only."""
+    resp.set_cookie(
+        COOKIE,
+        token,
+        max_age=max_age_s,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
+
+
+def login_token(request: web.Request) -> str:
+    """The login form's CSRF token: the browser's, or a new one."""
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    return token if 32 <= len(token) <= 64 else secrets.token_urlsafe(32)
+
+
+def login_token_ok(request: web.Request, given: str) -> bool:
+    """Whether the login form carries the token of its cookie (a cross-site form does not)."""
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    return bool(cookie) and hmac.compare_digest(cookie.encode(), given.encode())
+
+
+def set_login_cookie(resp: web.StreamResponse, token: str) -> None:
+    """The login form's token cookie (HttpOnly, Secure, SameSite=Strict, 10 minutes)."""
+    resp.set_cookie(
+        LOGIN_COOKIE, token, max_age=600, path="/", secure=True, httponly=True, samesite="Strict"
+    )
+
+
+def client_address(request: web.Request) -> str:
+    """The peer address (no proxy headers are trusted)."""
+    peer: Any = request.transport.get_extra_info("peername") if request.transport else None
+    return str(peer[0]) if peer else "unknown"
