@@ -19,7 +19,7 @@ from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
 from gateway.config.root import load_config
 from gateway.errors import ConfigError
-from gateway.keys import MIN_KEY_BYTES
+from gateway.keys import MIN_KEY_BYTES, Purpose
 
 NEW_KEY_BYTES = 32
 
@@ -76,6 +76,34 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    from gateway.keys import Keys
+    from gateway.privacy import access_log, audit
+    from gateway.services import keys as svc
+    from gateway.store import database as store
+
+    cfg = load_config(args.config)
+    keys = Keys.from_config(cfg)
+    db = store.connect(Path(cfg.storage.database_path), create=False)
+    audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
+    access_log.bind_key(db, keys.subkey(Purpose.ACCESS_LOG))
+    new_key = SecretRef(file=Path(args.key)).read_bytes() if args.key else None
+    done = svc.rotate_transform(db, keys, cfg.privacy.gates_key, actor=args.actor, new_key=new_key)
+    print(
+        f"rotated {done.what}: {done.people} people, {done.templates} templates moved "
+        f"from key {done.old_key_id} to {done.new_key_id}"
+    )
+    if not done.scrubbed:
+        print("the WAL is busy: the old pages leave it at the next scrub", file=sys.stderr)
+    if args.key is None and cfg.privacy.gates_key is not None:
+        print(
+            f"copy {cfg.privacy.gates_key.file} to the site's other gates and run there: "
+            "gateway keys rotate --what transform --key FILE"
+        )
+    print("restart the daemon: it holds the old keys in memory")
+    return 0
+
+
 def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     """Add ``gateway keys seal`` and ``gateway keys init``."""
     keys = subparsers.add_parser("keys", help="seal the device key to the TPM 2.0")
@@ -94,5 +122,10 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     )
     for p in (seal, init):
         p.add_argument("--force", action="store_true", help="replace blobs already at keys.*_blob")
+    rotate = sub.add_parser("rotate", help="renew a key; stored templates follow (no re-enrolment)")
+    rotate.add_argument("--what", choices=["transform"], required=True, help="which key")
+    rotate.add_argument("--key", help="adopt this new key file (rotated at another gate)")
+    rotate.add_argument("--actor", default=os.environ.get("USER", "operator"), help="who")
     seal.set_defaults(func=_cmd_seal)
     init.set_defaults(func=_cmd_init)
+    rotate.set_defaults(func=_cmd_rotate)

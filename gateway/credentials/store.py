@@ -56,7 +56,6 @@ from gateway.credentials.hashing import (
     check_pin_hash,
     check_pin_record,
     check_visitor,
-    derive_key,
     failures_after,
     lockout_seconds,
     make_hasher,
@@ -64,6 +63,7 @@ from gateway.credentials.hashing import (
     validate_pin,
     verify_pin,
 )
+from gateway.keys import Purpose, subkey_of
 from gateway.store.tx import snapshot
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,8 @@ class Credentials(FallbackStore):
         if index_key is not None and len(index_key) < 16:
             raise CredentialError("PIN index key must be at least 16 bytes")
         super().__init__(db, db_retry_s, clock)
-        self._card_key = derive_key(device_key, b"card-v1")
-        legacy = derive_key(device_key, b"pin-index-v1")
+        self._card_key = subkey_of(device_key, Purpose.CARD_LOOKUP)
+        legacy = subkey_of(device_key, Purpose.PIN_INDEX_LOCAL)
         self._pin_key = legacy if index_key is None else index_key
         self._legacy_keys = () if self._pin_key == legacy else (legacy,)
         self._params = hash_params or PinHashParams()

@@ -64,7 +64,7 @@ class Gateway:
         self.run_db, self.run_decide = self.threads.run_db, self.threads.run_decide
         audit.bind_key(self.db, audit.ChainKey.from_device(self.keys.device))  # every connection
         access_log.bind_key(self.db, access_log.key_from_device(self.keys.device))
-        self.pseudonym = Pseudonymizer(self.keys.site, self.cfg.privacy.pseudonym_epoch_s)
+        self.pseudonym = Pseudonymizer(self.keys.pseudonym, self.cfg.privacy.pseudonym_epoch_s)
         self.withdrawals = GateWithdrawals(self)  # withdrawal erasure and announcing
         mqtt = build_mqtt(
             self.cfg,
@@ -90,7 +90,7 @@ class Gateway:
         )
         self.readers: dict[str, Reader] = {}
         # Every gate has the vault and the live gallery: erasures need them.
-        self.vault = Vault.from_root_keys(self.keys.device, self.keys.site)
+        self.vault = Vault.from_keys(self.keys)
         self.gallery = Gallery()
         self.pipeline: Any = None
         self.face_paths: dict[str, FacePath] = {}

@@ -3,10 +3,11 @@
 Export (enrolling gate): the person's SITE-SPACE templates (already rotated by the site
 transform) are decrypted with the local vault and re-encrypted as one AES-256-GCM ciphertext
 under a fresh bundle data key (AAD binds format, person id, model, count and dimension). The
-bundle key is wrapped with ``derive(site_root, "access-gateway/bundle-wrap/v1")``, so only a
-gate holding the same site key can open it. The result is the ``bundle`` of the signed MQTT
-command ``sync_person`` (:class:`gateway.command_args.TemplateBundle`): no raw embedding, no
-image, nothing usable at another site.
+bundle key is wrapped with the ``BUNDLE_WRAP`` subkey of the GATES root
+(:class:`gateway.keys.Purpose`), so only a gate of the same site can open it: the office relays
+it but cannot. The result is the ``bundle`` of the signed MQTT command ``sync_person``
+(:class:`gateway.command_args.TemplateBundle`): no raw embedding, no image, nothing usable at
+another site.
 
 Import (receiving gate): the consent reference is checked and recorded (method ``sync``),
 the bundle unwrapped and decrypted, the templates stored through THIS gate's vault (wrapped by
@@ -33,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.command_args import ConsentRef, SyncPersonArgs, TemplateBundle
 from gateway.errors import PrivacyError
-from gateway.keys import derive
+from gateway.keys import Purpose, subkey_of
 from gateway.privacy import audit, consent, people
 from gateway.privacy.vault import NONCE_BYTES, GalleryLike, Vault, VaultError
 from gateway.store.tx import transaction
@@ -41,7 +42,6 @@ from gateway.store.tx import transaction
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "ag-template-bundle-v1"
-BUNDLE_WRAP_PURPOSE = "access-gateway/bundle-wrap/v1"
 SYNC_METHOD = "sync"
 SYNCED_NAME = "synced"
 MAX_BUNDLE_TEMPLATES = 20
@@ -55,10 +55,10 @@ class SyncError(PrivacyError):
 
 
 def bundle_wrap_key(site_root: bytes) -> bytes:
-    """The key wrapping bundle data keys: HKDF of the SITE root key (shared by the site)."""
+    """The key wrapping bundle data keys, from the GATES root (``Keys.gates_root``)."""
     if len(site_root) < 16:
         raise SyncError("site key must be at least 16 bytes")
-    return derive(site_root, BUNDLE_WRAP_PURPOSE)
+    return subkey_of(site_root, Purpose.BUNDLE_WRAP)
 
 
 def bundle_key_id(wrap_key: bytes) -> str:
