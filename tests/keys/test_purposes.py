@@ -66,7 +66,7 @@ def _legacy(tmp_path: Path) -> tuple[Path, Keys, np.ndarray]:
     """The database the code before the Purpose table wrote (tests/keys/data/make_legacy.py):
     four people with three templates each, a card each, a PIN, a keyed audit chain."""
     db = tmp_path / "legacy.db"
-    shutil.copy(DATA / "legacy.db", db)
+    shutil.copy(DATA / "legacy.sqlite", db)
     keys = Keys(
         device=(DATA / "legacy-device-key").read_bytes().strip(),
         site=(DATA / "legacy-site-key").read_bytes().strip(),

@@ -1,4 +1,4 @@
-"""Write legacy.db and its keys with the code from BEFORE the Purpose table (#20 item 2).
+"""Write legacy.sqlite and its keys with the code from BEFORE the Purpose table (#20 item 2).
 
 Run once against that code, e.g. ``git archive <old commit> gateway | tar -x -C OLD`` and
 ``PYTHONPATH=OLD python make_legacy.py DIR``: four people with three random unit templates
@@ -27,7 +27,7 @@ def main(out: Path) -> None:
     device, site = secrets.token_hex(32).encode(), secrets.token_hex(32).encode()
     (out / "legacy-device-key").write_bytes(device + b"\n")
     (out / "legacy-site-key").write_bytes(site + b"\n")
-    db = store.connect(out / "legacy.db")
+    db = store.connect(out / "legacy.sqlite")
     audit.bind_key(db, audit.ChainKey.from_device(device))
     access_log.bind_key(db, access_log.key_from_device(device))
     vault = Vault.from_root_keys(device, site)
