@@ -21,13 +21,22 @@ key material.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import hmac
-from dataclasses import dataclass
+import json
+import os
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.config.base import SecretRef
@@ -80,6 +89,7 @@ class Purpose(enum.Enum):
     PSEUDONYM = KeySpec(Root.SITE, "access-gateway/pseudonym/v1", True)
     PIN_INDEX = KeySpec(Root.SITE, "access-gateway/pin-index/v1", True)
     PIN_TRANSPORT = KeySpec(Root.SITE, "access-gateway/pin-transport/v1", True)
+    CARRY_WRAP = KeySpec(Root.DEVICE, "access-gateway/carried-keys/v1", False)
 
     @property
     def spec(self) -> KeySpec:
@@ -99,6 +109,65 @@ def subkey_of(root_key: bytes, purpose: Purpose) -> bytes:
 def office_purposes() -> list[Purpose]:
     """The purposes whose keys the management side (office) holds: all from the site key."""
     return [p for p in Purpose if p.spec.office]
+
+
+#: Device purposes whose stored values cannot be recomputed (card hashes, PIN index buckets,
+#: audit MACs, access-log subjects): a device-key rotation carries their keys over, sealed
+#: under the new device key in ``kv['keys.carried']``; the old device key itself is erased.
+CARRIED = (Purpose.CARD_LOOKUP, Purpose.PIN_INDEX_LOCAL, Purpose.AUDIT_CHAIN, Purpose.ACCESS_LOG)
+CARRY_KV = "keys.carried"
+
+
+def device_subkey(device_root: bytes, purpose: Purpose, carried: Mapping[Purpose, bytes]) -> bytes:
+    """A device purpose's key: carried over from before a device-key rotation, else derived."""
+    return carried.get(purpose) or subkey_of(device_root, purpose)
+
+
+def seal_carried(device_root: bytes, keys: Mapping[Purpose, bytes]) -> str:
+    """``keys`` sealed (AES-GCM, AAD = the purpose's label) under ``device_root``'s
+    ``CARRY_WRAP`` subkey, as the JSON text of ``kv['keys.carried']``."""
+    aead = AESGCM(subkey_of(device_root, Purpose.CARRY_WRAP))
+    sealed = {}
+    for purpose, key in keys.items():
+        nonce = os.urandom(12)
+        blob = nonce + aead.encrypt(nonce, key, purpose.spec.label.encode())
+        sealed[purpose.name] = base64.b64encode(blob).decode("ascii")
+    return json.dumps({"v": 1, "keys": sealed}, sort_keys=True)
+
+
+def open_carried(device_root: bytes, text: str) -> dict[Purpose, bytes]:
+    """The keys :func:`seal_carried` sealed; ConfigError when this device key cannot open them."""
+    aead = AESGCM(subkey_of(device_root, Purpose.CARRY_WRAP))
+    out = {}
+    try:
+        for name, b64 in json.loads(text)["keys"].items():
+            blob = base64.b64decode(b64, validate=True)
+            purpose = Purpose[name]
+            out[purpose] = aead.decrypt(blob[:12], blob[12:], purpose.spec.label.encode())
+    except (InvalidTag, KeyError, ValueError, binascii.Error) as exc:
+        raise ConfigError(
+            [("kv", CARRY_KV, "the carried keys do not open with this device key")]
+        ) from exc
+    return out
+
+
+def read_carried(conn: sqlite3.Connection, device_root: bytes) -> dict[Purpose, bytes]:
+    """The carried device subkeys stored in a database (none before the first rotation)."""
+    try:
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (CARRY_KV,)).fetchone()
+    except sqlite3.OperationalError:  # a database not created yet: no kv table
+        return {}
+    return {} if row is None else open_carried(device_root, str(row[0]))
+
+
+def _carried_in(path: Path, device_root: bytes) -> dict[Purpose, bytes]:
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return read_carried(conn, device_root)
+    finally:
+        conn.close()
 
 
 def pin_index_key(site_key: bytes) -> bytes:
@@ -193,22 +262,26 @@ class Keys:
     device: bytes
     site: bytes
     gates: bytes | None = None
+    carried: Mapping[Purpose, bytes] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return "Keys(<redacted>)"
 
     @classmethod
     def from_config(cls, cfg: GatewayConfig) -> Keys:
-        """Load the device key from its provider, the site key and the gates key (when its
-        file exists: a configured file not written yet is a gate still on the site key)."""
+        """Load the device key from its provider, the site key, the gates key (when its
+        file exists: a configured file not written yet is a gate still on the site key) and
+        the device subkeys carried over a device-key rotation (from the database)."""
         ref = cfg.privacy.gates_key
         gates = None
         if ref is not None and (ref.file is None or ref.file.exists()):
             gates = _load(ref, "privacy.gates_key")
+        device = device_key_provider(cfg).device_key()
         return cls(
-            device=device_key_provider(cfg).device_key(),
+            device=device,
             site=_load(cfg.privacy.site_key, "privacy.site_key"),
             gates=gates,
+            carried=_carried_in(Path(cfg.storage.database_path), device),
         )
 
     def root(self, root: Root) -> bytes:
@@ -226,6 +299,8 @@ class Keys:
 
     def subkey(self, purpose: Purpose) -> bytes:
         """The key of one purpose, from its root and label (see :class:`Purpose`)."""
+        if purpose.spec.root is Root.DEVICE:
+            return device_subkey(self.device, purpose, self.carried)
         return subkey_of(self.root(purpose.spec.root), purpose)
 
     @property

@@ -113,10 +113,12 @@ def open_db(args: argparse.Namespace, *, write: bool = True) -> sqlite_utils.Dat
     db = store.connect(path, create=False) if path.exists() else store.connect(path)
     device = _device_key_if_any(args)
     if device is not None:  # the audit chain and the access log are keyed per device
+        from gateway.keys import Purpose, device_subkey, read_carried
         from gateway.privacy import access_log
 
-        audit.bind_key(db, audit.ChainKey.from_device(device))
-        access_log.bind_key(db, access_log.key_from_device(device))
+        kept = read_carried(db.conn, device)  # over a device-key rotation
+        audit.bind_key(db, audit.ChainKey(device_subkey(device, Purpose.AUDIT_CHAIN, kept)))
+        access_log.bind_key(db, device_subkey(device, Purpose.ACCESS_LOG, kept))
         _BOUND_HERE.add(path)
     else:
         if path in _BOUND_HERE:  # a key an earlier command of this process bound: not ours
@@ -169,9 +171,11 @@ def keys_of(args: argparse.Namespace) -> Keys:
 def credentials_of(args: argparse.Namespace, db: sqlite_utils.Database) -> Credentials:
     """The gateway's card/PIN store, keyed exactly as the daemon keys it."""
     from gateway.credentials.store import Credentials
+    from gateway.keys import read_carried
 
     keys = keys_of(args)
-    return Credentials(db, keys.device, index_key=keys.pin_index_site)
+    kept = read_carried(db.conn, keys.device)
+    return Credentials(db, keys.device, index_key=keys.pin_index_site, carried=kept)
 
 
 def notice_of(args: argparse.Namespace) -> Notice:

@@ -36,7 +36,7 @@ from gateway.gate.remote_commands import register_remote_commands
 from gateway.gate.retention_task import run_retention
 from gateway.gate.withdrawal_announce import GateWithdrawals
 from gateway.hardware.readers import Reader
-from gateway.keys import Keys
+from gateway.keys import Keys, Purpose
 from gateway.mqtt.pseudonym import Pseudonymizer
 from gateway.privacy import access_log, audit
 from gateway.privacy.vault import Vault
@@ -62,8 +62,8 @@ class Gateway:
         self._ro = daemon.storage_read_only is not None  # DEGRADED storage
         self.threads = DbThreads(self.cfg.storage.database_path, read_only=self._ro)
         self.run_db, self.run_decide = self.threads.run_db, self.threads.run_decide
-        audit.bind_key(self.db, audit.ChainKey.from_device(self.keys.device))  # every connection
-        access_log.bind_key(self.db, access_log.key_from_device(self.keys.device))
+        audit.bind_key(self.db, audit.ChainKey(self.keys.subkey(Purpose.AUDIT_CHAIN)))  # every conn
+        access_log.bind_key(self.db, self.keys.subkey(Purpose.ACCESS_LOG))
         self.pseudonym = Pseudonymizer(self.keys.pseudonym, self.cfg.privacy.pseudonym_epoch_s)
         self.withdrawals = GateWithdrawals(self)  # withdrawal erasure and announcing
         mqtt = build_mqtt(
@@ -205,6 +205,7 @@ class Gateway:
             self.threads.decide_db,
             self.keys.device,
             index_key=self.keys.pin_index_site,
+            carried=self.keys.carried,
             lockout=LockoutPolicy(),
         )
         self.cache_state, self.cache_follower = build_cache(cfg, credentials)

@@ -9,8 +9,16 @@ key (``--key FILE``) so bundles and fan-outs keep working between them.
 The new key is written beside the old one (``<file>.new``, 0600) before the transaction and
 moved over it once the transaction has committed; the WAL is then checkpointed and truncated,
 so neither the database, its WAL nor the key file keeps the old key or data encrypted under
-it. Audited as ``keys.rotate`` (key fingerprints only, never key material). The daemon must
-be restarted afterwards (it holds the old keys in memory).
+it.
+
+``device``: a new device key (file provider: a new 0600 key file; TPM provider: a new sealed
+blob pair). Every per-person template key is re-wrapped under it in one transaction; the
+device subkeys whose stored values cannot be recomputed (card and PIN lookup, audit chain,
+access-log subjects: :data:`gateway.keys.CARRIED`) are carried over sealed under the new key,
+and the old device key is gone.
+
+Audited as ``keys.rotate`` (key fingerprints only, never key material). The daemon must be
+restarted afterwards (it holds the old keys in memory).
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from pathlib import Path
 import sqlite_utils
 
 from gateway.config.base import SecretRef
+from gateway.config.keys import KeysConfig
+from gateway.config.root import GatewayConfig
 from gateway.errors import GatewayError
-from gateway.keys import MIN_KEY_BYTES, Keys
+from gateway.keys import CARRIED, CARRY_KV, MIN_KEY_BYTES, Keys, seal_carried
 from gateway.privacy import audit
 from gateway.privacy.scrub import complete_pending
 from gateway.privacy.vault import Vault, rekey_templates
@@ -138,3 +148,91 @@ def rotate_transform(
     return Rotation(
         "transform", people, templates, old.site.fingerprint, new.site.fingerprint, _scrub(db)
     )
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A new device key written beside the old one, moved in once the database commits."""
+
+    moves: tuple[tuple[Path, Path], ...]
+
+    def commit(self) -> None:
+        for staged, target in self.moves:
+            commit_key_file(staged, target)
+
+    def discard(self) -> None:
+        for staged, _ in self.moves:
+            staged.unlink(missing_ok=True)
+
+
+def _stage_tpm(key: bytes, cfg: KeysConfig) -> _Staged:
+    from gateway import tpm
+
+    sealed = tpm.seal(key, cfg)
+    if tpm.unseal(sealed, cfg) != key:  # never trust a blob the TPM has not opened
+        raise RotationError("the TPM unsealed a different key; nothing changed")
+    staged = cfg.model_copy(
+        update={
+            "public_blob": cfg.public_blob.with_name(cfg.public_blob.name + ".new"),
+            "private_blob": cfg.private_blob.with_name(cfg.private_blob.name + ".new"),
+        }
+    )
+    tpm.write_blobs(sealed, staged, replace=True)
+    return _Staged(((staged.public_blob, cfg.public_blob), (staged.private_blob, cfg.private_blob)))
+
+
+def _new_device_key(cfg: GatewayConfig) -> tuple[bytes, _Staged]:
+    """A fresh device key, staged where the configured provider keeps it."""
+    if cfg.keys.provider == "tpm":
+        from gateway.tpm import fresh_key
+
+        key = fresh_key(NEW_KEY_BYTES, cfg.keys)
+        return key, _stage_tpm(key, cfg.keys)
+    ref = cfg.privacy.device_key
+    if ref is None or ref.file is None:
+        raise RotationError(
+            "privacy.device_key must name a file (the gateway writes the new key there; a "
+            "systemd credential cannot be rewritten)"
+        )
+    key = new_key_text()
+    staged = stage_key_file(ref.file, key)
+    return key, _Staged(((staged, ref.file),))
+
+
+def rotate_device(
+    db: sqlite_utils.Database,
+    keys: Keys,
+    cfg: GatewayConfig,
+    *,
+    actor: str,
+    clock: Callable[[], float] = time.time,
+) -> Rotation:
+    """Renew the device key held by the configured provider: every template key re-wrapped
+    in one transaction, the lookup and audit keys carried over, the old key erased."""
+    carried = {p: keys.subkey(p) for p in CARRIED}
+    key, staged = _new_device_key(cfg)
+    new_keys = replace(keys, device=key, carried=carried)
+    old, new = Vault.from_keys(keys), Vault.from_keys(new_keys, clock=clock)
+    try:
+        with transaction(db):
+            people, templates = rekey_templates(db, old, new)
+            db.execute(
+                "INSERT INTO kv (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [CARRY_KV, seal_carried(key, carried)],
+            )
+            details = {
+                "what": "device",
+                "provider": cfg.keys.provider,
+                "people": people,
+                "template_count": templates,
+                "old_key_id": old.keys.key_id,
+                "new_key_id": new.keys.key_id,
+            }
+            audit.append(db, actor, ROTATE_ACTION, "device", details, now=clock())
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
+    log.info("device key rotated (%s): %d template keys re-wrapped", cfg.keys.provider, people)
+    return Rotation("device", people, templates, old.keys.key_id, new.keys.key_id, _scrub(db))

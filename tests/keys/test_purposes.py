@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import itertools
 import secrets
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,7 @@ from gateway.privacy import audit
 from gateway.privacy.sync import bundle_wrap_key
 from gateway.privacy.vault import Vault
 from gateway.store import database as store
-
-DATA = Path(__file__).parent / "data"
+from tests.keys.legacy import legacy
 
 
 def _keys(gates: bool = True) -> Keys:
@@ -62,20 +60,8 @@ def test_the_pin_transport_seal_opens_with_the_site_key_only() -> None:
         open_pin_hash(sealed, "p1", keys.gates_root)
 
 
-def _legacy(tmp_path: Path) -> tuple[Path, Keys, np.ndarray]:
-    """The database the code before the Purpose table wrote (tests/keys/data/make_legacy.py):
-    four people with three templates each, a card each, a PIN, a keyed audit chain."""
-    db = tmp_path / "legacy.db"
-    shutil.copy(DATA / "legacy.sqlite", db)
-    keys = Keys(
-        device=(DATA / "legacy-device-key").read_bytes().strip(),
-        site=(DATA / "legacy-site-key").read_bytes().strip(),
-    )
-    return db, keys, np.load(DATA / "legacy-raw.npy")
-
-
 def test_a_database_made_before_the_purpose_table_keeps_working(tmp_path: Path) -> None:
-    path, keys, raw = _legacy(tmp_path)
+    path, keys, raw = legacy(tmp_path)
     db = store.connect(path)
     audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
     assert audit.verify(db).ok

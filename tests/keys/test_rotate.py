@@ -10,22 +10,15 @@ import numpy as np
 import pytest
 
 from gateway.config.base import SecretRef
-from gateway.keys import Keys, Purpose
+from gateway.keys import Keys
 from gateway.privacy import audit, compliance
 from gateway.privacy.sync import bundle_wrap_key
 from gateway.privacy.vault import Vault, VaultError
 from gateway.services import keys as svc
 from gateway.store import database as store
-from tests.conftest import write_secret
-from tests.keys.test_purposes import _legacy
+from tests.keys.legacy import legacy, legacy_config, open_keyed
 
 RNG = np.random.default_rng(24745)
-
-
-def _open(path: Path, keys: Keys) -> store.sqlite_utils.Database:
-    db = store.connect(path)
-    audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
-    return db
 
 
 def _scores(db: store.sqlite_utils.Database, vault: Vault, probes: np.ndarray) -> np.ndarray:
@@ -52,8 +45,8 @@ def _files(path: Path) -> bytes:
 def test_rotating_the_transform_keeps_every_match_and_erases_the_old_key(
     tmp_path: Path,
 ) -> None:
-    path, keys, raw = _legacy(tmp_path)
-    db = _open(path, keys)
+    path, keys, raw = legacy(tmp_path)
+    db = open_keyed(path, keys)
     old_vault = Vault.from_keys(keys)
     probes = _probes(raw)
     before = _scores(db, old_vault, probes)
@@ -94,11 +87,11 @@ def test_rotating_the_transform_keeps_every_match_and_erases_the_old_key(
 
 
 def test_a_second_rotation_replaces_the_key_file_and_other_gates_adopt_it(tmp_path: Path) -> None:
-    path, keys, _raw = _legacy(tmp_path)
+    path, keys, _raw = legacy(tmp_path)
     other_path = tmp_path / "other.db"
     other_path.write_bytes(path.read_bytes())  # a second gate of the site, same people
     ref = SecretRef(file=tmp_path / "gates-key")
-    db = _open(path, keys)
+    db = open_keyed(path, keys)
     svc.rotate_transform(db, keys, ref, actor="t")
     first = ref.read_bytes()
     keys1 = Keys(keys.device, keys.site, first)
@@ -112,7 +105,7 @@ def test_a_second_rotation_replaces_the_key_file_and_other_gates_adopt_it(tmp_pa
     audit.bind_key(db, None)
 
     other_ref = SecretRef(file=tmp_path / "other-gates-key")
-    other = _open(other_path, keys)
+    other = open_keyed(other_path, keys)
     svc.rotate_transform(other, keys, other_ref, actor="t", new_key=second)
     assert other_ref.read_bytes() == second
     here, there = Vault.from_keys(keys2), Vault.from_keys(Keys(keys.device, keys.site, second))
@@ -125,8 +118,8 @@ def test_a_second_rotation_replaces_the_key_file_and_other_gates_adopt_it(tmp_pa
 
 
 def test_a_rotation_needs_a_gates_key_file(tmp_path: Path) -> None:
-    path, keys, _ = _legacy(tmp_path)
-    db = _open(path, keys)
+    path, keys, _ = legacy(tmp_path)
+    db = open_keyed(path, keys)
     with pytest.raises(svc.RotationError, match="must name a file"):
         svc.rotate_transform(db, keys, None, actor="t")
     with pytest.raises(svc.RotationError, match="must name a file"):
@@ -136,8 +129,8 @@ def test_a_rotation_needs_a_gates_key_file(tmp_path: Path) -> None:
 
 
 def test_a_failed_rotation_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path, keys, _ = _legacy(tmp_path)
-    db = _open(path, keys)
+    path, keys, _ = legacy(tmp_path)
+    db = open_keyed(path, keys)
     before = [bytes(r[0]) for r in db.execute("SELECT ciphertext FROM templates ORDER BY id")]
 
     def broken(*_: object, **__: object) -> int:
@@ -161,29 +154,17 @@ def test_cli_rotate_then_the_config_loads_the_new_gates_key(
     from gateway.cli.main import main
     from gateway.config.root import load_config
 
-    path, keys, raw = _legacy(tmp_path)
-    keydir = tmp_path / "legacy-keys"
-    device = write_secret(keydir / "device", keys.device)
-    site = write_secret(keydir / "site", keys.site)
-    text = minimal_config.read_text()
-    text = text.replace(str(tmp_path / "keys" / "site-key"), str(site))  # minimal_config's
-    text = text.replace(str(tmp_path / "keys" / "device-key"), str(device))
-    text = text.replace(
-        "[privacy]\n", f'[privacy]\ngates_key = {{ file = "{keydir / "gates"}" }}\n'
-    )
-    minimal_config.write_text(text)
+    gates = tmp_path / "legacy-keys" / "gates"
+    raw = legacy_config(tmp_path, minimal_config, f'gates_key = {{ file = "{gates}" }}\n')
     cfg = load_config(minimal_config, env=False)
-    db_path = Path(cfg.storage.database_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    db_path.write_bytes(path.read_bytes())
     assert Keys.from_config(cfg).gates is None  # not written yet: the site key stands in
 
     argv = ["--config", str(minimal_config), "keys", "rotate", "--what", "transform"]
     assert main([*argv, "--actor", "ops"]) == 0
 
     loaded = Keys.from_config(cfg)
-    assert loaded.gates == (keydir / "gates").read_bytes().strip()
-    db = _open(db_path, loaded)
+    assert loaded.gates == gates.read_bytes().strip()
+    db = open_keyed(Path(cfg.storage.database_path), loaded)
     probe = Vault.from_keys(loaded).transform(raw[2, 1])
     assert float(np.max(Vault.from_keys(loaded).load_person(db, "p2") @ probe)) > 0.999
     assert compliance.key_rotations(db)["transform"]["by"] == "ops"
