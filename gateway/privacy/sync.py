@@ -57,7 +57,7 @@ class SyncError(PrivacyError):
 def bundle_wrap_key(site_root: bytes) -> bytes:
     """The key wrapping bundle data keys, from the GATES root (``Keys.gates_root``)."""
     if len(site_root) < 16:
-        raise SyncError("site key must be at least 16 bytes")
+        raise SyncError("gates key must be at least 16 bytes")
     return subkey_of(site_root, Purpose.BUNDLE_WRAP)
 
 
@@ -172,7 +172,7 @@ def export_sync_args(
     """The full ``args`` of a ``sync_person`` command (:class:`SyncPersonArgs`, JSON-ready):
     the consent and the person's encrypted template bundle. Audited.
 
-    ``site_key`` is the SITE ROOT key (the one :class:`gateway.keys.Keys` holds as ``site``).
+    ``site_key`` is the GATES root key (:attr:`gateway.keys.Keys.gates_root`).
     Refused (:class:`SyncError`) unless the current consent is granted with scope 'compound'.
     """
     now = time.time() if now is None else now
@@ -214,7 +214,7 @@ def open_bundle(person_id: str, bundle: TemplateBundle, site_key: bytes, *, dim:
     if bundle.key_id != key_id:
         raise SyncError(
             f"person {person_id}: bundle was wrapped for site key {bundle.key_id}, this "
-            f"gate's site key is {key_id} (another site?)"
+            f"gate's is {key_id} (another site, or a gates key not rotated here yet?)"
         )
     wrapped = _unb64(bundle.wrapped_key_b64, "wrapped_key_b64")
     nonce = _unb64(bundle.nonce_b64, "nonce_b64")
@@ -366,7 +366,7 @@ def import_bundle(
 ) -> dict[str, Any]:
     """Install a synced person's templates on this gate; ``{"person_id", "templates", ...}``.
 
-    ``site_key`` is the SITE ROOT key. Checks (consent ref, key, integrity, shape) all run
+    ``site_key`` is the GATES root key. Checks (consent ref, key, integrity, shape) all run
     before anything is written; the writes (person, consent, templates, audit) are one
     transaction. Importing the same bundle again replaces the templates (one set).
     """

@@ -27,9 +27,10 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -103,6 +104,63 @@ def _scrub(db: sqlite_utils.Database) -> bool:
     return done
 
 
+@dataclass(frozen=True)
+class _Staged:
+    """A new device key written beside the old one, moved in once the database commits."""
+
+    moves: tuple[tuple[Path, Path], ...]
+
+    def commit(self) -> None:
+        for staged, target in self.moves:
+            commit_key_file(staged, target)
+
+    def discard(self) -> None:
+        for staged, _ in self.moves:
+            staged.unlink(missing_ok=True)
+
+
+def _apply(
+    db: sqlite_utils.Database,
+    old: Vault,
+    new: Vault,
+    staged: _Staged,
+    *,
+    what: str,
+    ids: tuple[str, str],
+    actor: str,
+    clock: Callable[[], float],
+    extra: Mapping[str, Any] | None = None,
+    carried: str | None = None,
+) -> Rotation:
+    """Move every template from ``old`` to ``new`` (and store ``carried``) in one
+    transaction, audited; then move the staged key in and scrub the WAL. Nothing changes
+    (and the staged key is removed) when the transaction fails."""
+    try:
+        with transaction(db):
+            people, templates = rekey_templates(db, old, new)
+            if carried is not None:
+                db.execute(
+                    "INSERT INTO kv (key, value) VALUES (?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [CARRY_KV, carried],
+                )
+            details = {
+                "what": what,
+                **(extra or {}),
+                "people": people,
+                "template_count": templates,
+                "old_key_id": ids[0],
+                "new_key_id": ids[1],
+            }
+            audit.append(db, actor, ROTATE_ACTION, what, details, now=clock())
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
+    log.info("%s key rotated: %d people, %d templates moved", what, people, templates)
+    return Rotation(what, people, templates, ids[0], ids[1], _scrub(db))
+
+
 def rotate_transform(
     db: sqlite_utils.Database,
     keys: Keys,
@@ -127,42 +185,9 @@ def rotate_transform(
         raise RotationError("this gate already uses that gates key")
     old = Vault.from_keys(keys)
     new = Vault.from_keys(replace(keys, gates=key), clock=clock)
-    target = gates_key.file
-    staged = stage_key_file(target, key)
-    try:
-        with transaction(db):
-            people, templates = rekey_templates(db, old, new)
-            details = {
-                "what": "transform",
-                "people": people,
-                "template_count": templates,
-                "old_key_id": old.site.fingerprint,
-                "new_key_id": new.site.fingerprint,
-            }
-            audit.append(db, actor, ROTATE_ACTION, "transform", details, now=clock())
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
-    commit_key_file(staged, target)
-    log.info("gates key rotated: %d people, %d templates re-transformed", people, templates)
-    return Rotation(
-        "transform", people, templates, old.site.fingerprint, new.site.fingerprint, _scrub(db)
-    )
-
-
-@dataclass(frozen=True)
-class _Staged:
-    """A new device key written beside the old one, moved in once the database commits."""
-
-    moves: tuple[tuple[Path, Path], ...]
-
-    def commit(self) -> None:
-        for staged, target in self.moves:
-            commit_key_file(staged, target)
-
-    def discard(self) -> None:
-        for staged, _ in self.moves:
-            staged.unlink(missing_ok=True)
+    staged = _Staged(((stage_key_file(gates_key.file, key), gates_key.file),))
+    ids = (old.site.fingerprint, new.site.fingerprint)
+    return _apply(db, old, new, staged, what="transform", ids=ids, actor=actor, clock=clock)
 
 
 def _stage_tpm(key: bytes, cfg: KeysConfig) -> _Staged:
@@ -213,26 +238,15 @@ def rotate_device(
     key, staged = _new_device_key(cfg)
     new_keys = replace(keys, device=key, carried=carried)
     old, new = Vault.from_keys(keys), Vault.from_keys(new_keys, clock=clock)
-    try:
-        with transaction(db):
-            people, templates = rekey_templates(db, old, new)
-            db.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [CARRY_KV, seal_carried(key, carried)],
-            )
-            details = {
-                "what": "device",
-                "provider": cfg.keys.provider,
-                "people": people,
-                "template_count": templates,
-                "old_key_id": old.keys.key_id,
-                "new_key_id": new.keys.key_id,
-            }
-            audit.append(db, actor, ROTATE_ACTION, "device", details, now=clock())
-    except BaseException:
-        staged.discard()
-        raise
-    staged.commit()
-    log.info("device key rotated (%s): %d template keys re-wrapped", cfg.keys.provider, people)
-    return Rotation("device", people, templates, old.keys.key_id, new.keys.key_id, _scrub(db))
+    return _apply(
+        db,
+        old,
+        new,
+        staged,
+        what="device",
+        ids=(old.keys.key_id, new.keys.key_id),
+        actor=actor,
+        clock=clock,
+        extra={"provider": cfg.keys.provider},
+        carried=seal_carried(key, carried),
+    )
