@@ -28,10 +28,8 @@ import hashlib
 import hmac
 import json
 import os
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -151,25 +149,6 @@ def open_carried(device_root: bytes, text: str) -> dict[Purpose, bytes]:
     return out
 
 
-def read_carried(conn: sqlite3.Connection, device_root: bytes) -> dict[Purpose, bytes]:
-    """The carried device subkeys stored in a database (none before the first rotation)."""
-    try:
-        row = conn.execute("SELECT value FROM kv WHERE key = ?", (CARRY_KV,)).fetchone()
-    except sqlite3.OperationalError:  # a database not created yet: no kv table
-        return {}
-    return {} if row is None else open_carried(device_root, str(row[0]))
-
-
-def _carried_in(path: Path, device_root: bytes) -> dict[Purpose, bytes]:
-    if not path.exists():
-        return {}
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return read_carried(conn, device_root)
-    finally:
-        conn.close()
-
-
 def pin_index_key(site_key: bytes) -> bytes:
     """The site's PIN lookup index key (what ``set_pin``'s ``pin_index`` is keyed with)."""
     return subkey_of(site_key, Purpose.PIN_INDEX)
@@ -270,18 +249,17 @@ class Keys:
     @classmethod
     def from_config(cls, cfg: GatewayConfig) -> Keys:
         """Load the device key from its provider, the site key, the gates key (when its
-        file exists: a configured file not written yet is a gate still on the site key) and
-        the device subkeys carried over a device-key rotation (from the database)."""
+        file exists: a configured file not written yet is a gate still on the site key).
+        The device subkeys carried over a device-key rotation are in the database:
+        :func:`gateway.services.keys.load_keys` adds them."""
         ref = cfg.privacy.gates_key
         gates = None
         if ref is not None and (ref.file is None or ref.file.exists()):
             gates = _load(ref, "privacy.gates_key")
-        device = device_key_provider(cfg).device_key()
         return cls(
-            device=device,
+            device=device_key_provider(cfg).device_key(),
             site=_load(cfg.privacy.site_key, "privacy.site_key"),
             gates=gates,
-            carried=_carried_in(Path(cfg.storage.database_path), device),
         )
 
     def root(self, root: Root) -> bytes:

@@ -113,8 +113,9 @@ def open_db(args: argparse.Namespace, *, write: bool = True) -> sqlite_utils.Dat
     db = store.connect(path, create=False) if path.exists() else store.connect(path)
     device = _device_key_if_any(args)
     if device is not None:  # the audit chain and the access log are keyed per device
-        from gateway.keys import Purpose, device_subkey, read_carried
+        from gateway.keys import Purpose, device_subkey
         from gateway.privacy import access_log
+        from gateway.services.keys import read_carried
 
         kept = read_carried(db.conn, device)  # over a device-key rotation
         audit.bind_key(db, audit.ChainKey(device_subkey(device, Purpose.AUDIT_CHAIN, kept)))
@@ -171,7 +172,7 @@ def keys_of(args: argparse.Namespace) -> Keys:
 def credentials_of(args: argparse.Namespace, db: sqlite_utils.Database) -> Credentials:
     """The gateway's card/PIN store, keyed exactly as the daemon keys it."""
     from gateway.credentials.store import Credentials
-    from gateway.keys import read_carried
+    from gateway.services.keys import read_carried
 
     keys = keys_of(args)
     kept = read_carried(db.conn, keys.device)

@@ -77,14 +77,13 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
-    from gateway.keys import Keys
     from gateway.privacy import access_log, audit
     from gateway.services import keys as svc
     from gateway.store import database as store
 
     cfg = load_config(args.config)
-    keys = Keys.from_config(cfg)
     db = store.connect(Path(cfg.storage.database_path), create=False)
+    keys = svc.load_keys(cfg, db.conn)
     audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
     access_log.bind_key(db, keys.subkey(Purpose.ACCESS_LOG))
     if args.what == "device":

@@ -36,10 +36,11 @@ from gateway.gate.remote_commands import register_remote_commands
 from gateway.gate.retention_task import run_retention
 from gateway.gate.withdrawal_announce import GateWithdrawals
 from gateway.hardware.readers import Reader
-from gateway.keys import Keys, Purpose
+from gateway.keys import Purpose
 from gateway.mqtt.pseudonym import Pseudonymizer
 from gateway.privacy import access_log, audit
 from gateway.privacy.vault import Vault
+from gateway.services.keys import load_keys
 
 if TYPE_CHECKING:
     from gateway.gate.facepath import FacePath
@@ -58,7 +59,7 @@ class Gateway:
         self.cfg: GatewayConfig = daemon.cfg
         assert daemon.db is not None  # noqa: S101 - the daemon opens the store first
         self.db = daemon.db
-        self.keys = Keys.from_config(self.cfg)
+        self.keys = load_keys(self.cfg, self.db.conn)  # with the carried device subkeys
         self._ro = daemon.storage_read_only is not None  # DEGRADED storage
         self.threads = DbThreads(self.cfg.storage.database_path, read_only=self._ro)
         self.run_db, self.run_decide = self.threads.run_db, self.threads.run_decide

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -38,7 +39,15 @@ from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
 from gateway.config.root import GatewayConfig
 from gateway.errors import GatewayError
-from gateway.keys import CARRIED, CARRY_KV, MIN_KEY_BYTES, Keys, seal_carried
+from gateway.keys import (
+    CARRIED,
+    CARRY_KV,
+    MIN_KEY_BYTES,
+    Keys,
+    Purpose,
+    open_carried,
+    seal_carried,
+)
 from gateway.privacy import audit
 from gateway.privacy.scrub import complete_pending
 from gateway.privacy.vault import Vault, rekey_templates
@@ -65,6 +74,21 @@ class Rotation:
     old_key_id: str
     new_key_id: str
     scrubbed: bool
+
+
+def read_carried(conn: sqlite3.Connection, device_root: bytes) -> dict[Purpose, bytes]:
+    """The device subkeys carried over a device-key rotation (none before the first one)."""
+    try:
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (CARRY_KV,)).fetchone()
+    except sqlite3.OperationalError:  # a database not created yet: no kv table
+        return {}
+    return {} if row is None else open_carried(device_root, str(row[0]))
+
+
+def load_keys(cfg: GatewayConfig, conn: sqlite3.Connection) -> Keys:
+    """The gate's keys: :meth:`Keys.from_config` plus the subkeys carried in its database."""
+    keys = Keys.from_config(cfg)
+    return replace(keys, carried=read_carried(conn, keys.device))
 
 
 def new_key_text() -> bytes:

@@ -16,6 +16,8 @@ from gateway.credentials.store import Credentials
 from gateway.keys import CARRIED, Keys, Purpose
 from gateway.privacy import audit, compliance
 from gateway.privacy.vault import Vault, VaultError
+from gateway.services.keys import load_keys
+from gateway.store import database as store
 from tests.conftest import built_gateway
 from tests.keys.legacy import legacy_config, open_keyed
 from tests.support.swtpm import SoftTpm, running_swtpm, skip_reason
@@ -41,7 +43,8 @@ def _state(db_path: Path) -> bytes:
 def _check_gate(config: Path, raw: np.ndarray, old: Keys) -> Keys:
     """The gate after a rotation: same matches, same card/PIN/audit, old key unusable."""
     cfg = load_config(config, env=False)
-    keys = Keys.from_config(cfg)
+    with store.connect(Path(cfg.storage.database_path)) as plain:
+        keys = load_keys(cfg, plain.conn)
     assert keys.device != old.device
     assert set(keys.carried) == set(CARRIED)
     for purpose in CARRIED:
@@ -93,6 +96,10 @@ def test_file_device_key_rotation_keeps_every_credential_and_erases_the_old_key(
     async def started() -> int:
         async with built_gateway(minimal_config) as gw:
             assert gw.vault is not None
+            bound = audit.bound_key(gw.db)  # the daemon keys its audit chain with the carried key
+            assert bound is not None
+            assert bound.key == old.subkey(Purpose.AUDIT_CHAIN)
+            assert gw.keys.subkey(Purpose.CARD_LOOKUP) == old.subkey(Purpose.CARD_LOOKUP)
             return len(gw.vault.load_person(gw.db, "p1"))
 
     assert asyncio.run(started()) == 3
