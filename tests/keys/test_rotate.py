@@ -169,3 +169,20 @@ def test_cli_rotate_then_the_config_loads_the_new_gates_key(
     assert float(np.max(Vault.from_keys(loaded).load_person(db, "p2") @ probe)) > 0.999
     assert compliance.key_rotations(db)["transform"]["by"] == "ops"
     audit.bind_key(db, None)
+
+
+def test_doctor_warns_until_the_gates_key_is_written(tmp_path: Path, minimal_config: Path) -> None:
+    from gateway.cli.doctor import check_gates_key
+    from gateway.config.root import load_config
+
+    assert check_gates_key(load_config(minimal_config, env=False)).status == "WARN"
+    gates = tmp_path / "gates-key"
+    text = minimal_config.read_text()
+    minimal_config.write_text(
+        text.replace("[privacy]\n", f'[privacy]\ngates_key = {{ file = "{gates}" }}\n')
+    )
+    cfg = load_config(minimal_config, env=False)
+    assert check_gates_key(cfg).status == "WARN"  # configured, not written yet
+    gates.write_bytes(svc.new_key_text())
+    gates.chmod(0o600)
+    assert check_gates_key(cfg).status == "PASS"
