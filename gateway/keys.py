@@ -1,18 +1,40 @@
-"""The gateway's keys: loaded from credentials, with purpose-bound subkeys (HKDF).
+"""The gateway's keys: three roots, and one subkey per purpose (the :class:`Purpose` table).
 
-The device key never leaves this machine: it wraps per-person template keys and keys the
-card and PIN lookup hashes. A key provider holds it: ``file`` reads it in clear from
-``privacy.device_key``; ``tpm`` unseals it from this board's TPM 2.0 (``gateway.tpm``).
-The site key is shared by the compound's gates and its management system: it binds
-templates to the site and keys event pseudonyms.
+Roots:
+
+* ``device`` (one per gate, never leaves it): held by a key provider: ``file`` reads it in
+  clear from ``privacy.device_key``; ``tpm`` unseals it from this board's TPM 2.0
+  (``gateway.tpm``).
+* ``gates`` (``privacy.gates_key``): shared by the site's gates only, never by the office:
+  the template transform, the template-bundle wrapping and the withdrawal fan-out MAC. When
+  it is not configured (installations made before it existed) the site key stands in for it
+  with the same labels, so existing databases keep working; ``gateway keys rotate --what
+  transform`` moves such a gate to its own gates key.
+* ``site`` (``privacy.site_key``): shared by the gates and the management side (office),
+  for what the office's work needs: event pseudonyms, the PIN index and the PIN transport
+  seal.
+
+Every subkey is derived in :meth:`Keys.subkey` from its root with its own label, so no two
+purposes share key material. The labels are versioned; a label is never reused for other
+key material.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.config.base import SecretRef
@@ -30,15 +52,106 @@ def derive(key: bytes, purpose: str, length: int = 32) -> bytes:
     )
 
 
-#: HKDF purpose of the PIN lookup index key shared with the management side.
-PIN_INDEX_PURPOSE = "access-gateway/pin-index/v1"
-WITHDRAWAL_FANOUT_PURPOSE = "access-gateway/withdrawal-fanout/v1"
-"""Derivation purpose of the MAC key of withdrawals fanned out between a site's gates."""
+class Root(enum.Enum):
+    """The root a purpose's key comes from."""
+
+    DEVICE = "device"
+    GATES = "gates"
+    SITE = "site"
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One purpose's key: its root, derivation label, and whether the office holds it.
+
+    ``scheme`` is ``hkdf`` (:func:`derive`) or ``hmac`` (HMAC-SHA256(root, label): the card
+    and legacy PIN lookup keys, kept as they were so stored hashes keep matching)."""
+
+    root: Root
+    label: str
+    office: bool
+    scheme: str = "hkdf"
+
+
+class Purpose(enum.Enum):
+    """Every key the gateway uses: one entry per purpose, the one place labels live."""
+
+    CARD_LOOKUP = KeySpec(Root.DEVICE, "access-gateway/card-v1", False, "hmac")
+    PIN_INDEX_LOCAL = KeySpec(Root.DEVICE, "access-gateway/pin-index-v1", False, "hmac")
+    TEMPLATE_WRAP = KeySpec(Root.DEVICE, "access-gateway/template-wrap/v1", False)
+    AUDIT_CHAIN = KeySpec(Root.DEVICE, "access-gateway/audit-chain/v1", False)
+    ACCESS_LOG = KeySpec(Root.DEVICE, "access-gateway/access-log-subject/v1", False)
+    TEMPLATE_TRANSFORM = KeySpec(Root.GATES, "access-gateway/template-site/v1", False)
+    BUNDLE_WRAP = KeySpec(Root.GATES, "access-gateway/bundle-wrap/v1", False)
+    WITHDRAWAL_FANOUT = KeySpec(Root.GATES, "access-gateway/withdrawal-fanout/v1", False)
+    PSEUDONYM = KeySpec(Root.SITE, "access-gateway/pseudonym/v1", True)
+    PIN_INDEX = KeySpec(Root.SITE, "access-gateway/pin-index/v1", True)
+    PIN_TRANSPORT = KeySpec(Root.SITE, "access-gateway/pin-transport/v1", True)
+    CARRY_WRAP = KeySpec(Root.DEVICE, "access-gateway/carried-keys/v1", False)
+
+    @property
+    def spec(self) -> KeySpec:
+        """The purpose's root, label and holders."""
+        value: KeySpec = self.value
+        return value
+
+
+def subkey_of(root_key: bytes, purpose: Purpose) -> bytes:
+    """``purpose``'s key derived from ``root_key`` (which must be the purpose's root)."""
+    spec = purpose.spec
+    if spec.scheme == "hmac":
+        return hmac.new(root_key, spec.label.encode(), hashlib.sha256).digest()
+    return derive(root_key, spec.label)
+
+
+def office_purposes() -> list[Purpose]:
+    """The purposes whose keys the management side (office) holds: all from the site key."""
+    return [p for p in Purpose if p.spec.office]
+
+
+#: Device purposes whose stored values cannot be recomputed (card hashes, PIN index buckets,
+#: audit MACs, access-log subjects): a device-key rotation carries their keys over, sealed
+#: under the new device key in ``kv['keys.carried']``; the old device key itself is erased.
+CARRIED = (Purpose.CARD_LOOKUP, Purpose.PIN_INDEX_LOCAL, Purpose.AUDIT_CHAIN, Purpose.ACCESS_LOG)
+CARRY_KV = "keys.carried"
+
+
+def device_subkey(device_root: bytes, purpose: Purpose, carried: Mapping[Purpose, bytes]) -> bytes:
+    """A device purpose's key: carried over from before a device-key rotation, else derived."""
+    return carried.get(purpose) or subkey_of(device_root, purpose)
+
+
+def seal_carried(device_root: bytes, keys: Mapping[Purpose, bytes]) -> str:
+    """``keys`` sealed (AES-GCM, AAD = the purpose's label) under ``device_root``'s
+    ``CARRY_WRAP`` subkey, as the JSON text of ``kv['keys.carried']``."""
+    aead = AESGCM(subkey_of(device_root, Purpose.CARRY_WRAP))
+    sealed = {}
+    for purpose, key in keys.items():
+        nonce = os.urandom(12)
+        blob = nonce + aead.encrypt(nonce, key, purpose.spec.label.encode())
+        sealed[purpose.name] = base64.b64encode(blob).decode("ascii")
+    return json.dumps({"v": 1, "keys": sealed}, sort_keys=True)
+
+
+def open_carried(device_root: bytes, text: str) -> dict[Purpose, bytes]:
+    """The keys :func:`seal_carried` sealed; ConfigError when this device key cannot open them."""
+    aead = AESGCM(subkey_of(device_root, Purpose.CARRY_WRAP))
+    out = {}
+    try:
+        for name, b64 in json.loads(text)["keys"].items():
+            blob = base64.b64decode(b64, validate=True)
+            purpose = Purpose[name]
+            out[purpose] = aead.decrypt(blob[:12], blob[12:], purpose.spec.label.encode())
+    except (InvalidTag, KeyError, ValueError, binascii.Error) as exc:
+        raise ConfigError(
+            [("kv", CARRY_KV, "the carried keys do not open with this device key")]
+        ) from exc
+    return out
 
 
 def pin_index_key(site_key: bytes) -> bytes:
     """The site's PIN lookup index key (what ``set_pin``'s ``pin_index`` is keyed with)."""
-    return derive(site_key, PIN_INDEX_PURPOSE)
+    return subkey_of(site_key, Purpose.PIN_INDEX)
 
 
 def _load(ref: SecretRef | None, key_path: str) -> bytes:
@@ -120,54 +233,76 @@ def device_key_provider(cfg: GatewayConfig) -> DeviceKeyProvider:
 
 @dataclass(frozen=True, repr=False)
 class Keys:
-    """Root keys and their derived subkeys (never printed: ``repr`` is blank)."""
+    """Root keys and their purpose subkeys (never printed: ``repr`` is blank).
+
+    ``gates`` is None when ``privacy.gates_key`` is not configured: the site key then
+    stands in for it (compatibility with gates set up before it existed)."""
 
     device: bytes
     site: bytes
+    gates: bytes | None = None
+    carried: Mapping[Purpose, bytes] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return "Keys(<redacted>)"
 
     @classmethod
     def from_config(cls, cfg: GatewayConfig) -> Keys:
-        """Load the device key from its provider and the site key from its reference."""
+        """Load the device key from its provider, the site key, the gates key (when its
+        file exists: a configured file not written yet is a gate still on the site key).
+        The device subkeys carried over a device-key rotation are in the database:
+        :func:`gateway.services.keys.load_keys` adds them."""
+        ref = cfg.privacy.gates_key
+        gates = None
+        if ref is not None and (ref.file is None or ref.file.exists()):
+            gates = _load(ref, "privacy.gates_key")
         return cls(
             device=device_key_provider(cfg).device_key(),
             site=_load(cfg.privacy.site_key, "privacy.site_key"),
+            gates=gates,
         )
 
-    @property
-    def card_hmac(self) -> bytes:
-        """Key of the card-number HMAC."""
-        return derive(self.device, "access-gateway/card-hmac/v1")
+    def root(self, root: Root) -> bytes:
+        """One root key (``GATES`` falls back to the site key when none is configured)."""
+        if root is Root.DEVICE:
+            return self.device
+        if root is Root.GATES:
+            return self.gates_root
+        return self.site
 
     @property
-    def pin_pepper(self) -> bytes:
-        """Key of the PIN lookup index."""
-        return derive(self.device, "access-gateway/pin-index/v1")
+    def gates_root(self) -> bytes:
+        """The gates-only root (the site key on a gate without its own gates key)."""
+        return self.site if self.gates is None else self.gates
+
+    def subkey(self, purpose: Purpose) -> bytes:
+        """The key of one purpose, from its root and label (see :class:`Purpose`)."""
+        if purpose.spec.root is Root.DEVICE:
+            return device_subkey(self.device, purpose, self.carried)
+        return subkey_of(self.root(purpose.spec.root), purpose)
 
     @property
     def template_wrap(self) -> bytes:
         """Key wrapping the per-person template keys."""
-        return derive(self.device, "access-gateway/template-wrap/v1")
+        return self.subkey(Purpose.TEMPLATE_WRAP)
 
     @property
     def template_site(self) -> bytes:
         """Key of the site-bound template transform."""
-        return derive(self.site, "access-gateway/template-site/v1")
+        return self.subkey(Purpose.TEMPLATE_TRANSFORM)
 
     @property
     def pin_index_site(self) -> bytes:
         """Key of the PIN lookup index shared with the management system (which holds the
         site key and so can compute a PIN's index for the ``set_pin`` command)."""
-        return pin_index_key(self.site)
+        return self.subkey(Purpose.PIN_INDEX)
 
     @property
     def withdrawal_fanout(self) -> bytes:
         """MAC key of consent withdrawals fanned out between the site's gates."""
-        return derive(self.site, WITHDRAWAL_FANOUT_PURPOSE)
+        return self.subkey(Purpose.WITHDRAWAL_FANOUT)
 
     @property
     def pseudonym(self) -> bytes:
         """Key of the event pseudonyms."""
-        return derive(self.site, "access-gateway/pseudonym/v1")
+        return self.subkey(Purpose.PSEUDONYM)

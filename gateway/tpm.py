@@ -219,6 +219,14 @@ def random_bytes(n: int, cfg: KeysConfig) -> bytes:
         return bytes(esys.get_random(n))
 
 
+def fresh_key(n: int, cfg: KeysConfig) -> bytes:
+    """A new key: the OS's random bytes XOR the TPM's (both sources must fail to weaken it)."""
+    import secrets
+
+    ours, theirs = secrets.token_bytes(n), random_bytes(n, cfg)
+    return bytes(a ^ b for a, b in zip(ours, theirs, strict=True))
+
+
 def read_blobs(cfg: KeysConfig) -> SealedKey:
     """The sealed key's blobs from ``keys.public_blob`` and ``keys.private_blob``."""
     parts = []

@@ -27,6 +27,7 @@ from gateway.privacy.vault import Vault, load_key
 
 if TYPE_CHECKING:
     from gateway.credentials.store import Credentials
+    from gateway.keys import Keys
 
 DEFAULT_DB = Path("/var/lib/access-gateway/state.db")
 DEFAULT_MODEL_DIR = Path("/var/lib/access-gateway/models")
@@ -112,10 +113,13 @@ def open_db(args: argparse.Namespace, *, write: bool = True) -> sqlite_utils.Dat
     db = store.connect(path, create=False) if path.exists() else store.connect(path)
     device = _device_key_if_any(args)
     if device is not None:  # the audit chain and the access log are keyed per device
+        from gateway.keys import Purpose, device_subkey
         from gateway.privacy import access_log
+        from gateway.services.keys import read_carried
 
-        audit.bind_key(db, audit.ChainKey.from_device(device))
-        access_log.bind_key(db, access_log.key_from_device(device))
+        kept = read_carried(db.conn, device)  # over a device-key rotation
+        audit.bind_key(db, audit.ChainKey(device_subkey(device, Purpose.AUDIT_CHAIN, kept)))
+        access_log.bind_key(db, device_subkey(device, Purpose.ACCESS_LOG, kept))
         _BOUND_HERE.add(path)
     else:
         if path in _BOUND_HERE:  # a key an earlier command of this process bound: not ours
@@ -150,28 +154,29 @@ def _configured_device_key(cfg: Any) -> bool:
 
 
 def vault_of(args: argparse.Namespace) -> Vault:
-    """The face vault keyed by the device and site root keys."""
-    return Vault.from_root_keys(*root_keys(args))
+    """The face vault keyed by the device and gates root keys."""
+    return Vault.from_keys(keys_of(args))
 
 
-def root_keys(args: argparse.Namespace) -> tuple[bytes, bytes]:
-    """(device key, site key) from --device-key/--site-key, else --config, else credentials."""
+def keys_of(args: argparse.Namespace) -> Keys:
+    """The root keys from --device-key/--site-key (no gates key: the site key stands in),
+    else --config, else the credentials."""
+    from gateway.keys import Keys
+
     cfg = config_of(args)
     if cfg is not None and args.device_key is None and args.site_key is None:
-        from gateway.keys import Keys
-
-        keys = Keys.from_config(cfg)
-        return keys.device, keys.site
-    return load_key(args.device_key, "device-key"), load_key(args.site_key, "site-key")
+        return Keys.from_config(cfg)
+    return Keys(load_key(args.device_key, "device-key"), load_key(args.site_key, "site-key"))
 
 
 def credentials_of(args: argparse.Namespace, db: sqlite_utils.Database) -> Credentials:
     """The gateway's card/PIN store, keyed exactly as the daemon keys it."""
     from gateway.credentials.store import Credentials
-    from gateway.keys import Keys
+    from gateway.services.keys import read_carried
 
-    device, site = root_keys(args)
-    return Credentials(db, device, index_key=Keys(device, site).pin_index_site)
+    keys = keys_of(args)
+    kept = read_carried(db.conn, keys.device)
+    return Credentials(db, keys.device, index_key=keys.pin_index_site, carried=kept)
 
 
 def notice_of(args: argparse.Namespace) -> Notice:
@@ -207,13 +212,14 @@ def fmt_ts(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def site_root(args: argparse.Namespace) -> bytes:
-    """The SITE root key (from --site-key, else the config, else the systemd credential)."""
+def gates_root(args: argparse.Namespace) -> bytes:
+    """The GATES root key (the configured gates key, else the site key from --site-key, the
+    config or the systemd credential)."""
     cfg = config_of(args)
     if cfg is not None and args.site_key is None:
         from gateway.keys import Keys
 
-        return Keys.from_config(cfg).site
+        return Keys.from_config(cfg).gates_root
     return load_key(args.site_key, "site-key")
 
 

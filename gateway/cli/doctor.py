@@ -170,6 +170,20 @@ def check_keys(cfg: GatewayConfig) -> Check:
     return Check("device key", "PASS", f"{provider.name} provider: {provider.describe()}")
 
 
+def check_gates_key(cfg: GatewayConfig) -> Check:
+    """WARN while the site key (which the office holds) stands in for the gates key."""
+    ref = cfg.privacy.gates_key
+    if ref is None or (ref.file is not None and not ref.file.exists()):
+        return Check(
+            "gates key",
+            "WARN",
+            "the template transform and bundle keys come from the site key, which the office "
+            "holds too: set privacy.gates_key to a file and run 'gateway keys rotate --what "
+            "transform'",
+        )
+    return Check("gates key", "PASS", "template transform keyed by the site's gates only")
+
+
 def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
     """Every check, in the order an installer fixes things."""
     from gateway.cli.environment_checks import environment_problems
@@ -184,6 +198,7 @@ def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
         )
     )
     checks.append(check_keys(cfg))
+    checks.append(check_gates_key(cfg))
     checks.append(check_storage(cfg))
     checks.append(check_models(cfg))
     checks.extend(check_configured_camera(name, cam, timeout) for name, cam in cfg.cameras.items())

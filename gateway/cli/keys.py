@@ -1,4 +1,5 @@
-"""``gateway keys``: seal the device key to this board's TPM 2.0 (``[keys]`` of the config).
+"""``gateway keys``: seal the device key to this board's TPM 2.0 (``[keys]`` of the config);
+rotate the device or gates key (:mod:`gateway.services.keys`).
 
 ``keys seal --from FILE`` seals an existing device key (the one the database is keyed with);
 ``keys init --provider tpm`` seals a fresh random one (the OS's and the TPM's random bytes
@@ -19,7 +20,7 @@ from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
 from gateway.config.root import load_config
 from gateway.errors import ConfigError
-from gateway.keys import MIN_KEY_BYTES
+from gateway.keys import MIN_KEY_BYTES, Purpose
 
 NEW_KEY_BYTES = 32
 
@@ -65,20 +66,52 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from gateway.tpm import random_bytes
+    from gateway.tpm import fresh_key
 
     cfg = load_config(args.config)
-    tpm_random = random_bytes(NEW_KEY_BYTES, cfg.keys)  # both sources must fail to weaken it
-    key = bytes(a ^ b for a, b in zip(secrets.token_bytes(NEW_KEY_BYTES), tpm_random, strict=True))
+    key = fresh_key(NEW_KEY_BYTES, cfg.keys)
     _seal_and_store(key, cfg.keys, force=args.force)
     if cfg.keys.provider != "tpm":
         print('next: set [keys] provider = "tpm" in the config', file=sys.stderr)
     return 0
 
 
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    from gateway.privacy import access_log, audit
+    from gateway.services import keys as svc
+    from gateway.store import database as store
+
+    cfg = load_config(args.config)
+    db = store.connect(Path(cfg.storage.database_path), create=False)
+    keys = svc.load_keys(cfg, db.conn)
+    audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
+    access_log.bind_key(db, keys.subkey(Purpose.ACCESS_LOG))
+    if args.what == "device":
+        if args.key:
+            raise ConfigError([("--key", args.key, "a device key is never copied: omit --key")])
+        done = svc.rotate_device(db, keys, cfg, actor=args.actor)
+    else:
+        new_key = SecretRef(file=Path(args.key)).read_bytes() if args.key else None
+        gates = cfg.privacy.gates_key
+        done = svc.rotate_transform(db, keys, gates, actor=args.actor, new_key=new_key)
+    print(
+        f"rotated {done.what}: {done.people} people, {done.templates} templates moved "
+        f"from key {done.old_key_id} to {done.new_key_id}"
+    )
+    if not done.scrubbed:
+        print("the WAL is busy: the old pages leave it at the next scrub", file=sys.stderr)
+    if args.what == "transform" and args.key is None and cfg.privacy.gates_key is not None:
+        print(
+            f"copy {cfg.privacy.gates_key.file} to the site's other gates and run there: "
+            "gateway keys rotate --what transform --key FILE"
+        )
+    print("restart the daemon: it holds the old keys in memory")
+    return 0
+
+
 def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
-    """Add ``gateway keys seal`` and ``gateway keys init``."""
-    keys = subparsers.add_parser("keys", help="seal the device key to the TPM 2.0")
+    """Add ``gateway keys seal``, ``init`` and ``rotate``."""
+    keys = subparsers.add_parser("keys", help="seal the device key to the TPM 2.0; rotate keys")
     sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
     sub.required = True
     seal = sub.add_parser("seal", help="seal an existing device key file to the TPM")
@@ -94,5 +127,10 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     )
     for p in (seal, init):
         p.add_argument("--force", action="store_true", help="replace blobs already at keys.*_blob")
+    rotate = sub.add_parser("rotate", help="renew a key; stored templates follow (no re-enrolment)")
+    rotate.add_argument("--what", choices=["device", "transform"], required=True, help="which key")
+    rotate.add_argument("--key", help="adopt this new key file (rotated at another gate)")
+    rotate.add_argument("--actor", default=os.environ.get("USER", "operator"), help="who")
     seal.set_defaults(func=_cmd_seal)
     init.set_defaults(func=_cmd_init)
+    rotate.set_defaults(func=_cmd_rotate)

@@ -89,7 +89,7 @@ def _export_bundle(args: argparse.Namespace) -> int:
         ctx.open_db(args),
         ctx.vault_of(args),
         args.person,
-        ctx.site_root(args),
+        ctx.gates_root(args),
         actor=args.actor,
         grace_days=args.renotice_grace_days,
     )

@@ -61,7 +61,16 @@ class PrivacyConfig(Strict):
         None, description="Device key wrapping template keys and keying card hashes."
     )
     site_key: SecretRef | None = Field(
-        None, description="Site key binding templates and keying event pseudonyms."
+        None,
+        description="Site key shared with the management side: event pseudonyms, the PIN "
+        "index and the PIN transport seal.",
+    )
+    gates_key: SecretRef | None = Field(
+        None,
+        description="Key shared by the site's gates only (never the office): template "
+        "transform, bundle wrapping, withdrawal fan-out. Unset (or a file not written yet): "
+        "the site key stands in (gates set up before it existed); 'gateway keys rotate "
+        "--what transform' writes it.",
     )
     pseudonym_epoch_s: int = Field(
         86400, ge=60, description="Rotation period of person pseudonyms in events."

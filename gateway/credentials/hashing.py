@@ -1,8 +1,8 @@
 """Pure credential maths: keyed card and PIN hashes, PIN policy, lockout length.
 
 - A card is stored as ``HMAC-SHA256(card_key, "facility:number")`` (:func:`card_digest`);
-  ``card_key`` is derived from the device key (:func:`derive_key`). The plaintext number
-  exists only in memory.
+  ``card_key`` is the device key's ``Purpose.CARD_LOOKUP`` subkey (:mod:`gateway.keys`).
+  The plaintext number exists only in memory.
 - A PIN is stored as an argon2id hash (per-PIN salt) plus a *pepper index*: the first
   16 bits of ``HMAC-SHA256(index_key, pin)`` (:func:`pin_index_for`). Identifying a PIN
   without a claimed identity looks up the (few) rows in that bucket and argon2-verifies
@@ -133,10 +133,6 @@ def lockout_seconds(failures: int, policy: LockoutPolicy) -> float:
     )
 
 
-def derive_key(device_key: bytes, label: bytes) -> bytes:
-    return hmac.new(device_key, b"access-gateway/" + label, hashlib.sha256).digest()
-
-
 def pin_index_for(pin: str, index_key: bytes) -> int:
     """The 16-bit pepper index of ``pin`` under ``index_key`` (0..65535).
 
@@ -145,10 +141,6 @@ def pin_index_for(pin: str, index_key: bytes) -> int:
     ``pin_index`` must carry."""
     digest = hmac.new(index_key, pin.encode(), hashlib.sha256).digest()
     return int.from_bytes(digest[:4], "big") >> (32 - INDEX_BITS)
-
-
-#: HKDF purpose of the key that seals ``set_pin`` hashes in transit (from the site key).
-PIN_TRANSPORT_PURPOSE = "access-gateway/pin-transport/v1"
 
 
 def _pin_transport_aad(person_id: str) -> bytes:
@@ -166,10 +158,10 @@ def seal_pin_hash(pin_hash: str, person_id: str, site_key: bytes) -> str:
 
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from gateway.keys import derive
+    from gateway.keys import Purpose, subkey_of
 
     nonce = os.urandom(12)
-    key = derive(site_key, PIN_TRANSPORT_PURPOSE)
+    key = subkey_of(site_key, Purpose.PIN_TRANSPORT)
     ct = AESGCM(key).encrypt(nonce, pin_hash.encode(), _pin_transport_aad(person_id))
     return base64.b64encode(nonce + ct).decode()
 
@@ -182,7 +174,7 @@ def open_pin_hash(sealed: str, person_id: str, site_key: bytes) -> str:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from gateway.keys import derive
+    from gateway.keys import Purpose, subkey_of
 
     try:
         raw = base64.b64decode(sealed, validate=True)
@@ -190,7 +182,7 @@ def open_pin_hash(sealed: str, person_id: str, site_key: bytes) -> str:
         raise CredentialError("pin_hash_sealed is not base64") from None
     if len(raw) < 12 + 16 + 1:
         raise CredentialError("pin_hash_sealed is too short")
-    key = derive(site_key, PIN_TRANSPORT_PURPOSE)
+    key = subkey_of(site_key, Purpose.PIN_TRANSPORT)
     try:
         plain = AESGCM(key).decrypt(raw[:12], raw[12:], _pin_transport_aad(person_id))
     except InvalidTag:

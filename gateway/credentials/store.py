@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
@@ -56,7 +56,6 @@ from gateway.credentials.hashing import (
     check_pin_hash,
     check_pin_record,
     check_visitor,
-    derive_key,
     failures_after,
     lockout_seconds,
     make_hasher,
@@ -64,6 +63,7 @@ from gateway.credentials.hashing import (
     validate_pin,
     verify_pin,
 )
+from gateway.keys import Purpose, device_subkey
 from gateway.store.tx import snapshot
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class Credentials(FallbackStore):
         device_key: bytes,
         *,
         index_key: bytes | None = None,
+        carried: Mapping[Purpose, bytes] | None = None,
         hash_params: PinHashParams | None = None,
         lockout: LockoutPolicy | None = None,
         anonymous_lockout: LockoutPolicy | None = None,
@@ -102,8 +103,9 @@ class Credentials(FallbackStore):
         if index_key is not None and len(index_key) < 16:
             raise CredentialError("PIN index key must be at least 16 bytes")
         super().__init__(db, db_retry_s, clock)
-        self._card_key = derive_key(device_key, b"card-v1")
-        legacy = derive_key(device_key, b"pin-index-v1")
+        kept = carried or {}  # the keys carried over a device-key rotation
+        self._card_key = device_subkey(device_key, Purpose.CARD_LOOKUP, kept)
+        legacy = device_subkey(device_key, Purpose.PIN_INDEX_LOCAL, kept)
         self._pin_key = legacy if index_key is None else index_key
         self._legacy_keys = () if self._pin_key == legacy else (legacy,)
         self._params = hash_params or PinHashParams()

@@ -37,10 +37,11 @@ from gateway.gate.retention_task import run_retention
 from gateway.gate.web_wiring import add_web_console
 from gateway.gate.withdrawal_announce import GateWithdrawals, WithdrawalDeps
 from gateway.hardware.readers import Reader
-from gateway.keys import Keys
+from gateway.keys import Purpose
 from gateway.mqtt.pseudonym import Pseudonymizer
 from gateway.privacy import access_log, audit
 from gateway.privacy.vault import Vault
+from gateway.services.keys import load_keys
 
 if TYPE_CHECKING:
     from gateway.gate.facepath import FacePath
@@ -60,15 +61,15 @@ class Gateway:
         self.cfg: GatewayConfig = daemon.cfg
         assert daemon.db is not None  # noqa: S101 - the daemon opens the store first
         self.db = daemon.db
-        self.keys = Keys.from_config(self.cfg)
+        self.keys = load_keys(self.cfg, self.db.conn)  # with the carried device subkeys
         self._ro = daemon.storage_read_only is not None  # DEGRADED storage
         self.threads = DbThreads(self.cfg.storage.database_path, read_only=self._ro)
         self.run_db, self.run_decide = self.threads.run_db, self.threads.run_decide
-        audit.bind_key(self.db, audit.ChainKey.from_device(self.keys.device))  # every connection
-        access_log.bind_key(self.db, access_log.key_from_device(self.keys.device))
-        self.pseudonym = Pseudonymizer(self.keys.site, self.cfg.privacy.pseudonym_epoch_s)
+        audit.bind_key(self.db, audit.ChainKey(self.keys.subkey(Purpose.AUDIT_CHAIN)))  # every conn
+        access_log.bind_key(self.db, self.keys.subkey(Purpose.ACCESS_LOG))
+        self.pseudonym = Pseudonymizer(self.keys.pseudonym, self.cfg.privacy.pseudonym_epoch_s)
         # Every gate has the vault and the live gallery: erasures need them.
-        self.vault = Vault.from_root_keys(self.keys.device, self.keys.site)
+        self.vault = Vault.from_keys(self.keys)
         self.gallery = Gallery()
         mqtt = build_mqtt(
             self.cfg, read_only=self._ro, health=self.health, add_service=daemon.add_service
@@ -218,6 +219,7 @@ class Gateway:
             self.threads.decide_db,
             self.keys.device,
             index_key=self.keys.pin_index_site,
+            carried=self.keys.carried,
             lockout=LockoutPolicy(),
         )
         self.cache_state, self.cache_follower = build_cache(cfg, credentials)

@@ -84,7 +84,7 @@ class RemoteCommands:
             db=gate.db,
             vault=gate.vault,
             gallery=gate.gallery,
-            site_key=gate.keys.site,
+            site_key=gate.keys.gates_root,
             run_db=gate.run_db,
             grace_days=gate.cfg.privacy.renotice_grace_days,
         )

@@ -2,8 +2,8 @@
 
 When a person withdraws at one gate (keypad, MQTT command, CLI), that gate publishes on
 ``{prefix}/{site}/{gate}/withdrawal`` a message naming the person only by a keyed hash,
-authenticated with a key derived from the site key (so only the site's gates and its
-management side can make or read one):
+authenticated with ``Purpose.WITHDRAWAL_FANOUT`` of the gates key (``gateway.keys``: only
+the site's gates can make or read one):
 
     {"v": 1, "gate": ORIGIN, "subject": HMAC(k, "person:" + id)[:32 hex],
      "ts": UNIX_SECONDS, "nonce": 16 hex, "mac": HMAC(k, "v1|gate|subject|ts|nonce") hex}
@@ -71,7 +71,7 @@ class FanoutReceiver:
     """Verifies fan-out messages: MAC, time window, one use per nonce."""
 
     def __init__(self, key: bytes, own_gate: str, window_s: float = WINDOW_S) -> None:
-        """``key``: :data:`gateway.keys.WITHDRAWAL_FANOUT_PURPOSE` derived from the site key."""
+        """``key``: ``Keys.withdrawal_fanout`` (``Purpose.WITHDRAWAL_FANOUT``)."""
         self.key = key
         self.own_gate = own_gate
         self.window_s = window_s

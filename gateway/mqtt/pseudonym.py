@@ -1,9 +1,10 @@
 """Rotating pseudonyms: events name a person only by a per-epoch keyed hash.
 
-``pseudonym = base32(HMAC-SHA256(site_key, "ag-pseudonym-v1|" + epoch + "|" + person_id)[:16])``
-(26 lower-case characters). Without the site key two pseudonyms of the same person in
-different epochs cannot be linked; with the key the management side can :func:`resolve` a
-pseudonym against its list of person ids.
+``pseudonym = base32(HMAC-SHA256(key, "ag-pseudonym-v1|" + epoch + "|" + person_id)[:16])``
+(26 lower-case characters), ``key`` being the site key's ``Purpose.PSEUDONYM`` subkey
+(``gateway.keys``). Without it two pseudonyms of the same person in different epochs cannot
+be linked; with it the management side can :func:`resolve` a pseudonym against its list of
+person ids.
 """
 
 from __future__ import annotations

@@ -20,16 +20,14 @@ from gateway.privacy.audit import PerDatabase
 
 log = logging.getLogger(__name__)
 
-KEY_PURPOSE = "access-gateway/access-log-subject/v1"
-
 _keys: PerDatabase[bytes] = PerDatabase()
 
 
 def key_from_device(device_root: bytes) -> bytes:
     """The access-log pseudonym key of a device (HKDF subkey of its root key)."""
-    from gateway.keys import derive
+    from gateway.keys import Purpose, subkey_of
 
-    return derive(device_root, KEY_PURPOSE)
+    return subkey_of(device_root, Purpose.ACCESS_LOG)
 
 
 def bind_key(db: sqlite_utils.Database, key: bytes | None) -> None:

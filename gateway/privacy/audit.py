@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 HEAD_KEY = "audit.head"
-KEY_PURPOSE = "access-gateway/audit-chain/v1"
 ANCHOR_ACTION = "audit.keyed"
 CHECKPOINT_ACTION = "audit.checkpoint"
 KEYED_RULE = (
@@ -112,9 +111,9 @@ class ChainKey:
     @classmethod
     def from_device(cls, device_root: bytes) -> ChainKey:
         """The chain key of the device whose root key is ``device_root`` (HKDF subkey)."""
-        from gateway.keys import derive
+        from gateway.keys import Purpose, subkey_of
 
-        return cls(derive(device_root, KEY_PURPOSE))
+        return cls(subkey_of(device_root, Purpose.AUDIT_CHAIN))
 
     def mac(self, message: str) -> str:
         """HMAC-SHA256 of ``message`` (UTF-8), hex."""

@@ -164,7 +164,25 @@ def compliance_report(
         ],
         "retention": asdict(retention) if retention else None,
         "audit_rows": int(db.execute("SELECT count(*) FROM audit").fetchone()[0]),
+        "key_rotations": key_rotations(db),
     }
+
+
+def key_rotations(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
+    """The last ``keys.rotate`` of each key (from the audit log): when, by whom, how many
+    templates followed, and the key fingerprints (never key material)."""
+    last: dict[str, dict[str, Any]] = {}
+    for ts, actor, subject, details in db.execute(
+        "SELECT ts, actor, subject, details FROM audit WHERE action = 'keys.rotate' ORDER BY seq"
+    ).fetchall():
+        info = json.loads(details)
+        last[subject] = {
+            "at": dt.datetime.fromtimestamp(ts, tz=dt.UTC).isoformat(timespec="seconds"),
+            "by": actor,
+            "templates": info.get("template_count"),
+            "key_id": info.get("new_key_id"),
+        }
+    return last
 
 
 def format_report(report: Mapping[str, Any]) -> str:
@@ -192,6 +210,14 @@ def format_report(report: Mapping[str, Any]) -> str:
     lines.append(f"  turned 14, own consent needed (face suspended): {len(lapsed)}")
     lines.extend(f"    {pid}" for pid in lapsed)
     lines.append(f"  enrolled without card/PIN: {report['face_only_people']}")
+    rotations = report.get("key_rotations") or {}
+    lines.append(
+        "  key rotations: "
+        + (
+            ", ".join(f"{what} {r['at']} by {r['by']}" for what, r in sorted(rotations.items()))
+            or "none"
+        )
+    )
     ia = report["impact_assessment"]
     lines.append(f"  impact assessment: {ia['reference'] or 'MISSING'} ({ia['date'] or 'no date'})")
     for cam in report["cameras"]:

@@ -3,10 +3,11 @@
 Export (enrolling gate): the person's SITE-SPACE templates (already rotated by the site
 transform) are decrypted with the local vault and re-encrypted as one AES-256-GCM ciphertext
 under a fresh bundle data key (AAD binds format, person id, model, count and dimension). The
-bundle key is wrapped with ``derive(site_root, "access-gateway/bundle-wrap/v1")``, so only a
-gate holding the same site key can open it. The result is the ``bundle`` of the signed MQTT
-command ``sync_person`` (:class:`gateway.command_args.TemplateBundle`): no raw embedding, no
-image, nothing usable at another site.
+bundle key is wrapped with the ``BUNDLE_WRAP`` subkey of the GATES root
+(:class:`gateway.keys.Purpose`), so only a gate of the same site can open it: the office relays
+it but cannot. The result is the ``bundle`` of the signed MQTT command ``sync_person``
+(:class:`gateway.command_args.TemplateBundle`): no raw embedding, no image, nothing usable at
+another site.
 
 Import (receiving gate): the consent reference is checked and recorded (method ``sync``),
 the bundle unwrapped and decrypted, the templates stored through THIS gate's vault (wrapped by
@@ -33,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.command_args import ConsentRef, SyncPersonArgs, TemplateBundle
 from gateway.errors import PrivacyError
-from gateway.keys import derive
+from gateway.keys import Purpose, subkey_of
 from gateway.privacy import audit, consent, people
 from gateway.privacy.vault import NONCE_BYTES, GalleryLike, Vault, VaultError
 from gateway.store.tx import transaction
@@ -41,7 +42,6 @@ from gateway.store.tx import transaction
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "ag-template-bundle-v1"
-BUNDLE_WRAP_PURPOSE = "access-gateway/bundle-wrap/v1"
 SYNC_METHOD = "sync"
 SYNCED_NAME = "synced"
 MAX_BUNDLE_TEMPLATES = 20
@@ -55,10 +55,10 @@ class SyncError(PrivacyError):
 
 
 def bundle_wrap_key(site_root: bytes) -> bytes:
-    """The key wrapping bundle data keys: HKDF of the SITE root key (shared by the site)."""
+    """The key wrapping bundle data keys, from the GATES root (``Keys.gates_root``)."""
     if len(site_root) < 16:
-        raise SyncError("site key must be at least 16 bytes")
-    return derive(site_root, BUNDLE_WRAP_PURPOSE)
+        raise SyncError("gates key must be at least 16 bytes")
+    return subkey_of(site_root, Purpose.BUNDLE_WRAP)
 
 
 def bundle_key_id(wrap_key: bytes) -> str:
@@ -172,7 +172,7 @@ def export_sync_args(
     """The full ``args`` of a ``sync_person`` command (:class:`SyncPersonArgs`, JSON-ready):
     the consent and the person's encrypted template bundle. Audited.
 
-    ``site_key`` is the SITE ROOT key (the one :class:`gateway.keys.Keys` holds as ``site``).
+    ``site_key`` is the GATES root key (:attr:`gateway.keys.Keys.gates_root`).
     Refused (:class:`SyncError`) unless the current consent is granted with scope 'compound'.
     """
     now = time.time() if now is None else now
@@ -214,7 +214,7 @@ def open_bundle(person_id: str, bundle: TemplateBundle, site_key: bytes, *, dim:
     if bundle.key_id != key_id:
         raise SyncError(
             f"person {person_id}: bundle was wrapped for site key {bundle.key_id}, this "
-            f"gate's site key is {key_id} (another site?)"
+            f"gate's is {key_id} (another site, or a gates key not rotated here yet?)"
         )
     wrapped = _unb64(bundle.wrapped_key_b64, "wrapped_key_b64")
     nonce = _unb64(bundle.nonce_b64, "nonce_b64")
@@ -366,7 +366,7 @@ def import_bundle(
 ) -> dict[str, Any]:
     """Install a synced person's templates on this gate; ``{"person_id", "templates", ...}``.
 
-    ``site_key`` is the SITE ROOT key. Checks (consent ref, key, integrity, shape) all run
+    ``site_key`` is the GATES root key. Checks (consent ref, key, integrity, shape) all run
     before anything is written; the writes (person, consent, templates, audit) are one
     transaction. Importing the same bundle again replaces the templates (one set).
     """

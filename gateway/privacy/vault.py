@@ -11,7 +11,8 @@
   memory at start. A :class:`KeyProvider` that wraps/unwraps inside the TPM, never revealing
   the key, would slot in below.
 * Templates are bound to the site: before encryption every embedding is multiplied by a
-  secret orthogonal matrix derived from the site key (HKDF -> seeded Gaussian -> QR). The
+  secret orthogonal matrix derived from the gates key (``Purpose.TEMPLATE_TRANSFORM``, which
+  the office never holds; HKDF -> seeded Gaussian -> QR). :func:`retransform` renews it. The
   rotation preserves cosine similarity, so matching works inside one site, while the stored
   vectors of the same face at two sites (different site keys) are unrelated. The gallery holds
   site-space templates, so probes must go through :meth:`Vault.transform` before matching.
@@ -39,7 +40,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.errors import PrivacyError
-from gateway.keys import Keys
+from gateway.keys import Keys, Purpose, subkey_of
 from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _root_key(raw: bytes, where: str) -> bytes:
 
 def wrap_key_from_root(device_root: bytes) -> bytes:
     """The template-wrapping subkey of the device root key (same as ``Keys.template_wrap``)."""
-    return Keys(device=device_root, site=b"").template_wrap
+    return subkey_of(device_root, Purpose.TEMPLATE_WRAP)
 
 
 class StaticKeyProvider:
@@ -265,9 +266,13 @@ class Vault:
 
     @classmethod
     def from_root_keys(cls, device_root: bytes, site_root: bytes) -> Vault:
+        """A vault of a gate without its own gates key (the site key stands in)."""
+        return cls.from_keys(Keys(device=device_root, site=site_root))
+
+    @classmethod
+    def from_keys(cls, keys: Keys, *, clock: Callable[[], float] = time.time) -> Vault:
         """The vault the daemon uses: subkeys derived exactly as :class:`gateway.keys.Keys`."""
-        keys = Keys(device=device_root, site=site_root)
-        return cls(StaticKeyProvider(keys.template_wrap), keys.template_site)
+        return cls(StaticKeyProvider(keys.template_wrap), keys.template_site, clock=clock)
 
     def transform(self, embeddings: np.ndarray) -> F32:
         """Map raw embeddings (probe or enrolment) into the site space the gallery holds."""
@@ -430,6 +435,47 @@ class Vault:
 
             complete_pending(conn, 0.5)
         return n
+
+
+def rekey_templates(db: sqlite_utils.Database, old: Vault, new: Vault) -> tuple[int, int]:
+    """Move every stored template from ``old``'s keys to ``new``'s, without re-enrolment.
+
+    Each site-space template ``s`` becomes ``s @ M_old @ M_new.T`` (the raw embedding seen
+    through the new transform: cosine scores are unchanged) under a fresh per-person data
+    key wrapped by ``new``'s device key. The old rows are overwritten in place
+    (``secure_delete`` zeroes them) and the WAL scrub is marked pending. One transaction
+    (joins the caller's). Returns (people, templates).
+    """
+    turn = old.site.matrix.astype(np.float64) @ new.site.matrix.astype(np.float64).T
+    conn = db.conn
+    people = templates = 0
+    with transaction(db):
+        for pid in old.enrolled_people(db):
+            rows = conn.execute(
+                "SELECT id, model FROM templates WHERE person_id = ? ORDER BY id", (pid,)
+            ).fetchall()
+            site = old.load_person(db, pid).astype(np.float64) @ turn
+            site /= np.linalg.norm(site, axis=1, keepdims=True)
+            data_key = AESGCM.generate_key(bit_length=256)
+            aead = AESGCM(data_key)
+            for (row_id, model), vec in zip(rows, site.astype(np.float32), strict=True):
+                nonce = os.urandom(NONCE_BYTES)
+                ct = aead.encrypt(nonce, vec.tobytes(), new._tpl_aad(pid, model))
+                conn.execute(
+                    "UPDATE templates SET nonce = ?, ciphertext = ? WHERE id = ?",
+                    (nonce, ct, row_id),
+                )
+            conn.execute(
+                "UPDATE face_keys SET wrapped_key = ?, key_id = ? WHERE person_id = ?",
+                (new.keys.wrap(data_key, new._key_aad(pid)), new.keys.key_id, pid),
+            )
+            del data_key, aead
+            people += 1
+            templates += len(rows)
+        from gateway.privacy.scrub import mark_pending
+
+        mark_pending(db, new._clock())
+    return people, templates
 
 
 def compact(db: sqlite_utils.Database, *, wait_s: float = 0.5) -> bool:

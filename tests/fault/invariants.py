@@ -240,7 +240,11 @@ class Invariants:
         self.unlock_seconds = float(cfg.doors[door].unlock_seconds)
         self.limit_s = self.unlock_seconds + RELOCK_MARGIN_S
         self.epoch_s = int(cfg.privacy.pseudonym_epoch_s)
-        self.site_key: bytes = stack.keys["site"].read_bytes()
+        from gateway.config.base import secret_bytes
+        from gateway.keys import Purpose, subkey_of
+
+        site = secret_bytes(stack.keys["site"].read_bytes())
+        self.pseudonym_key: bytes = subkey_of(site, Purpose.PSEUDONYM)  # as the office derives it
         self.decision_timeout_s = decision_timeout_s
         self.expected: Counter[tuple[str, str]] = Counter()
         self.presented = 0  # presentations whose decision the daemon's log must show
@@ -458,7 +462,7 @@ class Invariants:
                 continue
             epoch = _event_epoch(event, self.epoch_s)
             names = {
-                pseudonym(self.revoked_person, self.site_key, e)
+                pseudonym(self.revoked_person, self.pseudonym_key, e)
                 for e in (epoch - 1, epoch, epoch + 1)
             }
             n += event["person"] in names

@@ -167,7 +167,7 @@ def test_a_grant_to_the_revoked_person_is_a_violation(tmp_path: Path, minimal_co
     inv = _checker(tmp_path, minimal_config, {})
     inv.relay.stop()
     ts = dt.datetime(2026, 12, 5, 12, tzinfo=dt.UTC).timestamp()  # the fake events' ts
-    key = inv.site_key
+    key = inv.pseudonym_key
     inv.events._add(_event("access.granted", "card", pseudonym("p-other", key, epoch_of(ts))))
     assert inv.revoked_grants() == 0
     inv.events._add(_event("access.granted", "card", pseudonym("p-revoked", key, epoch_of(ts))))

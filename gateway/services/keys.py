@@ -1,0 +1,276 @@
+"""Key rotation: the one operation the CLI (``gateway keys rotate``) and, later, MQTT and the
+web console call.
+
+``transform``: a new gates key (``privacy.gates_key``): every stored template is moved to the
+new template transform (and its bundle-wrap and fan-out keys) in one transaction, without
+re-enrolment; the match scores stay the same. The other gates of the site adopt the same new
+key (``--key FILE``) so bundles and fan-outs keep working between them.
+
+The new key is written beside the old one (``<file>.new``, 0600) before the transaction and
+moved over it once the transaction has committed; the WAL is then checkpointed and truncated,
+so neither the database, its WAL nor the key file keeps the old key or data encrypted under
+it.
+
+``device``: a new device key (file provider: a new 0600 key file; TPM provider: a new sealed
+blob pair). Every per-person template key is re-wrapped under it in one transaction; the
+device subkeys whose stored values cannot be recomputed (card and PIN lookup, audit chain,
+access-log subjects: :data:`gateway.keys.CARRIED`) are carried over sealed under the new key,
+and the old device key is gone.
+
+Audited as ``keys.rotate`` (key fingerprints only, never key material). The daemon must be
+restarted afterwards (it holds the old keys in memory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from gateway.config.base import SecretRef
+from gateway.config.keys import KeysConfig
+from gateway.config.root import GatewayConfig
+from gateway.errors import GatewayError
+from gateway.keys import (
+    CARRIED,
+    CARRY_KV,
+    MIN_KEY_BYTES,
+    Keys,
+    Purpose,
+    open_carried,
+    seal_carried,
+)
+from gateway.privacy import audit
+from gateway.privacy.scrub import complete_pending
+from gateway.privacy.vault import Vault, rekey_templates
+from gateway.store.tx import transaction
+
+log = logging.getLogger(__name__)
+
+ROTATE_ACTION = "keys.rotate"
+NEW_KEY_BYTES = 32
+SCRUB_WAIT_S = 2.0
+
+
+class RotationError(GatewayError):
+    """A key cannot be rotated (nothing changed)."""
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What a rotation did (no key material)."""
+
+    what: str
+    people: int
+    templates: int
+    old_key_id: str
+    new_key_id: str
+    scrubbed: bool
+
+
+def read_carried(conn: sqlite3.Connection, device_root: bytes) -> dict[Purpose, bytes]:
+    """The device subkeys carried over a device-key rotation (none before the first one)."""
+    try:
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (CARRY_KV,)).fetchone()
+    except sqlite3.OperationalError:  # a database not created yet: no kv table
+        return {}
+    return {} if row is None else open_carried(device_root, str(row[0]))
+
+
+def load_keys(cfg: GatewayConfig, conn: sqlite3.Connection) -> Keys:
+    """The gate's keys: :meth:`Keys.from_config` plus the subkeys carried in its database."""
+    keys = Keys.from_config(cfg)
+    return replace(keys, carried=read_carried(conn, keys.device))
+
+
+def new_key_text() -> bytes:
+    """A fresh random key as the 64 hex characters a key file holds (the key's bytes)."""
+    return secrets.token_hex(NEW_KEY_BYTES).encode("ascii")
+
+
+def stage_key_file(target: Path, key: bytes) -> Path:
+    """Write ``key`` to ``<target>.new`` (0600, synced); the caller moves it over ``target``
+    with :func:`commit_key_file` once the database has committed."""
+    staged = target.with_name(target.name + ".new")
+    staged.unlink(missing_ok=True)  # a left-over from an interrupted rotation
+    fd = os.open(staged, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return staged
+
+
+def commit_key_file(staged: Path, target: Path) -> None:
+    """Atomically replace ``target`` with ``staged`` and sync the directory."""
+    staged.replace(target)
+    dfd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _scrub(db: sqlite_utils.Database) -> bool:
+    done = complete_pending(db.conn, SCRUB_WAIT_S)
+    if not done:
+        log.warning(
+            "key rotation: the WAL is still in use; the old pages leave it at the next scrub"
+        )
+    return done
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A new device key written beside the old one, moved in once the database commits."""
+
+    moves: tuple[tuple[Path, Path], ...]
+
+    def commit(self) -> None:
+        for staged, target in self.moves:
+            commit_key_file(staged, target)
+
+    def discard(self) -> None:
+        for staged, _ in self.moves:
+            staged.unlink(missing_ok=True)
+
+
+def _apply(
+    db: sqlite_utils.Database,
+    old: Vault,
+    new: Vault,
+    staged: _Staged,
+    *,
+    what: str,
+    ids: tuple[str, str],
+    actor: str,
+    clock: Callable[[], float],
+    extra: Mapping[str, Any] | None = None,
+    carried: str | None = None,
+) -> Rotation:
+    """Move every template from ``old`` to ``new`` (and store ``carried``) in one
+    transaction, audited; then move the staged key in and scrub the WAL. Nothing changes
+    (and the staged key is removed) when the transaction fails."""
+    try:
+        with transaction(db):
+            people, templates = rekey_templates(db, old, new)
+            if carried is not None:
+                db.execute(
+                    "INSERT INTO kv (key, value) VALUES (?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [CARRY_KV, carried],
+                )
+            details = {
+                "what": what,
+                **(extra or {}),
+                "people": people,
+                "template_count": templates,
+                "old_key_id": ids[0],
+                "new_key_id": ids[1],
+            }
+            audit.append(db, actor, ROTATE_ACTION, what, details, now=clock())
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
+    log.info("%s key rotated: %d people, %d templates moved", what, people, templates)
+    return Rotation(what, people, templates, ids[0], ids[1], _scrub(db))
+
+
+def rotate_transform(
+    db: sqlite_utils.Database,
+    keys: Keys,
+    gates_key: SecretRef | None,
+    *,
+    actor: str,
+    new_key: bytes | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Rotation:
+    """Renew the gates key (template transform, bundle wrap, fan-out MAC) and move every
+    template to it in one transaction. ``new_key``: the key another gate of the site rotated
+    to (default: a fresh random one)."""
+    if gates_key is None or gates_key.file is None:
+        raise RotationError(
+            "privacy.gates_key must name a file (the gateway writes the new key there; a "
+            "systemd credential cannot be rewritten)"
+        )
+    key = new_key_text() if new_key is None else new_key
+    if len(key) < MIN_KEY_BYTES:
+        raise RotationError(f"a gates key needs at least {MIN_KEY_BYTES} bytes")
+    if key == keys.gates_root:
+        raise RotationError("this gate already uses that gates key")
+    old = Vault.from_keys(keys)
+    new = Vault.from_keys(replace(keys, gates=key), clock=clock)
+    staged = _Staged(((stage_key_file(gates_key.file, key), gates_key.file),))
+    ids = (old.site.fingerprint, new.site.fingerprint)
+    return _apply(db, old, new, staged, what="transform", ids=ids, actor=actor, clock=clock)
+
+
+def _stage_tpm(key: bytes, cfg: KeysConfig) -> _Staged:
+    from gateway import tpm
+
+    sealed = tpm.seal(key, cfg)
+    if tpm.unseal(sealed, cfg) != key:  # never trust a blob the TPM has not opened
+        raise RotationError("the TPM unsealed a different key; nothing changed")
+    staged = cfg.model_copy(
+        update={
+            "public_blob": cfg.public_blob.with_name(cfg.public_blob.name + ".new"),
+            "private_blob": cfg.private_blob.with_name(cfg.private_blob.name + ".new"),
+        }
+    )
+    tpm.write_blobs(sealed, staged, replace=True)
+    return _Staged(((staged.public_blob, cfg.public_blob), (staged.private_blob, cfg.private_blob)))
+
+
+def _new_device_key(cfg: GatewayConfig) -> tuple[bytes, _Staged]:
+    """A fresh device key, staged where the configured provider keeps it."""
+    if cfg.keys.provider == "tpm":
+        from gateway.tpm import fresh_key
+
+        key = fresh_key(NEW_KEY_BYTES, cfg.keys)
+        return key, _stage_tpm(key, cfg.keys)
+    ref = cfg.privacy.device_key
+    if ref is None or ref.file is None:
+        raise RotationError(
+            "privacy.device_key must name a file (the gateway writes the new key there; a "
+            "systemd credential cannot be rewritten)"
+        )
+    key = new_key_text()
+    staged = stage_key_file(ref.file, key)
+    return key, _Staged(((staged, ref.file),))
+
+
+def rotate_device(
+    db: sqlite_utils.Database,
+    keys: Keys,
+    cfg: GatewayConfig,
+    *,
+    actor: str,
+    clock: Callable[[], float] = time.time,
+) -> Rotation:
+    """Renew the device key held by the configured provider: every template key re-wrapped
+    in one transaction, the lookup and audit keys carried over, the old key erased."""
+    carried = {p: keys.subkey(p) for p in CARRIED}
+    key, staged = _new_device_key(cfg)
+    new_keys = replace(keys, device=key, carried=carried)
+    old, new = Vault.from_keys(keys), Vault.from_keys(new_keys, clock=clock)
+    return _apply(
+        db,
+        old,
+        new,
+        staged,
+        what="device",
+        ids=(old.keys.key_id, new.keys.key_id),
+        actor=actor,
+        clock=clock,
+        extra={"provider": cfg.keys.provider},
+        carried=seal_carried(key, carried),
+    )

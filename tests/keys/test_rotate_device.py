@@ -1,0 +1,152 @@
+"""``gateway keys rotate --what device``: template keys re-wrapped in one transaction, card,
+PIN and audit keys carried over, the old device key gone (file provider: a new 0600 key
+file; TPM provider: a new sealed blob on swtpm)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.config.root import load_config
+from gateway.credentials.store import Credentials
+from gateway.keys import CARRIED, Keys, Purpose
+from gateway.privacy import audit, compliance
+from gateway.privacy.vault import Vault, VaultError
+from gateway.services.keys import load_keys
+from gateway.store import database as store
+from tests.conftest import built_gateway
+from tests.keys.legacy import legacy_config, open_keyed
+from tests.support.swtpm import SoftTpm, running_swtpm, skip_reason
+
+
+class Card:
+    facility = 12
+    card_number = 1003
+
+
+def _rotate(config: Path) -> None:
+    from gateway.cli.main import main
+
+    argv = ["--config", str(config), "keys", "rotate", "--what", "device", "--actor", "ops"]
+    assert main(argv) == 0
+
+
+def _state(db_path: Path) -> bytes:
+    wal = db_path.with_name(db_path.name + "-wal")
+    return db_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def _check_gate(config: Path, raw: np.ndarray, old: Keys) -> Keys:
+    """The gate after a rotation: same matches, same card/PIN/audit, old key unusable."""
+    cfg = load_config(config, env=False)
+    with store.connect(Path(cfg.storage.database_path)) as plain:
+        keys = load_keys(cfg, plain.conn)
+    assert keys.device != old.device
+    assert set(keys.carried) == set(CARRIED)
+    for purpose in CARRIED:
+        assert keys.subkey(purpose) == old.subkey(purpose)
+    assert keys.template_wrap != old.template_wrap
+    db = open_keyed(Path(cfg.storage.database_path), keys)
+    vault, before = Vault.from_keys(keys), Vault.from_keys(old)
+    for i in range(len(raw)):
+        scores = vault.load_person(db, f"p{i}") @ vault.transform(raw[i]).T
+        np.testing.assert_allclose(np.diag(scores), 1.0, atol=1e-5)
+    with pytest.raises(VaultError, match="wrapped by device key"):
+        before.load_person(db, "p0")
+    creds = Credentials(db, keys.device, index_key=keys.pin_index_site, carried=keys.carried)
+    assert creds.identify_card(Card()) == "p3"
+    match = creds.identify_pin("482913", reader="entry", now=1_780_000_100.0)
+    assert match is not None
+    assert match.person_id == "p0"
+    assert audit.verify(db).ok
+    assert compliance.key_rotations(db)["device"]["by"] == "ops"
+    audit.bind_key(db, None)
+    assert old.device not in _state(Path(cfg.storage.database_path))
+    return keys
+
+
+def test_file_device_key_rotation_keeps_every_credential_and_erases_the_old_key(
+    tmp_path: Path, minimal_config: Path
+) -> None:
+    raw = legacy_config(tmp_path, minimal_config)
+    cfg = load_config(minimal_config, env=False)
+    old = Keys.from_config(cfg)
+    db = open_keyed(Path(cfg.storage.database_path), old)
+    wrapped = [bytes(r[0]) for r in db.execute("SELECT wrapped_key FROM face_keys")]
+    audit.bind_key(db, None)
+    db.close()
+    key_file = tmp_path / "legacy-keys" / "device"
+
+    _rotate(minimal_config)
+
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert not key_file.with_name("device.new").exists()
+    assert old.device not in key_file.read_bytes()
+    first = _check_gate(minimal_config, raw, old)
+    state = _state(Path(cfg.storage.database_path))
+    assert not any(w in state for w in wrapped)  # neither the DB nor its WAL keeps them
+
+    _rotate(minimal_config)  # a second rotation carries the carried keys on
+    _check_gate(minimal_config, raw, first)
+
+    async def started() -> int:
+        async with built_gateway(minimal_config) as gw:
+            assert gw.vault is not None
+            bound = audit.bound_key(gw.db)  # the daemon keys its audit chain with the carried key
+            assert bound is not None
+            assert bound.key == old.subkey(Purpose.AUDIT_CHAIN)
+            assert gw.keys.subkey(Purpose.CARD_LOOKUP) == old.subkey(Purpose.CARD_LOOKUP)
+            return len(gw.vault.load_person(gw.db, "p1"))
+
+    assert asyncio.run(started()) == 3
+
+
+needs_swtpm = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
+
+
+@pytest.fixture
+def swtpm(tmp_path: Path) -> Iterator[SoftTpm]:
+    """A fresh software TPM 2.0."""
+    with running_swtpm(tmp_path / "swtpm") as tpm:
+        yield tpm
+
+
+@needs_swtpm
+def test_tpm_device_key_rotation_seals_a_new_blob(
+    swtpm: SoftTpm, tmp_path: Path, minimal_config: Path
+) -> None:
+    from gateway import tpm
+    from gateway.cli.main import main
+
+    raw = legacy_config(tmp_path, minimal_config)
+    device_file = tmp_path / "legacy-keys" / "device"
+    base = load_config(minimal_config, env=False)
+    old = Keys.from_config(base)
+    text = "\n".join(
+        ln for ln in minimal_config.read_text().splitlines() if not ln.startswith("device_key")
+    )
+    blobs = tmp_path / "cred"
+    minimal_config.write_text(
+        f'{text}\n[keys]\nprovider = "tpm"\ntcti = "{swtpm.tcti}"\n'
+        f'public_blob = "{blobs / "dk.pub"}"\nprivate_blob = "{blobs / "dk.priv"}"\n'
+    )
+    argv = ["--config", str(minimal_config), "keys", "seal", "--from", str(device_file)]
+    assert main([*argv, "--remove-clear"]) == 0
+    cfg = load_config(minimal_config, env=False)
+    sealed_before = tpm.read_blobs(cfg.keys)
+
+    _rotate(minimal_config)
+
+    sealed_after = tpm.read_blobs(cfg.keys)
+    assert sealed_after.private != sealed_before.private
+    assert (blobs / "dk.priv").stat().st_mode & 0o777 == 0o600
+    assert not (blobs / "dk.priv.new").exists()
+    keys = _check_gate(minimal_config, raw, old)
+    assert tpm.unseal(sealed_after, cfg.keys) == keys.device
+    for name in ("dk.pub", "dk.priv"):
+        assert old.device not in (blobs / name).read_bytes()
+    assert keys.subkey(Purpose.TEMPLATE_WRAP) != old.subkey(Purpose.TEMPLATE_WRAP)
