@@ -20,6 +20,7 @@ class PixelEmbedder:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.face: str | None = None  # the face rule the CLI asked for
 
     def embed(self, image_bgr: npt.NDArray[np.uint8]) -> Embedding:
         self.calls += 1
@@ -58,8 +59,14 @@ def fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> PixelEmbedder:
     embedder = PixelEmbedder()
 
     def make(
-        name: str, model_dir: Path | None = None, *, flip: bool = False, quality_gate: bool = True
+        name: str,
+        model_dir: Path | None = None,
+        *,
+        flip: bool = False,
+        quality_gate: bool = True,
+        face: str = "largest",
     ) -> PixelEmbedder:
+        embedder.face = face
         return embedder
 
     monkeypatch.setattr("gateway.eval.commands.make_embedder", make)
