@@ -37,7 +37,8 @@ With a fixed 20 ms refresh that is 40..80 ms. So the refresh thread is woken at 
 submit, and while a command is in flight (until it completes, at most
 ``_FAST_WINDOW_S``) it refreshes every ``_FAST_REFRESH_S``; idle, every ``refresh_s``.
 This does not add traffic on the line: the POLL cadence is libosdp's own; only how soon
-the CP reacts changes. What is left is the wire: see the RS-485 budget in the README.
+the CP reacts changes. What is left is the line: see the RS-485 budget in the README
+(door relays).
 """
 
 from __future__ import annotations

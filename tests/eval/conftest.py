@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,18 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from gateway.eval import commands
 from gateway.eval.embedder import Embedding, normalise
+
+
+def run_cli(argv: list[str]) -> int:
+    """Parse ``argv`` as the ``gateway`` command's eval subcommands and run it."""
+    parser = argparse.ArgumentParser(prog="gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands.register(sub)
+    args = parser.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
 
 
 class PixelEmbedder:

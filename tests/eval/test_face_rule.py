@@ -3,7 +3,6 @@ nearest the centre; the gate takes the largest), for both pipelines and the CLI.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,10 +13,9 @@ import numpy.typing as npt
 import pytest
 
 from gateway.errors import ModelError
-from gateway.eval import commands
 from gateway.eval.embedder import pick_face
 from gateway.eval.pipelines import GatewayEmbedder
-from tests.eval.conftest import PixelEmbedder, write_person_images
+from tests.eval.conftest import PixelEmbedder, run_cli, write_person_images
 
 # a 250x250 LFW-like image: a big bystander in the corner, the subject centred and smaller
 BYSTANDER = (0.0, 0.0, 120.0, 140.0)
@@ -60,15 +58,6 @@ def test_gateway_embedder_refuses_an_unknown_rule() -> None:
         GatewayEmbedder(_TwoFaces(), face="leftmost")
 
 
-def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="gateway")
-    sub = parser.add_subparsers(dest="command", required=True)
-    commands.register(sub)
-    args = parser.parse_args(argv)
-    rc: int = args.func(args)
-    return rc
-
-
 @pytest.mark.parametrize("given", [[], ["--face", "largest"], ["--face", "centre"]])
 def test_identify_cli_passes_the_rule_and_reports_it(
     tmp_path: Path,
@@ -81,7 +70,7 @@ def test_identify_cli_passes_the_rule_and_reports_it(
     write_person_images(gallery, {"A": 2, "B": 2, "C": 2})
     write_person_images(probes, {"A": 1, "B": 1, "Z": 1}, seed=0)
     out = tmp_path / "out.json"
-    rc = _run(["eval", "identify", str(gallery), str(probes), *given, "--json", str(out)])
+    rc = run_cli(["eval", "identify", str(gallery), str(probes), *given, "--json", str(out)])
     assert rc == 0
     assert fake_pipeline.face == rule
     assert f"face: {rule} (" in capsys.readouterr().out
@@ -99,10 +88,11 @@ def test_pairs_cli_reports_the_rule(
     pf.write_text("2\nA\t1\t2\nB\t1\t2\nA\t1\tB\t1\nA\t2\tB\t2\n")
     out = tmp_path / "out.json"
     assert (
-        _run(["eval", "pairs", str(pf), str(images), "--face", "largest", "--json", str(out)]) == 0
+        run_cli(["eval", "pairs", str(pf), str(images), "--face", "largest", "--json", str(out)])
+        == 0
     )
     assert fake_pipeline.face == "largest"
     assert "face: largest (the largest face, the gate's rule)" in capsys.readouterr().out
     assert json.loads(out.read_text())["face"] == "largest"
     with pytest.raises(SystemExit):
-        _run(["eval", "pairs", str(pf), str(images), "--face", "leftmost"])
+        run_cli(["eval", "pairs", str(pf), str(images), "--face", "leftmost"])
