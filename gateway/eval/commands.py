@@ -16,10 +16,15 @@ import numpy as np
 from gateway.errors import GatewayError
 from gateway.eval import calibrate as cal
 from gateway.eval import identify, pairs
-from gateway.eval.embedder import EmbeddingCache
+from gateway.eval.embedder import FACE_RULES, EmbeddingCache
 from gateway.eval.pipelines import PIPELINES, make_embedder
 
 log = logging.getLogger(__name__)
+
+FACE_NOTE = {
+    "centre": "the face nearest the image centre, LFW's labelling convention",
+    "largest": "the largest face, the gate's rule",
+}
 
 
 def _rate(text: str) -> float:
@@ -56,6 +61,14 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="gateway pipeline: let every detected face through the quality gate "
         "(default: the gate is on and a rejected face counts as a failure)",
+    )
+    parser.add_argument(
+        "--face",
+        choices=FACE_RULES,
+        default="centre",
+        help="which detected face is the image's subject: centre = nearest the image centre "
+        "(LFW's labelling convention, the default), largest = the biggest (the gate's rule; "
+        "use it on the site's own gate images)",
     )
     parser.add_argument(
         "--json", type=Path, default=None, metavar="OUT", help="write results as JSON"
@@ -128,7 +141,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _cache(args: argparse.Namespace) -> EmbeddingCache:
     return EmbeddingCache(
-        make_embedder(args.pipeline, args.model_dir, flip=args.flip, quality_gate=args.quality_gate)
+        make_embedder(
+            args.pipeline,
+            args.model_dir,
+            flip=args.flip,
+            quality_gate=args.quality_gate,
+            face=args.face,
+        )
     )
 
 
@@ -173,8 +192,10 @@ def run_pairs(args: argparse.Namespace) -> int:
         folds_in_file=pf.n_sets,
         seconds=elapsed,
         ms_per_image=1000 * elapsed / max(1, len(cache)),
+        face=args.face,
     )
     print(pairs.format_summary(summary))
+    print(f"face: {args.face} ({FACE_NOTE[args.face]})")
     print(f"time: {elapsed:.1f} s for {len(cache)} images")
     gen, imp = result.roc_scores()
     _write_json(
@@ -202,7 +223,8 @@ def run_identify(args: argparse.Namespace) -> int:
         return _fail(exc)
     summary = outcome.summary(args.margin)
     print(identify.format_identify(stats, summary))
-    _write_json(args.json, {**stats, **summary})
+    print(f"face: {args.face} ({FACE_NOTE[args.face]})")
+    _write_json(args.json, {**stats, **summary, "face": args.face})
     return 0
 
 
@@ -243,9 +265,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         )
     except (GatewayError, OSError, ValueError) as exc:
         return _fail(exc)
-    print(f"pipeline: {cache.embedder.name}")
+    print(f"pipeline: {cache.embedder.name}; face: {args.face} ({FACE_NOTE[args.face]})")
     print(calib.describe())
-    _write_json(args.json, {"pipeline": cache.embedder.name, **calib.as_dict()})
+    _write_json(args.json, {"pipeline": cache.embedder.name, "face": args.face, **calib.as_dict()})
     if args.write_config is not None:
         if not calib.target_measurable and not args.force:
             print(

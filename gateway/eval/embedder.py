@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -14,6 +14,31 @@ import numpy.typing as npt
 log = logging.getLogger(__name__)
 
 Vector = npt.NDArray[np.float32]
+
+#: Which detected face is the image's subject. ``centre``: the face whose box centre is
+#: nearest the image centre, LFW's labelling convention (a deep-funneled image is centred on
+#: its labelled person; a larger bystander can be in it). ``largest``: the biggest box, the
+#: gate's rule (the person in front of the camera). The CLI defaults to ``centre`` (the
+#: benchmarks it runs on are LFW-style); ``largest`` measures the gate's own choice.
+FACE_RULES = ("centre", "largest")
+
+
+def pick_face(boxes: Sequence[Sequence[float]], width: int, height: int, rule: str) -> int:
+    """Index of the subject among face ``boxes`` (x, y, w, h) in a ``width`` x ``height``
+    image, by ``rule`` (see :data:`FACE_RULES`); ties go to the first box."""
+    if not boxes:
+        raise ValueError("no face to pick from")
+    if rule == "largest":
+        areas = [float(b[2]) * float(b[3]) for b in boxes]
+        return areas.index(max(areas))
+    if rule == "centre":
+        cx, cy = width / 2.0, height / 2.0
+        dist = [
+            (float(b[0]) + float(b[2]) / 2 - cx) ** 2 + (float(b[1]) + float(b[3]) / 2 - cy) ** 2
+            for b in boxes
+        ]
+        return dist.index(min(dist))
+    raise ValueError(f"unknown face rule {rule!r} (choose from {', '.join(FACE_RULES)})")
 
 
 @dataclass(frozen=True)
@@ -31,7 +56,8 @@ class Embedding:
 
 
 class Embedder(Protocol):
-    """One face embedding per image: the subject's face (the largest one found)."""
+    """One face embedding per image: the subject's face (chosen by a rule of
+    :data:`FACE_RULES`)."""
 
     name: str
 

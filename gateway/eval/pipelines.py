@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.errors import ModelError
-from gateway.eval.embedder import Embedder, Embedding, normalise
+from gateway.eval.embedder import FACE_RULES, Embedder, Embedding, normalise, pick_face
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ NO_QUALITY_GATE: dict[str, Any] = {
 
 
 class GatewayEmbedder:
-    """``gateway.face.pipeline.FacePipeline`` seen as an Embedder (largest face, no liveness).
+    """``gateway.face.pipeline.FacePipeline`` seen as an Embedder (no liveness); the subject
+    is the face chosen by ``face`` (:data:`~gateway.eval.embedder.FACE_RULES`).
 
     A face that fails the pipeline's quality gate has no embedding: it counts as a failure
     with reason ``low_quality:<reason>``.
@@ -38,9 +39,12 @@ class GatewayEmbedder:
 
     name = "gateway"
 
-    def __init__(self, pipeline: Any, name: str = "gateway") -> None:
+    def __init__(self, pipeline: Any, name: str = "gateway", face: str = "largest") -> None:
+        if face not in FACE_RULES:
+            raise ModelError(f"unknown face rule {face!r} (choose from {', '.join(FACE_RULES)})")
         self._pipeline = pipeline
         self.name = name
+        self.face = face
 
     @property
     def pipeline(self) -> Any:
@@ -48,7 +52,12 @@ class GatewayEmbedder:
 
     @classmethod
     def load(
-        cls, model_dir: Path | None = None, *, flip: bool = False, quality_gate: bool = True
+        cls,
+        model_dir: Path | None = None,
+        *,
+        flip: bool = False,
+        quality_gate: bool = True,
+        face: str = "largest",
     ) -> GatewayEmbedder:
         try:
             from gateway.face.pipeline import FacePipeline
@@ -65,13 +74,14 @@ class GatewayEmbedder:
         name = (
             "gateway" + ("+flip" if flip else "") + ("" if quality_gate else " (no quality gate)")
         )
-        return cls(FacePipeline.load(mdir, settings), name)
+        return cls(FacePipeline.load(mdir, settings), name, face)
 
     def embed(self, image_bgr: npt.NDArray[np.uint8]) -> Embedding:
         observations = list(self._pipeline.analyze(image_bgr, liveness=False))
         if not observations:
             return Embedding(None, "no_face")
-        obs = max(observations, key=lambda o: float(o.box[2]) * float(o.box[3]))
+        height, width = image_bgr.shape[:2]
+        obs = observations[pick_face([o.box for o in observations], width, height, self.face)]
         quality = obs.quality
         q_ok = bool(getattr(quality, "ok", True))
         q_reason = getattr(quality, "reason", None)
@@ -103,13 +113,19 @@ def gateway_model_dir() -> Path:
 
 
 def make_embedder(
-    name: str, model_dir: Path | None = None, *, flip: bool = False, quality_gate: bool = True
+    name: str,
+    model_dir: Path | None = None,
+    *,
+    flip: bool = False,
+    quality_gate: bool = True,
+    face: str = "largest",
 ) -> Embedder:
-    """The named pipeline, loaded; ModelError with the reason when it cannot be."""
+    """The named pipeline, loaded, taking the subject by ``face``; ModelError with the
+    reason when it cannot be."""
     if name == "opencv":
         from gateway.eval.reference import OpenCVReference
 
-        return OpenCVReference(model_dir, flip=flip)
+        return OpenCVReference(model_dir, flip=flip, face=face)
     if name == "gateway":
-        return GatewayEmbedder.load(model_dir, flip=flip, quality_gate=quality_gate)
+        return GatewayEmbedder.load(model_dir, flip=flip, quality_gate=quality_gate, face=face)
     raise ModelError(f"unknown pipeline {name!r} (choose from {', '.join(PIPELINES)})")

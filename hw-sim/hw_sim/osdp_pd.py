@@ -6,6 +6,10 @@ reports card reads (raw Wiegand bits in the configured format), key presses, inp
 it records what the CP commands: LED, buzzer, text and outputs (output 0 = door relay),
 honouring OSDP output timers. Secure Channel with the configured SCBK.
 
+Like a reader's firmware (a UART interrupt), the PD handles a command as soon as its bytes
+arrive: its refresh thread waits on the channel becoming readable (at most
+``_IDLE_REFRESH_S``), not on a fixed 20 ms sleep as the binding's own thread does.
+
 Faults for the gateway's fault suite: :meth:`SimReader.cut_link` (the PD stops answering,
 as if the RS-485 pair were cut; what the CP sends is lost) and
 :meth:`SimReader.corrupt_frames` (the next N replies leave with a bad CRC).
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -45,6 +50,8 @@ _COLORS = {
 _KEYS = {**{str(d): ord(str(d)) for d in range(10)}, "*": 0x7F, "#": 0x0D}
 N_INPUTS = 2
 N_OUTPUTS = 2
+_IDLE_REFRESH_S = 0.02  # libosdp wants a refresh at least every 50 ms
+_MIN_REFRESH_S = 0.0005  # never spin, even if libosdp leaves bytes unread
 
 
 class ReaderError(RuntimeError):
@@ -150,6 +157,17 @@ class _TcpListenChannel(osdp.Channel, _LineFaults):  # type: ignore[misc]  # unt
     def flush(self) -> None:
         return None
 
+    def wait_readable(self, timeout: float) -> None:
+        """Return when the CP sent bytes, or after ``timeout``."""
+        conn = self._conn
+        if conn is None:
+            time.sleep(timeout)
+            return
+        try:
+            select.select([conn], [], [], timeout)
+        except (OSError, ValueError):  # closed meanwhile
+            time.sleep(timeout)
+
     def close(self) -> None:
         self._closed.set()
         self._thread.join(1)
@@ -192,11 +210,34 @@ class _PtyChannel(osdp.Channel, _LineFaults):  # type: ignore[misc]  # untyped b
     def flush(self) -> None:
         return None
 
+    def wait_readable(self, timeout: float) -> None:
+        """Return when the CP sent bytes, or after ``timeout``."""
+        try:
+            select.select([self._master], [], [], timeout)
+        except (OSError, ValueError):
+            time.sleep(timeout)
+
     def close(self) -> None:
         os.close(self._master)
         os.close(self._slave)
         if self.link:
             Path(self.link).unlink(missing_ok=True)
+
+
+class _ResponsivePd(osdp.PeripheralDevice):  # type: ignore[misc]  # untyped base
+    """The binding's PD with a refresh thread that wakes on incoming bytes."""
+
+    def __init__(self, channel: _TcpListenChannel | _PtyChannel, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._wait_readable = channel.wait_readable
+
+    def refresh(self, event: threading.Event, lock: threading.Lock, ctx: Any) -> None:
+        """Replaces the binding's fixed 20 ms loop (called by ``start`` in its thread)."""
+        while not event.is_set():
+            with lock:
+                ctx.refresh()
+            time.sleep(_MIN_REFRESH_S)
+            self._wait_readable(_IDLE_REFRESH_S)
 
 
 @dataclass(frozen=True)
@@ -267,8 +308,12 @@ class SimReader:
         )
         flags = [osdp.LibFlag.EnforceSecure] if s.scbk else [osdp.LibFlag.InstallMode]
         info = osdp.PDInfo(s.address, self.channel, scbk=s.scbk, name=s.name, flags=flags)
-        self._pd = osdp.PeripheralDevice(
-            info, caps, log_level=osdp.LogLevel.Warning, command_handler=self._on_command
+        self._pd = _ResponsivePd(
+            self.channel,
+            info,
+            caps,
+            log_level=osdp.LogLevel.Warning,
+            command_handler=self._on_command,
         )
         self.events = EventTracker(s.name)  # nothing acknowledged is dropped silently
         self.events.attach(self._pd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,18 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from gateway.eval import commands
 from gateway.eval.embedder import Embedding, normalise
+
+
+def run_cli(argv: list[str]) -> int:
+    """Parse ``argv`` as the ``gateway`` command's eval subcommands and run it."""
+    parser = argparse.ArgumentParser(prog="gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands.register(sub)
+    args = parser.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
 
 
 class PixelEmbedder:
@@ -20,6 +32,7 @@ class PixelEmbedder:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.face: str | None = None  # the face rule the CLI asked for
 
     def embed(self, image_bgr: npt.NDArray[np.uint8]) -> Embedding:
         self.calls += 1
@@ -58,8 +71,14 @@ def fake_pipeline(monkeypatch: pytest.MonkeyPatch) -> PixelEmbedder:
     embedder = PixelEmbedder()
 
     def make(
-        name: str, model_dir: Path | None = None, *, flip: bool = False, quality_gate: bool = True
+        name: str,
+        model_dir: Path | None = None,
+        *,
+        flip: bool = False,
+        quality_gate: bool = True,
+        face: str = "largest",
     ) -> PixelEmbedder:
+        embedder.face = face
         return embedder
 
     monkeypatch.setattr("gateway.eval.commands.make_embedder", make)

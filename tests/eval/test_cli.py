@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from gateway.eval import commands
-from tests.eval.conftest import PixelEmbedder, write_person_images
-
-
-def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="gateway")
-    sub = parser.add_subparsers(dest="command", required=True)
-    commands.register(sub)
-    args = parser.parse_args(argv)
-    rc: int = args.func(args)
-    return rc
+from tests.eval.conftest import PixelEmbedder, run_cli, write_person_images
 
 
 def _pairs_file(
@@ -45,7 +34,7 @@ def test_eval_pairs_cli_counts_failures(
     diff = [("A", 1, "B", 1), ("B", 2, "C", 1), ("C", 3, "A", 2), ("A", 3, "D", 1)]
     pf = _pairs_file(tmp_path / "pairs.txt", same, diff)
     out_json = tmp_path / "out.json"
-    rc = _run(
+    rc = run_cli(
         ["eval", "pairs", str(pf), str(images), "--pipeline", "opencv", "--json", str(out_json)]
     )
     assert rc == 0
@@ -76,7 +65,7 @@ def test_eval_identify_cli(
         for p in paths[1 if name != "S" else 0 :]:
             p.rename(probes / name / p.name)
     out_json = tmp_path / "id.json"
-    rc = _run(["eval", "identify", str(gallery), str(probes), "--json", str(out_json)])
+    rc = run_cli(["eval", "identify", str(gallery), str(probes), "--json", str(out_json)])
     assert rc == 0
     data = json.loads(out_json.read_text())
     assert data["rank1"] == 1.0
@@ -93,7 +82,7 @@ def test_calibrate_cli_folder_writes_config_only_on_request(
     cfg = tmp_path / "gateway.toml"
     original = '# keep me\n[face]\nmatch_threshold = 0.40 # old\n\n[site]\nid = "x"\n'
     cfg.write_text(original)
-    rc = _run(["calibrate", "--target-fmr", "1e-2", str(root)])
+    rc = run_cli(["calibrate", "--target-fmr", "1e-2", str(root)])
     assert rc == 0
     out = capsys.readouterr().out
     assert "config not changed" in out
@@ -101,7 +90,7 @@ def test_calibrate_cli_folder_writes_config_only_on_request(
     # 90 images: 90 genuine, 3915 - 90 = 3915 impostor comparisons
     assert "comparisons: 90 genuine, 3915 impostor" in out
     assert "Clopper-Pearson 95% interval" in out
-    rc = _run(
+    rc = run_cli(
         [
             "calibrate",
             "--target-fmr",
@@ -127,13 +116,13 @@ def test_calibrate_cli_pairs_needs_images_dir(
     tmp_path: Path, fake_pipeline: PixelEmbedder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pf = _pairs_file(tmp_path / "p.txt", [("A", 1, 2)], [("A", 1, "B", 1)])
-    assert _run(["calibrate", str(pf)]) == 2
+    assert run_cli(["calibrate", str(pf)]) == 2
     assert "needs IMAGES_DIR" in capsys.readouterr().err
 
 
 def test_bad_target_fmr_rejected() -> None:
     with pytest.raises(SystemExit):
-        _run(["calibrate", "--target-fmr", "2", "x"])
+        run_cli(["calibrate", "--target-fmr", "2", "x"])
 
 
 def test_calibrate_cli_refuses_to_write_unmeasurable_target(
@@ -144,9 +133,9 @@ def test_calibrate_cli_refuses_to_write_unmeasurable_target(
     cfg = tmp_path / "gateway.toml"
     cfg.write_text("[face]\nmatch_threshold = 0.4\n")
     argv = ["calibrate", "--target-fmr", "1e-3", str(root), "--write-config", str(cfg)]
-    assert _run(argv) == 3
+    assert run_cli(argv) == 3
     err = capsys.readouterr().err
     assert "not measurable with 40 impostor comparisons" in err
     assert cfg.read_text() == "[face]\nmatch_threshold = 0.4\n"
-    assert _run([*argv, "--force"]) == 0
+    assert run_cli([*argv, "--force"]) == 0
     assert tomllib.loads(cfg.read_text())["face"]["match_threshold"] != 0.4
