@@ -282,25 +282,10 @@ class Keys:
         return subkey_of(self.root(purpose.spec.root), purpose)
 
     @property
-    def template_wrap(self) -> bytes:
-        """Key wrapping the per-person template keys."""
-        return self.subkey(Purpose.TEMPLATE_WRAP)
-
-    @property
-    def template_site(self) -> bytes:
-        """Key of the site-bound template transform."""
-        return self.subkey(Purpose.TEMPLATE_TRANSFORM)
-
-    @property
     def pin_index_site(self) -> bytes:
         """Key of the PIN lookup index shared with the management system (which holds the
         site key and so can compute a PIN's index for the ``set_pin`` command)."""
         return self.subkey(Purpose.PIN_INDEX)
-
-    @property
-    def withdrawal_fanout(self) -> bytes:
-        """MAC key of consent withdrawals fanned out between the site's gates."""
-        return self.subkey(Purpose.WITHDRAWAL_FANOUT)
 
     @property
     def pseudonym(self) -> bytes:

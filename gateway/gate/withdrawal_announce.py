@@ -19,7 +19,7 @@ import sqlite_utils
 
 from gateway.config.root import GatewayConfig
 from gateway.errors import ProtocolError
-from gateway.keys import Keys
+from gateway.keys import Keys, Purpose
 from gateway.mqtt import events as ev
 from gateway.mqtt import fanout
 from gateway.mqtt.outbox import Outbox
@@ -134,7 +134,9 @@ class GateWithdrawals:
                 )
             )
         if channel != "compound" and gate.outbox is not None and gate.topics is not None:
-            message = fanout.build(gate.keys.withdrawal_fanout, gate.cfg.site.gate, person_id)
+            message = fanout.build(
+                gate.keys.subkey(Purpose.WITHDRAWAL_FANOUT), gate.cfg.site.gate, person_id
+            )
             gate.outbox.put_raw(str(uuid.uuid4()), gate.topics.withdrawal, message)
             log.info("gate %s: withdrawal fanned out to the site's gates", gate.cfg.site.gate)
 
@@ -143,7 +145,9 @@ class GateWithdrawals:
         gate = self._gate
         name = gate.cfg.site.gate
         if self._fanout_rx is None:
-            self._fanout_rx = fanout.FanoutReceiver(gate.keys.withdrawal_fanout, name)
+            self._fanout_rx = fanout.FanoutReceiver(
+                gate.keys.subkey(Purpose.WITHDRAWAL_FANOUT), name
+            )
         try:
             got = self._fanout_rx.accept(payload)
         except ProtocolError as exc:
@@ -152,7 +156,7 @@ class GateWithdrawals:
         if got is None:
             return  # our own
         holders = await gate.run_db(gate.vault.enrolled_people, gate.db)  # face data here
-        pid = fanout.find_person(gate.keys.withdrawal_fanout, got.subject, holders)
+        pid = fanout.find_person(gate.keys.subkey(Purpose.WITHDRAWAL_FANOUT), got.subject, holders)
         if pid is None:
             log.info(
                 "gate %s: withdrawal from gate %s: no face data of that person here",

@@ -71,7 +71,7 @@ class FanoutReceiver:
     """Verifies fan-out messages: MAC, time window, one use per nonce."""
 
     def __init__(self, key: bytes, own_gate: str, window_s: float = WINDOW_S) -> None:
-        """``key``: ``Keys.withdrawal_fanout`` (``Purpose.WITHDRAWAL_FANOUT``)."""
+        """``key``: ``Keys.subkey(Purpose.WITHDRAWAL_FANOUT)``."""
         self.key = key
         self.own_gate = own_gate
         self.window_s = window_s

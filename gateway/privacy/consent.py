@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import sqlite_utils
 
@@ -215,20 +215,21 @@ def _record(
     return cid
 
 
-def _answer(
+def answer(
     db: sqlite_utils.Database,
     person_id: str,
-    status: str,
+    status: Literal["granted", "declined"],
     notice: Notice,
     *,
     method: str,
     recorded_by: str,
-    scope: str,
-    guardian_id: str | None,
-    now: float | None,
+    scope: str = "device",
+    guardian_id: str | None = None,
+    now: float | None = None,
 ) -> int:
     """Check and record a person's (or guardian's) answer to ``notice``, ``granted`` or
-    ``declined``; the first grant on this device puts ``notice`` in force."""
+    ``declined`` (then they are not asked again); the first grant on this device puts
+    ``notice`` in force. Return the consent id; refusals raise :class:`ConsentError`."""
     now = time.time() if now is None else now
     if scope not in SCOPES:
         raise ConsentError(f"consent scope {scope!r} is not one of {', '.join(SCOPES)}")
@@ -287,7 +288,7 @@ def grant(
     now: float | None = None,
 ) -> int:
     """Record granted face-processing consent; return the consent id (refusals raise)."""
-    return _answer(
+    return answer(
         db,
         person_id,
         "granted",
@@ -295,30 +296,6 @@ def grant(
         method=method,
         recorded_by=recorded_by,
         scope=scope,
-        guardian_id=guardian_id,
-        now=now,
-    )
-
-
-def decline(
-    db: sqlite_utils.Database,
-    person_id: str,
-    notice: Notice,
-    *,
-    method: str,
-    recorded_by: str,
-    guardian_id: str | None = None,
-    now: float | None = None,
-) -> int:
-    """Record that the person (or guardian) declined; they are not asked again."""
-    return _answer(
-        db,
-        person_id,
-        "declined",
-        notice,
-        method=method,
-        recorded_by=recorded_by,
-        scope="device",
         guardian_id=guardian_id,
         now=now,
     )

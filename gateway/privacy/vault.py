@@ -106,7 +106,7 @@ def _root_key(raw: bytes, where: str) -> bytes:
 
 
 def wrap_key_from_root(device_root: bytes) -> bytes:
-    """The template-wrapping subkey of the device root key (same as ``Keys.template_wrap``)."""
+    """The template-wrapping subkey of the device root key (``Purpose.TEMPLATE_WRAP``)."""
     return subkey_of(device_root, Purpose.TEMPLATE_WRAP)
 
 
@@ -272,7 +272,11 @@ class Vault:
     @classmethod
     def from_keys(cls, keys: Keys, *, clock: Callable[[], float] = time.time) -> Vault:
         """The vault the daemon uses: subkeys derived exactly as :class:`gateway.keys.Keys`."""
-        return cls(StaticKeyProvider(keys.template_wrap), keys.template_site, clock=clock)
+        return cls(
+            StaticKeyProvider(keys.subkey(Purpose.TEMPLATE_WRAP)),
+            keys.subkey(Purpose.TEMPLATE_TRANSFORM),
+            clock=clock,
+        )
 
     def transform(self, embeddings: np.ndarray) -> F32:
         """Map raw embeddings (probe or enrolment) into the site space the gallery holds."""

@@ -59,9 +59,10 @@ def grant(db: sqlite_utils.Database, notice: Notice, answer: ConsentAnswer) -> C
 
 def decline(db: sqlite_utils.Database, notice: Notice, answer: ConsentAnswer) -> None:
     """Record that the person declined (they will not be asked again)."""
-    consent.decline(
+    consent.answer(
         db,
         answer.person_id,
+        "declined",
         notice,
         method=answer.method,
         recorded_by=answer.recorded_by,

@@ -48,7 +48,7 @@ def test_the_office_holds_only_site_keys_never_the_template_transform() -> None:
     # a gate with its own gates key: nothing the site key derives opens a gate's templates
     keys = _keys()
     office_view = Keys(device=secrets.token_bytes(32), site=keys.site)
-    assert office_view.template_site != keys.template_site
+    assert office_view.subkey(Purpose.TEMPLATE_TRANSFORM) != keys.subkey(Purpose.TEMPLATE_TRANSFORM)
     assert bundle_wrap_key(office_view.site) != bundle_wrap_key(keys.gates_root)
 
 

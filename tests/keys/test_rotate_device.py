@@ -49,7 +49,7 @@ def _check_gate(config: Path, raw: np.ndarray, old: Keys) -> Keys:
     assert set(keys.carried) == set(CARRIED)
     for purpose in CARRIED:
         assert keys.subkey(purpose) == old.subkey(purpose)
-    assert keys.template_wrap != old.template_wrap
+    assert keys.subkey(Purpose.TEMPLATE_WRAP) != old.subkey(Purpose.TEMPLATE_WRAP)
     db = open_keyed(Path(cfg.storage.database_path), keys)
     vault, before = Vault.from_keys(keys), Vault.from_keys(old)
     for i in range(len(raw)):

@@ -162,14 +162,19 @@ def test_cli_and_daemon_derive_the_same_vault(
     tmp_path: Path, db: sqlite_utils.Database, adult: str
 ) -> None:
     """Templates written with root-key files decrypt with the daemon's Keys-derived vault."""
-    from gateway.keys import Keys
+    from gateway.keys import Keys, Purpose
 
     dk_root, sk_root = secrets.token_hex(32).encode(), secrets.token_bytes(32)
     dk = write_key(tmp_path / "dk", dk_root)
-    from_files = Vault(FileKeyProvider(dk), Keys(device=dk_root, site=sk_root).template_site)
+    from_files = Vault(
+        FileKeyProvider(dk), Keys(device=dk_root, site=sk_root).subkey(Purpose.TEMPLATE_TRANSFORM)
+    )
     from_files.store_templates(db, adult, random_embedding(5)[None, :], model="m")
     keys = Keys(device=dk_root, site=sk_root)
-    daemon = Vault(StaticKeyProvider(keys.template_wrap), keys.template_site)
+    daemon = Vault(
+        StaticKeyProvider(keys.subkey(Purpose.TEMPLATE_WRAP)),
+        keys.subkey(Purpose.TEMPLATE_TRANSFORM),
+    )
     np.testing.assert_allclose(
         daemon.load_person(db, adult), Vault.from_root_keys(dk_root, sk_root).load_person(db, adult)
     )
