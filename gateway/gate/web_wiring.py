@@ -4,32 +4,57 @@ supervised, non-critical service that serves it."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gateway.config.root import GatewayConfig
 from gateway.daemon.supervisor import ServiceSpec
 from gateway.errors import GatewayError
 from gateway.gate.remote_commands import CommandDeps
+from gateway.gate.withdrawal_announce import GateWithdrawals
 from gateway.privacy import compliance
 from gateway.privacy.notice import Notice, load_notice
+from gateway.privacy.scrub import scrub_in_background
 from gateway.services.compliance import ReportRequest, retention_policy
 from gateway.services.credentials import CredentialDeps
 
 log = logging.getLogger(__name__)
 
 
+class WebErasures:
+    """The console's withdrawals and deletions on the running gate: withdrawals through
+    :class:`GateWithdrawals` (as the MQTT command), and after a deletion the same
+    announcement and background WAL scrub."""
+
+    def __init__(self, withdrawals: GateWithdrawals, database_path: Path) -> None:
+        self._withdrawals = withdrawals
+        self._path = database_path
+        self.scrubs: set[asyncio.Task[bool]] = set()
+
+    async def withdraw(self, person_id: str, actor: str) -> dict[str, Any]:
+        """Withdraw on the web channel, audited as ``actor`` (``web:<account>``)."""
+        return await self._withdrawals.withdraw(person_id, "web", actor=actor)
+
+    async def after_deletion(self) -> None:
+        """Announce the deletion's withdrawal receipt; scrub the WAL on its own thread."""
+        await self._withdrawals.announce()
+        self.scrubs.add(t := asyncio.create_task(scrub_in_background(self._path)))
+        t.add_done_callback(self.scrubs.discard)
+
+
 def add_web_console(
     deps: CommandDeps,
-    announce: Callable[[], Awaitable[Any]],
+    withdrawals: GateWithdrawals,
     add_service: Callable[[ServiceSpec], None],
 ) -> None:
     """Register the console's service (nothing when ``[web]`` is not enabled). ``deps``:
-    the running gate's parts, as the signed commands use them; ``announce``: tell the
-    site's other gates about withdrawals."""
+    the running gate's parts, as the signed commands use them; ``withdrawals``: the gate's
+    withdrawals (erase, announce to the site's other gates, scrub)."""
     cfg = deps.cfg
     if not cfg.web.enabled:
         return
@@ -37,6 +62,7 @@ def add_web_console(
     from gateway.web.server import serve
 
     credentials = CredentialDeps(deps.controller.credentials, deps.cache_state)
+    erasures = WebErasures(withdrawals, Path(cfg.storage.database_path))
     backend = Backend(
         cfg=cfg.web,
         db=deps.db,
@@ -48,7 +74,8 @@ def add_web_console(
         notice=functools.partial(_notice, cfg),
         report_request=functools.partial(_report_request, cfg),
         grace_days=cfg.privacy.renotice_grace_days,
-        after_withdrawal=announce,
+        withdraw=erasures.withdraw,
+        after_deletion=erasures.after_deletion,
     )
     add_service(
         ServiceSpec("web-console", functools.partial(serve, backend, cfg.storage.state_dir))

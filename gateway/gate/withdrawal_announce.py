@@ -64,11 +64,21 @@ class GateWithdrawals:
         self._announcing = asyncio.Lock()  # one withdrawal announcement sweep at a time
         self.scrubs: set[asyncio.Task[bool]] = set()  # WAL scrubs after erasures
 
-    async def withdraw(self, person_id: str, channel: str) -> dict[str, Any]:
-        """Withdraw face consent and erase the person's face data everywhere on this gate."""
+    async def withdraw(
+        self, person_id: str, channel: str, *, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Withdraw face consent and erase the person's face data everywhere on this gate
+        (audited as ``actor``, the channel when None)."""
         gate = self._gate
         receipt = await gate.run_db(
-            withdraw, gate.db, gate.vault, gate.gallery, person_id, channel, vacuum=False
+            withdraw,
+            gate.db,
+            gate.vault,
+            gate.gallery,
+            person_id,
+            channel,
+            actor=actor,
+            vacuum=False,
         )
         await self.announce()
         # Then the WAL scrub (its checkpoint briefly holds the write lock the outbox needs):

@@ -37,8 +37,13 @@ class Backend:
     """The notice in force (GatewayError when none is configured)."""
     report_request: Callable[[], ReportRequest]
     grace_days: float
-    after_withdrawal: Callable[[], Awaitable[Any]]
-    """Announce withdrawals to the site's other gates (the daemon's announcer)."""
+    withdraw: Callable[[str, str], Awaitable[dict[str, Any]]]
+    """``(person_id, actor)``: the gate's withdrawal on the web channel (erase, announce to
+    the site's other gates, scrub the WAL in the background); ``receipt_id`` and
+    ``templates_erased``."""
+    after_deletion: Callable[[], Awaitable[Any]]
+    """After a deletion: announce its withdrawal receipt and scrub the WAL in the
+    background (the deletion itself does not wait for old readers)."""
 
     def deletion_deps(self) -> DeletionDeps:
         """The people service's deletion dependencies, from the credential ones."""

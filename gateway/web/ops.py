@@ -24,7 +24,6 @@ from gateway.services import compliance as compliance_svc
 from gateway.services import consent as consent_svc
 from gateway.services import credentials as creds_svc
 from gateway.services import people as people_svc
-from gateway.services.withdrawal import withdraw
 from gateway.web.backend import Backend
 
 MAX_TEXT = 128
@@ -154,9 +153,14 @@ async def delete_person(
     if text(data, "confirm", required=False) != person_id:
         raise InputError("to delete, confirm by typing the person's id")
     done = await backend.run_decide(
-        people_svc.delete_person, backend.deletion_deps(), person_id, actor=actor, channel="web"
+        people_svc.delete_person,
+        backend.deletion_deps(),
+        person_id,
+        actor=actor,
+        channel="web",
+        scrub_wait_s=0,  # card/PIN decisions share this thread: the scrub runs on its own
     )
-    await backend.after_withdrawal()
+    await backend.after_deletion()
     return dataclasses.asdict(done)  # counts and the receipt id: no biometric, no card
 
 
@@ -189,22 +193,18 @@ async def answer_consent(
 async def withdraw_consent(
     backend: Backend, person_id: str, data: Mapping[str, Any], actor: str
 ) -> dict[str, Any]:
-    """Withdraw face consent and erase the face data at once (``services.withdrawal``);
-    needs ``confirm``; the receipt."""
+    """Withdraw face consent and erase the face data at once (the gate's withdrawal, as the
+    MQTT command runs it: ``services.withdrawal``, the announcement, the WAL scrub); needs
+    ``confirm``; the receipt."""
     if not flag(data, "confirm"):
         raise InputError("confirm the withdrawal: it erases the face data at once")
-    receipt = await backend.run_db(
-        withdraw,
-        backend.db,
-        backend.vault,
-        backend.gallery,
-        person_id,
-        "web",
-        actor=actor,
-        vacuum=False,
-    )
-    await backend.after_withdrawal()
-    return dataclasses.asdict(receipt)  # id, person_id, channel, templates_erased, ts
+    done = await backend.withdraw(person_id, actor)
+    return {
+        "id": done["receipt_id"],
+        "person_id": person_id,
+        "channel": "web",
+        "templates_erased": done["templates_erased"],
+    }
 
 
 async def add_card(

@@ -10,7 +10,7 @@ import datetime as dt
 import re
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from gateway.credentials.store import Credentials
 from gateway.privacy import audit, compliance, retention
 from gateway.privacy.notice import Notice
 from gateway.privacy.vault import NullGallery, Vault
+from gateway.services import withdrawal
 from gateway.services.compliance import ReportRequest
 from gateway.services.credentials import CredentialDeps
 from gateway.store import database as store
@@ -45,7 +46,6 @@ class Console:
     backend: Backend
     token: str = ""
     csrf: str = ""
-    announced: list[int] = field(default_factory=list)
 
     def headers(self, *, csrf: bool = True) -> dict[str, str]:
         """The session cookie (and the CSRF header) of the logged-in account."""
@@ -98,7 +98,13 @@ def backend_for(tmp_path: Path, cfg: WebConfig | None = None) -> Backend:
     for role in ROLES:
         accounts.add_account(db, role, role, PASSWORD, actor="test")
 
-    async def announce() -> None:
+    vault, gallery = Vault.from_root_keys(device, site), NullGallery()
+
+    async def withdraw(person_id: str, actor: str) -> dict[str, Any]:
+        r = withdrawal.withdraw(db, vault, gallery, person_id, "web", actor=actor, vacuum=False)
+        return {"receipt_id": r.id, "templates_erased": r.templates_erased}
+
+    async def after_deletion() -> None:
         return None
 
     return Backend(
@@ -107,8 +113,8 @@ def backend_for(tmp_path: Path, cfg: WebConfig | None = None) -> Backend:
         run_db=run_here,
         run_decide=run_here,
         credential_deps=lambda: CredentialDeps(creds),
-        vault=Vault.from_root_keys(device, site),
-        gallery=NullGallery(),
+        vault=vault,
+        gallery=gallery,
         notice=lambda: Notice("1", NOTICE_EN),
         report_request=lambda: ReportRequest(
             gate="gate-1",
@@ -117,7 +123,8 @@ def backend_for(tmp_path: Path, cfg: WebConfig | None = None) -> Backend:
             retention=retention.RetentionPolicy(),
         ),
         grace_days=30.0,
-        after_withdrawal=announce,
+        withdraw=withdraw,
+        after_deletion=after_deletion,
     )
 
 
