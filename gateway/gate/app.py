@@ -252,7 +252,9 @@ class Gateway:
         )
         self.remote_commands = register_remote_commands(deps, self.withdrawals, self.commands)
         self._add_services(controller, doors)
-        add_web_console(deps, self.withdrawals, self.daemon.add_service)
+        add_web_console(
+            deps, self.withdrawals, self.daemon.add_service, self.daemon.storage_read_only
+        )
         announce_storage(cfg, self.daemon.storage_read_only, self.emit)
 
     def _add_services(self, controller: AccessController, doors: dict[str, DoorRuntime]) -> None:

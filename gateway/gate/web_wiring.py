@@ -51,10 +51,12 @@ def add_web_console(
     deps: CommandDeps,
     withdrawals: GateWithdrawals,
     add_service: Callable[[ServiceSpec], None],
+    read_only: str | None,
 ) -> None:
     """Register the console's service (nothing when ``[web]`` is not enabled). ``deps``:
     the running gate's parts, as the signed commands use them; ``withdrawals``: the gate's
-    withdrawals (erase, announce to the site's other gates, scrub)."""
+    withdrawals (erase, announce to the site's other gates, scrub); ``read_only``: why the
+    storage is read-only (DEGRADED), else None."""
     cfg = deps.cfg
     if not cfg.web.enabled:
         return
@@ -76,6 +78,7 @@ def add_web_console(
         grace_days=cfg.privacy.renotice_grace_days,
         withdraw=erasures.withdraw,
         after_deletion=erasures.after_deletion,
+        read_only=read_only,
     )
     add_service(
         ServiceSpec("web-console", functools.partial(serve, backend, cfg.storage.state_dir))

@@ -13,6 +13,7 @@ import hmac
 import logging
 import re
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -149,11 +150,42 @@ def _failed(
         log.warning("web console account %s locked after %d failed logins", name, failures)
 
 
+class SeenInMemory:
+    """Sessions' last activity while the database cannot record it (read-only storage):
+    bounded, the oldest entry forgotten first."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._seen: dict[str, float] = {}
+
+    def get(self, digest: str) -> float | None:
+        """The last activity kept in memory, or None."""
+        return self._seen.get(digest)
+
+    def note(self, digest: str, now: float) -> None:
+        """Keep ``now`` as the session's last activity."""
+        self._seen.pop(digest, None)
+        self._seen[digest] = now
+        while len(self._seen) > self._limit:
+            del self._seen[next(iter(self._seen))]
+
+    def forget(self, digest: str) -> None:
+        """The database holds the session's activity again (or the session ended)."""
+        self._seen.pop(digest, None)
+
+
 def session_of(
-    db: sqlite_utils.Database, token: str, *, policy: SessionPolicy, now: float | None = None
+    db: sqlite_utils.Database,
+    token: str,
+    *,
+    policy: SessionPolicy,
+    now: float | None = None,
+    seen: SeenInMemory | None = None,
 ) -> Session | None:
-    """The live session of ``token`` (its idle clock restarted), or None."""
+    """The live session of ``token`` (its idle clock restarted), or None. When the database
+    cannot be written, the activity is kept in ``seen`` (and the session still checked)."""
     now = time.time() if now is None else now
+    seen = seen if seen is not None else SeenInMemory(0)
     digest = _digest(token)
     row = db.execute(
         "SELECT s.account, a.role, s.csrf, s.created_at, s.last_seen FROM web_sessions s"
@@ -162,12 +194,25 @@ def session_of(
     ).fetchone()
     if row is None:
         return None
-    if now - row[3] > policy.lifetime_s or now - row[4] > policy.idle_s:
-        with transaction(db):
-            db.execute("DELETE FROM web_sessions WHERE token_sha256 = ?", [digest])
+    last_seen = max(row[4], seen.get(digest) or 0.0)
+    if now - row[3] > policy.lifetime_s or now - last_seen > policy.idle_s:
+        seen.forget(digest)
+        try:
+            with transaction(db):
+                db.execute("DELETE FROM web_sessions WHERE token_sha256 = ?", [digest])
+        except sqlite3.Error as exc:  # read-only storage: the checks above refuse it anyway
+            log.debug("expired web session not deleted: %s", exc)
         return None
-    with transaction(db):
-        db.execute("UPDATE web_sessions SET last_seen = ? WHERE token_sha256 = ?", [now, digest])
+    try:
+        with transaction(db):
+            db.execute(
+                "UPDATE web_sessions SET last_seen = ? WHERE token_sha256 = ?", [now, digest]
+            )
+    except sqlite3.Error as exc:
+        log.debug("web session activity kept in memory: %s", exc)
+        seen.note(digest, now)
+    else:
+        seen.forget(digest)
     return Session(row[0], row[1], row[2])
 
 

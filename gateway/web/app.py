@@ -7,9 +7,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.web import api, pages
+from gateway.web import accounts, api, pages
 from gateway.web.backend import Backend
-from gateway.web.security import BACKEND, THROTTLE, LoginThrottle, guard, headers
+from gateway.web.security import BACKEND, SEEN, THROTTLE, LoginThrottle, guard, headers
 
 STATIC = Path(__file__).parent / "static"
 MAX_REQUEST = 256 * 1024
@@ -19,6 +19,7 @@ def make_app(backend: Backend) -> web.Application:
     """The console over ``backend``."""
     app = web.Application(middlewares=[headers, guard], client_max_size=MAX_REQUEST)
     app[BACKEND] = backend
+    app[SEEN] = accounts.SeenInMemory()
     app[THROTTLE] = LoginThrottle(backend.cfg.login_attempts_per_minute)
     app[pages.JINJA] = pages.environment()
     app.add_routes(pages.routes())

@@ -44,6 +44,9 @@ class Backend:
     after_deletion: Callable[[], Awaitable[Any]]
     """After a deletion: announce its withdrawal receipt and scrub the WAL in the
     background (the deletion itself does not wait for old readers)."""
+    read_only: str | None = None
+    """Why the state database is read-only (the daemon runs DEGRADED), else None: changes
+    and logins are then refused with 503, pages that only read keep working."""
 
     def deletion_deps(self) -> DeletionDeps:
         """The people service's deletion dependencies, from the credential ones."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 from typing import Any
 
 import jinja2
@@ -17,6 +18,7 @@ from gateway.web.security import (
     BACKEND,
     COOKIE,
     LOGIN_COOKIE,
+    READ_ONLY,
     SESSION_KEY,
     THROTTLE,
     actor,
@@ -102,6 +104,8 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         return _login_form(request, 403, "the login form expired; try again")
     name, password = str(form.get("account", ""))[:64], str(form.get("password", ""))
     backend = request.app[BACKEND]
+    if backend.read_only is not None:  # a login writes its session
+        return _login_form(request, 503, READ_ONLY)
     cfg = backend.cfg
     policy = accounts.LoginPolicy(cfg.login_max_failures, cfg.lockout_minutes * 60.0)
     try:
@@ -117,7 +121,10 @@ async def login_post(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     """End the session."""
     backend = request.app[BACKEND]
-    await backend.run_db(accounts.logout, backend.db, request.cookies.get(COOKIE, ""))
+    try:
+        await backend.run_db(accounts.logout, backend.db, request.cookies.get(COOKIE, ""))
+    except sqlite3.Error as exc:  # read-only storage: the browser forgets the cookie anyway
+        log.warning("web: a session could not be ended in the database: %s", exc)
     resp = web.Response(status=303, headers={"Location": "/login"})
     resp.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
     return resp

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -47,7 +48,10 @@ HEADERS = {
 PUBLIC = ("/login", "/static/")
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
+READ_ONLY = "storage is read-only: nothing can be changed now (the gate runs DEGRADED)"
+
 BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
+SEEN: web.AppKey[accounts.SeenInMemory] = web.AppKey("seen", accounts.SeenInMemory)
 SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
 
 
@@ -97,11 +101,29 @@ async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         exc.headers.update(HEADERS)
         raise
-    except Exception:
-        log.exception("web: %s %s failed", request.method, request.path)
-        resp = web.Response(status=500, text="internal error (logged)", content_type="text/plain")
+    except Exception as exc:
+        if isinstance(exc, sqlite3.Error) and _read_only_error(exc):
+            log.warning("web: %s %s refused: %s", request.method, request.path, exc)
+            resp = read_only_refusal(request)
+        else:
+            log.exception("web: %s %s failed", request.method, request.path)
+            resp = web.Response(
+                status=500, text="internal error (logged)", content_type="text/plain"
+            )
     resp.headers.update(HEADERS)
     return resp
+
+
+def _read_only_error(exc: sqlite3.Error) -> bool:
+    """A write refused because the database (or its storage) is read-only."""
+    return getattr(exc, "sqlite_errorname", "").startswith("SQLITE_READONLY")
+
+
+def read_only_refusal(request: web.Request) -> web.Response:
+    """503: the storage is read-only (JSON for the API, text otherwise)."""
+    if wants_json(request):
+        return web.json_response({"error": READ_ONLY}, status=503)
+    return web.Response(status=503, text=READ_ONLY, content_type="text/plain")
 
 
 @web.middleware
@@ -114,7 +136,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     s = None
     if token:
         policy = _session_policy(backend)
-        s = await backend.run_db(accounts.session_of, backend.db, token, policy=policy)
+        seen = request.app[SEEN]
+        s = await backend.run_db(accounts.session_of, backend.db, token, policy=policy, seen=seen)
     if s is None:
         if wants_json(request) or request.method != "GET":
             raise web.HTTPUnauthorized(text="log in first", content_type="text/plain")
@@ -130,6 +153,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not accounts.csrf_matches(s, given):
             log.warning("web: a change without a valid CSRF token was refused")
             raise web.HTTPForbidden(text="missing or wrong CSRF token", content_type="text/plain")
+        if backend.read_only is not None and request.path != "/logout":
+            return read_only_refusal(request)
     request[SESSION_KEY] = s
     return await handler(request)
 
