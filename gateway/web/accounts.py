@@ -91,28 +91,53 @@ def add_account(
     log.info("web console account %s (%s) created", name, role)
 
 
-def login(
-    db: sqlite_utils.Database,
-    name: str,
-    password: str,
-    *,
-    policy: LoginPolicy,
-    now: float | None = None,
-) -> tuple[str, Session]:
-    """Check a password; return a new session token and its session. AccountError (one
-    message for an unknown account and a wrong password) when refused or locked."""
-    now = time.time() if now is None else now
+@dataclass(frozen=True)
+class LoginRecord:
+    """What a login checks: the account's hash (a dummy one for an unknown account, so that
+    it costs the same time), role, failures and lock."""
+
+    name: str
+    role: Role | None
+    password_hash: str
+    failures: int
+    locked_until: float | None
+
+
+def login_record(db: sqlite_utils.Database, name: str) -> LoginRecord:
+    """The account ``name`` as a login checks it (quick: on the database thread)."""
     row = db.execute(
         "SELECT role, password_hash, failures, locked_until FROM web_accounts WHERE name = ?",
         [name],
     ).fetchone()
-    ok = _verify(row[1] if row else _DUMMY_HASH, password[:MAX_PASSWORD])
     if row is None:
+        return LoginRecord(name, None, _DUMMY_HASH, 0, None)
+    return LoginRecord(name, row[0], row[1], int(row[2]), row[3])
+
+
+def verify(record: LoginRecord, password: str) -> bool:
+    """The argon2 check of ``password`` (slow on purpose: off the database threads)."""
+    return _verify(record.password_hash, password[:MAX_PASSWORD])
+
+
+def finish_login(
+    db: sqlite_utils.Database,
+    record: LoginRecord,
+    ok: bool,
+    *,
+    policy: LoginPolicy,
+    now: float | None = None,
+) -> tuple[str, Session]:
+    """After :func:`verify`: a new session token and its session, or AccountError (one
+    message for an unknown account and a wrong password) when refused or locked; a failure
+    is counted, and locks the account after ``policy.max_failures``."""
+    now = time.time() if now is None else now
+    name = record.name
+    if record.role is None:
         raise AccountError("wrong account name or password")
-    if row[3] is not None and row[3] > now:
+    if record.locked_until is not None and record.locked_until > now:
         raise AccountError("this account is locked after too many failed logins; try later")
     if not ok:
-        _failed(db, name, int(row[2]) + 1, policy, now)
+        _failed(db, name, record.failures + 1, policy, now)
         raise AccountError("wrong account name or password")
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with transaction(db):
@@ -125,7 +150,21 @@ def login(
             [_digest(token), name, csrf, now, now],
         )
         audit.append(db, f"web:{name}", "web.login", name, {}, now=now)
-    return token, Session(name, row[0], csrf)
+    return token, Session(name, record.role, csrf)
+
+
+def login(
+    db: sqlite_utils.Database,
+    name: str,
+    password: str,
+    *,
+    policy: LoginPolicy,
+    now: float | None = None,
+) -> tuple[str, Session]:
+    """Check a password; return a new session token and its session (the three steps of
+    a login in one call: :func:`login_record`, :func:`verify`, :func:`finish_login`)."""
+    record = login_record(db, name)
+    return finish_login(db, record, verify(record, password), policy=policy, now=now)
 
 
 def _verify(pw_hash: str, password: str) -> bool:

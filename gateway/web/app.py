@@ -9,7 +9,16 @@ from aiohttp import web
 
 from gateway.web import accounts, api, pages
 from gateway.web.backend import Backend
-from gateway.web.security import BACKEND, SEEN, THROTTLE, LoginThrottle, guard, headers
+from gateway.web.security import (
+    BACKEND,
+    HASHING,
+    SEEN,
+    THROTTLE,
+    LoginHashing,
+    LoginThrottle,
+    guard,
+    headers,
+)
 
 STATIC = Path(__file__).parent / "static"
 MAX_REQUEST = 256 * 1024
@@ -21,7 +30,13 @@ def make_app(backend: Backend) -> web.Application:
     app[BACKEND] = backend
     app[SEEN] = accounts.SeenInMemory()
     app[THROTTLE] = LoginThrottle(backend.cfg.login_attempts_per_minute)
+    app[HASHING] = hashing = LoginHashing()
     app[pages.JINJA] = pages.environment()
+
+    async def stop_hashing(_: web.Application) -> None:
+        hashing.close()
+
+    app.on_cleanup.append(stop_hashing)
     app.add_routes(pages.routes())
     app.add_routes(api.routes())
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)

@@ -17,10 +17,12 @@ from gateway.web import accounts, ops
 from gateway.web.security import (
     BACKEND,
     COOKIE,
+    HASHING,
     LOGIN_COOKIE,
     READ_ONLY,
     SESSION_KEY,
     THROTTLE,
+    LoginBusyError,
     actor,
     allow,
     client_address,
@@ -109,7 +111,13 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     cfg = backend.cfg
     policy = accounts.LoginPolicy(cfg.login_max_failures, cfg.lockout_minutes * 60.0)
     try:
-        token, _ = await backend.run_db(accounts.login, backend.db, name, password, policy=policy)
+        record = await backend.run_db(accounts.login_record, backend.db, name)
+        ok = await request.app[HASHING].verify(record, password)  # not on a database thread
+        token, _ = await backend.run_db(
+            accounts.finish_login, backend.db, record, ok, policy=policy
+        )
+    except LoginBusyError:
+        return _login_form(request, 503, "too many logins at once; try again in a moment")
     except accounts.AccountError as exc:
         return _login_form(request, 401, str(exc))
     resp = web.Response(status=303, headers={"Location": "/"})

@@ -7,13 +7,16 @@ Every route needs a session except the login page and the static files; every ch
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import ipaddress
 import logging
 import secrets
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -56,28 +59,81 @@ SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
 
 
 class LoginThrottle:
-    """At most ``per_minute`` login attempts per client address in any 60 s."""
+    """At most ``per_minute`` login attempts per client address (per /64 for IPv6: one host
+    holds a whole /64) in any 60 s; at most ``max_tracked`` addresses tracked, the least
+    recently seen forgotten first."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_tracked: int = 10_000,
+    ) -> None:
         self._per_minute = per_minute
         self._clock = clock
+        self._max_tracked = max_tracked
         self._seen: dict[str, deque[float]] = {}
 
     def allow(self, client: str) -> bool:
         """Count an attempt from ``client``; False when over the limit."""
         now = self._clock()
-        q = self._seen.setdefault(client, deque())
+        key = throttle_key(client)
+        q = self._seen.pop(key, None) or deque()
+        self._seen[key] = q  # the most recently seen last
         while q and now - q[0] > 60.0:
             q.popleft()
-        if len(self._seen) > 10_000:  # bounded memory under a spray of addresses
-            self._seen = {client: q}
+        while len(self._seen) > self._max_tracked:  # bounded memory under a spray of addresses
+            del self._seen[next(iter(self._seen))]
         if len(q) >= self._per_minute:
             return False
         q.append(now)
         return True
 
 
+def throttle_key(client: str) -> str:
+    """The address a login attempt counts against: an IPv6 address's /64, else itself."""
+    try:
+        ip = ipaddress.ip_address(client.split("%", 1)[0])
+    except ValueError:
+        return client
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else ip)
+
+
+class LoginBusyError(Exception):
+    """Too many password checks are waiting already."""
+
+
+class LoginHashing:
+    """Password checks (argon2, slow on purpose) on one thread of their own, never on a
+    database thread that card/PIN decisions or the console use; at most ``max_waiting``
+    at a time, beyond that :class:`LoginBusyError`."""
+
+    def __init__(self, max_waiting: int = 4) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="web-login")
+        self._max_waiting = max_waiting
+        self._waiting = 0
+
+    async def verify(self, record: accounts.LoginRecord, password: str) -> bool:
+        """:func:`accounts.verify` on the hashing thread; LoginBusyError when full."""
+        if self._waiting >= self._max_waiting:
+            raise LoginBusyError()
+        self._waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, accounts.verify, record, password)
+        finally:
+            self._waiting -= 1
+
+    def close(self) -> None:
+        """Stop the hashing thread (checks not started are dropped)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 THROTTLE: web.AppKey[LoginThrottle] = web.AppKey("throttle", LoginThrottle)
+HASHING: web.AppKey[LoginHashing] = web.AppKey("hashing", LoginHashing)
 
 
 def session(request: web.Request) -> Session:
