@@ -33,6 +33,8 @@ ROLES: tuple[Role, ...] = ("admin", "operator", "auditor")
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 256
+REFUSED = "wrong account name or password, or the account is locked for a while"
+"""The one answer to every refused login."""
 
 _HASHER = PasswordHasher()  # argon2id, the library's (RFC 9106 low-memory) parameters
 _DUMMY_HASH = _HASHER.hash(secrets.token_hex(16))  # unknown accounts cost the same time
@@ -128,17 +130,15 @@ def finish_login(
     now: float | None = None,
 ) -> tuple[str, Session]:
     """After :func:`verify`: a new session token and its session, or AccountError (one
-    message for an unknown account and a wrong password) when refused or locked; a failure
+    message for an unknown account, a wrong password and a locked account); a failure
     is counted, and locks the account after ``policy.max_failures``."""
     now = time.time() if now is None else now
     name = record.name
-    if record.role is None:
-        raise AccountError("wrong account name or password")
-    if record.locked_until is not None and record.locked_until > now:
-        raise AccountError("this account is locked after too many failed logins; try later")
+    if record.role is None or (record.locked_until is not None and record.locked_until > now):
+        raise AccountError(REFUSED)  # a lock is not told apart: it would confirm the name
     if not ok:
         _failed(db, name, record.failures + 1, policy, now)
-        raise AccountError("wrong account name or password")
+        raise AccountError(REFUSED)
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with transaction(db):
         db.execute(
