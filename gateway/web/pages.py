@@ -254,6 +254,6 @@ def routes() -> list[web.RouteDef]:
         web.post("/people/{pid}/validity", _person_change("validity-set", ops.set_validity)),
         web.get("/notice", notice_page),
         web.get("/compliance", compliance),
-        web.get("/compliance/records.{fmt}", records),
-        web.get("/api/compliance/records.{fmt}", records),
+        web.post("/compliance/records.{fmt}", records),  # audited, so a change (CSRF token)
+        web.post("/api/compliance/records.{fmt}", records),
     ]
