@@ -7,6 +7,7 @@ import datetime as dt
 import ipaddress
 import logging
 import os
+import secrets
 import ssl
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.config.web import WebConfig
+from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,12 @@ def fingerprint(cert_pem: bytes) -> str:
 
 
 def self_signed(state_dir: Path, addresses: list[str], host: str) -> tuple[Path, Path]:
-    """The self-signed certificate and key in ``state_dir`` (made when absent)."""
+    """The self-signed certificate and key in ``state_dir`` (made when absent; GatewayError
+    for an existing key that group or others may read)."""
     cert, key = state_dir / CERT_NAME, state_dir / KEY_NAME
     if cert.is_file() and key.is_file():
+        if key.stat().st_mode & 0o077:
+            raise GatewayError(f"{key} may be read by group or others: chmod 600 it")
         return cert, key
     pk = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"access-gateway {host}")])
@@ -58,12 +63,26 @@ def self_signed(state_dir: Path, addresses: list[str], host: str) -> tuple[Path,
         serialization.NoEncryption(),
     )
     state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key_pem)
-    cert.write_bytes(crt.public_bytes(serialization.Encoding.PEM))
+    _write_new(key, key_pem, 0o600)
+    _write_new(cert, crt.public_bytes(serialization.Encoding.PEM), 0o644)
     log.info("web console: self-signed certificate made in %s", state_dir)
     return cert, key
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """``data`` to a new file beside ``path`` (O_EXCL, ``mode`` from the start), renamed
+    over ``path``: never a moment with the key readable, nor a half-written file."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def server_context(cfg: WebConfig, state_dir: Path, host: str) -> tuple[ssl.SSLContext, str]:
