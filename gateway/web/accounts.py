@@ -153,20 +153,6 @@ def finish_login(
     return token, Session(name, record.role, csrf)
 
 
-def login(
-    db: sqlite_utils.Database,
-    name: str,
-    password: str,
-    *,
-    policy: LoginPolicy,
-    now: float | None = None,
-) -> tuple[str, Session]:
-    """Check a password; return a new session token and its session (the three steps of
-    a login in one call: :func:`login_record`, :func:`verify`, :func:`finish_login`)."""
-    record = login_record(db, name)
-    return finish_login(db, record, verify(record, password), policy=policy, now=now)
-
-
 def _verify(pw_hash: str, password: str) -> bool:
     try:
         return bool(_HASHER.verify(pw_hash, password))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlite_utils
 from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -142,3 +143,18 @@ async def console(tmp_path: Path, cfg: WebConfig | None = None) -> AsyncIterator
         await client.close()
         audit.bind_key(backend.db, None)
         backend.db.conn.close()
+
+
+def login(
+    db: sqlite_utils.Database,
+    name: str,
+    password: str,
+    *,
+    policy: accounts.LoginPolicy,
+    now: float | None = None,
+) -> tuple[str, accounts.Session]:
+    """The three steps of a login in one call (``login_record``, ``verify``,
+    ``finish_login``), as the console runs them on their threads."""
+    record = accounts.login_record(db, name)
+    ok = accounts.verify(record, password)
+    return accounts.finish_login(db, record, ok, policy=policy, now=now)

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.store import database as store
 from gateway.web import accounts
+from tests.web.console import login as console_login
 
 PASSWORD = "a long enough password"
 
@@ -20,10 +21,10 @@ def test_every_refusal_has_one_message(tmp_path: Path) -> None:
     messages = set()
     for name, password in (("nobody", PASSWORD), ("office", "wrong"), ("office", "wrong")):
         with pytest.raises(accounts.AccountError) as e:
-            accounts.login(db, name, password, policy=policy)
+            console_login(db, name, password, policy=policy)
         messages.add(str(e.value))
     with pytest.raises(accounts.AccountError) as locked:  # the right password, but locked
-        accounts.login(db, "office", PASSWORD, policy=policy)
+        console_login(db, "office", PASSWORD, policy=policy)
     messages.add(str(locked.value))
     assert messages == {accounts.REFUSED}
     db.conn.close()

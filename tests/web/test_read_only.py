@@ -17,6 +17,7 @@ from gateway.web import accounts
 from gateway.web.app import make_app
 from gateway.web.security import READ_ONLY
 from tests.web.console import Console, console
+from tests.web.console import login as console_login
 
 
 @pytest.mark.parametrize("reason", ["state database is read-only (test)", None])
@@ -65,7 +66,7 @@ def test_session_activity_is_kept_in_memory_when_it_cannot_be_written(tmp_path: 
     async def main() -> None:
         async with console(tmp_path) as c:
             db = c.backend.db
-            token, _ = accounts.login(
+            token, _ = console_login(
                 db, "operator", "correct horse battery", policy=accounts.LoginPolicy()
             )
             ro_db = connect_read_only(tmp_path / "state.db")

@@ -22,6 +22,7 @@ from gateway.web.security import COOKIE, LOGIN_COOKIE
 from gateway.web.tls import CERT_NAME, KEY_NAME, fingerprint
 from tests.conftest import built_gateway
 from tests.support.net import free_port
+from tests.web.console import login as console_login
 
 PASSWORD = "office password 1"
 
@@ -119,7 +120,7 @@ def test_add_user_reads_the_password_from_stdin(
     assert gateway_main([*args, "--config", str(tmp_path / "none.toml")]) == 0
     assert "installer (admin) created" in capsys.readouterr().out
     db = store.connect(db_path)
-    token, s = accounts.login(
+    token, s = console_login(
         db, "installer", "a long admin password", policy=accounts.LoginPolicy()
     )
     assert s.role == "admin"
