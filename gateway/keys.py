@@ -149,6 +149,12 @@ def open_carried(device_root: bytes, text: str) -> dict[Purpose, bytes]:
     return out
 
 
+def key_id(key: bytes) -> str:
+    """A key's public fingerprint (derived, so it says nothing of the key), as recorded in
+    the database's kv table."""
+    return derive(key, "access-gateway/key-id/v1", 8).hex()
+
+
 def pin_index_key(site_key: bytes) -> bytes:
     """The site's PIN lookup index key (what ``set_pin``'s ``pin_index`` is keyed with)."""
     return subkey_of(site_key, Purpose.PIN_INDEX)
@@ -157,7 +163,10 @@ def pin_index_key(site_key: bytes) -> bytes:
 def _load(ref: SecretRef | None, key_path: str) -> bytes:
     if ref is None:
         raise ConfigError([(key_path, "None", "this key is required")])
-    data = ref.read_bytes()
+    try:
+        data = ref.read_bytes()
+    except ConfigError as exc:  # name the setting, not only the file
+        raise ConfigError([(key_path, exc.problems[0][0], exc.problems[0][2])]) from exc
     if len(data) < MIN_KEY_BYTES:
         raise ConfigError(
             [(key_path, f"<{len(data)} bytes>", f"a key needs at least {MIN_KEY_BYTES} bytes")]
@@ -247,20 +256,42 @@ class Keys:
         return "Keys(<redacted>)"
 
     @classmethod
-    def from_config(cls, cfg: GatewayConfig) -> Keys:
-        """Load the device key from its provider, the site key, the gates key (when its
-        file exists: a configured file not written yet is a gate still on the site key).
+    def from_config(cls, cfg: GatewayConfig, *, gates_optional: bool = False) -> Keys:
+        """Load the device key from its provider, the site key and the gates key. The site
+        key stands in for the gates key only when ``privacy.gates_key`` is not configured; a
+        configured one that cannot be read is a ConfigError (``gates_optional``: except a
+        file not written yet, for ``gateway keys rotate --what transform``, which writes it).
         The device subkeys carried over a device-key rotation are in the database:
         :func:`gateway.services.keys.load_keys` adds them."""
         ref = cfg.privacy.gates_key
         gates = None
-        if ref is not None and (ref.file is None or ref.file.exists()):
+        unwritten = gates_optional and ref is not None and ref.file is not None
+        if ref is not None and not (unwritten and ref.file is not None and not ref.file.exists()):
             gates = _load(ref, "privacy.gates_key")
-        return cls(
+        keys = cls(
             device=device_key_provider(cfg).device_key(),
             site=_load(cfg.privacy.site_key, "privacy.site_key"),
             gates=gates,
         )
+        keys.check_distinct()
+        return keys
+
+    def check_distinct(self) -> None:
+        """ConfigError when the gates key is the site or the device key (it would then be
+        shared with the office, or be no separate key at all)."""
+        if self.gates is None:
+            return
+        for other, name in ((self.site, "site"), (self.device, "device")):
+            if hmac.compare_digest(self.gates, other):
+                raise ConfigError(
+                    [
+                        (
+                            "privacy.gates_key",
+                            "<redacted>",
+                            f"the gates key must differ from the {name} key",
+                        )
+                    ]
+                )
 
     def root(self, root: Root) -> bytes:
         """One root key (``GATES`` falls back to the site key when none is configured)."""

@@ -83,7 +83,7 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     db = store.connect(Path(cfg.storage.database_path), create=False)
-    keys = svc.load_keys(cfg, db.conn)
+    keys = svc.load_keys(cfg, db.conn, gates_optional=args.what == "transform")
     audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
     access_log.bind_key(db, keys.subkey(Purpose.ACCESS_LOG))
     if args.what == "device":

@@ -23,6 +23,7 @@ restarted afterwards (it holds the old keys in memory).
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import secrets
@@ -38,13 +39,14 @@ import sqlite_utils
 from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
 from gateway.config.root import GatewayConfig
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.keys import (
     CARRIED,
     CARRY_KV,
     MIN_KEY_BYTES,
     Keys,
     Purpose,
+    key_id,
     open_carried,
     seal_carried,
 )
@@ -58,6 +60,9 @@ log = logging.getLogger(__name__)
 ROTATE_ACTION = "keys.rotate"
 NEW_KEY_BYTES = 32
 SCRUB_WAIT_S = 2.0
+#: kv entry holding the id (:func:`gateway.keys.key_id`) of the gates key in use, written by
+#: a transform rotation: once present, the site key never stands in for the gates key.
+GATES_ID_KV = "keys.gates_id"
 
 
 class RotationError(GatewayError):
@@ -76,6 +81,24 @@ class Rotation:
     scrubbed: bool
 
 
+def kv_value(conn: sqlite3.Connection, name: str) -> str | None:
+    """One kv entry, None when absent (or when the database has no kv table yet)."""
+    try:
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (name,)).fetchone()
+    except sqlite3.OperationalError:  # a database not created yet: no kv table
+        return None
+    return None if row is None else str(row[0])
+
+
+def check_gates(conn: sqlite3.Connection, keys: Keys) -> None:
+    """ConfigError when the site key would stand in for the gates key of a database that
+    records a gates key of its own."""
+    recorded = kv_value(conn, GATES_ID_KV)
+    if keys.gates is None and recorded is not None:
+        why = f"this database uses a gates key (id {recorded}): the site key cannot stand in"
+        raise ConfigError([("privacy.gates_key", "None", why)])
+
+
 def read_carried(conn: sqlite3.Connection, device_root: bytes) -> dict[Purpose, bytes]:
     """The device subkeys carried over a device-key rotation (none before the first one)."""
     try:
@@ -85,9 +108,14 @@ def read_carried(conn: sqlite3.Connection, device_root: bytes) -> dict[Purpose, 
     return {} if row is None else open_carried(device_root, str(row[0]))
 
 
-def load_keys(cfg: GatewayConfig, conn: sqlite3.Connection) -> Keys:
-    """The gate's keys: :meth:`Keys.from_config` plus the subkeys carried in its database."""
-    keys = Keys.from_config(cfg)
+def load_keys(
+    cfg: GatewayConfig, conn: sqlite3.Connection, *, gates_optional: bool = False
+) -> Keys:
+    """The gate's keys: :meth:`Keys.from_config` plus the subkeys carried in its database
+    (``gates_optional``: see there; the database decides whether the site key may stand in
+    for the gates key, :func:`check_gates`)."""
+    keys = Keys.from_config(cfg, gates_optional=gates_optional)
+    check_gates(conn, keys)
     return replace(keys, carried=read_carried(conn, keys.device))
 
 
@@ -154,19 +182,19 @@ def _apply(
     actor: str,
     clock: Callable[[], float],
     extra: Mapping[str, Any] | None = None,
-    carried: str | None = None,
+    kv: Mapping[str, str] | None = None,
 ) -> Rotation:
-    """Move every template from ``old`` to ``new`` (and store ``carried``) in one
+    """Move every template from ``old`` to ``new`` (and store the ``kv`` entries) in one
     transaction, audited; then move the staged key in and scrub the WAL. Nothing changes
     (and the staged key is removed) when the transaction fails."""
     try:
         with transaction(db):
             people, templates = rekey_templates(db, old, new)
-            if carried is not None:
+            for name, value in (kv or {}).items():
                 db.execute(
                     "INSERT INTO kv (key, value) VALUES (?, ?)"
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    [CARRY_KV, carried],
+                    [name, value],
                 )
             details = {
                 "what": what,
@@ -205,13 +233,17 @@ def rotate_transform(
     key = new_key_text() if new_key is None else new_key
     if len(key) < MIN_KEY_BYTES:
         raise RotationError(f"a gates key needs at least {MIN_KEY_BYTES} bytes")
-    if key == keys.gates_root:
+    for other, name in ((keys.site, "site"), (keys.device, "device")):
+        if hmac.compare_digest(key, other):
+            raise RotationError(f"the gates key must differ from the {name} key")
+    if hmac.compare_digest(key, keys.gates_root):
         raise RotationError("this gate already uses that gates key")
     old = Vault.from_keys(keys)
     new = Vault.from_keys(replace(keys, gates=key), clock=clock)
     staged = _Staged(((stage_key_file(gates_key.file, key), gates_key.file),))
     ids = (old.site.fingerprint, new.site.fingerprint)
-    return _apply(db, old, new, staged, what="transform", ids=ids, actor=actor, clock=clock)
+    kv = {GATES_ID_KV: key_id(key)}
+    return _apply(db, old, new, staged, what="transform", ids=ids, actor=actor, clock=clock, kv=kv)
 
 
 def _stage_tpm(key: bytes, cfg: KeysConfig) -> _Staged:
@@ -272,5 +304,5 @@ def rotate_device(
         actor=actor,
         clock=clock,
         extra={"provider": cfg.keys.provider},
-        carried=seal_carried(key, carried),
+        kv={CARRY_KV: seal_carried(key, carried)},
     )
