@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import enum
+import fcntl
 import hashlib
 import hmac
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -40,7 +43,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
 from gateway.config.root import GatewayConfig
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 
 MIN_KEY_BYTES = 32
 
@@ -153,6 +156,41 @@ def key_id(key: bytes) -> str:
     """A key's public fingerprint (derived, so it says nothing of the key), as recorded in
     the database's kv table."""
     return derive(key, "access-gateway/key-id/v1", 8).hex()
+
+
+#: The lock file in the state directory the daemon holds while it runs (it keeps the keys in
+#: memory) and a key rotation holds while it changes them.
+STATE_LOCK = "daemon.lock"
+
+
+class StateLockedError(GatewayError):
+    """Another process (the daemon, or a key rotation) holds the state directory's lock."""
+
+
+@contextlib.contextmanager
+def state_lock(state_dir: Path) -> Iterator[bool]:
+    """Hold the exclusive ``flock`` on ``<state_dir>/daemon.lock`` for the block; raises
+    :class:`StateLockedError` when another process holds it. Yields False (no lock) when the
+    file cannot be opened (a read-only state directory)."""
+    path = state_dir / STATE_LOCK
+    with contextlib.suppress(OSError):
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield False
+            return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StateLockedError(f"{path} is held by another gateway process") from exc
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def pin_index_key(site_key: bytes) -> bytes:

@@ -18,7 +18,8 @@ access-log subjects: :data:`gateway.keys.CARRIED`) are carried over sealed under
 and the old device key is gone.
 
 Audited as ``keys.rotate`` (key fingerprints only, never key material). The daemon must be
-restarted afterwards (it holds the old keys in memory).
+stopped (it holds the old keys in memory): ``gateway keys rotate`` holds the state lock
+(:func:`gateway.keys.state_lock`) the daemon holds while it runs.
 """
 
 from __future__ import annotations

@@ -105,3 +105,23 @@ def test_cli_key_flags_do_not_drop_a_configured_gates_key(
         ctx.keys_of(args)
     args.gates_key = gates
     assert ctx.keys_of(args).gates == b"g" * 32
+
+
+def test_rotation_is_refused_while_the_daemon_holds_the_state_lock(
+    tmp_path: Path, minimal_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli.main import main
+    from gateway.keys import StateLockedError, state_lock
+
+    legacy_config(tmp_path, minimal_config)
+    cfg = load_config(minimal_config, env=False)
+    before = Path(cfg.storage.database_path).read_bytes()
+    argv = ["--config", str(minimal_config), "keys", "rotate", "--what", "device"]
+    with state_lock(cfg.storage.state_dir) as held:  # what the running daemon holds
+        assert held
+        assert main(argv) != 0
+        assert "stop the daemon first" in capsys.readouterr().err
+        with pytest.raises(StateLockedError), state_lock(cfg.storage.state_dir):
+            pass  # a second daemon is kept out too
+    assert Path(cfg.storage.database_path).read_bytes() == before
+    assert main(argv) == 0  # once the daemon is stopped
