@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -147,9 +148,7 @@ def _device_key_if_any(args: argparse.Namespace) -> bytes | None:
     cfg = config_of(args)
     try:
         if explicit is None and cfg is not None and _configured_device_key(cfg):
-            from gateway.keys import Keys
-
-            return Keys.from_config(cfg).device
+            return _config_keys(args, cfg).device
         return load_key(explicit, "device-key")
     except GatewayError:
         if explicit is not None:
@@ -175,15 +174,14 @@ def keys_of(args: argparse.Namespace) -> Keys:
     cfg = config_of(args)
     explicit = (args.device_key, args.site_key, getattr(args, "gates_key", None))
     if cfg is not None and explicit == (None, None, None):
-        keys = Keys.from_config(cfg)
-    else:
-        if cfg is not None and cfg.privacy.gates_key is not None and explicit[2] is None:
-            raise GatewayError(
-                "--config sets privacy.gates_key: give --gates-key with --device-key/--site-key"
-            )
-        gates = _gates_key_if_any(explicit[2])
-        keys = Keys(load_key(explicit[0], "device-key"), load_key(explicit[1], "site-key"), gates)
-        keys.check_distinct()
+        return _config_keys(args, cfg)
+    if cfg is not None and cfg.privacy.gates_key is not None and explicit[2] is None:
+        raise GatewayError(
+            "--config sets privacy.gates_key: give --gates-key with --device-key/--site-key"
+        )
+    gates = _gates_key_if_any(explicit[2])
+    keys = Keys(load_key(explicit[0], "device-key"), load_key(explicit[1], "site-key"), gates)
+    keys.check_distinct()
     _check_db_gates(args, keys)
     return keys
 
@@ -196,20 +194,38 @@ def _gates_key_if_any(explicit: Path | None) -> bytes | None:
     return load_key(explicit, "gates-key")
 
 
+def _config_keys(args: argparse.Namespace, cfg: Any) -> Keys:
+    """The configured keys as the daemon loads them (:func:`gateway.services.keys.load_keys`:
+    an interrupted rotation finished, the database's key records checked)."""
+    from gateway.keys import Keys
+    from gateway.services.keys import load_keys
+
+    path = db_path(args)
+    if not path.exists():
+        return Keys.from_config(cfg)
+    conn = _read_only(path)
+    try:
+        return load_keys(cfg, conn)
+    finally:
+        conn.close()
+
+
 def _check_db_gates(args: argparse.Namespace, keys: Keys) -> None:
     """Refuse the site key in the gates key's place on a database that records a gates key."""
-    import sqlite3
-
     from gateway.services.keys import check_gates
 
     path = db_path(args)
     if keys.gates is not None or not path.exists():
         return
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = _read_only(path)
     try:
         check_gates(conn, keys)
     finally:
         conn.close()
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
 def credentials_of(args: argparse.Namespace, db: sqlite_utils.Database) -> Credentials:

@@ -125,3 +125,80 @@ def test_rotation_is_refused_while_the_daemon_holds_the_state_lock(
             pass  # a second daemon is kept out too
     assert Path(cfg.storage.database_path).read_bytes() == before
     assert main(argv) == 0  # once the daemon is stopped
+
+
+def _crash_after_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(staged: Path, target: Path) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(svc, "commit_key_file", crash)
+
+
+@pytest.mark.parametrize("what", ["transform", "device"])
+def test_a_crash_between_commit_and_key_move_is_finished_at_load(
+    tmp_path: Path, minimal_config: Path, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    gates = tmp_path / "legacy-keys" / "gates"
+    if what == "transform":  # configured, written by the rotation
+        _with_gates(tmp_path, minimal_config, gates)
+    else:
+        legacy_config(tmp_path, minimal_config)
+    cfg = load_config(minimal_config, env=False)
+    keys = Keys.from_config(cfg, gates_optional=True)
+    db = open_keyed(Path(cfg.storage.database_path), keys)
+    keys = svc.load_keys(cfg, db.conn, gates_optional=True)
+    target = gates if what == "transform" else tmp_path / "legacy-keys" / "device"
+    old = target.read_bytes() if target.exists() else None
+    with monkeypatch.context() as m:
+        _crash_after_commit(m)
+        rotate = (
+            (lambda: svc.rotate_transform(db, keys, SecretRef(file=gates), actor="t"))
+            if what == "transform"
+            else (lambda: svc.rotate_device(db, keys, cfg, actor="t"))
+        )
+        with pytest.raises(OSError, match="power cut"):
+            rotate()
+    audit.bind_key(db, None)
+    staged = target.with_name(target.name + ".new")
+    assert (target.read_bytes() if target.exists() else None) == old  # the crash's state
+    kv_name = svc.GATES_ID_KV if what == "transform" else svc.DEVICE_ID_KV
+    with pytest.raises(svc.RotationError, match="interrupted"):  # .new is never dropped
+        svc.stage_key_file(target, b"x" * 64, svc.kv_value(db.conn, kv_name))
+    assert staged.exists()
+
+    loaded = svc.load_keys(cfg, db.conn)  # what the daemon does at start
+
+    assert not staged.exists()
+    new = SecretRef(file=target).read_bytes()
+    assert new != old
+    assert (loaded.gates if what == "transform" else loaded.device) == new
+    from gateway.privacy.vault import Vault
+
+    open_keyed(Path(cfg.storage.database_path), loaded)
+    Vault.from_keys(loaded).load_person(db, "p1")  # the templates open with the moved key
+    audit.bind_key(db, None)
+
+
+def test_a_key_file_that_is_not_the_recorded_one_refuses_to_load(
+    tmp_path: Path, minimal_config: Path
+) -> None:
+    gates = tmp_path / "legacy-keys" / "gates"
+    _with_gates(tmp_path, minimal_config, gates)
+    cfg = load_config(minimal_config, env=False)
+    keys = Keys.from_config(cfg, gates_optional=True)
+    db = open_keyed(Path(cfg.storage.database_path), keys)
+    svc.rotate_transform(db, keys, SecretRef(file=gates), actor="t")
+    audit.bind_key(db, None)
+    write_secret(gates, b"h" * 32)  # an old copy put back, say
+    with pytest.raises(ConfigError, match=r"privacy\.gates_key.*gates\.new"):
+        svc.load_keys(cfg, db.conn)
+
+
+def test_carried_keys_missing_after_a_device_rotation_are_refused(tmp_path: Path) -> None:
+    path, keys, _ = legacy(tmp_path)
+    db = open_keyed(path, keys)
+    assert svc.read_carried(db.conn, keys.device) == {}  # never rotated: nothing carried
+    db.execute("INSERT INTO kv (key, value) VALUES (?, ?)", [svc.DEVICE_ID_KV, "00"])
+    with pytest.raises(ConfigError, match=r"keys\.carried"):
+        svc.read_carried(db.conn, keys.device)
+    audit.bind_key(db, None)
