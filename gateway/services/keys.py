@@ -24,6 +24,7 @@ stopped (it holds the old keys in memory): ``gateway keys rotate`` holds the sta
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
@@ -139,8 +140,38 @@ def finish_interrupted(cfg: GatewayConfig, conn: sqlite3.Connection) -> None:
     gates, device = cfg.privacy.gates_key, cfg.privacy.device_key
     if gates is not None and gates.file is not None:
         _finish_move(conn, gates.file, GATES_ID_KV, "privacy.gates_key")
-    if cfg.keys.provider != "tpm" and device is not None and device.file is not None:
+    if cfg.keys.provider == "tpm":
+        _finish_tpm_move(conn, cfg.keys)
+    elif device is not None and device.file is not None:
         _finish_move(conn, device.file, DEVICE_ID_KV, "privacy.device_key")
+
+
+def _finish_tpm_move(conn: sqlite3.Connection, cfg: KeysConfig) -> None:
+    """The TPM blob pair's :func:`_finish_move`: the pair made of each ``<blob>.new`` still
+    there (else the blob already moved) is moved in when it unseals to the recorded key,
+    so a crash between the two moves is finished too."""
+    from gateway import tpm
+
+    recorded = kv_value(conn, DEVICE_ID_KV)
+    blobs = {"public_blob": cfg.public_blob, "private_blob": cfg.private_blob}
+    news = {name: _staged_path(path) for name, path in blobs.items()}
+    if recorded is None or not any(p.exists() for p in news.values()):
+        return
+    with contextlib.suppress(ConfigError):
+        if key_id(tpm.unseal(tpm.read_blobs(cfg), cfg)) == recorded:
+            return  # the .new blobs are left over from a rotation that did not commit
+    pair = cfg.model_copy(update={n: p if p.exists() else blobs[n] for n, p in news.items()})
+    try:
+        if key_id(tpm.unseal(tpm.read_blobs(pair), cfg)) != recorded:
+            return  # load_keys refuses, naming the blobs
+    except ConfigError:
+        return
+    for name, staged in news.items():
+        if staged.exists():
+            commit_key_file(staged, blobs[name])
+            log.warning(
+                "finished an interrupted key rotation: moved %s over %s", staged, blobs[name]
+            )
 
 
 def _file_key_id(path: Path) -> str | None:
