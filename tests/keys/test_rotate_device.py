@@ -116,17 +116,11 @@ def swtpm(tmp_path: Path) -> Iterator[SoftTpm]:
         yield tpm
 
 
-@needs_swtpm
-def test_tpm_device_key_rotation_seals_a_new_blob(
-    swtpm: SoftTpm, tmp_path: Path, minimal_config: Path
-) -> None:
-    from gateway import tpm
+def _seal_to(swtpm: SoftTpm, tmp_path: Path, minimal_config: Path, device_file: Path) -> Path:
+    """Seal the device key file to ``swtpm`` and switch the config to the TPM provider;
+    return the blobs' directory."""
     from gateway.cli.main import main
 
-    raw = legacy_config(tmp_path, minimal_config)
-    device_file = tmp_path / "legacy-keys" / "device"
-    base = load_config(minimal_config, env=False)
-    old = Keys.from_config(base)
     text = "\n".join(
         ln for ln in minimal_config.read_text().splitlines() if not ln.startswith("device_key")
     )
@@ -137,6 +131,20 @@ def test_tpm_device_key_rotation_seals_a_new_blob(
     )
     argv = ["--config", str(minimal_config), "keys", "seal", "--from", str(device_file)]
     assert main([*argv, "--remove-clear"]) == 0
+    return blobs
+
+
+@needs_swtpm
+def test_tpm_device_key_rotation_seals_a_new_blob(
+    swtpm: SoftTpm, tmp_path: Path, minimal_config: Path
+) -> None:
+    from gateway import tpm
+
+    raw = legacy_config(tmp_path, minimal_config)
+    device_file = tmp_path / "legacy-keys" / "device"
+    base = load_config(minimal_config, env=False)
+    old = Keys.from_config(base)
+    blobs = _seal_to(swtpm, tmp_path, minimal_config, device_file)
     cfg = load_config(minimal_config, env=False)
     sealed_before = tpm.read_blobs(cfg.keys)
 
@@ -157,21 +165,11 @@ def test_tpm_device_key_rotation_seals_a_new_blob(
 def test_a_crash_between_the_two_blob_moves_is_finished_at_load(
     swtpm: SoftTpm, tmp_path: Path, minimal_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gateway.cli.main import main
 
     raw = legacy_config(tmp_path, minimal_config)
     device_file = tmp_path / "legacy-keys" / "device"
     old = Keys.from_config(load_config(minimal_config, env=False))
-    text = "\n".join(
-        ln for ln in minimal_config.read_text().splitlines() if not ln.startswith("device_key")
-    )
-    blobs = tmp_path / "cred"
-    minimal_config.write_text(
-        f'{text}\n[keys]\nprovider = "tpm"\ntcti = "{swtpm.tcti}"\n'
-        f'public_blob = "{blobs / "dk.pub"}"\nprivate_blob = "{blobs / "dk.priv"}"\n'
-    )
-    argv = ["--config", str(minimal_config), "keys", "seal", "--from", str(device_file)]
-    assert main([*argv, "--remove-clear"]) == 0
+    blobs = _seal_to(swtpm, tmp_path, minimal_config, device_file)
     cfg = load_config(minimal_config, env=False)
     db = open_keyed(cfg.storage.database_path, old)
     keys = svc.load_keys(cfg, db.conn)
