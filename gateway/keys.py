@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import enum
+import fcntl
 import hashlib
 import hmac
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -40,7 +43,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
 from gateway.config.root import GatewayConfig
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 
 MIN_KEY_BYTES = 32
 
@@ -149,6 +152,47 @@ def open_carried(device_root: bytes, text: str) -> dict[Purpose, bytes]:
     return out
 
 
+def key_id(key: bytes) -> str:
+    """A key's public fingerprint (derived, so it says nothing of the key), as recorded in
+    the database's kv table."""
+    return derive(key, "access-gateway/key-id/v1", 8).hex()
+
+
+#: The lock file in the state directory the daemon holds while it runs (it keeps the keys in
+#: memory) and a key rotation holds while it changes them.
+STATE_LOCK = "daemon.lock"
+
+
+class StateLockedError(GatewayError):
+    """Another process (the daemon, or a key rotation) holds the state directory's lock."""
+
+
+@contextlib.contextmanager
+def state_lock(state_dir: Path) -> Iterator[bool]:
+    """Hold the exclusive ``flock`` on ``<state_dir>/daemon.lock`` for the block; raises
+    :class:`StateLockedError` when another process holds it. Yields False (no lock) when the
+    file cannot be opened (a read-only state directory)."""
+    path = state_dir / STATE_LOCK
+    with contextlib.suppress(OSError):
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            yield False
+            return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise StateLockedError(f"{path} is held by another gateway process") from exc
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def pin_index_key(site_key: bytes) -> bytes:
     """The site's PIN lookup index key (what ``set_pin``'s ``pin_index`` is keyed with)."""
     return subkey_of(site_key, Purpose.PIN_INDEX)
@@ -157,7 +201,10 @@ def pin_index_key(site_key: bytes) -> bytes:
 def _load(ref: SecretRef | None, key_path: str) -> bytes:
     if ref is None:
         raise ConfigError([(key_path, "None", "this key is required")])
-    data = ref.read_bytes()
+    try:
+        data = ref.read_bytes()
+    except ConfigError as exc:  # name the setting, not only the file
+        raise ConfigError([(key_path, exc.problems[0][0], exc.problems[0][2])]) from exc
     if len(data) < MIN_KEY_BYTES:
         raise ConfigError(
             [(key_path, f"<{len(data)} bytes>", f"a key needs at least {MIN_KEY_BYTES} bytes")]
@@ -247,20 +294,42 @@ class Keys:
         return "Keys(<redacted>)"
 
     @classmethod
-    def from_config(cls, cfg: GatewayConfig) -> Keys:
-        """Load the device key from its provider, the site key, the gates key (when its
-        file exists: a configured file not written yet is a gate still on the site key).
+    def from_config(cls, cfg: GatewayConfig, *, gates_optional: bool = False) -> Keys:
+        """Load the device key from its provider, the site key and the gates key. The site
+        key stands in for the gates key only when ``privacy.gates_key`` is not configured; a
+        configured one that cannot be read is a ConfigError (``gates_optional``: except a
+        file not written yet, for ``gateway keys rotate --what transform``, which writes it).
         The device subkeys carried over a device-key rotation are in the database:
         :func:`gateway.services.keys.load_keys` adds them."""
         ref = cfg.privacy.gates_key
         gates = None
-        if ref is not None and (ref.file is None or ref.file.exists()):
+        unwritten = gates_optional and ref is not None and ref.file is not None
+        if ref is not None and not (unwritten and ref.file is not None and not ref.file.exists()):
             gates = _load(ref, "privacy.gates_key")
-        return cls(
+        keys = cls(
             device=device_key_provider(cfg).device_key(),
             site=_load(cfg.privacy.site_key, "privacy.site_key"),
             gates=gates,
         )
+        keys.check_distinct()
+        return keys
+
+    def check_distinct(self) -> None:
+        """ConfigError when the gates key is the site or the device key (it would then be
+        shared with the office, or be no separate key at all)."""
+        if self.gates is None:
+            return
+        for other, name in ((self.site, "site"), (self.device, "device")):
+            if hmac.compare_digest(self.gates, other):
+                raise ConfigError(
+                    [
+                        (
+                            "privacy.gates_key",
+                            "<redacted>",
+                            f"the gates key must differ from the {name} key",
+                        )
+                    ]
+                )
 
     def root(self, root: Root) -> bytes:
         """One root key (``GATES`` falls back to the site key when none is configured)."""

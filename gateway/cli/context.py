@@ -3,8 +3,10 @@
 
 Paths and secrets come from options or the configuration: ``--db`` (default from
 ``--config``, else ``$GATEWAY_STORAGE__DATABASE`` or /var/lib/access-gateway/state.db),
-``--device-key``/``--site-key`` files (default: systemd credentials ``device-key``,
-``site-key``), ``--notice-file``/``--notice-version``.
+``--device-key``/``--site-key``/``--gates-key`` files (default: systemd credentials
+``device-key``, ``site-key``, ``gates-key``), ``--notice-file``/``--notice-version``. The
+site key stands in for the gates key only when none is given or configured and the database
+records none.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +65,12 @@ def common_options(p: argparse.ArgumentParser, *, keys: bool = False, notice: bo
             "--site-key",
             type=Path,
             help="site key file (0600); default: $CREDENTIALS_DIRECTORY/site-key",
+        )
+        p.add_argument(
+            "--gates-key",
+            type=Path,
+            help="gates key file (0600); default: $CREDENTIALS_DIRECTORY/gates-key when "
+            "present (without one the site key stands in: gates set up before gates keys)",
         )
     if notice:
         p.add_argument("--notice-file", type=Path, help="the notice text shown (UTF-8)")
@@ -139,9 +148,7 @@ def _device_key_if_any(args: argparse.Namespace) -> bytes | None:
     cfg = config_of(args)
     try:
         if explicit is None and cfg is not None and _configured_device_key(cfg):
-            from gateway.keys import Keys
-
-            return Keys.from_config(cfg).device
+            return _config_keys(args, cfg).device
         return load_key(explicit, "device-key")
     except GatewayError:
         if explicit is not None:
@@ -159,14 +166,66 @@ def vault_of(args: argparse.Namespace) -> Vault:
 
 
 def keys_of(args: argparse.Namespace) -> Keys:
-    """The root keys from --device-key/--site-key (no gates key: the site key stands in),
-    else --config, else the credentials."""
+    """The root keys from --config, with --device-key/--site-key/--gates-key (else the
+    credentials) in its place when given or when there is no config. The site key stands in
+    for the gates key only when none is given or configured and the database records none."""
     from gateway.keys import Keys
 
     cfg = config_of(args)
-    if cfg is not None and args.device_key is None and args.site_key is None:
+    explicit = (args.device_key, args.site_key, getattr(args, "gates_key", None))
+    if cfg is not None and explicit == (None, None, None):
+        return _config_keys(args, cfg)
+    if cfg is not None and cfg.privacy.gates_key is not None and explicit[2] is None:
+        raise GatewayError(
+            "--config sets privacy.gates_key: give --gates-key with --device-key/--site-key"
+        )
+    gates = _gates_key_if_any(explicit[2])
+    keys = Keys(load_key(explicit[0], "device-key"), load_key(explicit[1], "site-key"), gates)
+    keys.check_distinct()
+    _check_db_gates(args, keys)
+    return keys
+
+
+def _gates_key_if_any(explicit: Path | None) -> bytes | None:
+    """--gates-key, else the ``gates-key`` credential when there is one, else None."""
+    base = os.environ.get("CREDENTIALS_DIRECTORY")
+    if explicit is None and (not base or not (Path(base) / "gates-key").exists()):
+        return None
+    return load_key(explicit, "gates-key")
+
+
+def _config_keys(args: argparse.Namespace, cfg: Any) -> Keys:
+    """The configured keys as the daemon loads them (:func:`gateway.services.keys.load_keys`:
+    an interrupted rotation finished, the database's key records checked)."""
+    from gateway.keys import Keys
+    from gateway.services.keys import load_keys
+
+    path = db_path(args)
+    if not path.exists():
         return Keys.from_config(cfg)
-    return Keys(load_key(args.device_key, "device-key"), load_key(args.site_key, "site-key"))
+    conn = _read_only(path)
+    try:
+        return load_keys(cfg, conn)
+    finally:
+        conn.close()
+
+
+def _check_db_gates(args: argparse.Namespace, keys: Keys) -> None:
+    """Refuse the site key in the gates key's place on a database that records a gates key."""
+    from gateway.services.keys import check_gates
+
+    path = db_path(args)
+    if keys.gates is not None or not path.exists():
+        return
+    conn = _read_only(path)
+    try:
+        check_gates(conn, keys)
+    finally:
+        conn.close()
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
 def credentials_of(args: argparse.Namespace, db: sqlite_utils.Database) -> Credentials:
@@ -213,14 +272,9 @@ def fmt_ts(ts: float | None) -> str:
 
 
 def gates_root(args: argparse.Namespace) -> bytes:
-    """The GATES root key (the configured gates key, else the site key from --site-key, the
-    config or the systemd credential)."""
-    cfg = config_of(args)
-    if cfg is not None and args.site_key is None:
-        from gateway.keys import Keys
-
-        return Keys.from_config(cfg).gates_root
-    return load_key(args.site_key, "site-key")
+    """The GATES root key (:func:`keys_of`: the site key stands in only for a gate without
+    a gates key)."""
+    return keys_of(args).gates_root
 
 
 _RETENTION_FIELDS = (

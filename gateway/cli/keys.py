@@ -18,7 +18,7 @@ from pathlib import Path
 from gateway.cli.context import Sub
 from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
-from gateway.config.root import load_config
+from gateway.config.root import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from gateway.keys import MIN_KEY_BYTES, Purpose
 
@@ -77,13 +77,25 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
+    """Rotate with the state directory locked: never while the daemon holds the old keys."""
+    from gateway.keys import StateLockedError, state_lock
+
+    cfg = load_config(args.config)
+    try:
+        with state_lock(cfg.storage.state_dir):
+            return _rotate(args, cfg)
+    except StateLockedError as exc:
+        why = f"{exc}: stop the daemon first: systemctl stop access-gateway"
+        raise ConfigError([("storage.state_dir", str(cfg.storage.state_dir), why)]) from exc
+
+
+def _rotate(args: argparse.Namespace, cfg: GatewayConfig) -> int:
     from gateway.privacy import access_log, audit
     from gateway.services import keys as svc
     from gateway.store import database as store
 
-    cfg = load_config(args.config)
     db = store.connect(Path(cfg.storage.database_path), create=False)
-    keys = svc.load_keys(cfg, db.conn)
+    keys = svc.load_keys(cfg, db.conn, gates_optional=args.what == "transform")
     audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
     access_log.bind_key(db, keys.subkey(Purpose.ACCESS_LOG))
     if args.what == "device":
@@ -105,7 +117,7 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
             f"copy {cfg.privacy.gates_key.file} to the site's other gates and run there: "
             "gateway keys rotate --what transform --key FILE"
         )
-    print("restart the daemon: it holds the old keys in memory")
+    print("start the daemon again: systemctl start access-gateway")
     return 0
 
 

@@ -68,9 +68,9 @@ class PrivacyConfig(Strict):
     gates_key: SecretRef | None = Field(
         None,
         description="Key shared by the site's gates only (never the office): template "
-        "transform, bundle wrapping, withdrawal fan-out. Unset (or a file not written yet): "
-        "the site key stands in (gates set up before it existed); 'gateway keys rotate "
-        "--what transform' writes it.",
+        "transform, bundle wrapping, withdrawal fan-out. Unset: the site key stands in (gates "
+        "set up before it existed). A file not written yet is an error except for 'gateway "
+        "keys rotate --what transform', which writes it.",
     )
     pseudonym_epoch_s: int = Field(
         86400, ge=60, description="Rotation period of person pseudonyms in events."

@@ -171,6 +171,22 @@ class Daemon:
             self.db = None
 
     async def run(self, build: Build) -> int:
+        """Hold the state directory's lock (:func:`gateway.keys.state_lock`: no key rotation
+        while the daemon holds the keys in memory), then :meth:`_run`."""
+        from gateway.keys import StateLockedError, state_lock
+
+        try:
+            with state_lock(self.cfg.storage.state_dir) as locked:
+                if not locked:
+                    log.warning(
+                        "cannot lock %s: key rotations are not kept out", self.cfg.storage.state_dir
+                    )
+                return await self._run(build)
+        except StateLockedError as exc:
+            log.critical("refusing to start: %s (a running daemon or a key rotation)", exc)
+            return EXIT_FAILURE
+
+    async def _run(self, build: Build) -> int:
         """Build the application, run it until a stop signal; return the exit code."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)

@@ -18,11 +18,14 @@ access-log subjects: :data:`gateway.keys.CARRIED`) are carried over sealed under
 and the old device key is gone.
 
 Audited as ``keys.rotate`` (key fingerprints only, never key material). The daemon must be
-restarted afterwards (it holds the old keys in memory).
+stopped (it holds the old keys in memory): ``gateway keys rotate`` holds the state lock
+(:func:`gateway.keys.state_lock`) the daemon holds while it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import logging
 import os
 import secrets
@@ -38,13 +41,14 @@ import sqlite_utils
 from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
 from gateway.config.root import GatewayConfig
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.keys import (
     CARRIED,
     CARRY_KV,
     MIN_KEY_BYTES,
     Keys,
     Purpose,
+    key_id,
     open_carried,
     seal_carried,
 )
@@ -58,6 +62,11 @@ log = logging.getLogger(__name__)
 ROTATE_ACTION = "keys.rotate"
 NEW_KEY_BYTES = 32
 SCRUB_WAIT_S = 2.0
+#: kv entry holding the id (:func:`gateway.keys.key_id`) of the gates key in use, written by
+#: a transform rotation: once present, the site key never stands in for the gates key.
+GATES_ID_KV = "keys.gates_id"
+#: kv entry holding the id of the device key in use, written by a device rotation.
+DEVICE_ID_KV = "keys.device_id"
 
 
 class RotationError(GatewayError):
@@ -76,19 +85,114 @@ class Rotation:
     scrubbed: bool
 
 
-def read_carried(conn: sqlite3.Connection, device_root: bytes) -> dict[Purpose, bytes]:
-    """The device subkeys carried over a device-key rotation (none before the first one)."""
+def kv_value(conn: sqlite3.Connection, name: str) -> str | None:
+    """One kv entry, None when absent (or when the database has no kv table yet)."""
     try:
-        row = conn.execute("SELECT value FROM kv WHERE key = ?", (CARRY_KV,)).fetchone()
+        row = conn.execute("SELECT value FROM kv WHERE key = ?", (name,)).fetchone()
     except sqlite3.OperationalError:  # a database not created yet: no kv table
-        return {}
-    return {} if row is None else open_carried(device_root, str(row[0]))
+        return None
+    return None if row is None else str(row[0])
 
 
-def load_keys(cfg: GatewayConfig, conn: sqlite3.Connection) -> Keys:
-    """The gate's keys: :meth:`Keys.from_config` plus the subkeys carried in its database."""
-    keys = Keys.from_config(cfg)
+def check_gates(conn: sqlite3.Connection, keys: Keys) -> None:
+    """ConfigError when the site key would stand in for the gates key of a database that
+    records a gates key of its own."""
+    recorded = kv_value(conn, GATES_ID_KV)
+    if keys.gates is None and recorded is not None:
+        why = f"this database uses a gates key (id {recorded}): the site key cannot stand in"
+        raise ConfigError([("privacy.gates_key", "None", why)])
+
+
+def read_carried(conn: sqlite3.Connection, device_root: bytes) -> dict[Purpose, bytes]:
+    """The device subkeys carried over a device-key rotation (none before the first one);
+    ConfigError when a device rotation is recorded but its carried keys are gone."""
+    text = kv_value(conn, CARRY_KV)
+    if text is None and kv_value(conn, DEVICE_ID_KV) is not None:
+        why = "a device-key rotation is recorded but its carried keys are missing"
+        raise ConfigError([("kv", CARRY_KV, why)])
+    return {} if text is None else open_carried(device_root, text)
+
+
+def load_keys(
+    cfg: GatewayConfig, conn: sqlite3.Connection, *, gates_optional: bool = False
+) -> Keys:
+    """The gate's keys: :meth:`Keys.from_config` plus the subkeys carried in its database
+    (``gates_optional``: see there; the database decides whether the site key may stand in
+    for the gates key, :func:`check_gates`). A rotation interrupted between its commit and
+    its key file's move is finished first (:func:`finish_interrupted`)."""
+    finish_interrupted(cfg, conn)
+    keys = Keys.from_config(cfg, gates_optional=gates_optional)
+    check_gates(conn, keys)
+    recorded = kv_value(conn, DEVICE_ID_KV)
+    if recorded is not None and key_id(keys.device) != recorded:
+        where = "keys.private_blob" if cfg.keys.provider == "tpm" else "privacy.device_key"
+        why = (
+            f"the device key is not the one the database records (id {recorded}); after an "
+            "interrupted rotation the new key is at <file>.new: move it (both blobs) in"
+        )
+        raise ConfigError([(where, "<redacted>", why)])
     return replace(keys, carried=read_carried(conn, keys.device))
+
+
+def finish_interrupted(cfg: GatewayConfig, conn: sqlite3.Connection) -> None:
+    """Finish the key file move of a rotation that committed but crashed before moving its
+    ``<file>.new`` in; ConfigError naming the file when neither holds the recorded key."""
+    gates, device = cfg.privacy.gates_key, cfg.privacy.device_key
+    if gates is not None and gates.file is not None:
+        _finish_move(conn, gates.file, GATES_ID_KV, "privacy.gates_key")
+    if cfg.keys.provider == "tpm":
+        _finish_tpm_move(conn, cfg.keys)
+    elif device is not None and device.file is not None:
+        _finish_move(conn, device.file, DEVICE_ID_KV, "privacy.device_key")
+
+
+def _finish_tpm_move(conn: sqlite3.Connection, cfg: KeysConfig) -> None:
+    """The TPM blob pair's :func:`_finish_move`: the pair made of each ``<blob>.new`` still
+    there (else the blob already moved) is moved in when it unseals to the recorded key,
+    so a crash between the two moves is finished too."""
+    from gateway import tpm
+
+    recorded = kv_value(conn, DEVICE_ID_KV)
+    blobs = {"public_blob": cfg.public_blob, "private_blob": cfg.private_blob}
+    news = {name: _staged_path(path) for name, path in blobs.items()}
+    if recorded is None or not any(p.exists() for p in news.values()):
+        return
+    with contextlib.suppress(ConfigError):
+        if key_id(tpm.unseal(tpm.read_blobs(cfg), cfg)) == recorded:
+            return  # the .new blobs are left over from a rotation that did not commit
+    pair = cfg.model_copy(update={n: p if p.exists() else blobs[n] for n, p in news.items()})
+    try:
+        if key_id(tpm.unseal(tpm.read_blobs(pair), cfg)) != recorded:
+            return  # load_keys refuses, naming the blobs
+    except ConfigError:
+        return
+    for name, staged in news.items():
+        if staged.exists():
+            commit_key_file(staged, blobs[name])
+            log.warning(
+                "finished an interrupted key rotation: moved %s over %s", staged, blobs[name]
+            )
+
+
+def _file_key_id(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    return key_id(SecretRef(file=path).read_bytes())  # read as the key loader reads it
+
+
+def _finish_move(conn: sqlite3.Connection, target: Path, kv_name: str, setting: str) -> None:
+    recorded = kv_value(conn, kv_name)
+    if recorded is None or _file_key_id(target) == recorded:
+        return
+    staged = _staged_path(target)
+    if _file_key_id(staged) != recorded:
+        why = (
+            f"{target} does not hold the key the database records (id {recorded}), nor does "
+            f"{staged}: restore that key file (or the database backup made with it)"
+        )
+        raise ConfigError([(setting, str(target), why)])
+    commit_key_file(staged, target)
+    log.warning("finished an interrupted key rotation: moved %s over %s", staged, target)
 
 
 def new_key_text() -> bytes:
@@ -96,11 +200,21 @@ def new_key_text() -> bytes:
     return secrets.token_hex(NEW_KEY_BYTES).encode("ascii")
 
 
-def stage_key_file(target: Path, key: bytes) -> Path:
+def _staged_path(target: Path) -> Path:
+    return target.with_name(target.name + ".new")
+
+
+def stage_key_file(target: Path, key: bytes, recorded: str | None = None) -> Path:
     """Write ``key`` to ``<target>.new`` (0600, synced); the caller moves it over ``target``
-    with :func:`commit_key_file` once the database has committed."""
-    staged = target.with_name(target.name + ".new")
-    staged.unlink(missing_ok=True)  # a left-over from an interrupted rotation
+    with :func:`commit_key_file` once the database has committed. A left-over ``.new`` is
+    replaced unless it holds ``recorded`` (the key the database records: never lost)."""
+    staged = _staged_path(target)
+    if recorded is not None and _file_key_id(staged) == recorded:
+        raise RotationError(
+            f"{staged} holds the key the database records (an interrupted rotation): "
+            "load the keys once (start the daemon) to move it in, then rotate"
+        )
+    staged.unlink(missing_ok=True)  # a left-over from a rotation that did not commit
     fd = os.open(staged, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(key + b"\n")
@@ -154,19 +268,19 @@ def _apply(
     actor: str,
     clock: Callable[[], float],
     extra: Mapping[str, Any] | None = None,
-    carried: str | None = None,
+    kv: Mapping[str, str] | None = None,
 ) -> Rotation:
-    """Move every template from ``old`` to ``new`` (and store ``carried``) in one
+    """Move every template from ``old`` to ``new`` (and store the ``kv`` entries) in one
     transaction, audited; then move the staged key in and scrub the WAL. Nothing changes
     (and the staged key is removed) when the transaction fails."""
     try:
         with transaction(db):
             people, templates = rekey_templates(db, old, new)
-            if carried is not None:
+            for name, value in (kv or {}).items():
                 db.execute(
                     "INSERT INTO kv (key, value) VALUES (?, ?)"
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    [CARRY_KV, carried],
+                    [name, value],
                 )
             details = {
                 "what": what,
@@ -205,13 +319,18 @@ def rotate_transform(
     key = new_key_text() if new_key is None else new_key
     if len(key) < MIN_KEY_BYTES:
         raise RotationError(f"a gates key needs at least {MIN_KEY_BYTES} bytes")
-    if key == keys.gates_root:
+    for other, name in ((keys.site, "site"), (keys.device, "device")):
+        if hmac.compare_digest(key, other):
+            raise RotationError(f"the gates key must differ from the {name} key")
+    if hmac.compare_digest(key, keys.gates_root):
         raise RotationError("this gate already uses that gates key")
     old = Vault.from_keys(keys)
     new = Vault.from_keys(replace(keys, gates=key), clock=clock)
-    staged = _Staged(((stage_key_file(gates_key.file, key), gates_key.file),))
+    recorded = kv_value(db.conn, GATES_ID_KV)
+    staged = _Staged(((stage_key_file(gates_key.file, key, recorded), gates_key.file),))
     ids = (old.site.fingerprint, new.site.fingerprint)
-    return _apply(db, old, new, staged, what="transform", ids=ids, actor=actor, clock=clock)
+    kv = {GATES_ID_KV: key_id(key)}
+    return _apply(db, old, new, staged, what="transform", ids=ids, actor=actor, clock=clock, kv=kv)
 
 
 def _stage_tpm(key: bytes, cfg: KeysConfig) -> _Staged:
@@ -230,7 +349,7 @@ def _stage_tpm(key: bytes, cfg: KeysConfig) -> _Staged:
     return _Staged(((staged.public_blob, cfg.public_blob), (staged.private_blob, cfg.private_blob)))
 
 
-def _new_device_key(cfg: GatewayConfig) -> tuple[bytes, _Staged]:
+def _new_device_key(cfg: GatewayConfig, recorded: str | None) -> tuple[bytes, _Staged]:
     """A fresh device key, staged where the configured provider keeps it."""
     if cfg.keys.provider == "tpm":
         from gateway.tpm import fresh_key
@@ -244,7 +363,7 @@ def _new_device_key(cfg: GatewayConfig) -> tuple[bytes, _Staged]:
             "systemd credential cannot be rewritten)"
         )
     key = new_key_text()
-    staged = stage_key_file(ref.file, key)
+    staged = stage_key_file(ref.file, key, recorded)
     return key, _Staged(((staged, ref.file),))
 
 
@@ -259,7 +378,7 @@ def rotate_device(
     """Renew the device key held by the configured provider: every template key re-wrapped
     in one transaction, the lookup and audit keys carried over, the old key erased."""
     carried = {p: keys.subkey(p) for p in CARRIED}
-    key, staged = _new_device_key(cfg)
+    key, staged = _new_device_key(cfg, kv_value(db.conn, DEVICE_ID_KV))
     new_keys = replace(keys, device=key, carried=carried)
     old, new = Vault.from_keys(keys), Vault.from_keys(new_keys, clock=clock)
     return _apply(
@@ -272,5 +391,5 @@ def rotate_device(
         actor=actor,
         clock=clock,
         extra={"provider": cfg.keys.provider},
-        carried=seal_carried(key, carried),
+        kv={CARRY_KV: seal_carried(key, carried), DEVICE_ID_KV: key_id(key)},
     )

@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.config.root import load_config
+from gateway.keys import StateLockedError, state_lock
 
 
 def _start(config: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
@@ -38,9 +41,12 @@ def _wait_for(log: Path, text: str, timeout: float = 20.0, count: int = 1) -> No
 def test_sigterm_exits_zero_within_5s_with_consistent_db(
     minimal_config: Path, tmp_path: Path
 ) -> None:
+    state_dir = load_config(minimal_config, env=False).storage.state_dir
     proc, log = _start(minimal_config, tmp_path)
     try:
         _wait_for(log, "running for site test-site gate gate-1")
+        with pytest.raises(StateLockedError), state_lock(state_dir):  # no key rotation now
+            pass
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=10)
@@ -50,6 +56,8 @@ def test_sigterm_exits_zero_within_5s_with_consistent_db(
             proc.kill()
     assert code == 0, log.read_text()
     assert elapsed < 5.0
+    with state_lock(state_dir) as held:  # released at exit
+        assert held
     db = load_config(minimal_config, env=False).storage.database_path
     assert oct(db.stat().st_mode & 0o777) == "0o600"
     assert oct(db.parent.stat().st_mode & 0o777) == "0o700"

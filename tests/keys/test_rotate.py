@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gateway.config.base import SecretRef
+from gateway.errors import ConfigError
 from gateway.keys import Keys
 from gateway.privacy import audit, compliance
 from gateway.privacy.sync import bundle_wrap_key
@@ -157,7 +158,9 @@ def test_cli_rotate_then_the_config_loads_the_new_gates_key(
     gates = tmp_path / "legacy-keys" / "gates"
     raw = legacy_config(tmp_path, minimal_config, f'gates_key = {{ file = "{gates}" }}\n')
     cfg = load_config(minimal_config, env=False)
-    assert Keys.from_config(cfg).gates is None  # not written yet: the site key stands in
+    with pytest.raises(ConfigError, match=r"privacy\.gates_key"):  # never the site key silently
+        Keys.from_config(cfg)
+    assert Keys.from_config(cfg, gates_optional=True).gates is None  # rotate's view only
 
     argv = ["--config", str(minimal_config), "keys", "rotate", "--what", "transform"]
     assert main([*argv, "--actor", "ops"]) == 0

@@ -16,6 +16,7 @@ from gateway.credentials.store import Credentials
 from gateway.keys import CARRIED, Keys, Purpose
 from gateway.privacy import audit, compliance
 from gateway.privacy.vault import Vault, VaultError
+from gateway.services import keys as svc
 from gateway.services.keys import load_keys
 from gateway.store import database as store
 from tests.conftest import built_gateway
@@ -115,17 +116,11 @@ def swtpm(tmp_path: Path) -> Iterator[SoftTpm]:
         yield tpm
 
 
-@needs_swtpm
-def test_tpm_device_key_rotation_seals_a_new_blob(
-    swtpm: SoftTpm, tmp_path: Path, minimal_config: Path
-) -> None:
-    from gateway import tpm
+def _seal_to(swtpm: SoftTpm, tmp_path: Path, minimal_config: Path, device_file: Path) -> Path:
+    """Seal the device key file to ``swtpm`` and switch the config to the TPM provider;
+    return the blobs' directory."""
     from gateway.cli.main import main
 
-    raw = legacy_config(tmp_path, minimal_config)
-    device_file = tmp_path / "legacy-keys" / "device"
-    base = load_config(minimal_config, env=False)
-    old = Keys.from_config(base)
     text = "\n".join(
         ln for ln in minimal_config.read_text().splitlines() if not ln.startswith("device_key")
     )
@@ -136,6 +131,20 @@ def test_tpm_device_key_rotation_seals_a_new_blob(
     )
     argv = ["--config", str(minimal_config), "keys", "seal", "--from", str(device_file)]
     assert main([*argv, "--remove-clear"]) == 0
+    return blobs
+
+
+@needs_swtpm
+def test_tpm_device_key_rotation_seals_a_new_blob(
+    swtpm: SoftTpm, tmp_path: Path, minimal_config: Path
+) -> None:
+    from gateway import tpm
+
+    raw = legacy_config(tmp_path, minimal_config)
+    device_file = tmp_path / "legacy-keys" / "device"
+    base = load_config(minimal_config, env=False)
+    old = Keys.from_config(base)
+    blobs = _seal_to(swtpm, tmp_path, minimal_config, device_file)
     cfg = load_config(minimal_config, env=False)
     sealed_before = tpm.read_blobs(cfg.keys)
 
@@ -150,3 +159,42 @@ def test_tpm_device_key_rotation_seals_a_new_blob(
     for name in ("dk.pub", "dk.priv"):
         assert old.device not in (blobs / name).read_bytes()
     assert keys.subkey(Purpose.TEMPLATE_WRAP) != old.subkey(Purpose.TEMPLATE_WRAP)
+
+
+@needs_swtpm
+def test_a_crash_between_the_two_blob_moves_is_finished_at_load(
+    swtpm: SoftTpm, tmp_path: Path, minimal_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    raw = legacy_config(tmp_path, minimal_config)
+    device_file = tmp_path / "legacy-keys" / "device"
+    old = Keys.from_config(load_config(minimal_config, env=False))
+    blobs = _seal_to(swtpm, tmp_path, minimal_config, device_file)
+    cfg = load_config(minimal_config, env=False)
+    db = open_keyed(cfg.storage.database_path, old)
+    keys = svc.load_keys(cfg, db.conn)
+    moved: list[Path] = []
+    real = svc.commit_key_file
+
+    def crash_after_one(staged: Path, target: Path) -> None:
+        if moved:
+            raise OSError("power cut")
+        real(staged, target)
+        moved.append(target)
+
+    with monkeypatch.context() as m:
+        m.setattr(svc, "commit_key_file", crash_after_one)
+        with pytest.raises(OSError, match="power cut"):
+            svc.rotate_device(db, keys, cfg, actor="t")
+    audit.bind_key(db, None)
+    assert len(moved) == 1  # one blob moved, the other still at .new
+
+    loaded = svc.load_keys(cfg, db.conn)
+
+    assert not (blobs / "dk.pub.new").exists()
+    assert not (blobs / "dk.priv.new").exists()
+    assert loaded.device != old.device
+    open_keyed(cfg.storage.database_path, loaded)
+    assert len(Vault.from_keys(loaded).load_person(db, "p1")) == 3
+    assert raw.shape[0] == 4
+    audit.bind_key(db, None)
