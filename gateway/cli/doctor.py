@@ -171,9 +171,17 @@ def check_keys(cfg: GatewayConfig) -> Check:
 
 
 def check_gates_key(cfg: GatewayConfig) -> Check:
-    """WARN while the site key (which the office holds) stands in for the gates key."""
+    """WARN while the site key (which the office holds) stands in for the gates key; FAIL
+    for a configured gates key file that is missing (the daemon refuses to start)."""
     ref = cfg.privacy.gates_key
-    if ref is None or (ref.file is not None and not ref.file.exists()):
+    if ref is not None and ref.file is not None and not ref.file.exists():
+        return Check(
+            "gates key",
+            "FAIL",
+            f"{ref.file} is missing: restore it, or create it with 'gateway keys rotate "
+            "--what transform' (the daemon does not start without it)",
+        )
+    if ref is None:
         return Check(
             "gates key",
             "WARN",

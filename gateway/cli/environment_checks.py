@@ -25,9 +25,8 @@ def _secret_refs(cfg: GatewayConfig) -> Iterator[tuple[str, SecretRef]]:
         yield "privacy.device_key", cfg.privacy.device_key
     if cfg.privacy.site_key is not None:
         yield "privacy.site_key", cfg.privacy.site_key
-    gates = cfg.privacy.gates_key
-    if gates is not None and (gates.file is None or gates.file.exists()):
-        yield "privacy.gates_key", gates  # a file not written yet: the site key stands in
+    if cfg.privacy.gates_key is not None:  # configured: the daemon refuses to start without it
+        yield "privacy.gates_key", cfg.privacy.gates_key
 
 
 def secret_problems(cfg: GatewayConfig) -> list[Problem]:

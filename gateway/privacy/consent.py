@@ -18,6 +18,7 @@ People who declined (or withdrew) are not flagged and never asked again by the s
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -218,9 +219,9 @@ def _record(
 def answer(
     db: sqlite_utils.Database,
     person_id: str,
-    status: Literal["granted", "declined"],
     notice: Notice,
     *,
+    status: Literal["granted", "declined"],
     method: str,
     recorded_by: str,
     scope: str = "device",
@@ -276,29 +277,9 @@ def answer(
     )
 
 
-def grant(
-    db: sqlite_utils.Database,
-    person_id: str,
-    notice: Notice,
-    *,
-    method: str,
-    recorded_by: str,
-    scope: str = "device",
-    guardian_id: str | None = None,
-    now: float | None = None,
-) -> int:
-    """Record granted face-processing consent; return the consent id (refusals raise)."""
-    return answer(
-        db,
-        person_id,
-        "granted",
-        notice,
-        method=method,
-        recorded_by=recorded_by,
-        scope=scope,
-        guardian_id=guardian_id,
-        now=now,
-    )
+grant = functools.partial(answer, status="granted")
+"""Record granted face-processing consent (:func:`answer` with ``status="granted"``);
+return the consent id (refusals raise)."""
 
 
 def record_withdrawal(

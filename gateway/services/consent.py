@@ -62,8 +62,8 @@ def decline(db: sqlite_utils.Database, notice: Notice, answer: ConsentAnswer) ->
     consent.answer(
         db,
         answer.person_id,
-        "declined",
         notice,
+        status="declined",
         method=answer.method,
         recorded_by=answer.recorded_by,
         guardian_id=answer.guardian_id,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.credentials.hashing import NORMAL_PIN, CredentialError, PinKind, PinTerms
 from gateway.privacy import audit
@@ -48,15 +48,21 @@ def _changed(deps: CredentialDeps, person_id: str, record: PersonRecord | None =
 
 
 @contextmanager
-def _writing(deps: CredentialDeps, person_id: str) -> Iterator[float]:
+def _change(
+    deps: CredentialDeps, person_id: str, action: str, *, actor: str, channel: str
+) -> Iterator[tuple[float, dict[str, Any]]]:
     """After the caller took the person's cards or PINs out of the in-memory cache (fail
-    closed): tell the cache, check the person exists, and give the time of a change made,
-    with its audit row, in one transaction."""
+    closed): tell the cache, check the person exists, and give the time of the change; the
+    change and its audit row ``action`` (with the details the caller fills in, and the
+    channel) are made in one transaction."""
     _changed(deps, person_id)  # even when the database cannot be read below
-    get_person(deps.credentials.db, person_id)  # a clear error for an unknown id
+    db = deps.credentials.db
+    get_person(db, person_id)  # a clear error for an unknown id
     now = deps.clock()
-    with transaction(deps.credentials.db):
-        yield now
+    details: dict[str, Any] = {}
+    with transaction(db):
+        yield now, details
+        audit.append(db, actor, action, person_id, {**details, "channel": channel}, now=now)
 
 
 def add_card(
@@ -71,9 +77,9 @@ def add_card(
     id. CredentialError when the card belongs to someone. Audited as ``card.added``."""
     creds = deps.credentials
     try:
-        with _writing(deps, person_id) as now:  # the card and its audit row, or neither
+        with _change(deps, person_id, "card.added", actor=actor, channel=channel) as (now, info):
             card_id = creds.add_card(person_id, card[0], card[1], now)
-            audit.append(creds.db, actor, "card.added", person_id, {"card_id": card_id}, now=now)
+            info["card_id"] = card_id
     except BaseException:
         # rolled back: not in the database, so not in the cache either (the store caches
         # a card as it writes it, before this transaction commits)
@@ -95,20 +101,12 @@ def revoke_card(
     """Revoke one card of ``person_id`` (by its keyed hash, or by ``(facility, number)``)
     or all of their cards; return how many were active. Audited as ``card.revoked``."""
     creds = deps.credentials
-    db = creds.db
     if card is not None:
         card_hmac = creds.card_hmac(card[0], card[1])
     creds.forget_cards(person_id, card_hmac)  # fail closed: refused from now on
-    with _writing(deps, person_id) as now:
+    with _change(deps, person_id, "card.revoked", actor=actor, channel=channel) as (now, info):
         n = creds.revoke_cards(person_id, now, card_hmac)
-        audit.append(
-            db,
-            actor,
-            "card.revoked",
-            person_id,
-            {"count": n, "one_card": card_hmac is not None, "channel": channel},
-            now=now,
-        )
+        info.update(count=n, one_card=card_hmac is not None)
     log.info("%d card(s) of a person revoked via %s", n, channel)
     return n
 
@@ -123,18 +121,10 @@ def revoke_pin(
 ) -> int:
     """Revoke a person's PINs (of one kind, or all); return how many. ``pin.revoked``."""
     creds = deps.credentials
-    db = creds.db
     creds.forget_pins(person_id, kind)
-    with _writing(deps, person_id) as now:
+    with _change(deps, person_id, "pin.revoked", actor=actor, channel=channel) as (now, info):
         n = creds.revoke_pins(person_id, now, kind)
-        audit.append(
-            db,
-            actor,
-            "pin.revoked",
-            person_id,
-            {"count": n, "kind": kind or "all", "channel": channel},
-            now=now,
-        )
+        info.update(count=n, kind=kind or "all")
     log.info("%d PIN(s) of a person revoked via %s", n, channel)
     return n
 
@@ -150,13 +140,10 @@ def set_pin(
 ) -> int:
     """Set a person's PIN (argon2id hash only; replaces their PIN of that kind)."""
     creds = deps.credentials
-    db = creds.db
     creds.forget_pins(person_id, kind)  # the PIN it replaces is refused from now on
-    with _writing(deps, person_id) as now:
+    with _change(deps, person_id, "pin.set", actor=actor, channel=channel) as (now, info):
         pin_id = creds.set_pin(person_id, pin, now, PinTerms(kind))
-        audit.append(
-            db, actor, "pin.set", person_id, {"pin_id": pin_id, "kind": kind, "channel": channel}
-        )
+        info.update(pin_id=pin_id, kind=kind)
     return pin_id
 
 
@@ -172,18 +159,11 @@ def set_pin_hash(
 ) -> int:
     """Store a PIN hashed by the management side (the MQTT ``set_pin`` command)."""
     creds = deps.credentials
-    db = creds.db
     creds.check_pin_hash(pin_hash)  # bad input (no database read) changes nothing
     creds.forget_pins(person_id, terms.kind)
-    with _writing(deps, person_id) as now:
+    with _change(deps, person_id, "pin.set", actor=actor, channel=channel) as (now, info):
         pin_id = creds.set_pin_hash(person_id, pin_hash, pin_index, now, terms)
-        audit.append(
-            db,
-            actor,
-            "pin.set",
-            person_id,
-            {"pin_id": pin_id, "kind": terms.kind, "channel": channel},
-        )
+        info.update(pin_id=pin_id, kind=terms.kind)
     return pin_id
 
 

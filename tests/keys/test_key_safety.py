@@ -30,6 +30,11 @@ def test_a_configured_gates_key_that_is_missing_is_an_error(
     cfg = load_config(minimal_config, env=False)
     with pytest.raises(ConfigError, match=r"privacy\.gates_key"):
         Keys.from_config(cfg)
+    from gateway.cli.doctor import check_gates_key
+    from gateway.cli.environment_checks import secret_problems
+
+    assert check_gates_key(cfg).status == "FAIL"  # doctor says what the daemon will refuse
+    assert any(p[0] == "privacy.gates_key" for p in secret_problems(cfg))
 
 
 def test_a_gates_key_equal_to_the_site_or_device_key_is_refused(

@@ -117,7 +117,7 @@ def test_no_consent_declined_and_withdrawn_states(
     st = consent.face_status(db, adult)
     assert not st.allowed
     assert "separate, explicit consent" in st.reason
-    consent.answer(db, adult, "declined", notice, method="paper", recorded_by="o")
+    consent.answer(db, adult, notice, status="declined", method="paper", recorded_by="o")
     assert "declined" in consent.face_status(db, adult).reason
     with pytest.raises(ConsentError, match="declined"):
         consent.require_consent(db, adult)
@@ -128,7 +128,7 @@ def test_renotice_grace_then_suspend(db: sqlite_utils.Database, notice: Notice) 
     a = people.add_person(db, "A", now=t0)
     b = people.add_person(db, "B", now=t0)
     consent.grant(db, a, notice, method="paper", recorded_by="o", now=t0)
-    consent.answer(db, b, "declined", notice, method="paper", recorded_by="o", now=t0)
+    consent.answer(db, b, notice, status="declined", method="paper", recorded_by="o", now=t0)
     v2 = Notice("2026-01", NOTICE_EN + "\nUpdated retention period: 90 days.\n")
     assert consent.set_notice(db, v2, now=t0 + DAY) == 1
     assert consent.set_notice(db, v2, now=t0 + 2 * DAY) == 0  # idempotent
