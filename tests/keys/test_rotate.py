@@ -174,7 +174,9 @@ def test_cli_rotate_then_the_config_loads_the_new_gates_key(
     audit.bind_key(db, None)
 
 
-def test_doctor_warns_until_the_gates_key_is_written(tmp_path: Path, minimal_config: Path) -> None:
+def test_doctor_warns_without_a_gates_key_and_fails_while_its_file_is_missing(
+    tmp_path: Path, minimal_config: Path
+) -> None:
     from gateway.cli.doctor import check_gates_key
     from gateway.config.root import load_config
 
@@ -185,7 +187,7 @@ def test_doctor_warns_until_the_gates_key_is_written(tmp_path: Path, minimal_con
         text.replace("[privacy]\n", f'[privacy]\ngates_key = {{ file = "{gates}" }}\n')
     )
     cfg = load_config(minimal_config, env=False)
-    assert check_gates_key(cfg).status == "WARN"  # configured, not written yet
+    assert check_gates_key(cfg).status == "FAIL"  # configured, not written: the daemon refuses
     gates.write_bytes(svc.new_key_text())
     gates.chmod(0o600)
     assert check_gates_key(cfg).status == "PASS"
