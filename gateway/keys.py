@@ -11,12 +11,15 @@ Roots:
   with the same labels, so existing databases keep working; ``gateway keys rotate --what
   transform`` moves such a gate to its own gates key.
 * ``site`` (``privacy.site_key``): shared by the gates and the management side (office),
-  for what the office's work needs: event pseudonyms, the PIN index and the PIN transport
-  seal.
+  for what the office's work needs: event pseudonyms, the PIN index, the PIN transport
+  seal and the sealed person references of commands (``gateway.privacy.person_ref``).
 
 Every subkey is derived in :meth:`Keys.subkey` from its root with its own label, so no two
 purposes share key material. The labels are versioned; a label is never reused for other
 key material.
+
+Signed JSON documents (the MQTT command envelopes, the roster's manifests and acks) share
+:func:`canonical_json`, :func:`ed25519_key_id` and :func:`sign_json` / :func:`json_signed_by`.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -90,7 +94,24 @@ class Purpose(enum.Enum):
     PSEUDONYM = KeySpec(Root.SITE, "access-gateway/pseudonym/v1", True)
     PIN_INDEX = KeySpec(Root.SITE, "access-gateway/pin-index/v1", True)
     PIN_TRANSPORT = KeySpec(Root.SITE, "access-gateway/pin-transport/v1", True)
+    PERSON_REF = KeySpec(Root.SITE, "access-gateway/person-ref/v1", True)
     CARRY_WRAP = KeySpec(Root.DEVICE, "access-gateway/carried-keys/v1", False)
+    #: The web console accounts' TOTP secrets, sealed in ``web_totp``.
+    WEB_TOTP = KeySpec(Root.DEVICE, "access-gateway/web-totp/v1", False)
+    #: Never derived: the outer HMAC layers card-key rotations put over the stored card
+    #: hashes (:func:`layers`), carried as their concatenation.
+    CARD_REKEY = KeySpec(Root.DEVICE, "access-gateway/card-rekey/v1", False)
+    #: Never derived: the layers PIN-index rotations put over the stored PIN indexes.
+    PIN_REKEY = KeySpec(Root.DEVICE, "access-gateway/pin-rekey/v1", False)
+    #: The roster's own root on this device (carried over device-key rotations, so a gate's
+    #: X25519 key, an office's roster ids and what it sealed locally outlive them); the
+    #: four below are derived from it, not from the device key itself.
+    ROSTER_ROOT = KeySpec(Root.DEVICE, "access-gateway/roster-root/v1", False)
+    ROSTER_GATE = KeySpec(Root.DEVICE, "access-gateway/roster-gate-x25519/v1", False)
+    ROSTER_ID = KeySpec(Root.DEVICE, "access-gateway/roster-id/v1", False)
+    ROSTER_WRAP = KeySpec(Root.DEVICE, "access-gateway/roster-wrap/v1", False)
+    #: A gate's Ed25519 key that signs its roster acknowledgements (from the roster root).
+    ROSTER_ACK = KeySpec(Root.DEVICE, "access-gateway/roster-ack-ed25519/v1", False)
 
     @property
     def spec(self) -> KeySpec:
@@ -99,12 +120,14 @@ class Purpose(enum.Enum):
         return value
 
 
-def subkey_of(root_key: bytes, purpose: Purpose) -> bytes:
-    """``purpose``'s key derived from ``root_key`` (which must be the purpose's root)."""
+def subkey_of(root_key: bytes, purpose: Purpose, generation: int = 0) -> bytes:
+    """``purpose``'s key derived from ``root_key`` (which must be the purpose's root);
+    ``generation`` > 0: the key after that many purpose rotations (its own label)."""
     spec = purpose.spec
+    label = spec.label if generation == 0 else f"{spec.label}/g{generation}"
     if spec.scheme == "hmac":
-        return hmac.new(root_key, spec.label.encode(), hashlib.sha256).digest()
-    return derive(root_key, spec.label)
+        return hmac.new(root_key, label.encode(), hashlib.sha256).digest()
+    return derive(root_key, label)
 
 
 def office_purposes() -> list[Purpose]:
@@ -113,10 +136,56 @@ def office_purposes() -> list[Purpose]:
 
 
 #: Device purposes whose stored values cannot be recomputed (card hashes, PIN index buckets,
-#: audit MACs, access-log subjects): a device-key rotation carries their keys over, sealed
-#: under the new device key in ``kv['keys.carried']``; the old device key itself is erased.
-CARRIED = (Purpose.CARD_LOOKUP, Purpose.PIN_INDEX_LOCAL, Purpose.AUDIT_CHAIN, Purpose.ACCESS_LOG)
+#: audit MACs, access-log subjects, the console's TOTP secrets): a device-key rotation
+#: carries their keys over, sealed under the new device key in ``kv['keys.carried']``;
+#: the old device key itself is erased.
+CARRIED = (
+    Purpose.CARD_LOOKUP,
+    Purpose.PIN_INDEX_LOCAL,
+    Purpose.AUDIT_CHAIN,
+    Purpose.ACCESS_LOG,
+    Purpose.ROSTER_ROOT,
+    Purpose.WEB_TOTP,
+)
 CARRY_KV = "keys.carried"
+
+
+#: The purposes whose rotation layers the stored values (:func:`layers`), and their layers.
+LAYERED = {Purpose.CARD_LOOKUP: Purpose.CARD_REKEY, Purpose.PIN_INDEX: Purpose.PIN_REKEY}
+LAYER_BYTES = 32
+
+
+def layers(carried: Mapping[Purpose, bytes], purpose: Purpose) -> list[bytes]:
+    """The keys rotations of ``purpose`` (a key of :data:`LAYERED`) put over its stored
+    values, oldest first: a card hash is ``HMAC(layer_n, ... HMAC(layer_1, HMAC(card_key,
+    card)))``, a PIN index likewise (:func:`rekey_pin_index`)."""
+    chain = carried.get(LAYERED[purpose], b"")
+    return [chain[i : i + LAYER_BYTES] for i in range(0, len(chain), LAYER_BYTES)]
+
+
+def rekey_card(digest: bytes, over: list[bytes]) -> bytes:
+    """A card hash under the rotation layers ``over`` (:func:`layers`)."""
+    for layer in over:
+        digest = hmac.new(layer, digest, hashlib.sha256).digest()
+    return digest
+
+
+def rekey_pin_index(index: int, over: list[bytes]) -> int:
+    """A 16-bit PIN index under the rotation layers ``over`` (still 16 bits)."""
+    for layer in over:
+        mac = hmac.new(layer, b"pin-index|" + index.to_bytes(2, "big"), hashlib.sha256)
+        index = int.from_bytes(mac.digest()[:2], "big")
+    return index
+
+
+def carry_over(keys: Keys) -> dict[Purpose, bytes]:
+    """What a device-key rotation carries: the :data:`CARRIED` keys, the layers and a
+    carried cancelable transform key."""
+    out = {p: keys.subkey(p) for p in CARRIED}
+    for layer in (*LAYERED.values(), Purpose.TEMPLATE_TRANSFORM):
+        if layer in keys.carried:
+            out[layer] = keys.carried[layer]
+    return out
 
 
 def device_subkey(device_root: bytes, purpose: Purpose, carried: Mapping[Purpose, bytes]) -> bytes:
@@ -156,6 +225,42 @@ def key_id(key: bytes) -> str:
     """A key's public fingerprint (derived, so it says nothing of the key), as recorded in
     the database's kv table."""
     return derive(key, "access-gateway/key-id/v1", 8).hex()
+
+
+def canonical_json(doc: Any) -> bytes:
+    """Canonical JSON bytes (what is hashed and signed): sorted keys, ``(",", ":")``
+    separators, UTF-8, no NaN."""
+    return json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def signed_bytes(doc: dict[str, Any]) -> bytes:
+    """What the signature of a signed JSON document covers: every member but ``sig``."""
+    return canonical_json({k: v for k, v in doc.items() if k != "sig"})
+
+
+def ed25519_key_id(public: Ed25519PublicKey) -> str:
+    """An Ed25519 key's id: first 16 hex digits of SHA-256 of the raw public key."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def sign_json(doc: dict[str, Any], key: Ed25519PrivateKey) -> str:
+    """The base64 Ed25519 signature of :func:`signed_bytes` of ``doc``."""
+    return base64.b64encode(key.sign(signed_bytes(doc))).decode("ascii")
+
+
+def json_signed_by(doc: dict[str, Any], public: Ed25519PublicKey) -> bool:
+    """True when ``doc["sig"]`` is ``public``'s signature of :func:`signed_bytes` of ``doc``."""
+    sig = doc.get("sig")
+    if not isinstance(sig, str):
+        return False
+    try:
+        public.verify(base64.b64decode(sig, validate=True), signed_bytes(doc))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
 
 
 #: The lock file in the state directory the daemon holds while it runs (it keeps the keys in
@@ -289,6 +394,8 @@ class Keys:
     site: bytes
     gates: bytes | None = None
     carried: Mapping[Purpose, bytes] = field(default_factory=dict)
+    #: purpose rotations of site- and gates-rooted purposes (kv ``keys.generations``)
+    generations: Mapping[Purpose, int] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return "Keys(<redacted>)"
@@ -348,7 +455,15 @@ class Keys:
         """The key of one purpose, from its root and label (see :class:`Purpose`)."""
         if purpose.spec.root is Root.DEVICE:
             return device_subkey(self.device, purpose, self.carried)
-        return subkey_of(self.root(purpose.spec.root), purpose)
+        if purpose in self.carried:  # the cancelable transform, kept over a gates rotation
+            return self.carried[purpose]
+        return subkey_of(self.root(purpose.spec.root), purpose, self.generations.get(purpose, 0))
+
+    @property
+    def roster_root(self) -> bytes:
+        """The root of this device's roster keys (``ROSTER_GATE``, ``ROSTER_ID``,
+        ``ROSTER_WRAP``, ``ROSTER_ACK``): carried over device-key rotations."""
+        return self.subkey(Purpose.ROSTER_ROOT)
 
     @property
     def pin_index_site(self) -> bytes:

@@ -5,8 +5,12 @@ hierarchy's primary key, which is re-created on each use from the TPM's own seed
 ``tpm2_createprimary -C o`` default template (ECC P-256, AES-128-CFB): the private blob is
 encrypted by that primary, so it opens on this TPM only. With PCRs configured the object
 has no user auth, only a PolicyPCR policy: it opens while those PCRs hold the values they
-held at sealing. Every exchange with the TPM runs in a session salted by the primary with
-AES-128-CFB parameter encryption: the key never crosses the bus (SPI) in clear.
+held at sealing. Every seal also carries a PolicyNV on a monotonic NV counter
+(``keys.nv_index``): a blob is sealed for "counter <= n + 1" while the counter reads ``n``,
+and :func:`advance` increments it once the new blob is in place, so every older blob
+(a copy made before a rotation) no longer satisfies its policy on this TPM. Every
+exchange with the TPM runs in a session salted by the primary with AES-128-CFB parameter
+encryption: the key never crosses the bus (SPI) in clear.
 
 The blobs are the marshalled TPM2B_PUBLIC and TPM2B_PRIVATE, as ``tpm2_create -u/-r`` write
 them.
@@ -14,9 +18,10 @@ them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_SEALED_BYTES = 128  # MAX_SYM_DATA of the TPM 2.0 library specification
 MAX_BLOB_BYTES = 4096
+COUNTER_BYTES = 8  # an NV counter is a 64-bit big-endian value
 
 _MISSING = (
     "the TPM key provider needs tpm2-pytss: install the 'tpm' extra "
@@ -107,18 +113,31 @@ def _pcr_selection(cfg: KeysConfig) -> str:
     return f"{cfg.pcr_bank}:{','.join(str(p) for p in sorted(set(cfg.pcrs)))}"
 
 
-def _policy_digest(esys: ESAPI, cfg: KeysConfig) -> Any:
-    """The PolicyPCR digest over the configured PCRs' current values (a trial session)."""
+def _policy(esys: ESAPI, session: Any, cfg: KeysConfig, bound: int | None) -> None:
+    """Run the seal's policy in ``session``: PolicyPCR over the configured PCRs (if any),
+    then PolicyNV "counter <= bound" (``bound`` None: a blob sealed before the counter)."""
+    if cfg.pcrs:
+        esys.policy_pcr(session, None, _pcr_selection(cfg))
+    if bound is not None:
+        tss = _tss()
+        handle = _counter_handle(esys, cfg)
+        operand = tss.TPM2B_OPERAND(bound.to_bytes(COUNTER_BYTES, "big"))
+        esys.policy_nv(handle, handle, session, operand, tss.TPM2_EO.UNSIGNED_LE)
+
+
+def _policy_digest(esys: ESAPI, cfg: KeysConfig, bound: int | None) -> Any:
+    """The policy's digest over the PCRs' current values (a trial session)."""
     trial = _session(esys, None, "trial", "")
     try:
-        esys.policy_pcr(trial, None, _pcr_selection(cfg))
+        _policy(esys, trial, cfg, bound)
         return esys.policy_get_digest(trial)
     finally:
         esys.flush_context(trial)
 
 
 def seal(key: bytes, cfg: KeysConfig) -> SealedKey:
-    """Seal ``key`` to the configured TPM (bound to ``cfg.pcrs`` when there are any)."""
+    """Seal ``key`` to the configured TPM for the counter's next value (call :func:`advance`
+    once the blob is stored), bound to ``cfg.pcrs`` when there are any."""
     if not 1 <= len(key) <= MAX_SEALED_BYTES:
         raise ConfigError(
             [("keys", f"<{len(key)} bytes>", f"a sealed key has 1..{MAX_SEALED_BYTES} bytes")]
@@ -129,14 +148,9 @@ def seal(key: bytes, cfg: KeysConfig) -> SealedKey:
         session = None
         try:
             attrs = tss.TPMA_OBJECT.FIXEDTPM | tss.TPMA_OBJECT.FIXEDPARENT | tss.TPMA_OBJECT.NODA
-            policy = None
-            if cfg.pcrs:
-                policy = _policy_digest(esys, cfg)
-            else:
-                attrs |= tss.TPMA_OBJECT.USERWITHAUTH
+            counter = _ensure_counter(esys, cfg)
             template = tss.TPM2B_PUBLIC.parse("keyedhash", objectAttributes=attrs)
-            if policy is not None:
-                template.publicArea.authPolicy = policy
+            template.publicArea.authPolicy = _policy_digest(esys, cfg, counter + 1)
             sensitive = tss.TPM2B_SENSITIVE_CREATE()
             sensitive.sensitive.data = key
             session = _session(esys, primary, "hmac", "decrypt")
@@ -181,8 +195,144 @@ def _policy_refused(cfg: KeysConfig, exc: Exception) -> ConfigError:
     )
 
 
+def _counter_handle(esys: ESAPI, cfg: KeysConfig) -> Any:
+    """The ESYS handle of the NV counter; ConfigError naming ``keys.nv_index`` if absent."""
+    tss = _tss()
+    try:
+        return esys.tr_from_tpmpublic(cfg.nv_index)
+    except tss.TSS2_Exception as exc:
+        raise ConfigError(
+            [("keys.nv_index", hex(cfg.nv_index), f"no NV counter at this index ({exc})")]
+        ) from exc
+
+
+def _read_counter(esys: ESAPI, cfg: KeysConfig) -> int:
+    handle = _counter_handle(esys, cfg)
+    return int.from_bytes(bytes(esys.nv_read(handle, COUNTER_BYTES, 0, handle)), "big")
+
+
+def _ensure_counter(esys: ESAPI, cfg: KeysConfig) -> int:
+    """The counter's value, defining it (no auth, read/write by anyone: incrementing it
+    only ever revokes blobs) and writing it once when it is not there yet."""
+    tss = _tss()
+    try:
+        handle = esys.tr_from_tpmpublic(cfg.nv_index)
+    except tss.TSS2_Exception:
+        attrs = (
+            (tss.TPM2_NT.COUNTER << tss.TPMA_NV.TPM2_NT_SHIFT)
+            | tss.TPMA_NV.AUTHREAD
+            | tss.TPMA_NV.AUTHWRITE
+            | tss.TPMA_NV.NO_DA
+        )
+        public = tss.TPMS_NV_PUBLIC(
+            nvIndex=cfg.nv_index,
+            nameAlg=tss.TPM2_ALG.SHA256,
+            attributes=attrs,
+            dataSize=COUNTER_BYTES,
+        )
+        handle = esys.nv_define_space(None, tss.TPM2B_NV_PUBLIC(nvPublic=public))
+        log.info("defined the TPM NV counter %s", hex(cfg.nv_index))
+    nv_public, _ = esys.nv_read_public(handle)
+    area = nv_public.nvPublic
+    kind = (int(area.attributes) >> int(tss.TPMA_NV.TPM2_NT_SHIFT)) & 0xF
+    if kind != int(tss.TPM2_NT.COUNTER):
+        raise ConfigError(
+            [("keys.nv_index", hex(cfg.nv_index), "this NV index is in use and not a counter")]
+        )
+    if not area.attributes & tss.TPMA_NV.WRITTEN:
+        esys.nv_increment(handle, handle)
+    return _read_counter(esys, cfg)
+
+
+def advance(cfg: KeysConfig) -> int:
+    """Increment the NV counter (after the blob sealed for its next value is stored): every
+    blob sealed before no longer unseals on this TPM. Returns the new value."""
+    with _esapi(cfg) as esys:
+        handle = _counter_handle(esys, cfg)
+        esys.nv_increment(handle, handle)
+        value = _read_counter(esys, cfg)
+    log.info("TPM NV counter %s now %d: older sealed blobs revoked", hex(cfg.nv_index), value)
+    return value
+
+
+_BY_AUTH = "auth"  # a blob sealed before policies: opens by its (empty) auth value
+
+
+def _match_bound(esys: ESAPI, public: Any, cfg: KeysConfig) -> int | str | None:
+    """The counter bound the blob was sealed for (the candidate whose policy digest is the
+    blob's), None for a PCR-only blob sealed before the counter, ``_BY_AUTH`` for a
+    blob with no policy; ConfigError when no candidate matches (revoked or PCRs moved)."""
+    tss = _tss()
+    area = public.publicArea
+    if area.objectAttributes & tss.TPMA_OBJECT.USERWITHAUTH:
+        return _BY_AUTH
+    digest = bytes(area.authPolicy)
+    candidates: list[int | None] = []
+    with contextlib.suppress(ConfigError):
+        current = _read_counter(esys, cfg)
+        candidates += [current, current + 1]
+    for bound in [*candidates, None]:
+        if bound is None and not cfg.pcrs:
+            continue
+        if bytes(_policy_digest(esys, cfg, bound)) == digest:
+            return bound
+    revoked = (
+        f"the blob was replaced by a later seal or rotation (the NV counter "
+        f"{hex(cfg.nv_index)} moved past it: use the current blobs)"
+    )
+    if cfg.pcrs:
+        problem = (
+            "keys.pcrs",
+            str(cfg.pcrs),
+            (
+                f"the TPM refuses to unseal the device key: the PCRs {_pcr_selection(cfg)} no "
+                "longer hold the values they had at sealing (firmware, boot or Secure Boot "
+                f"state changed; re-seal it from a trusted state), or {revoked}"
+            ),
+        )
+    else:
+        problem = (
+            "keys.private_blob",
+            str(cfg.private_blob),
+            f"the TPM refuses to unseal the device key: {revoked}",
+        )
+    raise ConfigError([problem])
+
+
+def pending(sealed: SealedKey, cfg: KeysConfig) -> bool:
+    """True when ``sealed`` was sealed for the counter's next value (not yet advanced)."""
+    tss = _tss()
+    public, _ = tss.TPM2B_PUBLIC.unmarshal(sealed.public)
+    with _esapi(cfg) as esys:
+        bound = _match_bound(esys, public, cfg)
+        return isinstance(bound, int) and bound == _read_counter(esys, cfg) + 1
+
+
+def pcr_bound(sealed: SealedKey, cfg: KeysConfig) -> bool:
+    """True when the sealed object's policy includes PCRs (read from the blob: its policy
+    digest is none of the PCR-free ones), never when it opens by its auth value."""
+    tss = _tss()
+    public, _ = tss.TPM2B_PUBLIC.unmarshal(sealed.public)
+    area = public.publicArea
+    if area.objectAttributes & tss.TPMA_OBJECT.USERWITHAUTH or not int(area.authPolicy.size):
+        return False
+    plain = cfg.model_copy(update={"pcrs": []})
+    digests: set[bytes] = set()
+    with _esapi(cfg) as esys, contextlib.suppress(ConfigError):  # no counter: a PCR policy
+        current = _read_counter(esys, cfg)
+        digests = {bytes(_policy_digest(esys, plain, b)) for b in (current, current + 1)}
+    return bytes(area.authPolicy) not in digests
+
+
 def unseal(sealed: SealedKey, cfg: KeysConfig) -> bytes:
     """The key sealed in ``sealed``; ConfigError naming the setting when the TPM refuses."""
+    return _unseal(sealed, cfg, _match_bound)
+
+
+def _unseal(
+    sealed: SealedKey, cfg: KeysConfig, choose: Callable[[ESAPI, Any, KeysConfig], Any]
+) -> bytes:
+    """Unseal with the policy ``choose`` picks (tests pass an old blob's real bound)."""
     tss = _tss()
     try:
         public, _ = tss.TPM2B_PUBLIC.unmarshal(sealed.public)
@@ -198,12 +348,12 @@ def unseal(sealed: SealedKey, cfg: KeysConfig) -> bytes:
             except tss.TSS2_Exception as exc:
                 raise _foreign(cfg, exc) from exc
             handles.append(obj)
-            kind = "policy" if cfg.pcrs else "hmac"
-            session = _session(esys, primary, kind, "encrypt")
+            bound = choose(esys, public, cfg)
+            session = _session(esys, primary, "hmac" if bound == _BY_AUTH else "policy", "encrypt")
             handles.append(session)
             try:
-                if cfg.pcrs:
-                    esys.policy_pcr(session, None, _pcr_selection(cfg))
+                if bound != _BY_AUTH:
+                    _policy(esys, session, cfg, bound)
                 data = esys.unseal(obj, session1=session)
             except tss.TSS2_Exception as exc:
                 raise _policy_refused(cfg, exc) from exc

@@ -73,20 +73,22 @@ device_key = {{ file = "{device_key}" }}
 """
 
 
+def minimal_config_text(keys: Path, state: Path, site_key: Path | None = None) -> str:
+    """MINIMAL_CONFIG with fresh secrets written in ``keys`` (``site_key``: an existing one)."""
+    return MINIMAL_CONFIG.format(
+        reader_port=free_port(),
+        scbk=write_secret(keys / "scbk", secrets.token_hex(16).encode()),
+        state=state,
+        site_key=site_key or write_secret(keys / "site-key", secrets.token_bytes(32)),
+        device_key=write_secret(keys / "device-key", secrets.token_bytes(32)),
+    )
+
+
 @pytest.fixture
 def minimal_config(tmp_path: Path) -> Path:
     """A valid card/PIN-only config with its secrets in tmp_path."""
-    keys = tmp_path / "keys"
     cfg = tmp_path / "gateway.toml"
-    cfg.write_text(
-        MINIMAL_CONFIG.format(
-            reader_port=free_port(),
-            scbk=write_secret(keys / "scbk", secrets.token_hex(16).encode()),
-            state=tmp_path / "state",
-            site_key=write_secret(keys / "site-key", secrets.token_bytes(32)),
-            device_key=write_secret(keys / "device-key", secrets.token_bytes(32)),
-        )
-    )
+    cfg.write_text(minimal_config_text(tmp_path / "keys", tmp_path / "state"))
     return cfg
 
 

@@ -17,6 +17,9 @@ forgotten. Within the approach the last ``n`` frames with faces form a window:
   So a single rejected frame of a bystander does not lock out the resident beside them,
   while a photo that fails liveness even once cannot be moved elsewhere to pass;
 - ``LowQuality`` when ``k`` frames hold only faces that failed the quality gate: once;
+- a matched face strong enough on its own (:class:`SingleFrameRule`: score, margin to the
+  runner-up, live probability, frame age) is ``Recognised`` on that frame without waiting for
+  ``k`` frames; every other rule above (spoof blocks, cooldown, once per approach) still holds;
 - each unknown/spoof fusion (and each external failure, :meth:`ApproachTracker.record_failure`)
   is a failed attempt; after ``failed_face_attempts_before_fallback`` of them the tracker
   says ``OfferFallback`` once (prompt for PIN or card).
@@ -38,6 +41,7 @@ from gateway.errors import ConfigError
 
 from .decision import LivenessPolicy, is_fresh
 from .presented import FacePresented, FaceResult
+from .single_frame import SingleFrameRule
 
 __all__ = [
     "ApproachTracker",
@@ -47,6 +51,7 @@ __all__ = [
     "LowQuality",
     "OfferFallback",
     "Recognised",
+    "SingleFrameRule",
     "SpoofSuspected",
     "UnknownFace",
     "as_presented",
@@ -66,6 +71,8 @@ class FaceMatch:
 
     ``person_id`` None = no match; ``live`` is the passive liveness verdict (None: no
     model); ``consistent`` the multi-frame liveness consistency (None: not known yet).
+    ``score``, ``margin`` (lead over the best other person, 1:N) and ``live_score`` (live
+    probability) feed the single-frame rule; None means unknown (the face is then fused).
     """
 
     person_id: str | None
@@ -74,6 +81,9 @@ class FaceMatch:
     consistent: bool | None = None
     low_quality_reason: str | None = None
     box: Box | None = None
+    score: float | None = None
+    margin: float | None = None
+    live_score: float | None = None
 
 
 def near(a: Box | None, b: Box | None) -> bool:
@@ -105,6 +115,7 @@ class FusionSettings:
     approach_gap_s: float = 2.0
     failed_face_attempts_before_fallback: int = 3
     liveness: LivenessPolicy = LivenessPolicy.REQUIRED
+    single: SingleFrameRule = field(default_factory=SingleFrameRule)
 
     def __post_init__(self) -> None:
         problems: list[tuple[str, str, str]] = []
@@ -130,13 +141,15 @@ class FusionSettings:
 
 @dataclass(frozen=True, slots=True)
 class Recognised:
-    """``person_id`` matched in k of n frames; ``frame_ts`` is the newest contributing frame."""
+    """``person_id`` matched in k of n frames (or on one strong frame: ``single_frame``);
+    ``frame_ts`` is the newest contributing frame."""
 
     camera: str
     person_id: str
     frame_ts: float
     liveness_flagged: bool = False
     faces_in_approach: int = 1
+    single_frame: bool = False
 
     @property
     def evidence_ts(self) -> float:
@@ -218,6 +231,7 @@ class _Frame:
     boxes: dict[str, list[Box | None]] = field(default_factory=dict)  # person -> boxes
     spoof_boxes: list[Box | None] = field(default_factory=list)
     spoof_people: set[str] = field(default_factory=set)  # whom the failed faces matched
+    strong: set[str] = field(default_factory=set)  # people matched strongly enough alone
 
 
 @dataclass(slots=True)
@@ -285,9 +299,17 @@ class ApproachTracker:
         return self._fallback(camera, st, frame_ts)
 
     def observe(
-        self, camera: str, frame_ts: float, observations: Sequence[FaceMatch]
+        self,
+        camera: str,
+        frame_ts: float,
+        observations: Sequence[FaceMatch],
+        now: float | None = None,
     ) -> list[FusionOutcome]:
-        """Feed one frame's face matches (empty when no face); return new outcomes."""
+        """Feed one frame's face matches (empty when no face); return new outcomes.
+
+        ``now`` (same clock as ``frame_ts``) dates the decision: without it no frame is
+        fresh enough for the single-frame rule and every face is fused.
+        """
         s = self.settings
         st = self._approaches.get(camera)
         if st is not None:
@@ -306,7 +328,10 @@ class ApproachTracker:
         st.last_face_ts = st.last_frame_ts = frame_ts
         st.max_faces = max(st.max_faces, len(observations))
         policy = self.liveness(camera)
-        st.window.append(self._classify(frame_ts, observations, policy))
+        age_ms = None if now is None else (now - frame_ts) * 1000.0
+        if age_ms is not None and age_ms > s.max_decision_age_ms:
+            age_ms = None  # too old to open a door at all
+        st.window.append(self._classify(frame_ts, observations, policy, s.single, age_ms))
 
         out: list[FusionOutcome] = []
         window = list(st.window)
@@ -352,7 +377,8 @@ class ApproachTracker:
         # on someone else's frame, just because the block left the window or ran out.
         for pid in sorted(window[-1].matched):
             frames = [f for f in window if pid in f.matched]
-            if len(frames) < s.k or pid in st.recognised:
+            single = len(frames) < s.k and pid in window[-1].strong
+            if (len(frames) < s.k and not single) or pid in st.recognised:
                 continue
             if pid in spoofed:
                 continue  # a face matching this person failed liveness in the window
@@ -372,6 +398,7 @@ class ApproachTracker:
                     newest,
                     liveness_flagged=any(f.matched[pid] for f in frames),
                     faces_in_approach=max(st.max_faces, len(st.recognised)),
+                    single_frame=single,
                 )
             )
         return out
@@ -383,8 +410,15 @@ class ApproachTracker:
         return [OfferFallback(camera, ts, st.failures)]
 
     @staticmethod
-    def _classify(ts: float, faces: Sequence[FaceMatch], policy: LivenessPolicy) -> _Frame:
+    def _classify(
+        ts: float,
+        faces: Sequence[FaceMatch],
+        policy: LivenessPolicy,
+        rule: SingleFrameRule,
+        age_ms: float | None,
+    ) -> _Frame:
         matched: dict[str, bool] = {}
+        strong: set[str] = set()
         boxes: dict[str, list[Box | None]] = {}
         spoof_boxes: list[Box | None] = []
         spoof_people: set[str] = set()
@@ -413,6 +447,14 @@ class ApproachTracker:
             else:
                 matched[face.person_id] = matched.get(face.person_id, False) or flagged
                 boxes.setdefault(face.person_id, []).append(face.box)
+                if not flagged and rule.strong(
+                    score=face.score,
+                    margin=face.margin,
+                    live_score=face.live_score,
+                    policy=policy,
+                    age_ms=age_ms,
+                ):
+                    strong.add(face.person_id)
         usable = bool(matched) or unknown or spoof
         return _Frame(
             ts=ts,
@@ -424,4 +466,5 @@ class ApproachTracker:
             boxes=boxes,
             spoof_boxes=spoof_boxes,
             spoof_people=spoof_people,
+            strong=strong,
         )

@@ -59,16 +59,13 @@ def _compliance_report(args: argparse.Namespace) -> int:
     request = svc.ReportRequest(
         gate=gate,
         today=dt.datetime.now().astimezone().date(),
-        thresholds=compliance.Thresholds(
-            args.warn_people,
-            args.filing_threshold,
-            tuple(dt.date.fromisoformat(h) for h in args.holiday),
-        ),
+        thresholds=_thresholds(args, cfg),
         retention=ctx.retention_policy(args),
         gate_counts=gate_counts,
         cameras=_cameras(args, cfg),
         assessment_ref=ref,
         assessment_date=dt.date.fromisoformat(date) if date else None,
+        template_protection=cfg.privacy.template_protection if cfg is not None else None,
     )
     report = svc.report(db, request)
     print(
@@ -77,6 +74,17 @@ def _compliance_report(args: argparse.Namespace) -> int:
         else compliance.format_report(report)
     )
     return 2 if svc.filing_required(report) else 0
+
+
+def _thresholds(args: argparse.Namespace, cfg: Any) -> compliance.Thresholds:
+    """The options given, else the configured ``[privacy]`` values, else the defaults."""
+    base = svc.thresholds_of(cfg) if cfg is not None else compliance.Thresholds()
+    extra = tuple(dt.date.fromisoformat(h) for h in args.holiday)
+    return compliance.Thresholds(
+        base.warn_people if args.warn_people is None else args.warn_people,
+        base.filing_threshold if args.filing_threshold is None else args.filing_threshold,
+        base.holidays + extra,
+    )
 
 
 def _counts_from_mqtt(cfg: Any, gate: str) -> dict[str, int]:
@@ -126,9 +134,16 @@ def _report_parser(cms: ctx.Sub[argparse.ArgumentParser]) -> None:
     )
     r.add_argument("--assessment-ref")
     r.add_argument("--assessment-date", help="YYYY-MM-DD")
-    r.add_argument("--warn-people", type=int, default=80_000)
-    r.add_argument("--filing-threshold", type=int, default=100_000)
-    r.add_argument("--holiday", action="append", default=[], help="YYYY-MM-DD (repeatable)")
+    r.add_argument("--warn-people", type=int, help="default: privacy.warn_people, else 80000")
+    r.add_argument(
+        "--filing-threshold", type=int, help="default: privacy.filing_threshold, else 100000"
+    )
+    r.add_argument(
+        "--holiday",
+        action="append",
+        default=[],
+        help="YYYY-MM-DD, a local closure besides China's official holidays (repeatable)",
+    )
     r.add_argument("--json", action="store_true")
     ctx.retention_options(r)
     ctx.common_options(r)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from gateway.errors import GatewayError
+from gateway.face.protection import Mode
 from gateway.privacy import audit, retention
 from gateway.privacy.notice import Notice, load_notice
 from gateway.privacy.vault import Vault, load_key
@@ -160,9 +161,12 @@ def _configured_device_key(cfg: Any) -> bool:
     return bool(cfg.keys.provider == "tpm" or cfg.privacy.device_key is not None)
 
 
-def vault_of(args: argparse.Namespace) -> Vault:
-    """The face vault keyed by the device and gates root keys."""
-    return Vault.from_keys(keys_of(args))
+def vault_of(args: argparse.Namespace, keys: Keys | None = None) -> Vault:
+    """The face vault keyed by the device and gates root keys (``keys``: already loaded),
+    with the configured template protection (orthogonal without a config)."""
+    cfg = config_of(args)
+    mode: Mode = "orthogonal" if cfg is None else cfg.privacy.template_protection
+    return Vault.from_keys(keys_of(args) if keys is None else keys, protection=mode)
 
 
 def keys_of(args: argparse.Namespace) -> Keys:

@@ -77,6 +77,22 @@ def check_models(cfg: GatewayConfig) -> Check:
     if bad:
         detail = "; ".join(f"{s.name}: {s.reason}" for s in bad)
         return Check("models", "FAIL", f"{detail}; run 'gateway models install'")
+    pair_doors = [
+        n
+        for n, d in cfg.doors.items()
+        if d.uses_face and d.pair is not None and d.pair.kind == "stereo"
+    ]
+    if pair_doors:
+        from gateway.face.landmark_models import landmark_path
+        from gateway.face.landmarks import runtime_available
+
+        why = runtime_available()
+        try:
+            landmark_path(cfg.face.model_dir)
+        except GatewayError as exc:
+            why = why or str(exc)
+        if why is not None:
+            return Check("models", "FAIL", f"doors {', '.join(pair_doors)} (camera pair): {why}")
     return Check("models", "PASS", ", ".join(s.name for s in statuses))
 
 
@@ -97,7 +113,8 @@ def check_camera(name: str, source: str, timeout: float) -> Check:
             cap.release()
 
     async def bounded() -> str | None:
-        return await asyncio.wait_for(asyncio.to_thread(grab), timeout)
+        async with asyncio.timeout(timeout):
+            return await asyncio.to_thread(grab)
 
     try:
         err = asyncio.run(bounded())
@@ -151,8 +168,8 @@ def check_broker(cfg: GatewayConfig, timeout: float) -> Check:
 
 
 def check_keys(cfg: GatewayConfig) -> Check:
-    """Which provider holds the device key; WARN on a clear key file, FAIL when the TPM
-    does not unseal it."""
+    """Which provider holds the device key; WARN on a clear key file and on a TPM seal not
+    bound to PCRs, FAIL when the TPM does not unseal it."""
     from gateway.keys import device_key_provider
 
     provider = device_key_provider(cfg)
@@ -167,13 +184,55 @@ def check_keys(cfg: GatewayConfig) -> Check:
         provider.device_key()
     except GatewayError as exc:
         return Check("device key", "FAIL", f"{provider.name} provider: {exc}")
+    from gateway import tpm
+
+    if not tpm.pcr_bound(tpm.read_blobs(cfg.keys), cfg.keys):  # the blob itself, not the config
+        return Check(
+            "device key",
+            "WARN",
+            f"{provider.name} provider: {provider.describe()}: the seal is not bound to PCRs "
+            "(another boot chain on this board unseals it): set keys.pcrs (e.g. [7]) and "
+            "run 'gateway keys seal' again",
+        )
     return Check("device key", "PASS", f"{provider.name} provider: {provider.describe()}")
+
+
+def check_template_protection(cfg: GatewayConfig) -> Check:
+    """Which template protection mode is in use; FAIL when the stored templates were made
+    under another one (the daemon refuses to start)."""
+    from gateway.privacy import protection_record
+    from gateway.store.readonly import open_state
+
+    mode = cfg.privacy.template_protection
+    try:
+        db, _ = open_state(cfg.storage.database_path)
+    except (GatewayError, OSError) as exc:
+        return Check("template protection", "WARN", f"{mode}; the database: {exc}")
+    try:
+        problem = protection_record.mismatch(db.conn, mode)
+        count = protection_record.template_count(db.conn)
+    finally:
+        db.close()
+    if problem is not None:
+        return Check("template protection", "FAIL", problem)
+    return Check("template protection", "PASS", f"{mode} ({count} templates stored under it)")
 
 
 def check_gates_key(cfg: GatewayConfig) -> Check:
     """WARN while the site key (which the office holds) stands in for the gates key; FAIL
-    for a configured gates key file that is missing (the daemon refuses to start)."""
+    for a configured gates key file that is missing (the daemon refuses to start). The roster
+    office needs none (its gates apply their own transform): WARN when it has one."""
     ref = cfg.privacy.gates_key
+    if cfg.roster.role == "office":
+        if ref is None:
+            return Check("gates key", "PASS", "none at the office (each gate applies its own)")
+        return Check(
+            "gates key",
+            "WARN",
+            "the office needs no gates key: if this is the gates' key, run 'gateway keys "
+            "rotate --what transform' here (never copy the new one to a gate), then remove "
+            "the gates' key from this machine",
+        )
     if ref is not None and ref.file is not None and not ref.file.exists():
         return Check(
             "gates key",
@@ -192,6 +251,27 @@ def check_gates_key(cfg: GatewayConfig) -> Check:
     return Check("gates key", "PASS", "template transform keyed by the site's gates only")
 
 
+def check_web(cfg: GatewayConfig) -> Check:
+    """The web console: off, or its addresses and its certificate's SHA-256 fingerprint
+    (compare it with what the browser shows before trusting a self-signed one)."""
+    if not cfg.web.enabled:
+        return Check("web console", "SKIP", "off ([web] enabled = false)")
+    from gateway.web.tls import CERT_NAME, fingerprint
+
+    w = cfg.web
+    cert = w.cert_file or cfg.storage.state_dir / CERT_NAME
+    where = ", ".join(f"https://{f'[{a}]' if ':' in a else a}:{w.port}/" for a in w.listen)
+    if not cert.is_file():
+        if w.cert_file is not None:
+            return Check("web console", "FAIL", f"{cert} is missing ({where})")
+        return Check("web console", "PASS", f"{where}; self-signed certificate made at first start")
+    try:
+        fp = fingerprint(cert.read_bytes())
+    except (OSError, ValueError) as exc:
+        return Check("web console", "FAIL", f"{cert}: {exc}")
+    return Check("web console", "PASS", f"{where}; certificate SHA-256 {fp}")
+
+
 def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
     """Every check, in the order an installer fixes things."""
     from gateway.cli.environment_checks import environment_problems
@@ -207,13 +287,20 @@ def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
     )
     checks.append(check_keys(cfg))
     checks.append(check_gates_key(cfg))
+    checks.append(check_template_protection(cfg))
     checks.append(check_storage(cfg))
     checks.append(check_models(cfg))
     checks.extend(check_configured_camera(name, cam, timeout) for name, cam in cfg.cameras.items())
     for name, reader in cfg.readers.items():
         checks.append(check_reader(name, reader.url, timeout))
     checks.append(check_broker(cfg, timeout))
+    checks.append(check_web(cfg))
     return checks
+
+
+def doctor_rows(cfg: GatewayConfig, timeout: float = 3.0) -> list[tuple[str, str, str]]:
+    """The doctor's table for the running daemon's web console (check, status, detail)."""
+    return [(c.name, c.status, c.detail) for c in run_checks(cfg, timeout)]
 
 
 def render(checks: list[Check], write: Callable[[str], object] = sys.stdout.write) -> None:

@@ -128,20 +128,11 @@ def _zones_preview(args: argparse.Namespace) -> int:
 
 def _preview_detector(args: argparse.Namespace) -> Any:
     """The face detector for the preview's blurring, or None (then everything is blurred)."""
-    from gateway.errors import ModelError
-    from gateway.face import models
-    from gateway.face.detector import OpenCVYuNet
-    from gateway.face.settings import FaceSettings
+    from gateway.services.zones import preview_detector
 
     cfg = ctx.config_of(args)
     model_dir = args.model_dir or (cfg.face.model_dir if cfg is not None else ctx.DEFAULT_MODEL_DIR)
-    try:
-        path = models.require(Path(model_dir))[models.YUNET]
-        # a low threshold: a missed passer-by is worse than a blurred background patch
-        return OpenCVYuNet(path, FaceSettings(detector_input=None, score_threshold=0.5))
-    except (ModelError, OSError, KeyError) as exc:
-        log.warning("zones preview: no face detector (%s)", exc)
-        return None
+    return preview_detector(Path(model_dir))
 
 
 def register(subparsers: ctx.Sub[argparse.ArgumentParser]) -> None:

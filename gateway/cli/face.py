@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gateway.errors import GatewayError
 from gateway.face import models
+from gateway.face.landmark_models import install_landmarks
 
 
 def _default_dir() -> Path:
@@ -55,6 +56,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="fetch YuNet/SFace from OpenCV Zoo (network; untested here)",
     )
+    inst.add_argument(
+        "--landmarks",
+        action="store_true",
+        help="also install the dense landmark model (468 points) for the stereo 3-D check: "
+        "fetched with pip from the pinned mediapipe 0.10.14 wheel (SHA-256 pinned)",
+    )
+    inst.add_argument(
+        "--landmarks-wheel",
+        type=Path,
+        default=None,
+        help="take the landmark model from this mediapipe 0.10.14 wheel file (no network)",
+    )
     inst.set_defaults(func=run_install)
     ver = sub.add_parser("verify", parents=[common], help="hash-check the installed models")
     ver.set_defaults(func=run_verify)
@@ -90,6 +103,9 @@ def run_install(args: argparse.Namespace) -> int:
         statuses = models.install(
             _dir(args), source, antispoof_dir=antispoof, download=bool(args.download)
         )
+        if args.landmarks or args.landmarks_wheel is not None:
+            install_landmarks(_dir(args), args.landmarks_wheel)
+            statuses = models.verify(_dir(args))
     except GatewayError as exc:
         print(f"error: {exc}")
         return 1

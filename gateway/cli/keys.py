@@ -1,5 +1,6 @@
 """``gateway keys``: seal the device key to this board's TPM 2.0 (``[keys]`` of the config);
-rotate the device or gates key (:mod:`gateway.services.keys`).
+rotate the device or gates key (:mod:`gateway.services.keys`) or one purpose's key
+(:mod:`gateway.services.key_purposes`).
 
 ``keys seal --from FILE`` seals an existing device key (the one the database is keyed with);
 ``keys init --provider tpm`` seals a fresh random one (the OS's and the TPM's random bytes
@@ -18,7 +19,7 @@ from pathlib import Path
 from gateway.cli.context import Sub
 from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
-from gateway.config.root import GatewayConfig, load_config
+from gateway.config.root import load_config
 from gateway.errors import ConfigError
 from gateway.keys import MIN_KEY_BYTES, Purpose
 
@@ -32,6 +33,7 @@ def _seal_and_store(key: bytes, cfg: KeysConfig, *, force: bool) -> None:
     if tpm.unseal(sealed, cfg) != key:  # never trust a blob the TPM has not opened
         raise ConfigError([("keys.tcti", cfg.tcti, "the TPM unsealed a different key")])
     tpm.write_blobs(sealed, cfg, replace=force)
+    tpm.advance(cfg)  # blobs sealed before (copies of them too) no longer unseal here
     print(f"sealed the device key to the TPM at {cfg.tcti}")
     print(f"  public blob:  {cfg.public_blob}")
     print(f"  private blob: {cfg.private_blob}")
@@ -77,47 +79,64 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
-    """Rotate with the state directory locked: never while the daemon holds the old keys."""
-    from gateway.keys import StateLockedError, state_lock
+    """Rotate with the state directory locked (never while the daemon holds the old keys);
+    exit 1 when old key material is still on disk after the rotation."""
+    from gateway.services.key_rotation import rotate_stopped
 
     cfg = load_config(args.config)
-    try:
-        with state_lock(cfg.storage.state_dir):
-            return _rotate(args, cfg)
-    except StateLockedError as exc:
-        why = f"{exc}: stop the daemon first: systemctl stop access-gateway"
-        raise ConfigError([("storage.state_dir", str(cfg.storage.state_dir), why)]) from exc
-
-
-def _rotate(args: argparse.Namespace, cfg: GatewayConfig) -> int:
-    from gateway.privacy import access_log, audit
-    from gateway.services import keys as svc
-    from gateway.store import database as store
-
-    db = store.connect(Path(cfg.storage.database_path), create=False)
-    keys = svc.load_keys(cfg, db.conn, gates_optional=args.what == "transform")
-    audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
-    access_log.bind_key(db, keys.subkey(Purpose.ACCESS_LOG))
-    if args.what == "device":
-        if args.key:
-            raise ConfigError([("--key", args.key, "a device key is never copied: omit --key")])
-        done = svc.rotate_device(db, keys, cfg, actor=args.actor)
-    else:
-        new_key = SecretRef(file=Path(args.key)).read_bytes() if args.key else None
-        gates = cfg.privacy.gates_key
-        done = svc.rotate_transform(db, keys, gates, actor=args.actor, new_key=new_key)
+    if args.what != "transform" and args.key:
+        raise ConfigError([("--key", args.key, f"a {args.what} key is never copied: omit --key")])
+    new_key = SecretRef(file=Path(args.key)).read_bytes() if args.key else None
+    outcome = rotate_stopped(cfg, args.what, actor=args.actor, new_key=new_key)
+    done = outcome.rotation
     print(
         f"rotated {done.what}: {done.people} people, {done.templates} templates moved "
         f"from key {done.old_key_id} to {done.new_key_id}"
     )
+    if done.what == "transform" and cfg.privacy.template_protection == "cancelable":
+        print(
+            "cancelable templates cannot be re-transformed: their transform key was carried "
+            "over (bundle wrapping and the fan-out MAC use the new key); renewing the "
+            "transform means 'gateway keys erase-templates --yes', this rotation, re-enrolment"
+            if done.templates
+            else "no templates stored: the transform key is renewed too"
+        )
     if not done.scrubbed:
         print("the WAL is busy: the old pages leave it at the next scrub", file=sys.stderr)
-    if args.what == "transform" and args.key is None and cfg.privacy.gates_key is not None:
+    office = cfg.roster.role == "office"  # its gates key is its own: never copied to a gate
+    if args.what == "transform" and args.key is None and cfg.privacy.gates_key and not office:
         print(
             f"copy {cfg.privacy.gates_key.file} to the site's other gates and run there: "
             "gateway keys rotate --what transform --key FILE"
         )
+    print(outcome.residue.describe(), file=sys.stdout if outcome.residue.clean else sys.stderr)
     print("start the daemon again: systemctl start access-gateway")
+    return 0 if outcome.residue.clean else 1
+
+
+def _cmd_erase_templates(args: argparse.Namespace) -> int:
+    """Erase every stored template with the state directory locked (daemon stopped)."""
+    from gateway.keys import StateLockedError, state_lock
+    from gateway.privacy import audit
+    from gateway.privacy.vault import Vault
+    from gateway.services import keys as svc
+    from gateway.services.enrolment import erase_all_templates
+    from gateway.store import database as store
+
+    if not args.yes:
+        raise ConfigError([("--yes", "missing", "every face must be enrolled again: add --yes")])
+    cfg = load_config(args.config)
+    try:
+        with state_lock(cfg.storage.state_dir):
+            db = store.connect(Path(cfg.storage.database_path), create=False)
+            keys = svc.load_keys(cfg, db.conn)
+            audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
+            vault = Vault.from_keys(keys, protection=cfg.privacy.template_protection)
+            count = erase_all_templates(db, vault, actor=args.actor)
+    except StateLockedError as exc:
+        why = f"{exc}: stop the daemon first: systemctl stop access-gateway"
+        raise ConfigError([("storage.state_dir", str(cfg.storage.state_dir), why)]) from exc
+    print(f"erased {count} templates: enrol every face again (gateway enroll)")
     return 0
 
 
@@ -140,9 +159,21 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     for p in (seal, init):
         p.add_argument("--force", action="store_true", help="replace blobs already at keys.*_blob")
     rotate = sub.add_parser("rotate", help="renew a key; stored templates follow (no re-enrolment)")
-    rotate.add_argument("--what", choices=["device", "transform"], required=True, help="which key")
+    rotate.add_argument(
+        "--what",
+        choices=["device", "transform", "audit", "access-log", "card", "pin", "pseudonym"],
+        required=True,
+        help="which key (a purpose: its stored values follow; see gateway.services.key_purposes)",
+    )
     rotate.add_argument("--key", help="adopt this new key file (rotated at another gate)")
     rotate.add_argument("--actor", default=os.environ.get("USER", "operator"), help="who")
+    erase = sub.add_parser(
+        "erase-templates",
+        help="crypto-erase every stored template (to switch privacy.template_protection)",
+    )
+    erase.add_argument("--yes", action="store_true", help="every face is enrolled again after")
+    erase.add_argument("--actor", default=os.environ.get("USER", "operator"), help="who")
+    erase.set_defaults(func=_cmd_erase_templates)
     seal.set_defaults(func=_cmd_seal)
     init.set_defaults(func=_cmd_init)
     rotate.set_defaults(func=_cmd_rotate)

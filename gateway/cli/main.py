@@ -18,12 +18,15 @@ from gateway.errors import ConfigError
 # Subsystems that add their own subcommands through ``register(subparsers)``.
 SUBCOMMAND_MODULES = (
     "gateway.cli.face",
+    "gateway.cli.camera",
     "gateway.cli.privacy",
     "gateway.cli.mqtt",
     "gateway.eval.commands",
     "gateway.cli.hardware",
     "gateway.cli.keys",
+    "gateway.cli.decommission",
     "gateway.cli.web",
+    "gateway.cli.roster",
     "gateway.demo.run",
 )
 
@@ -65,10 +68,13 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import functools
+
+    from gateway.cli.doctor import doctor_rows
     from gateway.daemon.process import run_daemon
     from gateway.gate.app import build_gateway
 
-    return run_daemon(args.config, build_gateway)
+    return run_daemon(args.config, functools.partial(build_gateway, doctor=doctor_rows))
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

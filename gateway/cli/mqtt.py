@@ -1,4 +1,4 @@
-"""``gateway mqtt keygen``, ``sign`` and ``pin-args`` for operators and tests."""
+"""``gateway mqtt keygen``, ``sign``, ``pin-args`` and ``seal-person`` for operators and tests."""
 
 from __future__ import annotations
 
@@ -27,7 +27,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sg.add_argument("name", help="command name, e.g. unlock")
     sg.add_argument("--args", default="{}", help="command args as a JSON object")
     sg.add_argument("--site", required=True, help="target site id (signed; as in the topic)")
-    sg.add_argument("--gate", required=True, help="target gate id (signed; as in the topic)")
+    sg.add_argument(
+        "--gate",
+        required=True,
+        action="append",
+        help="target gate id (signed; as in the topic); repeat it to address several gates of "
+        "the site (e.g. rotate_keys site-wide): one envelope per gate, one per line",
+    )
     sg.add_argument("--key", type=Path, required=True, help="private key file from keygen")
     sg.add_argument("--key-id", help="key id (default: hash of the public key)")
     sg.set_defaults(func=run_sign)
@@ -40,6 +46,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pa.add_argument("--site-key", type=Path, required=True, help="the site key file (0600)")
     pa.add_argument("--kind", choices=("normal", "duress", "visitor"), default="normal")
     pa.set_defaults(func=run_pin_args)
+
+    sp = sub.add_parser(
+        "seal-person",
+        help="print a person's id sealed for the site's gates (a command's person_ref)",
+    )
+    sp.add_argument("person_id", help="the person's id")
+    sp.add_argument("--site-key", type=Path, required=True, help="the site key file (0600)")
+    sp.add_argument("--role", choices=("person", "guardian"), default="person")
+    sp.set_defaults(func=run_seal_person)
 
 
 def run_keygen(args: argparse.Namespace) -> int:
@@ -63,7 +78,7 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 
 def run_sign(args: argparse.Namespace) -> int:
-    """Print a signed envelope for command ``args.name``."""
+    """Print a signed envelope for command ``args.name``, one per ``--gate``."""
     try:
         cmd_args = loads_bounded(
             args.args.encode("utf-8", "surrogateescape"), max_bytes=MAX_COMMAND_BYTES
@@ -79,10 +94,11 @@ def run_sign(args: argparse.Namespace) -> int:
     except ProtocolError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    env = sign.sign_envelope(
-        args.name, cmd_args, key, site=args.site, gate=args.gate, key_id=args.key_id
-    )
-    sys.stdout.write(json.dumps(env, separators=(",", ":")) + "\n")
+    for gate in args.gate:
+        env = sign.sign_envelope(
+            args.name, cmd_args, key, site=args.site, gate=gate, key_id=args.key_id
+        )
+        sys.stdout.write(json.dumps(env, separators=(",", ":")) + "\n")
     return 0
 
 
@@ -90,6 +106,7 @@ def run_pin_args(args: argparse.Namespace) -> int:
     """``set_pin`` args for the PIN on stdin (one line; kept off the command line and logs)."""
     from gateway.credentials.hashing import management_pin_record
     from gateway.errors import GatewayError
+    from gateway.privacy import person_ref
     from gateway.privacy.vault import load_key
 
     pin = sys.stdin.readline().strip()
@@ -100,10 +117,26 @@ def run_pin_args(args: argparse.Namespace) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     doc = {
-        "person_id": args.person_id,
+        "person_ref": person_ref.seal(site, args.person_id),
         "pin_hash_sealed": sealed,
         "pin_index": index,
         "kind": args.kind,
     }
     sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    return 0
+
+
+def run_seal_person(args: argparse.Namespace) -> int:
+    """Print ``person_id`` sealed under the site key (fresh each time: refs do not link)."""
+    from gateway.errors import GatewayError
+    from gateway.privacy import person_ref
+    from gateway.privacy.vault import load_key
+
+    try:
+        site = load_key(args.site_key, "site-key")
+        ref = person_ref.seal(site, args.person_id, role=args.role)
+    except (GatewayError, OSError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    sys.stdout.write(ref + "\n")
     return 0

@@ -85,11 +85,13 @@ def _set_pin(args: argparse.Namespace) -> int:
 
 
 def _export_bundle(args: argparse.Namespace) -> int:
+    keys = ctx.keys_of(args)
     sync_args = svc.export_bundle(
         ctx.open_db(args),
-        ctx.vault_of(args),
+        ctx.vault_of(args, keys),  # the configured template protection
         args.person,
-        ctx.gates_root(args),
+        keys.gates_root,
+        seal_key=keys.site,
         actor=args.actor,
         grace_days=args.renotice_grace_days,
     )

@@ -13,11 +13,15 @@ from gateway.errors import ConfigError
 
 
 class Zone(Strict):
-    """A no-capture polygon in normalised image coordinates (0..1)."""
+    """A no-capture polygon in normalised image coordinates (0..1), edges never crossing.
+
+    The crossing check names the camera too: it is a cross-field rule of the root."""
 
     name: str = Field(description="What the zone hides (e.g. 'neighbour window').")
     polygon: list[tuple[float, float]] = Field(
-        min_length=3, description="Vertices (x, y), each 0..1, x to the right, y down."
+        min_length=3,
+        description="Vertices (x, y), each 0..1, x to the right, y down, in order around the "
+        "area (the edges must not cross).",
     )
 
     @field_validator("polygon")
@@ -27,6 +31,56 @@ class Zone(Strict):
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
                 raise ValueError(f"vertex ({x}, {y}) is outside 0..1")
         return v
+
+
+def _orient(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> int:
+    """The turn a -> b -> c: 1 left, -1 right, 0 straight (within rounding)."""
+    v = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+    return 0 if abs(v) < 1e-12 else (1 if v > 0 else -1)
+
+
+def _on(a: tuple[float, float], b: tuple[float, float], p: tuple[float, float]) -> bool:
+    """Whether ``p``, on the line through a and b, lies within the segment a-b."""
+    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
+
+
+def _cross(
+    a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]
+) -> bool:
+    """Whether segments a-b and c-d meet (crossing, touching or overlapping)."""
+    o1, o2, o3, o4 = _orient(a, b, c), _orient(a, b, d), _orient(c, d, a), _orient(c, d, b)
+    if o1 != o2 and o3 != o4 and 0 not in (o1, o2, o3, o4):
+        return True
+    return (
+        (o1 == 0 and _on(a, b, c))
+        or (o2 == 0 and _on(a, b, d))
+        or (o3 == 0 and _on(c, d, a))
+        or (o4 == 0 and _on(c, d, b))
+    )
+
+
+def self_intersection(polygon: list[tuple[float, float]]) -> tuple[int, int] | None:
+    """The first two edges (numbered from 1: edge k joins corners k and k+1, the last
+    one closes the polygon) that cross, touch or fold back on each other; None for a
+    simple polygon. A corner repeated in a row is ignored."""
+    pts = [p for i, p in enumerate(polygon) if p != polygon[i - 1]] or list(polygon[:1])
+    n = len(pts)
+    edges = [(pts[i], pts[(i + 1) % n]) for i in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            (a, b), (c, d) = edges[i], edges[j]
+            if j == i + 1 or (i == 0 and j == n - 1):  # neighbours share a corner
+                shared, x, y = (b, a, d) if j == i + 1 else (a, b, c)
+                folded = _orient(x, shared, y) == 0 and (
+                    (x[0] - shared[0]) * (y[0] - shared[0])
+                    + (x[1] - shared[1]) * (y[1] - shared[1])
+                    > 0
+                )
+                if folded:
+                    return i + 1, j + 1
+            elif _cross(a, b, c, d):
+                return i + 1, j + 1
+    return None
 
 
 class Space(StrEnum):

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from gateway.access.decision import LivenessPolicy, Method
 from gateway.config.base import Strict
+from gateway.config.pairs import CameraPairConfig
 
 
 class LockType(StrEnum):
@@ -57,6 +58,11 @@ class DoorConfig(Strict):
 
     reader: str | None = Field(None, description="Reader (card/keypad) at this door.")
     camera: str | None = Field(None, description="Camera watching this door's approach.")
+    pair: CameraPairConfig | None = Field(
+        None,
+        description="A second view of the approach (stereo or NIR) for the 3-D liveness "
+        "check; face fails closed while either camera is down.",
+    )
     relay: RelayBinding = Field(default_factory=RelayBinding, description="Lock relay.")
     contact: InputBinding = Field(default_factory=InputBinding, description="Door contact.")
     exit_button: InputBinding = Field(

@@ -15,6 +15,7 @@ from gateway.face.settings import DEFAULT_DETECTOR_INPUT, FaceSettings, MatchSet
 _PIPELINE = FaceSettings()
 _MATCH = MatchSettings()
 _FUSION = FusionSettings()
+_SINGLE = _FUSION.single
 
 
 class FaceConfig(Strict):
@@ -24,7 +25,10 @@ class FaceConfig(Strict):
     model_dir: Path = Field(
         DEFAULT_STATE_DIR / "models", description="Where converted models are installed."
     )
-    backend: Literal["onnxruntime", "opencv"] = Field(_PIPELINE.backend, description="Inference.")
+    backend: Literal["auto", "onnxruntime", "opencv"] = Field(
+        _PIPELINE.backend,
+        description="Inference runtime; auto: each model on the one measured fastest for it.",
+    )
     providers: list[str] = Field(
         default_factory=lambda: list(_PIPELINE.providers),
         description="onnxruntime execution providers in preference order.",
@@ -150,6 +154,39 @@ class FaceConfig(Strict):
         le=10,
         description="Failed face attempts after which PIN/card is offered.",
     )
+    single_frame: bool = Field(
+        _SINGLE.enabled,
+        description="Decide on one frame when its evidence is strong (the single_frame_* "
+        "bars); otherwise fuse fusion_k of fusion_n frames. 1:N only.",
+    )
+    single_frame_score: float = Field(
+        _SINGLE.min_score,
+        gt=0,
+        lt=1,
+        description="Cosine similarity one frame needs to be decided alone (>= "
+        "match_threshold); calibrated held-out: benchmarks/eval_single_frame.py.",
+    )
+    single_frame_margin: float = Field(
+        _SINGLE.min_margin,
+        ge=0,
+        lt=1,
+        description="Lead over the runner-up person one frame needs to be decided alone "
+        "(>= match_margin); calibrated with single_frame_score.",
+    )
+    single_frame_liveness: float = Field(
+        _SINGLE.min_live,
+        gt=0,
+        lt=1,
+        description="Live probability one frame needs to be decided alone on a door using "
+        "liveness (>= liveness_threshold); doors with liveness off ignore it.",
+    )
+    single_frame_max_age_ms: int = Field(
+        int(_SINGLE.max_age_ms),
+        ge=10,
+        le=5000,
+        description="A frame older than this (capture to decision) is never decided alone "
+        "(<= max_decision_age_ms).",
+    )
     enrol_images: int = Field(3, ge=1, le=20, description="Images asked for at enrolment.")
 
     @field_validator("detector_input")
@@ -163,4 +200,26 @@ class FaceConfig(Strict):
     def _k_le_n(self) -> Self:
         if self.fusion_k > self.fusion_n:
             raise ValueError("fusion_k cannot exceed fusion_n")
+        return self
+
+    @model_validator(mode="after")
+    def _single_frame_stricter(self) -> Self:
+        """A single-frame bar written looser than its per-frame one is a contradiction.
+
+        A default bar looser than a raised per-frame one is harmless: only faces that
+        matched, are live and are fresh enough to open a door are ever decided alone, so the
+        stricter of the two applies.
+        """
+        checks = (  # (single-frame field, per-frame field, the single-frame one must be...)
+            ("single_frame_score", "match_threshold", 1),
+            ("single_frame_margin", "match_margin", 1),
+            ("single_frame_liveness", "liveness_threshold", 1),
+            ("single_frame_max_age_ms", "max_decision_age_ms", -1),
+        )
+        for single, base, sign in checks:
+            if single not in self.model_fields_set:
+                continue
+            if sign * (getattr(self, single) - getattr(self, base)) < 0:
+                word = ">=" if sign > 0 else "<="
+                raise ValueError(f"{single} ({getattr(self, single)}) must be {word} {base}")
         return self

@@ -44,6 +44,14 @@ class KeysConfig(Strict):
         description="PCRs the seal is bound to (e.g. [0, 7]: firmware and Secure Boot "
         "state); empty: not bound. After a change of these PCRs the key must be re-sealed.",
     )
+    nv_index: int = Field(
+        0x01000A6E,
+        ge=0x01000000,
+        le=0x013FFFFF,
+        description="NV index (owner range) of the monotonic counter in every seal's policy: "
+        "each seal or rotation advances it, so a copy of an older blob no longer unseals on "
+        "this TPM. Defined on first use.",
+    )
     pcr_bank: Literal["sha1", "sha256", "sha384"] = Field(
         "sha256", description="PCR bank whose values the policy binds."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -72,6 +73,17 @@ class PrivacyConfig(Strict):
         "set up before it existed). A file not written yet is an error except for 'gateway "
         "keys rotate --what transform', which writes it.",
     )
+    template_protection: Literal["orthogonal", "cancelable"] = Field(
+        "orthogonal",
+        description="How face templates are protected before encryption (ISO/IEC 24745). "
+        "'orthogonal': a secret rotation keyed by the gates key: exact scores and 'gateway "
+        "keys rotate --what transform' without re-enrolment, but invertible with the key and "
+        "linkable across sites by a fitted rotation. 'cancelable': sign bits of a keyed "
+        "projection onto a secret subspace: non-invertible, several times harder to link "
+        "across sites (not unlinkable), less accurate (thresholds are scaled to keep the "
+        "false-alarm rate), and a new key (or switching mode) means re-enrolling every face. "
+        "Figures and the choice: benchmarks/eval_unlinkability.py in the benchmark report.",
+    )
     pseudonym_epoch_s: int = Field(
         86400, ge=60, description="Rotation period of person pseudonyms in events."
     )
@@ -82,7 +94,16 @@ class PrivacyConfig(Strict):
         100_000, ge=1, description="Filing with the authority due within 30 working days (Art. 15)."
     )
     holidays: list[dt.date] = Field(
-        default_factory=list, description="Non-working days for the filing deadline."
+        default_factory=list,
+        description="Extra non-working days for the filing deadline, besides China's official "
+        "holidays and make-up working days (from the chinese-calendar package).",
+    )
+    compliance_check_interval_s: float = Field(
+        300,
+        ge=60,
+        le=86400,
+        description="How often the daemon checks the people-with-face-data count against "
+        "warn_people and filing_threshold (an alert event once per crossing).",
     )
     renotice_grace_days: int = Field(
         30, ge=0, le=365, description="Days face matching continues after a notice change."

@@ -25,14 +25,16 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.config.base import Name
-from gateway.config.cameras import CameraConfig
+from gateway.config.cameras import CameraConfig, self_intersection
 from gateway.config.doors import AccessGroupConfig, DoorConfig
 from gateway.config.face import FaceConfig
 from gateway.config.keys import KeysConfig
 from gateway.config.loading import CheckedEnvSource, CheckedTomlSource, parsed_document, read_toml
 from gateway.config.mqtt import MqttConfig
+from gateway.config.pairs import pair_problems
 from gateway.config.privacy import PrivacyConfig, RetentionConfig
 from gateway.config.readers import ReaderConfig
+from gateway.config.roster import RosterConfig
 from gateway.config.site import RuntimeConfig, SiteConfig, StorageConfig
 from gateway.config.web import WebConfig
 from gateway.errors import ConfigError
@@ -70,6 +72,9 @@ class GatewayConfig(BaseSettings):
     keys: KeysConfig = Field(default_factory=KeysConfig, description="Key provider.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Runtime.")
     web: WebConfig = Field(default_factory=WebConfig, description="Web console.")
+    roster: RosterConfig = Field(
+        default_factory=RosterConfig, description="The compound roster (office or gate)."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -228,6 +233,21 @@ def _global_problems(cfg: GatewayConfig) -> Iterator[CrossProblem]:
     for name, cam in cfg.cameras.items():
         if cam.door not in cfg.doors:
             yield ("cameras", name, "door"), cam.door, f"door {cam.door!r} is not configured"
+        for i, zone in enumerate(cam.zones):
+            crossing = self_intersection(zone.polygon)
+            if crossing is not None:
+                yield (
+                    ("cameras", name, "zones", i, "polygon"),
+                    zone.polygon,
+                    (
+                        f"zone {zone.name!r} of camera {name!r} crosses itself (edges "
+                        f"{crossing[0]} and {crossing[1]} meet): place its corners in order "
+                        "around the area"
+                    ),
+                )
+    for name, door in cfg.doors.items():
+        if door.pair is not None:
+            yield from pair_problems(name, door.pair, door.camera, cfg.cameras)
     face_cameras = [n for n, d in cfg.doors.items() if d.uses_face and d.camera in cfg.cameras]
     if cfg.face.enabled and face_cameras:
         for door_name in face_cameras:
@@ -277,6 +297,16 @@ def _global_problems(cfg: GatewayConfig) -> Iterator[CrossProblem]:
             ("privacy", "site_key"),
             None,
             "a site key is needed to pseudonymize events and bind templates to this site",
+        )
+    if cfg.roster.role == "office" and cfg.privacy.template_protection != "orthogonal":
+        yield (
+            ("privacy", "template_protection"),
+            cfg.privacy.template_protection,
+            (
+                "the roster office sends each gate untransformed templates (sealed for that "
+                "gate, which applies its own protection): it keeps them in the invertible "
+                "'orthogonal' mode under a key of its own"
+            ),
         )
     if cfg.privacy.warn_people >= cfg.privacy.filing_threshold:
         yield (

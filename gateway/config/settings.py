@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway import access
 from gateway.config.doors import DoorConfig
 from gateway.config.root import GatewayConfig
+from gateway.face.protection import threshold_scale
 from gateway.face.settings import FaceSettings, MatchSettings
 
 
@@ -59,15 +60,27 @@ def fusion_settings(cfg: GatewayConfig, d: DoorConfig) -> access.FusionSettings:
         approach_gap_s=f.approach_gap_s,
         failed_face_attempts_before_fallback=f.failed_attempts_before_fallback,
         liveness=d.liveness,
+        single=access.SingleFrameRule(
+            enabled=f.single_frame,
+            min_score=f.single_frame_score,
+            min_margin=f.single_frame_margin,
+            min_live=f.single_frame_liveness,
+            max_age_ms=float(f.single_frame_max_age_ms),
+        ),
     )
 
 
 def match_settings(cfg: GatewayConfig) -> MatchSettings:
-    """How a face path matches against the gallery (thresholds and margin)."""
+    """How a face path matches against the gallery (thresholds and margin).
+
+    The thresholds are configured as cosine similarities; under a cancelable template
+    protection they are scaled to keep the calibrated false-positive rate.
+    """
     f = cfg.face
+    scale = threshold_scale(cfg.privacy.template_protection)
     return MatchSettings(
-        threshold=f.match_threshold,
-        margin=f.match_margin,
+        threshold=f.match_threshold * scale,
+        margin=f.match_margin * scale,
         liveness_threshold=f.liveness_threshold,
-        verify_threshold=f.verify_threshold,
+        verify_threshold=f.verify_threshold * scale,
     )

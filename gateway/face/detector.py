@@ -1,7 +1,10 @@
 """YuNet face detection (onnxruntime, or cv2.FaceDetectorYN) decoded like OpenCV does.
 
-The frame is resized to fit the configured input (letterboxed: scaled, padded right/bottom
-with zeros) or, with ``detector_input=None``, padded to a multiple of 32 at its own size. The
+The frame is resized to fit the configured input (letterboxed: scaled keeping its aspect,
+then padded right/bottom with zeros only up to the next multiple of 32, so a 4:3 frame in a
+320x320 input runs at 320x256, not 320x320) or, with ``detector_input=None``, padded to a
+multiple of 32 at its own size. Landmarks and boxes are mapped back to frame pixels, so
+alignment and embedding use the full-resolution frame. The
 three strides' outputs (cls, obj, bbox, kps) are decoded as in OpenCV's FaceDetectorYN:
 score = sqrt(clip(cls) * clip(obj)), centre = (cell + d) * stride, size = exp(d) * stride,
 landmarks = (cell + d) * stride; then score threshold and NMS. Results are in frame pixels.
@@ -10,6 +13,7 @@ landmarks = (cell + d) * stride; then score threshold and NMS. Results are in fr
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -62,6 +66,8 @@ def prepare(
             sx, sy = tw / w, th / h
         nw, nh = min(tw, round(w * sx)), min(th, round(h * sy))
         img = frame if (nw, nh) == (w, h) else cv2.resize(frame, (nw, nh))
+        if letterbox:  # the padding beyond the content would only cost time
+            tw, th = min(tw, _pad32(nw)), min(th, _pad32(nh))
     ih, iw = img.shape[:2]
     if (iw, ih) != (tw, th):
         img = cv2.copyMakeBorder(img, 0, th - ih, 0, tw - iw, cv2.BORDER_CONSTANT, value=0)
@@ -182,14 +188,16 @@ class OpenCVYuNet:
         except cv2.error as exc:
             raise ModelError(f"OpenCV cannot load {model_path}: {exc}") from exc
         self.settings = settings
+        self._lock = threading.Lock()  # an OpenCV net is not safe from two threads at once
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """Faces in a validated BGR frame."""
         img, sx, sy = prepare(frame_bgr, self.settings.detector_input, self.settings.letterbox)
         if self.settings.detector_input is None:
             img = frame_bgr
-        self.det.setInputSize((img.shape[1], img.shape[0]))
-        _, faces = self.det.detect(img)
+        with self._lock:
+            self.det.setInputSize((img.shape[1], img.shape[0]))
+            _, faces = self.det.detect(img)
         if faces is None:
             return []
         return to_detections(np.asarray(faces, np.float32), sx, sy, frame_bgr.shape)

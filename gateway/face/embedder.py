@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -71,7 +72,10 @@ class OrtSFace:
 
 
 class OpenCVSFace:
-    """SFace run by ``cv2.FaceRecognizerSF`` (the ``opencv`` backend, one crop at a time)."""
+    """SFace run by ``cv2.FaceRecognizerSF`` (the ``opencv`` backend, one crop at a time).
+
+    An OpenCV net is not safe to run from two threads at once (the cameras' worker threads
+    share the pipeline): calls are serialised by a lock."""
 
     def __init__(self, model_path: Path, *, flip_fusion: bool = False) -> None:
         """Create the OpenCV recognizer; ModelError when OpenCV cannot load the file."""
@@ -82,6 +86,7 @@ class OpenCVSFace:
         except cv2.error as exc:
             raise ModelError(f"OpenCV cannot load {model_path}: {exc}") from exc
         self.flip_fusion = flip_fusion
+        self._lock = threading.Lock()
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Nx128 float32 unit embeddings."""
@@ -90,7 +95,7 @@ class OpenCVSFace:
         items = list(crops) + (
             [np.ascontiguousarray(c[:, ::-1]) for c in crops] if self.flip_fusion else []
         )
-        raw = np.concatenate(
-            [np.asarray(self.rec.feature(c), np.float32).reshape(1, -1) for c in items]
-        )
+        with self._lock:
+            feats = [np.asarray(self.rec.feature(c), np.float32).reshape(1, -1) for c in items]
+        raw = np.concatenate(feats)
         return _fuse(raw, len(crops), self.flip_fusion)

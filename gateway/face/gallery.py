@@ -134,12 +134,22 @@ class Gallery:
 
     def identify(self, probe: np.ndarray, threshold: float, margin: float) -> str | None:
         """The person whose best score >= threshold and leads the best other person by margin."""
+        return self.identify_scored(probe, threshold, margin)[0]
+
+    def identify_scored(
+        self, probe: np.ndarray, threshold: float, margin: float
+    ) -> tuple[str | None, float | None, float | None]:
+        """:meth:`identify` with the evidence: (person or None, top score, lead over the
+        runner-up). With nobody else enrolled the lead is the top score itself (as if the
+        runner-up scored 0, an unrelated face's expected similarity)."""
         top = self.search(probe, 2)
-        if not top or top[0][1] < threshold:
-            return None
-        if len(top) > 1 and top[0][1] - top[1][1] < margin:
-            return None
-        return top[0][0]
+        if not top:
+            return None, None, None
+        score = top[0][1]
+        lead = score - top[1][1] if len(top) > 1 else score
+        if score < threshold or lead < margin:
+            return None, score, lead
+        return top[0][0], score, lead
 
     def score(self, probe: np.ndarray, person_id: str) -> float | None:
         """Best cosine similarity of ``probe`` to one person's templates (None if unknown)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections import deque
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
@@ -71,6 +72,8 @@ class AntiSpoof:
         """Use :meth:`load`."""
         self.models = models
         self.backend = backend
+        # OpenCV nets are not safe to run from two threads at once (shared pipeline).
+        self._lock = threading.Lock()
 
     @classmethod
     def load(
@@ -111,8 +114,9 @@ class AntiSpoof:
         for model, input_name, scale in self.models:
             blob = liveness_input(frame_bgr, box, scale)
             if self.backend == "opencv":
-                model.setInput(blob)
-                logits = np.asarray(model.forward(), np.float32)
+                with self._lock:
+                    model.setInput(blob)
+                    logits = np.asarray(model.forward(), np.float32)
             else:
                 logits = model.run(None, {input_name: blob})[0]
             probs.append(softmax(np.asarray(logits, np.float64).reshape(1, -1))[0])

@@ -291,12 +291,14 @@ def _status(model_dir: Path, name: str, expected: str, required: bool) -> ModelS
 
 
 def verify(model_dir: Path) -> list[ModelStatus]:
-    """Hash-check every model in ``model_dir``; optional anti-spoof models only when present."""
+    """Hash-check every model in ``model_dir``; optional models (anti-spoofing, dense
+    landmarks) only when present."""
+    from gateway.face.landmark_models import LANDMARK, LANDMARK_SHA256
+
+    optional = {**ANTISPOOF_SHA256, LANDMARK: LANDMARK_SHA256}
     out = [_status(model_dir, n, DERIVED_SHA256[n], True) for n in REQUIRED]
     out += [
-        _status(model_dir, n, ANTISPOOF_SHA256[n], False)
-        for n in OPTIONAL
-        if (model_dir / n).exists()
+        _status(model_dir, n, sha, False) for n, sha in optional.items() if (model_dir / n).exists()
     ]
     return out
 

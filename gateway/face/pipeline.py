@@ -36,6 +36,9 @@ class FaceObservation:
     quality: QualityVerdict
     liveness: float | None
     embedding: np.ndarray | None
+    #: the camera pair's check (3-D or NIR): True/False, None when not measured (no pair, not the
+    #: largest good face, frames not matched, no face found in the second view)
+    relief: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,12 @@ class FacePipeline:
         """Verify hashes, load every model, warm up. ModelError names the bad file."""
         s = settings or FaceSettings()
         paths = models.require(Path(model_dir))
+        if "opencv" in {s.backend_for(k) for k in ("detector", "embedder", "liveness")}:
+            import cv2
+
+            # OpenCV's DNN uses every core by default; ``threads`` bounds it as it does
+            # onnxruntime's intra-op pool (cv2's setting is process-wide).
+            cv2.setNumThreads(s.threads)
         det: Detector
         if s.backend_for("detector") == "opencv":
             det = OpenCVYuNet(paths[models.YUNET], s)
@@ -168,8 +177,9 @@ class FacePipeline:
     ) -> list[FaceObservation]:
         """Every face in the frame; embeddings only for faces that pass the quality gate.
 
-        ImageError for an unusable frame. ``liveness`` is None when not asked, when no
-        anti-spoofing model is installed, or when the face failed the quality gate.
+        ImageError for an unusable frame. Liveness is measured for the largest face that
+        passed the quality gate only (the face the gate decides on); ``liveness`` is None for
+        every other face, when not asked, or when no anti-spoofing model is installed.
         ``tracked``: boxes of faces that passed the gate in the previous frame; a face
         overlapping one gets the gate's size hysteresis (``tracked_size_ratio``).
         """
@@ -189,9 +199,9 @@ class FacePipeline:
         t3 = time.perf_counter()
         emb_of = {i: embs[j] for j, i in enumerate(good)} if embs is not None else {}
         live: dict[int, float] = {}
-        if liveness and self.antispoof is not None:
-            for i in good:
-                live[i] = self.antispoof.live_probability(frame, dets[i].box)
+        if liveness and self.antispoof is not None and good:
+            subject = max(good, key=lambda i: dets[i].box[2] * dets[i].box[3])
+            live[subject] = self.antispoof.live_probability(frame, dets[subject].box)
         t4 = time.perf_counter()
         self.stats = PipelineStats(
             (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3

@@ -10,6 +10,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 Backend = Literal["onnxruntime", "opencv"]
+#: ``backend = "auto"``: each stage on the runtime measured fastest for it on one CPU thread
+#: (benchmarks/bench_face.py ``backends_ms``): YuNet on onnxruntime (OpenCV's DNN is several
+#: times slower on it), SFace and MiniFASNet on OpenCV's DNN (about 2x and 5-10x faster
+#: than onnxruntime on the same fp32 files).
+AUTO_BACKEND: dict[str, Backend] = {
+    "detector": "onnxruntime",
+    "embedder": "opencv",
+    "liveness": "opencv",
+}
 DEFAULT_DETECTOR_INPUT: tuple[int, int] = (320, 320)
 
 
@@ -50,7 +59,7 @@ class FaceSettings(QualityThresholds):
     liveness_models: tuple[str, ...] = ("MiniFASNetV2.onnx", "MiniFASNetV1SE.onnx")
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     threads: int = 2
-    backend: Backend = "onnxruntime"
+    backend: Backend | Literal["auto"] = "auto"
     detector_backend: Backend | None = None
     embedder_backend: Backend | None = None
     liveness_backend: Backend | None = None
@@ -77,15 +86,21 @@ class FaceSettings(QualityThresholds):
             problems.append(("face.threads", str(self.threads), "must be >= 1"))
         for name in ("backend", "detector_backend", "embedder_backend", "liveness_backend"):
             v = getattr(self, name)
-            if v not in (None, "onnxruntime", "opencv"):
-                problems.append((f"face.{name}", str(v), "must be onnxruntime or opencv"))
+            if v not in (None, "onnxruntime", "opencv") and (name, v) != ("backend", "auto"):
+                allowed = (
+                    "auto, onnxruntime or opencv" if name == "backend" else "onnxruntime or opencv"
+                )
+                problems.append((f"face.{name}", str(v), f"must be {allowed}"))
         if problems:
             raise ConfigError(problems)
 
     def backend_for(self, stage: Literal["detector", "embedder", "liveness"]) -> Backend:
-        """The backend of one stage (its own setting, else ``backend``)."""
+        """The backend of one stage (its own setting, else ``backend``; ``auto``: the
+        stage's entry in :data:`AUTO_BACKEND`)."""
         own: Backend | None = getattr(self, f"{stage}_backend")
-        return own or self.backend
+        if own is not None:
+            return own
+        return AUTO_BACKEND[stage] if self.backend == "auto" else self.backend
 
 
 @dataclass(frozen=True)

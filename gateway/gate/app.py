@@ -21,30 +21,33 @@ from gateway.errors import GatewayError
 from gateway.face.gallery import Gallery
 from gateway.gate.audit_watch import AuditWatch
 from gateway.gate.cache_wiring import announce_storage, build_cache, storage_health
+from gateway.gate.card_capture import CardCapture
 from gateway.gate.controller import AccessController, DoorRuntime
 from gateway.gate.data_watch import DataWatch
 from gateway.gate.db_threads import DbThreads
 from gateway.gate.doors import GpioBindings, build_door
 from gateway.gate.enrol_at_gate import GateEnrolment
 from gateway.gate.events_sink import EventSink
-from gateway.gate.face_paths import FaceContext, build_face
+from gateway.gate.face_paths import FaceContext, FaceSink, build_face
 from gateway.gate.inputs import InputsFactory, gpio_inputs, open_gpio_inputs
 from gateway.gate.mqtt_wiring import build_mqtt
 from gateway.gate.policy import build_engine
 from gateway.gate.readers import close_readers, open_readers, run_reader
 from gateway.gate.remote_commands import CommandDeps, register_remote_commands
 from gateway.gate.retention_task import run_retention
-from gateway.gate.web_wiring import add_web_console
+from gateway.gate.roster_wiring import add_roster
+from gateway.gate.web_wiring import ConsoleView, DoctorRows, add_web_console
 from gateway.gate.withdrawal_announce import GateWithdrawals, WithdrawalDeps
 from gateway.hardware.readers import Reader
 from gateway.keys import Purpose
 from gateway.mqtt.pseudonym import Pseudonymizer
-from gateway.privacy import access_log, audit
+from gateway.privacy import access_log, audit, protection_record
 from gateway.privacy.vault import Vault
 from gateway.services.keys import load_keys
 
 if TYPE_CHECKING:
     from gateway.gate.facepath import FacePath
+    from gateway.gate.roster_agent import GateRosterAgent
     from gateway.mqtt.commands import CommandProcessor
     from gateway.services.cache_follower import CacheFollower
     from gateway.services.cache_state import CacheState
@@ -56,21 +59,24 @@ T = TypeVar("T")
 class Gateway:
     """Everything a running gateway holds (also used by the demo and the tests)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, doctor: DoctorRows | None = None) -> None:
         self.daemon = daemon
+        self.doctor = doctor  # the ``gateway doctor`` table, for the web console
         self.cfg: GatewayConfig = daemon.cfg
         assert daemon.db is not None  # noqa: S101 - the daemon opens the store first
         self.db = daemon.db
         self.keys = load_keys(self.cfg, self.db.conn)  # with the carried device subkeys
+        protection_record.check(self.db.conn, self.cfg.privacy.template_protection)
         self._ro = daemon.storage_read_only is not None  # DEGRADED storage
         self.threads = DbThreads(self.cfg.storage.database_path, read_only=self._ro)
         self.run_db, self.run_decide = self.threads.run_db, self.threads.run_decide
         audit.bind_key(self.db, audit.ChainKey(self.keys.subkey(Purpose.AUDIT_CHAIN)))  # every conn
+        audit.hold_writes(self.db, None)  # a gate (re)started holds the current keys
         access_log.bind_key(self.db, self.keys.subkey(Purpose.ACCESS_LOG))
         self.pseudonym = Pseudonymizer(self.keys.pseudonym, self.cfg.privacy.pseudonym_epoch_s)
         # Every gate has the vault and the live gallery: erasures need them.
-        self.vault = Vault.from_keys(self.keys)
-        self.gallery = Gallery()
+        self.vault = Vault.from_keys(self.keys, protection=self.cfg.privacy.template_protection)
+        self.gallery = Gallery(self.vault.dim)
         mqtt = build_mqtt(
             self.cfg, read_only=self._ro, health=self.health, add_service=daemon.add_service
         )
@@ -114,6 +120,8 @@ class Gateway:
         self.cache_state: CacheState | None = None  # the credential cache's state, from setup()
         self.cache_follower: CacheFollower | None = None  # the service that keeps it current
         self.gpio_inputs_factory: InputsFactory = open_gpio_inputs  # tests use a fake
+        self.card_capture = CardCapture(lambda: list(self.readers))  # "present the card now"
+        self.roster: GateRosterAgent | None = None  # [roster] role = "gate"
 
     def _storage_suspect(self) -> bool:
         ctl = self.controller
@@ -127,6 +135,8 @@ class Gateway:
         """Status summary: services, face path, outbox, storage (no identities)."""
         out: dict[str, Any] = dict(self.daemon.health())
         out["face"] = dict(self.face_status)
+        if self.roster is not None:
+            out["roster"] = "applied" if self.roster.synced.is_set() else "waiting (face closed)"
         self.events.health(out)
         if self.controller is not None:
             out["storage"] = self.controller.storage_degraded or "ok"
@@ -191,7 +201,10 @@ class Gateway:
         vault, gallery = self.vault, self.gallery
         add, status = self.daemon.add_service, self.face_status
         ctx = FaceContext(self.cfg, self.db, self.run_db, self.emit, add, status, vault, gallery)
-        face = await build_face(ctx, engine, ctl.on_face_outcome, ctl.note_faces)
+        sink: FaceSink = ctl.on_face_outcome
+        if self.roster is not None:  # face stays closed until the roster is applied
+            sink = self.roster.face_guard(sink)
+        face = await build_face(ctx, engine, sink, ctl.note_faces)
         self.pipeline = face.pipeline
         self.face_paths.update(face.paths)
         self.data_watch = DataWatch(
@@ -233,6 +246,19 @@ class Gateway:
             face_paths=self.face_paths,  # filled once the face paths are built
         )
         self.controller = controller = self._build_controller(engine, credentials, doors, enrolment)
+        self.roster = add_roster(
+            cfg,
+            self.keys,
+            self.db,
+            self.vault,
+            gallery=self.gallery,
+            run_db=self.run_db,
+            add_service=self.daemon.add_service,
+            credentials=credentials,
+            cache=self.cache_state,
+        )
+        if self.roster is not None:  # the roster before the first decision (see README)
+            await self.roster.sync_once(cfg.roster.startup_sync_s)
         await self._build_face(engine, controller)
         # Doors reach their safe state through the readers BEFORE services stop and the
         # reader buses close (on_safe_state runs first); readers close in a shutdown hook.
@@ -249,18 +275,32 @@ class Gateway:
             self.cache_state,
             self.face_paths,
             self.daemon.reload,
+            self.daemon.request_restart,
+            self.daemon.request_stop,
         )
         self.remote_commands = register_remote_commands(deps, self.withdrawals, self.commands)
         self._add_services(controller, doors)
+        mqtt = self.mqtt
+        view = ConsoleView(
+            self.health,
+            (lambda: mqtt.connected) if mqtt is not None else None,
+            self.events,
+            self.daemon.config_path,
+            self.doctor,
+            self.card_capture.next_card,
+            self.card_capture.next_pin,
+            lambda: self.pipeline,
+        )
         add_web_console(
-            deps, self.withdrawals, self.daemon.add_service, self.daemon.storage_read_only
+            deps, self.withdrawals, self.daemon.add_service, self.daemon.storage_read_only, view
         )
         announce_storage(cfg, self.daemon.storage_read_only, self.emit)
 
     def _add_services(self, controller: AccessController, doors: dict[str, DoorRuntime]) -> None:
         add = self.daemon.add_service
+        on_event = self.card_capture.wrap(controller.on_reader_event)
         for name, reader in self.readers.items():
-            run = functools.partial(run_reader, name, reader, controller.on_reader_event)
+            run = functools.partial(run_reader, name, reader, on_event)
             add(ServiceSpec(f"reader-{name}", run, critical=True))
         for name, rt in doors.items():
             add(ServiceSpec(f"door-{name}", rt.controller.run, critical=True))
@@ -286,9 +326,10 @@ def _need(value: T | None) -> T:
     return value
 
 
-async def build_gateway(daemon: Daemon) -> Gateway:
-    """The daemon's factory: a gateway built from its configuration, services registered."""
-    gateway = Gateway(daemon)
+async def build_gateway(daemon: Daemon, doctor: DoctorRows | None = None) -> Gateway:
+    """The daemon's factory: a gateway built from its configuration, services registered
+    (``doctor``: the ``gateway doctor`` table, shown by the web console)."""
+    gateway = Gateway(daemon, doctor)
     await gateway.setup()
     log.info("gateway %s: subsystems wired", daemon.cfg.site.gate)
     return gateway

@@ -6,19 +6,28 @@ raise compliance alerts.
 * The head is published retained on ``{base}/audit/head`` as ``{"v": 1, "seq": n, "mac": m}``
   (``m`` = HMAC of the seq and the head link under the chain key; no row content). At start
   and daily, the retained head on the broker is read back: a local chain that no longer holds
-  that row (rolled back, truncated, rewritten) is a break too.
+  that row (rolled back, truncated, rewritten) is a break too. An audit-key rotation re-MACs
+  the chain: its audited ``keys.rotate`` row records the old head's MAC, which a head
+  published at that seq must match; an older published head can no longer be compared
+  (logged as a warning; the office sees the rotation in the compliance report).
 * A break emits ``compliance.alert`` ``audit_chain_broken`` (value: the first broken seq),
   logged as an error; the gate keeps opening (access does not depend on the audit log) and
   retention never prunes a broken chain (the evidence stays).
 * People-count thresholds (Art. 15 warning at 80,000, filing at 100,000 across the compound:
-  this gate's count plus the other gates' retained counts) emit ``capacity_warning`` /
-  ``filing_required`` when crossed (once per level, remembered in ``kv``).
+  the exact count of people with face data here, plus the other gates' retained counts on a
+  gate; at the office, which holds everyone, its own count) are checked every
+  ``privacy.compliance_check_interval_s`` and emit ``capacity_warning`` /
+  ``filing_required`` (with the filing deadline in working days) when crossed, once per
+  crossing (:func:`gateway.services.compliance.watch_thresholds`: remembered in ``kv``,
+  audited).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import hmac
 import json
 import logging
 import sqlite3
@@ -34,7 +43,8 @@ from gateway.config.root import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.mqtt import events as ev
 from gateway.privacy import audit
-from gateway.privacy.compliance import Thresholds, enrolled_count
+from gateway.privacy.compliance import Thresholds
+from gateway.services import compliance as compliance_svc
 
 if TYPE_CHECKING:
     from gateway.mqtt.retained import RetainedStore
@@ -43,8 +53,7 @@ log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
 PUBLISH_EVERY_S = 60.0
-ALERTED_LEVEL_KEY = "compliance.alerted_level"
-_LEVELS = ("ok", "warning", "filing_required")
+COUNT_EVERY_S = 300.0
 
 
 def head_topic(base: str) -> str:
@@ -54,7 +63,7 @@ def head_topic(base: str) -> str:
 
 def head_payload(key: audit.ChainKey, seq: int, link: str) -> bytes:
     """The published head: seq and a MAC over seq and the head link; no content."""
-    doc = {"v": 1, "seq": seq, "mac": key.mac(f"audit-head|{seq}|{link}")}
+    doc = {"v": 1, "seq": seq, "mac": audit.head_mac(key, seq, link)}
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -88,28 +97,21 @@ def check_published(db: sqlite_utils.Database, key: audit.ChainKey, payload: byt
     if row is None:
         return f"the published head seq {seq} is missing here (rolled back or truncated)"
     expected = json.loads(head_payload(key, seq, str(row[0])))["mac"]
-    if expected != mac:
+    if expected == mac:
+        return None
+    rekeyed = audit.last_rekey(db)
+    if rekeyed is None or seq > rekeyed[0]:
         return f"row seq {seq} differs from the published head (rewritten)"
-    return None
-
-
-def crossed_level(db: sqlite_utils.Database, total: int, thresholds: Thresholds) -> str | None:
-    """The threshold level newly reached by ``total`` (remembered), None if unchanged/lower."""
-    level = "ok"
-    if total >= thresholds.filing_threshold:
-        level = "filing_required"
-    elif total >= thresholds.warn_people:
-        level = "warning"
-    row = db.execute("SELECT value FROM kv WHERE key = ?", [ALERTED_LEVEL_KEY]).fetchone()
-    before = str(row[0]) if row and row[0] in _LEVELS else "ok"
-    if level != before:
-        db.execute(
-            "INSERT INTO kv (key, value) VALUES (?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [ALERTED_LEVEL_KEY, level],
-        )
-    if _LEVELS.index(level) > _LEVELS.index(before):
-        return level
+    if seq == rekeyed[0]:  # the head the audit-key rotation recorded under the old key
+        if hmac.compare_digest(mac, rekeyed[1]):
+            return None
+        return f"row seq {seq} differs from the head the audit-key rotation recorded (rewritten)"
+    log.warning(
+        "the published audit head (seq %d) predates the audit-key rotation that re-MACed "
+        "the chain up to seq %d: it cannot be compared any more",
+        seq,
+        rekeyed[0],
+    )
     return None
 
 
@@ -129,6 +131,7 @@ class AuditWatch:
     thresholds: Thresholds = field(default_factory=Thresholds)
     verify_every_s: float = DAY_S
     publish_every_s: float = PUBLISH_EVERY_S
+    count_every_s: float = COUNT_EVERY_S
     db_path: str | None = None
     _alerted: str | None = None
     _published: int | None = None
@@ -150,6 +153,8 @@ class AuditWatch:
         base = topics.base if topics is not None else None
         watch = cls(db, run_db, emit, cfg.site.id, cfg.site.gate, outbox, base)
         watch.db_path = str(cfg.storage.database_path)
+        watch.thresholds = compliance_svc.thresholds_of(cfg)
+        watch.count_every_s = cfg.privacy.compliance_check_interval_s
         if retained is not None and base is not None:
             # The daemon's own MQTT session keeps these retained documents (no second
             # connection per check).
@@ -162,8 +167,12 @@ class AuditWatch:
             )
         return watch
 
-    def _alert(self, code: ev.ComplianceCode, value: int | None) -> None:
-        self.emit(ev.ComplianceAlert(site=self.site, gate=self.gate, code=code, value=value))
+    def _alert(
+        self, code: ev.ComplianceCode, value: int | None, due: dt.date | None = None
+    ) -> None:
+        self.emit(
+            ev.ComplianceAlert(site=self.site, gate=self.gate, code=code, value=value, due=due)
+        )
 
     async def check(self) -> audit.VerifyResult:
         """Verify the chain and the published head once; alert on a (new) break."""
@@ -194,16 +203,21 @@ class AuditWatch:
         return await asyncio.to_thread(audit.verify_file, path, audit.bound_key(self.db))
 
     async def check_counts(self) -> None:
-        """Alert when the compound's people count crosses a threshold."""
-        total = int(await self.run_db(enrolled_count, self.db))
+        """Alert when the compound's people count crosses a threshold (once per crossing)."""
+        total = int(await self.run_db(compliance_svc.face_data_count, self.db))
         if self.other_gate_counts is not None:
             with contextlib.suppress(Exception):
                 total += int(await self.other_gate_counts())
-        level = await self.run_db(crossed_level, self.db, total, self.thresholds)
-        if level == "warning":
+        today = dt.datetime.now().astimezone().date()
+        crossing = await self.run_db(
+            compliance_svc.watch_thresholds, self.db, total, self.thresholds, today
+        )
+        if crossing is None:
+            return
+        if crossing.level == "warning":
             self._alert(ev.ComplianceCode.CAPACITY_WARNING, total)
-        elif level == "filing_required":
-            self._alert(ev.ComplianceCode.FILING_REQUIRED, total)
+        else:
+            self._alert(ev.ComplianceCode.FILING_REQUIRED, total, crossing.deadline)
 
     async def publish_head(self) -> None:
         """Publish the verified head (retained) when it moved since the last time."""
@@ -225,7 +239,7 @@ class AuditWatch:
         """Service body: anchor, verify, publish, then every minute/day. A storage failure
         (read-only or locked database) is logged and retried; it never stops the watch."""
         anchored = False
-        next_verify = 0.0
+        next_verify = next_count = 0.0
         while True:
             try:
                 if not anchored:
@@ -233,8 +247,10 @@ class AuditWatch:
                     anchored = True
                 if time.monotonic() >= next_verify:
                     await self.check()
-                    await self.check_counts()
                     next_verify = time.monotonic() + self.verify_every_s
+                if time.monotonic() >= next_count:
+                    await self.check_counts()
+                    next_count = time.monotonic() + self.count_every_s
                 await self.publish_head()
             except (sqlite3.Error, GatewayError) as exc:
                 log.warning("gate %s: audit watch: %s (retrying)", self.gate, exc)

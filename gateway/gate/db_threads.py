@@ -44,7 +44,8 @@ class DbThreads:
         for pool in (self.shared, self.decide):
             done = asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
             try:
-                await asyncio.wait_for(done, 3.0)
+                async with asyncio.timeout(3.0):
+                    await done
             except TimeoutError:
                 log.warning("gate %s: a database call still runs at close", gate)
                 return  # never close a connection under a running statement

@@ -31,6 +31,8 @@ class EventSink:
         self.mqtt = mqtt
         self.outbox = outbox
         self.emitted = 0
+        self.listeners: list[Callable[[ev.BaseEvent], None]] = []
+        """Called with each event as published (the web console's live feed)."""
         self._handoff = EventHandoff(self._queue, storage_suspect)
         self._handoff.always = True
 
@@ -43,6 +45,11 @@ class EventSink:
                 self._handoff(event)
         except Exception:
             log.exception("gate %s: event %s could not be queued", self.gate, event.type)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("gate %s: a listener failed on event %s", self.gate, event.type)
 
     def _queue(self, event: ev.BaseEvent) -> None:
         if self.mqtt is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import access
+from gateway.config.doors import DoorConfig
 from gateway.config.root import GatewayConfig
 from gateway.config.settings import face_settings, fusion_settings, match_settings
 from gateway.daemon.supervisor import ServiceSpec
@@ -99,9 +100,18 @@ async def build_face(
     for cam, door in face_cameras.items():
         if not camera_allowed(cfg, cam, ctx.status, ctx.emit):
             continue
-        out.paths[cam] = _build_face_path(
-            ctx, cam, door, engine=engine, pipeline=out.pipeline, sink=sink, on_faces=on_faces
-        )
+        pair = cfg.doors[door].pair
+        second = None if pair is None else pair.camera
+        if second is not None and not camera_allowed(cfg, second, ctx.status, ctx.emit):
+            continue
+        try:
+            out.paths[cam] = _build_face_path(
+                ctx, cam, door, engine=engine, pipeline=out.pipeline, sink=sink, on_faces=on_faces
+            )
+        except GatewayError as exc:  # the pair's model or calibration: fail closed
+            log.error("camera %s: face path disabled, PIN and card unaffected: %s", cam, exc)
+            why, reason = "camera pair unusable", ev.FacePathReason.MODEL_ERROR
+            _disable(ctx.emit, cfg, cam, status=ctx.status, why=why, reason=reason)
     out.gallery_live = True
     return out
 
@@ -109,10 +119,12 @@ async def build_face(
 def _drop_liveness_required(ctx: FaceContext, face_cameras: dict[str, str]) -> None:
     """Without an anti-spoofing model, no face path on a door that requires liveness."""
     cfg = ctx.cfg
+    # a door with a stereo pair has its own liveness signal: the 3-D check
     blocked = [
         cam
         for cam, door in face_cameras.items()
         if cfg.doors[door].liveness is access.LivenessPolicy.REQUIRED
+        and not _has_stereo(cfg.doors[door])
     ]
     for cam in blocked:
         del face_cameras[cam]
@@ -128,6 +140,10 @@ def _drop_liveness_required(ctx: FaceContext, face_cameras: dict[str, str]) -> N
             cfg.site.gate,
             ", ".join(blocked),
         )
+
+
+def _has_stereo(door: DoorConfig) -> bool:
+    return door.pair is not None and door.pair.kind == "stereo"
 
 
 def _disable(
@@ -253,13 +269,15 @@ def _build_face_path(
             cam,
             cam,
         )
+    loop = asyncio.get_running_loop()
     capture = CameraCapture(
         cam,
         lambda: OpenCVSource(cc.stream_url(), cc.width, cc.height),
         fps=cc.fps,
-        on_state=_camera_state(ctx, cam, asyncio.get_running_loop()),
+        on_state=_camera_state(ctx, cam, loop),
     )
     dc = cfg.doors[door]
+    stereo = build_pair(ctx, dc, loop) if dc.pair is not None else None
     path = FacePath(
         camera=cam,
         door=door,
@@ -277,10 +295,44 @@ def _build_face_path(
         consistency_k=cfg.face.consistency_frames,
         motion_veto=cfg.face.motion_check == "veto",
         on_faces=on_faces,
+        fps=cc.fps,
+        **(stereo or {}),
     )
     ctx.status[cam] = "starting"
     ctx.add_service(ServiceSpec(f"face-{cam}", path.run))
     return path
+
+
+def build_pair(ctx: FaceContext, dc: DoorConfig, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    """The pair's check (3-D or NIR) and the second view's capture (FacePath fields).
+
+    ModelError/ConfigError when the landmark model or the calibration cannot be used: the
+    caller disables the face path of the door (fail closed; card and PIN unaffected).
+    """
+    from gateway.face.nir_check import NirCheck
+    from gateway.face.stereo_check import StereoCheck
+    from gateway.gate.camera import CameraCapture, OpenCVSource
+    from gateway.privacy.zones import ZoneMasker
+
+    pair = dc.pair
+    assert pair is not None  # noqa: S101 - called for a door with a pair
+    if pair.calibration is None:
+        raise ModelError("a camera pair needs its calibration: no face at this door")
+    out: dict[str, Any] = {
+        "stereo": StereoCheck.load(ctx.cfg.face.model_dir, pair.calibration, pair.baseline_mm)
+        if pair.kind == "stereo"
+        else NirCheck.load(pair.calibration, pair.baseline_mm)
+    }
+    if pair.camera is not None:
+        sc = ctx.cfg.cameras[pair.camera]
+        out["second"] = CameraCapture(
+            pair.camera,
+            lambda: OpenCVSource(sc.stream_url(), sc.width, sc.height),
+            fps=sc.fps,
+            on_state=_camera_state(ctx, pair.camera, loop),
+        )
+        out["second_masker"] = ZoneMasker(pair.camera, [z.polygon for z in sc.zones])
+    return out
 
 
 def _load_pipeline(model_dir: Path, settings: Any) -> Any:

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import InitVar, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from gateway import access
 from gateway.access import ApproachTracker, FaceMatch, FaceMode, PolicyEngine
+from gateway.access.liveness_fusion import fused_live
 from gateway.face.gallery import Gallery
 from gateway.face.liveness import ConsistencyTracker
+from gateway.face.motion import MotionGate
+from gateway.face.pair_reuse import VerdictReuse
 from gateway.face.pipeline import Box, FaceObservation, FacePipeline
 from gateway.face.settings import MatchSettings
+from gateway.face.stereo_pair import frames_match, split_side_by_side
 from gateway.face.worker import FaceWorker
 from gateway.gate.camera import CameraCapture, CapturedFrame
 from gateway.privacy.zones import ZoneMasker
@@ -45,6 +50,30 @@ class FrameTiming:
     analyze_ms: float = 0.0
     match_ms: float = 0.0
     faces: int = 0
+    stereo_ms: float = 0.0
+
+
+class PairVerdict(Protocol):
+    """A pair check's verdict on one face: live (None: no verdict), why, its cost."""
+
+    @property
+    def live(self) -> bool | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def ms(self) -> float: ...
+
+
+class PairCheck(Protocol):
+    """The check of a door's camera pair: the 3-D (stereo) or the NIR (rgb+nir) check."""
+
+    def check(
+        self,
+        first: np.ndarray,
+        second: np.ndarray,
+        box: tuple[float, float, float, float],
+        five: np.ndarray,
+    ) -> PairVerdict: ...
 
 
 @dataclass(kw_only=True, eq=False)
@@ -66,7 +95,19 @@ class FacePath:
     liveness_enabled: bool = True
     consistency_k: InitVar[int] = 5
     motion_veto: bool = False
+    #: skips detection on an idle camera's unchanged frames (None: every frame is analysed)
+    motion_gate: MotionGate | None = field(default_factory=MotionGate)
     on_faces: Callable[[str, int], None] | None = None
+    #: the door's camera pair: its check (3-D for stereo, NIR for rgb+nir), and the second
+    #: view's capture (None: the frames are side by side); a pair whose camera is down
+    #: stops the face path
+    stereo: PairCheck | None = None
+    second: CameraCapture | None = None
+    second_masker: ZoneMasker | None = None
+    #: the pair check's verdict stands in for the next frames of the same face (None: every
+    #: frame is measured)
+    reuse: VerdictReuse | None = field(default_factory=VerdictReuse)
+    fps: float = 10.0
     consistency: ConsistencyTracker = field(init=False)
     worker: FaceWorker[list[FaceObservation]] = field(init=False)
     timing: FrameTiming = field(init=False, default_factory=FrameTiming)
@@ -75,6 +116,7 @@ class FacePath:
     enrolment: asyncio.Queue[list[FaceObservation]] | None = field(init=False, default=None)
     #: (monotonic time, boxes) of the faces the quality gate accepted in the last frame
     _accepted: tuple[float, tuple[Box, ...]] = field(init=False, default=(0.0, ()))
+    _stereo_ms: float = field(init=False, default=0.0)
 
     def __post_init__(self, consistency_k: int) -> None:
         """The consistency track and the worker thread (not started)."""
@@ -82,6 +124,38 @@ class FacePath:
         self.worker = FaceWorker(self._analyze, name=self.camera)
 
     def _analyze(self, frame: np.ndarray) -> list[FaceObservation]:
+        if self.stereo is None:
+            return self._analyze_view(frame)
+        # A pair: the frame holds both views side by side (as captured, or joined in _process).
+        first, second = split_side_by_side(frame)
+        # the second camera's own zones; side by side, the same zones as the first view
+        (self.second_masker or self.masker).apply(second)
+        observations = self._analyze_view(first)
+        return self._with_relief(observations, first, second)
+
+    def _with_relief(
+        self, observations: list[FaceObservation], first: np.ndarray, second: np.ndarray
+    ) -> list[FaceObservation]:
+        """The pair's check on the largest good face (the one a decision is about)."""
+        assert self.stereo is not None  # noqa: S101 - only called with a pair
+        good = [o for o in observations if o.quality.ok]
+        self._stereo_ms = 0.0
+        if not good:
+            return observations
+        target = max(good, key=lambda o: o.box[2] * o.box[3])
+        box, now = target.box, time.monotonic()
+        live = None if self.reuse is None else self.reuse.lookup(box, target.embedding, now)
+        if live is None:
+            verdict = self.stereo.check(first, second, target.box, target.landmarks)
+            self._stereo_ms = verdict.ms
+            live = verdict.live
+            if self.reuse is not None:
+                self.reuse.store(box, target.embedding, live, now)
+            if live is None:
+                log.debug("camera %s: pair check: no verdict (%s)", self.camera, verdict.reason)
+        return [dataclasses.replace(o, relief=live) if o is target else o for o in observations]
+
+    def _analyze_view(self, frame: np.ndarray) -> list[FaceObservation]:
         # The mask is applied in place, in this buffer, before any model runs.
         self.masker.apply(frame)
         # At-gate enrolment always measures liveness, whatever the door's policy.
@@ -90,7 +164,14 @@ class FacePath:
         now = time.monotonic()
         # Enrolment samples always meet the strict gate.
         tracked = boxes if self.enrolment is None and now - seen <= TRACK_S else ()
+        gate = self.motion_gate
+        if gate is not None and self.enrolment is not None:
+            gate.reset()  # enrolment looks at every frame
+        if gate is not None and not gate.needs_analysis(frame, now):
+            return []  # nothing new since an analysed frame that held no face
         observations = self.pipeline.analyze(frame, liveness=live, tracked=tracked)
+        if gate is not None:
+            gate.analysed(frame, len(observations), now)
         self._accepted = (now, tuple(o.box for o in observations if o.quality.ok))
         return observations
 
@@ -106,9 +187,10 @@ class FacePath:
             if obs is largest and self.motion_veto:
                 verdict = self.consistency.update(obs.landmarks, obs.box, now)
                 consistent = {"live": True, "rigid": False, "static": False}.get(verdict.state)
-            live = (
+            passive = (
                 None if obs.liveness is None else obs.liveness >= self.settings.liveness_threshold
             )
+            live = fused_live(passive, obs.relief, has_pair=self.stereo is not None)
             x, y, w, h = obs.box
             box = (float(x), float(y), float(w), float(h))
             if obs.embedding is None or not obs.quality.ok:
@@ -124,14 +206,26 @@ class FacePath:
                 )
                 continue
             probe = self.transform(obs.embedding.reshape(1, -1))[0]
+            score = lead = None  # 1:1 leaves them unknown: no single-frame decision
             if claimed is not None:
                 limit = self.settings.verify_threshold
                 ok = self.gallery.verify(probe, claimed, limit)
                 person = claimed if ok else None
             else:
-                person = self.gallery.identify(probe, self.settings.threshold, self.settings.margin)
+                person, score, lead = self.gallery.identify_scored(
+                    probe, self.settings.threshold, self.settings.margin
+                )
             matches.append(
-                FaceMatch(person, quality_ok=True, live=live, consistent=consistent, box=box)
+                FaceMatch(
+                    person,
+                    quality_ok=True,
+                    live=live,
+                    consistent=consistent,
+                    box=box,
+                    score=score,
+                    margin=lead,
+                    live_score=obs.liveness,
+                )
             )
         return matches
 
@@ -143,9 +237,11 @@ class FacePath:
         try:
             while (left := deadline - time.monotonic()) > 0:
                 try:
-                    yield await asyncio.wait_for(queue.get(), left)
+                    async with asyncio.timeout(left):
+                        item = await queue.get()
                 except TimeoutError:
                     return
+                yield item
         finally:
             self.enrolment = None
             self.tracker.reset(self.camera)
@@ -153,6 +249,8 @@ class FacePath:
     async def run(self) -> None:
         """Process frames until cancelled."""
         self.capture.start()
+        if self.second is not None:
+            self.second.start()
         self.worker.start()
         try:
             while True:
@@ -168,6 +266,23 @@ class FacePath:
         finally:
             self.worker.stop()
             self.capture.stop()
+            if self.second is not None:
+                self.second.stop()
+
+    def _joined(self, frame: CapturedFrame) -> np.ndarray | None:
+        """The frame with the second view beside it; None when the pair cannot be used."""
+        if self.second is None:
+            return frame.image
+        if not self.second.online:
+            return None  # fail closed: the face path waits for both cameras
+        other = self.second.mailbox.take(1.0 / self.fps)
+        if other is None or not frames_match(frame.ts, other.ts, self.fps):
+            # more than one frame apart: no 3-D verdict, so no face decision from this frame
+            blank = np.zeros_like(frame.image)
+            return np.hstack([frame.image, blank])
+        if other.image.shape != frame.image.shape:
+            return None
+        return np.hstack([frame.image, other.image])
 
     def _mode_and_claim(self) -> tuple[FaceMode, str | None]:
         """The door's face mode now, and the person a pending card/PIN claims (1:1)."""
@@ -189,8 +304,12 @@ class FacePath:
             # off by schedule, or a verify-only door with no card/PIN claim pending).
             return
         start = time.perf_counter()
-        result = await self.worker.process(frame.image)
+        image = await asyncio.to_thread(self._joined, frame) if self.second else frame.image
         del frame  # the buffer is not kept after use
+        if image is None:
+            return
+        result = await self.worker.process(image)
+        del image
         if result is None:
             return
         analyzed = time.perf_counter()
@@ -212,17 +331,21 @@ class FacePath:
             return
         if idle:
             return  # the frame was analysed for an enrolment that has just ended
-        matches = await asyncio.to_thread(self._match, observations, claimed, frame_ts)
+        if observations:
+            matches = await asyncio.to_thread(self._match, observations, claimed, frame_ts)
+        else:  # nothing to match (an empty scene): no thread hop
+            matches = self._match(observations, claimed, frame_ts)
         self.timing = FrameTiming(
             capture_to_start_ms=0.0,
             analyze_ms=(analyzed - start) * 1000,
             match_ms=(time.perf_counter() - analyzed) * 1000,
             faces=len(observations),
+            stereo_ms=self._stereo_ms,
         )
         self.frames += 1
         if self.on_faces is not None and observations:
             self.on_faces(self.camera, len(observations))
-        for outcome in self.tracker.observe(self.camera, frame_ts, matches):
+        for outcome in self.tracker.observe(self.camera, frame_ts, matches, now=time.time()):
             await self.sink(self.camera, outcome)
 
 

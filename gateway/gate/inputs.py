@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Protocol
 
+from gateway.aio import run_together
 from gateway.hardware.door_controller import DoorController
 from gateway.hardware.io import InputRole
 
@@ -60,8 +60,9 @@ async def gpio_inputs(
         finally:
             await source.close()
 
-    async with asyncio.TaskGroup() as tg:
-        for (chip, debounce_ms), lines in groups.items():
-            tg.create_task(
-                one(chip, debounce_ms, lines), name=f"gpio-{door}-{chip}-{debounce_ms}ms"
-            )
+    # not a TaskGroup: on 3.11 a source failing while stopped would turn the stop into an
+    # error that the supervisor restarts (gateway.aio)
+    await run_together(
+        *(one(chip, debounce_ms, lines) for (chip, debounce_ms), lines in groups.items()),
+        name=f"gpio-{door}",
+    )

@@ -95,6 +95,7 @@ async def close_readers(readers: dict[str, Reader]) -> None:
     """Close every reader, one second each at most (shutdown)."""
     for reader in readers.values():
         try:
-            await asyncio.wait_for(reader.close(), 1.0)
+            async with asyncio.timeout(1.0):
+                await reader.close()
         except (TimeoutError, GatewayError) as exc:
             log.debug("reader close: %s", exc)

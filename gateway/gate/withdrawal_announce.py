@@ -31,6 +31,9 @@ from gateway.services.withdrawal import mark_announced, pending_announcements, w
 
 log = logging.getLogger(__name__)
 
+UNNAMED_CHANNELS = frozenset({"mqtt", "compound"})
+"""Withdrawals caused by a broker message: their event carries no pseudonym."""
+
 
 @dataclass(frozen=True)
 class GateData:
@@ -80,14 +83,17 @@ class GateWithdrawals:
             actor=actor,
             vacuum=False,
         )
-        await self.announce()
-        # Then the WAL scrub (its checkpoint briefly holds the write lock the outbox needs):
-        # on its own connection and thread, waiting for old readers, never here.
-        self.scrubs.add(
-            t := asyncio.create_task(scrub_in_background(gate.cfg.storage.database_path))
-        )
-        t.add_done_callback(self.scrubs.discard)
+        await self.after_erasure()
         return {"receipt_id": receipt.id, "templates_erased": receipt.templates_erased}
+
+    async def after_erasure(self) -> None:
+        """Announce the new withdrawal receipts, then scrub the WAL (its checkpoint briefly
+        holds the write lock the outbox needs): on its own connection and thread, waiting
+        for old readers, never here."""
+        await self.announce()
+        path = self._gate.cfg.storage.database_path
+        self.scrubs.add(t := asyncio.create_task(scrub_in_background(path)))
+        t.add_done_callback(self.scrubs.discard)
 
     async def announce(self) -> bool:
         """Announce every withdrawal receipt not yet announced, whichever process wrote it;
@@ -129,20 +135,24 @@ class GateWithdrawals:
             return done
 
     def _announce_one(self, person_id: str, channel: str, erased: int) -> None:
-        """The pseudonymous event, and (unless it came from there) the fan-out that erases
-        the person's face data on every other gate of the site."""
+        """The event, and (unless it came from there) the fan-out that erases the person's
+        face data on every other gate of the site.
+
+        The event names the person by the day's pseudonym only when the withdrawal was made
+        at this gate (keypad, console, CLI): one that follows a message on the broker (a
+        signed command, a fan-out) carries none, so nobody reading the broker can link the
+        message to the pseudonym by their timing."""
         gate = self._gate
-        pz = gate.pseudonym(person_id)
-        if pz is not None:
-            gate.emit(
-                ev.ConsentWithdrawn(
-                    site=gate.cfg.site.id,
-                    gate=gate.cfg.site.gate,
-                    person=pz,
-                    channel=ev.WithdrawalChannel(channel),
-                    templates_erased=erased,
-                )
+        pz = None if channel in UNNAMED_CHANNELS else gate.pseudonym(person_id)
+        gate.emit(
+            ev.ConsentWithdrawn(
+                site=gate.cfg.site.id,
+                gate=gate.cfg.site.gate,
+                person=pz,
+                channel=ev.WithdrawalChannel(channel),
+                templates_erased=erased,
             )
+        )
         if channel != "compound" and gate.outbox is not None and gate.topics is not None:
             message = fanout.build(
                 gate.keys.subkey(Purpose.WITHDRAWAL_FANOUT), gate.cfg.site.gate, person_id
@@ -166,7 +176,8 @@ class GateWithdrawals:
         if got is None:
             return  # our own
         holders = await gate.run_db(gate.vault.enrolled_people, gate.db)  # face data here
-        pid = fanout.find_person(gate.keys.subkey(Purpose.WITHDRAWAL_FANOUT), got.subject, holders)
+        key = gate.keys.subkey(Purpose.WITHDRAWAL_FANOUT)
+        pid = fanout.find_person(key, got.subject, holders, got.salt)
         if pid is None:
             log.info(
                 "gate %s: withdrawal from gate %s: no face data of that person here",

@@ -154,7 +154,8 @@ class DoorController:
             wait = max(0.0, due - now)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(wait, max_sleep_s))
+                async with asyncio.timeout(min(wait, max_sleep_s)):
+                    await self._wake.wait()
             await self.tick()
 
     async def shutdown(self) -> None:

@@ -273,7 +273,8 @@ class OsdpBus:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._submit(reader, cmd, fut)
         try:
-            ok = await asyncio.wait_for(fut, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                ok = await fut
         except TimeoutError:
             self._flush(reader.index)
             raise HardwareError(

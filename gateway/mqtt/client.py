@@ -29,7 +29,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway import __version__
+from gateway.aio import run_together
 from gateway.errors import ConfigError
+from gateway.mqtt.cancel_safe import Client
 from gateway.mqtt.commands import CommandProcessor, CommandResult
 from gateway.mqtt.events import BaseEvent, uuid7
 from gateway.mqtt.homeassistant import HomeAssistant
@@ -294,7 +296,7 @@ class MqttService:
     def _client_for(self, protocol: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
         s = self.settings
         will = aiomqtt.Will(self.topics.status, self.status_payload("offline"), qos=1, retain=True)
-        client = aiomqtt.Client(
+        client = Client(
             s.host,
             s.port,
             username=s.username,
@@ -396,30 +398,46 @@ class MqttService:
             if self._on_connected is not None:
                 await self._on_connected(self)
             self._state.ready = True
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._read(client))
-                tg.create_task(self.outbox.drain(self._publisher(client)))
-                tg.create_task(self._status_loop(client))
-                tg.create_task(self._housekeeping())
-        except* aiomqtt.MqttError as eg:
+            await run_together(
+                self._read(client),
+                self.outbox.drain(self._publisher(client)),
+                self._status_loop(client),
+                self._housekeeping(),
+                name=f"mqtt-{self.topics.gate}",
+            )
+        except aiomqtt.MqttError:
             lost = True  # the connection itself failed: nothing to say offline on
-            raise eg.exceptions[0] from None
+            raise
         finally:
             self._state.connected = self._state.ready = False
             self._client = None
-            with contextlib.suppress(aiomqtt.MqttError, asyncio.CancelledError, OSError):
-                if not lost:
-                    # a clean disconnect suppresses the will: say offline ourselves
-                    await asyncio.wait_for(
-                        client.publish(
-                            self.topics.status, self.status_payload("offline"), qos=1, retain=True
-                        ),
-                        2.0,
+            await self._close(client, say_offline=not lost)
+
+    async def _close(self, client: aiomqtt.Client, *, say_offline: bool) -> None:
+        """Say offline (a clean disconnect suppresses the will) and disconnect, 2 s each at
+        most. A stop that arrives meanwhile still lets the disconnect run, then is raised:
+        it is never swallowed (the reconnect loop would otherwise take it for a broker
+        error and connect again)."""
+        stop: asyncio.CancelledError | None = None
+        if say_offline:
+            try:
+                async with asyncio.timeout(2.0):
+                    await client.publish(
+                        self.topics.status, self.status_payload("offline"), qos=1, retain=True
                     )
-            with contextlib.suppress(
-                aiomqtt.MqttError, asyncio.CancelledError, OSError, TimeoutError
-            ):
-                await asyncio.wait_for(client.__aexit__(None, None, None), 2.0)
+            except asyncio.CancelledError as exc:
+                stop = exc
+            except (aiomqtt.MqttError, OSError):  # TimeoutError is an OSError
+                pass
+        try:
+            async with asyncio.timeout(2.0):
+                await client.__aexit__(None, None, None)
+        except asyncio.CancelledError as exc:
+            stop = exc
+        except (aiomqtt.MqttError, OSError):
+            pass
+        if stop is not None:
+            raise stop
 
     def _publisher(self, client: aiomqtt.Client) -> Callable[[str, bytes, bool], Awaitable[None]]:
         timeout = self.settings.publish_timeout_s
@@ -463,7 +481,8 @@ class MqttService:
     async def _status_loop(self, client: aiomqtt.Client) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._status_wake.wait(), self.settings.status_interval_s)
+                async with asyncio.timeout(self.settings.status_interval_s):
+                    await self._status_wake.wait()
             self._status_wake.clear()
             await self._publish_status(client)
 

@@ -2,20 +2,23 @@
 
 A command is accepted only when, in this order: the payload is at most ``max_bytes`` and
 nested at most :data:`~gateway.mqtt.payload.MAX_DEPTH` deep (checked before parsing), is a
-JSON envelope (``name``, ``args``, ``site``, ``gate``, ``ts``, ``nonce``, ``key_id``, ``sig``),
-its name matches the topic, ``key_id`` is a trusted key, ``sig`` verifies (see
-:mod:`gateway.mqtt.sign`), the signed ``site`` and ``gate`` are this gate's own (so a command
-captured on its way to one gate cannot be replayed to another), ``ts`` is within ``window_s``
-of now, the nonce was not seen in the window (table ``command_nonces``), the command is known
-and its args validate. Anything else gives a ``cmd_result`` error with a reason code and an
-audit entry (past ``rejections_audited`` per ``rejection_window_s``, one aggregated entry per
-window: see :mod:`gateway.mqtt.rejections`); the handler never runs and nothing raises.
+JSON envelope (``name``, ``args``, ``site``, ``gate``, ``ts``, ``nonce``, ``key_id``,
+``sig``), its name matches the topic, ``key_id`` is a trusted key, ``sig`` verifies (see
+:mod:`gateway.mqtt.sign`), the signed ``site`` and ``gate`` are this gate's own (so a
+command captured on its way to one gate cannot be replayed to another), ``ts`` is within
+``window_s`` of now, the nonce was not seen in the window (table ``command_nonces``), the
+command is known, its args name no person in clear (``person_id``/``guardian_id``: reason
+``clear_identity``; a person travels as a sealed ``person_ref``) and validate. A result
+never names a person. Anything else gives a ``cmd_result`` error with a reason code and an
+audit entry (past ``rejections_audited`` per ``rejection_window_s``, one aggregated entry
+per window: see :mod:`gateway.mqtt.rejections`); the handler never runs and nothing raises.
 Handlers are async callables registered by name by the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import functools
 import logging
@@ -36,7 +39,7 @@ from pydantic import (
     ValidationError,
 )
 
-from gateway.command_args import COMMAND_ARGS, SyncPersonArgs
+from gateway.command_args import CLEAR_ID_FIELDS, COMMAND_ARGS, SyncPersonArgs
 from gateway.errors import GatewayError
 from gateway.mqtt.payload import PayloadError, loads_bounded
 from gateway.mqtt.rejections import DEFAULT_INDIVIDUAL as REJECTIONS_AUDITED
@@ -55,6 +58,9 @@ Handler = Callable[[Any], Awaitable[Mapping[str, Any]]]
 """``await handler(validated_args_model) -> result dict``."""
 
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+COMMAND_ACTOR: contextvars.ContextVar[str] = contextvars.ContextVar("command_actor")
+"""``mqtt:<key_id>`` of the verified command a handler runs for (set around each handler)."""
 
 
 class Envelope(BaseModel):
@@ -200,6 +206,7 @@ class CommandProcessor:
             env: Envelope = await off_loop(self._check, topic_name, payload)
             name, nonce, actor = env.name, env.nonce, f"mqtt:{env.key_id}"
             handler, model = self._handlers[env.name]
+            _refuse_clear_ids(env.args)
             try:
                 args = model.model_validate(env.args)
             except ValidationError as exc:
@@ -219,9 +226,9 @@ class CommandProcessor:
                 detail=rej.detail,
                 ts=self._now_iso(),
             )
-        subject = str(getattr(args, "person_id", None) or getattr(args, "door", None) or name)
+        subject = str(getattr(args, "door", None) or name)  # never a person (sealed refs)
         try:
-            result = dict(await asyncio.wait_for(handler(args), self.handler_timeout_s))
+            result = dict(await self._run_handler(handler, args, actor))
         except TimeoutError:
             reason, detail = (
                 "handler_timeout",
@@ -243,6 +250,15 @@ class CommandProcessor:
         return CommandResult(
             name=name, nonce=nonce, ok=False, error=reason, detail=detail, ts=self._now_iso()
         )
+
+    async def _run_handler(self, handler: Handler, args: Any, actor: str) -> Mapping[str, Any]:
+        """The handler's result within the timeout, :data:`COMMAND_ACTOR` set for it."""
+        token = COMMAND_ACTOR.set(actor)
+        try:
+            async with asyncio.timeout(self.handler_timeout_s):
+                return await handler(args)
+        finally:
+            COMMAND_ACTOR.reset(token)
 
     async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the processor's database thread (one at a time, in order)."""
@@ -299,6 +315,21 @@ class CommandProcessor:
         except sqlite3.Error as exc:
             # without the nonce table replay cannot be ruled out: refuse
             raise _Reject("storage_error", f"cannot record nonce: {exc}") from None
+
+
+def _refuse_clear_ids(args: Mapping[str, Any], where: str = "args") -> None:
+    """Refuse a command naming a person in clear (the format before issue #15): no upgrade
+    window, since accepting it would not undo the id having crossed the broker."""
+    for key, value in args.items():
+        if key in CLEAR_ID_FIELDS:
+            role = key.removesuffix("_id")
+            raise _Reject(
+                "clear_identity",
+                f"{where}.{key}: a person id in clear is refused; send {role}_ref, the id "
+                "sealed for the site's gates (gateway mqtt seal-person)",
+            )
+        if isinstance(value, Mapping):
+            _refuse_clear_ids(value, f"{where}.{key}")
 
 
 def _first_error(exc: ValidationError) -> str:

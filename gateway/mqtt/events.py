@@ -385,7 +385,11 @@ class ConsentWithdrawn(_Event):
     """A person withdrew face consent; their face data was erased."""
 
     type: Literal["consent.withdrawn"] = "consent.withdrawn"
-    person: Pseudonym
+    person: Pseudonym | None = Field(
+        None,
+        description="Null when the withdrawal followed a broker message (a signed command, "
+        "another gate's fan-out), so the two cannot be linked by their timing.",
+    )
     channel: WithdrawalChannel
     templates_erased: int = Field(ge=0, le=10_000)
 
@@ -409,6 +413,11 @@ class ComplianceAlert(_Event):
     type: Literal["compliance.alert"] = "compliance.alert"
     code: ComplianceCode
     value: int | None = Field(None, ge=0, description="Counter relevant to the code.")
+    due: dt.date | None = Field(
+        None,
+        description="filing_required: the filing deadline (30 working days, China's official "
+        "calendar); null when unknown (beyond the calendar's years: see the audit log).",
+    )
 
 
 class EventsDropped(_Event):

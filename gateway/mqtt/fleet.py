@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 
 from gateway.errors import GatewayError
+from gateway.mqtt.cancel_safe import Client
 from gateway.mqtt.payload import PayloadError, loads_bounded, payload_bytes
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ async def collect_counts(
     counts: dict[str, int] = {}
     states: dict[str, str] = {}
     try:
-        async with aiomqtt.Client(
+        async with Client(
             settings.host,
             settings.port,
             username=settings.username,

@@ -490,7 +490,8 @@ class Outbox:
             if not batch:
                 timeout = self.retry_db_s if self._degraded else housekeeping_s
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 continue
             await self._send(batch, publish)
             await db(self._mark_sent, batch)

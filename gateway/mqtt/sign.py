@@ -10,33 +10,23 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
-import json
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.errors import ProtocolError
+from gateway.keys import ed25519_key_id, json_signed_by, sign_json, signed_bytes
 
 SIGNED_FIELDS = ("name", "args", "site", "gate", "ts", "nonce", "key_id")
 
-
-def canonical(envelope: dict[str, Any]) -> bytes:
-    """Bytes that are signed: every envelope member except ``sig``."""
-    body = {k: v for k, v in envelope.items() if k != "sig"}
-    return json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
-def key_id_of(public: Ed25519PublicKey) -> str:
-    """Default key id: first 16 hex digits of SHA-256 of the raw public key."""
-    return hashlib.sha256(public_raw(public)).hexdigest()[:16]
+#: Bytes that are signed: every envelope member except ``sig``.
+canonical = signed_bytes
+#: Default key id: first 16 hex digits of SHA-256 of the raw public key.
+key_id_of = ed25519_key_id
 
 
 def public_raw(public: Ed25519PublicKey) -> bytes:
@@ -115,18 +105,10 @@ def sign_envelope(
         "nonce": nonce or secrets.token_hex(16),
         "key_id": key_id or key_id_of(key.public_key()),
     }
-    env["sig"] = base64.b64encode(key.sign(canonical(env))).decode("ascii")
+    env["sig"] = sign_json(env, key)
     return env
 
 
 def verify_envelope(envelope: dict[str, Any], public: Ed25519PublicKey) -> bool:
     """True when ``sig`` is a valid signature of the canonical encoding."""
-    sig = envelope.get("sig")
-    if not isinstance(sig, str):
-        return False
-    try:
-        raw = base64.b64decode(sig, validate=True)
-        public.verify(raw, canonical(envelope))
-    except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
+    return json_signed_by(envelope, public)

@@ -60,6 +60,16 @@ def record(
     )
 
 
+def people_by_subject(db: sqlite_utils.Database) -> dict[str, str]:
+    """Each person on record by their access-log pseudonym (empty without a bound key):
+    for showing a stored row as the event it was, under the event's own pseudonym."""
+    key = _keys.get(db)
+    if key is None:
+        return {}
+    ids = [str(r[0]) for r in db.execute("SELECT id FROM people").fetchall()]
+    return {subject_of(key, pid): pid for pid in ids}
+
+
 def pseudonymise(db: sqlite_utils.Database) -> int:
     """Replace the person id of older rows by their pseudonym; the number of rows changed."""
     key = _keys.get(db)
@@ -76,4 +86,24 @@ def pseudonymise(db: sqlite_utils.Database) -> int:
         ).rowcount
     if n:
         log.info("access log: %d rows pseudonymised", n)
+    return n
+
+
+def rekey(db: sqlite_utils.Database, old: bytes, new: bytes) -> int:
+    """Move every row's subject from key ``old`` to ``new`` (an access-log key rotation,
+    inside its transaction). Subjects of people no longer on record are re-hashed under
+    ``new`` too (still one subject per person, no longer linkable to the old log). Returns
+    the rows changed."""
+    known = {
+        subject_of(old, str(pid)): subject_of(new, str(pid))
+        for (pid,) in db.execute("SELECT id FROM people").fetchall()
+    }
+    n = 0
+    for (subject,) in db.execute(
+        "SELECT DISTINCT subject FROM access_log WHERE subject IS NOT NULL"
+    ).fetchall():
+        moved = known.get(subject) or subject_of(new, "orphan:" + str(subject))
+        n += db.execute(
+            "UPDATE access_log SET subject = ? WHERE subject = ?", [moved, subject]
+        ).rowcount
     return n

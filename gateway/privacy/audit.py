@@ -31,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 import sqlite_utils
 
-from gateway.errors import PrivacyError
+from gateway.errors import GatewayError, PrivacyError
 from gateway.store.tx import snapshot, transaction
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,27 @@ class PerDatabase(Generic[_V]):
 _keys: PerDatabase[ChainKey] = PerDatabase()
 
 
+class WritesHeldError(GatewayError):
+    """An audited write refused while this process's keys are stale (a key rotation on the
+    running gate, until its restart): retry in a few seconds."""
+
+
+_held: PerDatabase[tuple[str, int | None]] = PerDatabase()
+#: rows that only record what happened to a command (no keyed data): never held
+_RECORDS = frozenset({"command.executed", "command.failed", "command.rejected"})
+
+
+def hold_writes(
+    db: sqlite_utils.Database, reason: str | None, *, allow_thread: int | None = None
+) -> None:
+    """Refuse every later :func:`append` to this database file in this process, and with it
+    the write whose transaction it is part of (every credential, enrolment and consent
+    change is audited in its own transaction; not the command records of
+    :data:`_RECORDS`), with ``reason``; ``allow_thread``: the one
+    thread still allowed (the rotation's own); None: allow writes again."""
+    _held.bind(db, None if reason is None else (reason, allow_thread))
+
+
 def bind_key(db: sqlite_utils.Database, key: ChainKey | None) -> None:
     """Key every later append to this database file in this process (None: unbind)."""
     _keys.bind(db, key)
@@ -257,6 +278,9 @@ def append(
     key = bound_key(db)
     conn = db.conn
     with _lock, transaction(conn):
+        held = _held.get(db)
+        if held is not None and held[1] != threading.get_ident() and action not in _RECORDS:
+            raise WritesHeldError(held[0])
         last = conn.execute(
             "SELECT seq, hash, key_id FROM audit ORDER BY seq DESC LIMIT 1"
         ).fetchone()
@@ -472,3 +496,57 @@ class _Walk:
                 last_seq + 1, f"rows after seq {last_seq} were removed (head {head_seq})"
             )
         return VerifyResult(True, self.n, None, None, self.unchecked, last_seq, self.prev_hash)
+
+
+def head_mac(key: ChainKey, seq: int, link: str) -> str:
+    """The MAC of the chain's head ``seq``/``link`` that is published off the device."""
+    return key.mac(f"audit-head|{seq}|{link}")
+
+
+def last_rekey(db: sqlite_utils.Database) -> tuple[int, str] | None:
+    """The last audit-key rotation (:func:`rekey`) as recorded in its ``keys.rotate`` row:
+    the last seq it re-MACed and that row's published-head MAC under the old key."""
+    for (details,) in db.execute(
+        "SELECT details FROM audit WHERE action = 'keys.rotate' AND subject = 'audit'"
+        " ORDER BY seq DESC LIMIT 1"
+    ).fetchall():
+        d = json.loads(details)
+        if "rekeyed_upto" in d:
+            return int(d["rekeyed_upto"]), str(d["old_head_mac"])
+    return None
+
+
+def rekey(db: sqlite_utils.Database, old: ChainKey, new: ChainKey) -> int:
+    """Re-MAC every keyed row under ``new`` after verifying the chain under ``old`` (an
+    audit-key rotation, inside its transaction): the rows' contents stay, their links and
+    MACs change. AuditError when the chain does not verify. Returns the rows re-keyed.
+    The rotation's audit row records the old head (:func:`last_rekey`) so that a head
+    published before it is still recognised off the device."""
+    checked = verify(db, old)
+    if not checked.ok:
+        raise AuditError(
+            f"the audit chain does not verify (seq {checked.broken_seq}: {checked.reason}): "
+            "not re-keyed"
+        )
+    conn = db.conn
+    rows = conn.execute(
+        "SELECT seq, ts, actor, action, subject, details, prev_hash, hash, key_id"
+        " FROM audit ORDER BY seq"
+    ).fetchall()
+    prev: str | None = None
+    n = 0
+    for seq, ts, actor, action, subject, details, stored_prev, stored_hash, kid in rows:
+        prev = stored_prev if prev is None else prev  # the genesis or a pruned head stays
+        if kid is None:  # a legacy plain-hash row before the chain was keyed
+            prev = stored_hash
+            continue
+        fields = {"seq": seq, "ts": ts, "actor": actor, "action": action, "subject": subject}
+        h = row_hash(prev, details=details, key=new, **fields)
+        conn.execute(
+            "UPDATE audit SET prev_hash = ?, hash = ?, key_id = ? WHERE seq = ?",
+            (prev, h, new.key_id, seq),
+        )
+        prev, n = h, n + 1
+    if rows:
+        conn.execute("UPDATE kv SET value = ? WHERE key = ?", (f"{rows[-1][0]}:{prev}", HEAD_KEY))
+    return n

@@ -1,8 +1,12 @@
 """Compliance: people-count thresholds, filing deadline, and records for an inspection.
 
-The filing threshold (100,000 people stored across the compound) starts a deadline of 30
-working days (Mon-Fri minus configured holidays) counted from the first day the report saw
-the threshold crossed (remembered in ``kv``). A warning is raised from 80,000.
+The filing threshold (100,000 people with face data across the compound) starts a deadline
+of 30 working days counted from the first day the threshold was seen crossed (by the daemon's
+watch or a report; remembered in ``kv``). Working days follow China's official calendar from
+the ``chinese-calendar`` package: its public holidays are off and its make-up working days
+(调休, a Saturday or Sunday worked) count; ``privacy.holidays`` adds local closures. A date
+beyond the years the installed package covers raises :class:`CalendarError` (the deadline
+is reported as unknown, loudly, never guessed from weekdays). A warning is raised from 80,000.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 import sqlite_utils
 
 from gateway.errors import PrivacyError
-from gateway.privacy import audit
+from gateway.face.protection import Mode
+from gateway.privacy import audit, protection_record
 from gateway.privacy.consent import (
     current_notice_version,
     guardian_consent_lapsed,
@@ -52,21 +57,64 @@ class Thresholds:
     holidays: tuple[dt.date, ...] = field(default_factory=tuple)
 
 
+class CalendarError(PrivacyError):
+    """A working day cannot be told: the date is beyond the official calendar installed."""
+
+
+def calendar_name() -> str:
+    """The official calendar used, with its version (for reports)."""
+    from importlib.metadata import version
+
+    return f"chinese-calendar {version('chinese-calendar')}"
+
+
+def is_working_day(day: dt.date, extra_off: Iterable[dt.date] = ()) -> bool:
+    """Whether ``day`` is a working day in mainland China (official holidays off, make-up
+    working days on), not one of ``extra_off``; :class:`CalendarError` beyond the package."""
+    import chinese_calendar
+
+    if day in set(extra_off):
+        return False
+    try:
+        return bool(chinese_calendar.is_workday(day))
+    except NotImplementedError as exc:
+        raise CalendarError(
+            f"{day.isoformat()} is beyond the years {calendar_name()} covers (its official "
+            "holidays and make-up working days are not known yet): upgrade the package"
+        ) from exc
+
+
 def working_days_after(start: dt.date, n: int, holidays: Iterable[dt.date] = ()) -> dt.date:
-    """The ``n``-th working day after ``start`` (Mon-Fri, not a holiday; start excluded)."""
+    """The ``n``-th working day after ``start`` (start excluded; :func:`is_working_day`,
+    ``holidays`` as extra days off); :class:`CalendarError` when the count runs past the
+    calendar's years."""
     off = set(holidays)
     day = start
     left = n
     while left > 0:
         day += dt.timedelta(days=1)
-        if day.weekday() < 5 and day not in off:
+        if is_working_day(day, off):
             left -= 1
     return day
 
 
 def enrolled_count(db: sqlite_utils.Database) -> int:
-    """People with face data stored on this gate."""
-    return int(db.execute("SELECT count(*) FROM face_keys").fetchone()[0])
+    """People on record with face data stored here (exact: one key per person)."""
+    return int(
+        db.execute(
+            "SELECT count(*) FROM people p WHERE EXISTS"
+            " (SELECT 1 FROM face_keys f WHERE f.person_id = p.id)"
+        ).fetchone()[0]
+    )
+
+
+def level_of(total: int, thresholds: Thresholds) -> str:
+    """``ok``, ``warning`` or ``filing_required`` for ``total`` people with face data."""
+    if total >= thresholds.filing_threshold:
+        return "filing_required"
+    if total >= thresholds.warn_people:
+        return "warning"
+    return "ok"
 
 
 def threshold_status(
@@ -81,27 +129,28 @@ def threshold_status(
     if total >= thresholds.filing_threshold and crossed is None:
         crossed = today
         db.execute("INSERT INTO kv (key, value) VALUES (?, ?)", [CROSSED_KEY, today.isoformat()])
-    if total >= thresholds.filing_threshold:
-        level = "filing_required"
-    elif total >= thresholds.warn_people:
-        level = "warning"
-    else:
-        level = "ok"
+    level = level_of(total, thresholds)
     out: dict[str, Any] = {"level": level, "total": total}
     if crossed is not None:
-        deadline = working_days_after(crossed, FILING_WORKING_DAYS, thresholds.holidays)
         out["filing_threshold_crossed_on"] = crossed.isoformat()
-        out["filing_deadline"] = deadline.isoformat()
+        out["calendar"] = calendar_name()
+        try:
+            deadline = working_days_after(crossed, FILING_WORKING_DAYS, thresholds.holidays)
+            out["filing_deadline"] = deadline.isoformat()
+        except CalendarError as exc:
+            out["filing_deadline"] = None
+            out["filing_deadline_error"] = str(exc)
     if level == "warning":
         out["message"] = (
             f"WARNING: {total} people stored across the compound; filing with the authority "
             f"is required from {thresholds.filing_threshold}"
         )
     elif level == "filing_required":
+        due = out["filing_deadline"] or "an UNKNOWN date (" + out["filing_deadline_error"] + ")"
         out["message"] = (
             f"FILING REQUIRED: {total} people stored (>= {thresholds.filing_threshold}); file "
-            f"with the cyberspace authority by {out['filing_deadline']} "
-            f"({FILING_WORKING_DAYS} working days)"
+            f"with the cyberspace authority by {due} "
+            f"({FILING_WORKING_DAYS} working days, {out['calendar']})"
         )
     return out
 
@@ -117,8 +166,10 @@ def compliance_report(
     assessment_ref: str | None = None,
     assessment_date: dt.date | None = None,
     retention: RetentionPolicy | None = None,
+    template_protection: Mode | None = None,
 ) -> dict[str, Any]:
-    """Build the report dict (JSON-serialisable)."""
+    """Build the report dict (JSON-serialisable); ``template_protection``: the configured
+    mode (None: the stored templates' only)."""
     local = enrolled_count(db)
     others = {g: int(c) for g, c in (gate_counts or {}).items() if g != gate}
     if any(c < 0 for c in others.values()):
@@ -165,6 +216,19 @@ def compliance_report(
         "retention": asdict(retention) if retention else None,
         "audit_rows": int(db.execute("SELECT count(*) FROM audit").fetchone()[0]),
         "key_rotations": key_rotations(db),
+        "template_protection": protection_in_use(db, template_protection),
+    }
+
+
+def protection_in_use(db: sqlite_utils.Database, configured: Mode | None) -> dict[str, Any]:
+    """The configured template protection mode, the stored templates' and any mismatch."""
+    conn = db.conn
+    stored = protection_record.stored_mode(conn)
+    return {
+        "configured": configured,
+        "stored": stored,
+        "templates": protection_record.template_count(conn),
+        "problem": protection_record.mismatch(conn, configured) if configured else None,
     }
 
 
@@ -196,11 +260,13 @@ def format_report(report: Mapping[str, Any]) -> str:
     ]
     if "message" in comp:
         lines.append(f"  {comp['message']}")
-    if "filing_deadline" in comp:
+    if "filing_threshold_crossed_on" in comp:
         lines.append(
             f"  threshold crossed on {comp['filing_threshold_crossed_on']}, "
-            f"filing deadline {comp['filing_deadline']}"
+            f"filing deadline {comp['filing_deadline'] or 'UNKNOWN'} ({comp['calendar']})"
         )
+        if comp.get("filing_deadline_error"):
+            lines.append(f"  ERROR: {comp['filing_deadline_error']}")
     c = report["consent"]
     lines.append(
         f"  notice version: {c['notice_version']}; consent states: {c['current_status_counts']}"
@@ -218,6 +284,13 @@ def format_report(report: Mapping[str, Any]) -> str:
             or "none"
         )
     )
+    tp = report.get("template_protection") or {}
+    lines.append(
+        f"  template protection: {tp.get('configured') or tp.get('stored') or 'unknown'} "
+        f"({tp.get('templates', 0)} templates stored under {tp.get('stored') or 'none yet'})"
+    )
+    if tp.get("problem"):
+        lines.append(f"    PROBLEM: {tp['problem']}")
     ia = report["impact_assessment"]
     lines.append(f"  impact assessment: {ia['reference'] or 'MISSING'} ({ia['date'] or 'no date'})")
     for cam in report["cameras"]:

@@ -250,24 +250,22 @@ def enroll_images(  # noqa: PLR0917 - positional signature agreed with the lead
     )
 
 
-def _enroll_samples(  # noqa: PLR0917 - the shared core of the two public entry points
-    db: sqlite_utils.Database,
-    vault: Vault,
+@dataclass(frozen=True)
+class JudgedSamples:
+    """Samples judged by the pipeline, nothing stored yet: each one's verdict and the
+    embeddings (with their quality) of the good ones; the pixels are already zeroed."""
+
+    verdicts: list[SampleVerdict]
+    good: list[tuple[np.ndarray, float | None]]
+
+
+def _judge(
     pipeline: EmbedsImages,
-    gallery: GalleryLike,
-    person_id: str,
     samples: Iterable[tuple[str, np.ndarray | None]],
     total: int,
-    *,
     progress: Progress | None,
-    min_good: int,
-    max_templates: int,
-    model: str,
-    actor: str,
-    source: str,
-    now: float,
-) -> EnrolmentResult:
-    """Judge each image, zero its pixels after use, and store the good templates."""
+) -> JudgedSamples:
+    """Judge each image and zero its pixels after use (no database: any thread)."""
     verdicts: list[SampleVerdict] = []
     good: list[tuple[np.ndarray, float | None]] = []
     for i, (label, image) in enumerate(samples):
@@ -289,17 +287,39 @@ def _enroll_samples(  # noqa: PLR0917 - the shared core of the two public entry 
                 good.append((emb, score))
         if progress is not None:
             progress(i + 1, total, label)
+    return JudgedSamples(verdicts, good)
+
+
+def _enroll_samples(  # noqa: PLR0917 - the shared core of the two public entry points
+    db: sqlite_utils.Database,
+    vault: Vault,
+    pipeline: EmbedsImages,
+    gallery: GalleryLike,
+    person_id: str,
+    samples: Iterable[tuple[str, np.ndarray | None]],
+    total: int,
+    *,
+    progress: Progress | None,
+    min_good: int,
+    max_templates: int,
+    model: str,
+    actor: str,
+    source: str,
+    now: float,
+) -> EnrolmentResult:
+    """Judge each image, zero its pixels after use, and store the good templates."""
+    judged = _judge(pipeline, samples, total, progress)
     return _store(
         db,
         vault,
         gallery,
         person_id,
-        good,
+        list(judged.good),
         model=model,
         max_templates=max_templates,
         actor=actor,
         source=source,
-        verdicts=verdicts,
+        verdicts=judged.verdicts,
         now=now,
         min_good=(min_good, "image"),
     )
@@ -428,3 +448,35 @@ def enroll_arrays(  # noqa: PLR0917 - mirrors enroll_images
         source=source,
         now=now,
     )
+
+
+def judge_arrays(pipeline: EmbedsImages, images: Sequence[np.ndarray]) -> JudgedSamples:
+    """The first half of :func:`enroll_arrays`, for a caller that runs the slow part (the
+    face models) off its database thread: judge the in-memory images, zero them; nothing
+    stored, no database. :func:`store_judged` is the second half."""
+    return _judge(
+        pipeline, ((f"image {i + 1}", im) for i, im in enumerate(images)), len(images), None
+    )
+
+
+def store_judged(
+    db: sqlite_utils.Database,
+    vault: Vault,
+    gallery: GalleryLike,
+    person_id: str,
+    judged: JudgedSamples,
+    *,
+    actor: str,
+    source: str,
+    grace_days: float,
+) -> EnrolmentResult:
+    """The second half of :func:`enroll_arrays` with its defaults (one good image, ten
+    templates at most; quick: the database thread): consent checked again (it may have
+    been withdrawn while the images were judged), then the good templates stored
+    encrypted, or :class:`EnrolmentError` with too few."""
+    now = time.time()
+    require_consent(db, person_id, grace_days=grace_days, now=now)
+    return _store(
+        db, vault, gallery, person_id, list(judged.good), model="sface", max_templates=10,
+        actor=actor, source=source, verdicts=judged.verdicts, now=now, min_good=(1, "image"),
+    )  # fmt: skip

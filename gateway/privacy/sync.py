@@ -36,6 +36,7 @@ from gateway.command_args import ConsentRef, SyncPersonArgs, TemplateBundle
 from gateway.errors import PrivacyError
 from gateway.keys import Purpose, subkey_of
 from gateway.privacy import audit, consent, people
+from gateway.privacy import person_ref as refs
 from gateway.privacy.vault import NONCE_BYTES, GalleryLike, Vault, VaultError
 from gateway.store.tx import transaction
 
@@ -143,8 +144,9 @@ def _seal(
     )
 
 
-def consent_ref(db: sqlite_utils.Database, person_id: str) -> dict[str, Any]:
-    """The person's current consent as a :class:`ConsentRef` dict (for ``sync_person``)."""
+def consent_ref(db: sqlite_utils.Database, person_id: str, seal_key: bytes) -> dict[str, Any]:
+    """The person's current consent as a :class:`ConsentRef` dict (for ``sync_person``), the
+    guardian sealed under ``seal_key`` (the SITE root; the empty id when there is none)."""
     rec = consent.latest(db, person_id)
     if rec is None or rec.status != "granted":
         raise SyncError(f"person {person_id}: no granted consent on record")
@@ -154,7 +156,7 @@ def consent_ref(db: sqlite_utils.Database, person_id: str) -> dict[str, Any]:
             "notice_version": rec.notice_version,
             "notice_sha256": rec.notice_sha256,
             "granted_at": dt.datetime.fromtimestamp(rec.created_at, dt.UTC),
-            "guardian_id": rec.guardian_id,
+            "guardian_ref": refs.seal(seal_key, rec.guardian_id, role="guardian"),
         }
     ).model_dump(mode="json")
 
@@ -165,14 +167,17 @@ def export_sync_args(
     person_id: str,
     site_key: bytes,
     *,
+    seal_key: bytes,
     actor: str = "system",
     grace_days: float = 30,
     now: float | None = None,
 ) -> dict[str, Any]:
     """The full ``args`` of a ``sync_person`` command (:class:`SyncPersonArgs`, JSON-ready):
-    the consent and the person's encrypted template bundle. Audited.
+    the sealed person, the consent and the person's encrypted template bundle. Audited.
 
-    ``site_key`` is the GATES root key (:attr:`gateway.keys.Keys.gates_root`).
+    ``site_key`` is the GATES root key (:attr:`gateway.keys.Keys.gates_root`), ``seal_key``
+    the SITE root (:attr:`gateway.keys.Keys.site`) the person and guardian refs are sealed
+    under (:mod:`gateway.privacy.person_ref`): no id travels in clear.
     Refused (:class:`SyncError`) unless the current consent is granted with scope 'compound'.
     """
     now = time.time() if now is None else now
@@ -197,8 +202,8 @@ def export_sync_args(
     log.info("person %s: %d templates exported as a sync bundle", person_id, count)
     args = SyncPersonArgs.model_validate(
         {
-            "person_id": person_id,
-            "consent": consent_ref(db, person_id),
+            "person_ref": refs.seal(seal_key, person_id),
+            "consent": consent_ref(db, person_id, seal_key),
             "bundle": bundle.model_dump(),
         }
     )
@@ -246,7 +251,7 @@ def open_bundle(person_id: str, bundle: TemplateBundle, site_key: bytes, *, dim:
 
 
 def _check_consent_ref(
-    db: sqlite_utils.Database, person_id: str, ref: ConsentRef, *, now: float
+    db: sqlite_utils.Database, person_id: str, ref: ConsentRef, guardian: str | None, *, now: float
 ) -> None:
     if ref.scope != "compound":
         raise SyncError(
@@ -264,48 +269,54 @@ def _check_consent_ref(
             "the bundle carries; not synced"
         )
     person = people.find_person(db, person_id)
-    minor = person.minor_at(now) if person is not None else ref.guardian_id is not None
+    minor = person.minor_at(now) if person is not None else guardian is not None
     if minor:
-        if not people.is_adult_on_record(db, ref.guardian_id, now):
+        if not people.is_adult_on_record(db, guardian, now):
             raise SyncError(
                 f"person {person_id}: refused: {people.GUARDIAN_RULE}; guardian "
-                f"{ref.guardian_id!r} is not an adult person on record at this gate"
+                f"{guardian!r} is not an adult person on record at this gate"
             )
-        if person is not None and person.guardian_id not in {None, ref.guardian_id}:
+        if person is not None and person.guardian_id not in {None, guardian}:
             raise SyncError(
                 f"person {person_id}: refused: {people.GUARDIAN_RULE}; the consent names "
                 "another guardian than the one on record"
             )
-    elif ref.guardian_id is not None:
+    elif guardian is not None:
         raise SyncError(f"person {person_id}: a guardian only gives consent for a minor")
 
 
 def _ensure_person(
-    db: sqlite_utils.Database, person_id: str, ref: ConsentRef, *, actor: str, now: float
+    db: sqlite_utils.Database, person_id: str, guardian: str | None, *, actor: str, now: float
 ) -> bool:
     """Add a bare person record (no personal data) when missing; True when added."""
     if people.find_person(db, person_id) is not None:
         return False
-    minor = ref.guardian_id is not None
+    minor = guardian is not None
     db.execute(
         "INSERT INTO people (id, display_name, unit, role, access_group, valid_from,"
         " valid_until, is_minor, guardian_id, needs_renotice, last_seen_at, created_at)"
         " VALUES (?, ?, '', 'resident', 'residents', NULL, NULL, ?, ?, 0, NULL, ?)",
-        [person_id, SYNCED_NAME, int(minor), ref.guardian_id, now],
+        [person_id, SYNCED_NAME, int(minor), guardian, now],
     )
     audit.append(
         db,
         actor,
         "person.add",
         person_id,
-        {"role": "resident", "is_minor": minor, "guardian_id": ref.guardian_id, "source": "sync"},
+        {"role": "resident", "is_minor": minor, "guardian_id": guardian, "source": "sync"},
         now=now,
     )
     return True
 
 
 def _record_consent(
-    db: sqlite_utils.Database, person_id: str, ref: ConsentRef, *, actor: str, now: float
+    db: sqlite_utils.Database,
+    person_id: str,
+    ref: ConsentRef,
+    guardian: str | None,
+    *,
+    actor: str,
+    now: float,
 ) -> int | None:
     """Record the synced consent (method 'sync'); None when the same one is already current."""
     rec = consent.latest(db, person_id)
@@ -315,7 +326,7 @@ def _record_consent(
         and rec.scope == ref.scope
         and rec.notice_version == ref.notice_version
         and rec.notice_sha256 == ref.notice_sha256
-        and rec.guardian_id == ref.guardian_id
+        and rec.guardian_id == guardian
     ):
         return None
     cur = db.execute(
@@ -329,7 +340,7 @@ def _record_consent(
             SYNC_METHOD,
             actor,
             ref.scope,
-            ref.guardian_id,
+            guardian,
             now,
         ],
     )
@@ -345,7 +356,7 @@ def _record_consent(
             "notice_version": ref.notice_version,
             "method": SYNC_METHOD,
             "scope": ref.scope,
-            "guardian_id": ref.guardian_id,
+            "guardian_id": guardian,
             "granted_at": ref.granted_at.isoformat(),
         },
         now=now,
@@ -360,19 +371,27 @@ def import_bundle(
     args: SyncPersonArgs,
     site_key: bytes,
     *,
+    seal_key: bytes,
     actor: str,
     grace_days: float = 30,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """Install a synced person's templates on this gate; ``{"person_id", "templates", ...}``.
+    """Install a synced person's templates on this gate; ``{"templates", ...}`` (no id).
 
-    ``site_key`` is the GATES root key. Checks (consent ref, key, integrity, shape) all run
+    ``site_key`` is the GATES root key, ``seal_key`` the SITE root that opens the sealed
+    person and guardian refs. Checks (refs, consent, key, integrity, shape) all run
     before anything is written; the writes (person, consent, templates, audit) are one
     transaction. Importing the same bundle again replaces the templates (one set).
     """
     now = time.time() if now is None else now
-    pid = args.person_id
-    _check_consent_ref(db, pid, args.consent, now=now)
+    try:
+        pid = refs.open_ref(seal_key, args.person_ref)
+        guardian = refs.open_ref(seal_key, args.consent.guardian_ref, role="guardian")
+    except refs.PersonRefError as exc:
+        raise SyncError(f"sync_person: {exc}") from exc
+    if pid is None:
+        raise SyncError("sync_person: person_ref seals no person")
+    _check_consent_ref(db, pid, args.consent, guardian, now=now)
     templates = open_bundle(pid, args.bundle, site_key, dim=vault.dim)
     if not np.all(np.isfinite(templates)) or not np.allclose(
         np.linalg.norm(templates, axis=1), 1.0, atol=1e-3
@@ -380,8 +399,8 @@ def import_bundle(
         raise SyncError(f"person {pid}: bundle templates are not unit vectors")
     try:
         with transaction(db):
-            added = _ensure_person(db, pid, args.consent, actor=actor, now=now)
-            cid = _record_consent(db, pid, args.consent, actor=actor, now=now)
+            added = _ensure_person(db, pid, guardian, actor=actor, now=now)
+            cid = _record_consent(db, pid, args.consent, guardian, actor=actor, now=now)
             site = vault.store_site_templates(db, pid, templates, model=args.bundle.model)
             audit.append(
                 db,
@@ -405,7 +424,6 @@ def import_bundle(
         log.warning("person %s synced but not matched yet: %s", pid, status.reason)
     log.info("person %s: %d templates synced from another gate", pid, len(site))
     return {
-        "person_id": pid,
         "templates": len(site),
         "person_added": added,
         "consent_recorded": cid is not None,
@@ -420,6 +438,7 @@ async def handle_sync_person(
     vault: Vault,
     gallery: GalleryLike,
     site_key: bytes,
+    seal_key: bytes,
     run_db: RunDb,
     actor: str = "mqtt:sync_person",
     grace_days: float = 30,
@@ -434,6 +453,7 @@ async def handle_sync_person(
         gallery,
         args,
         site_key,
+        seal_key=seal_key,
         actor=actor,
         grace_days=grace_days,
     )

@@ -16,6 +16,10 @@
   rotation preserves cosine similarity, so matching works inside one site, while the stored
   vectors of the same face at two sites (different site keys) are unrelated. The gallery holds
   site-space templates, so probes must go through :meth:`Vault.transform` before matching.
+* ``[privacy] template_protection = "cancelable"`` replaces the rotation by the non-invertible
+  :class:`gateway.face.protection.CancelableTransform` (stored: sign bits of a keyed
+  projection): sites are then unlinkable by a fitted map, but a new key means re-enrolment
+  (:func:`rekey_templates` refuses).
 """
 
 from __future__ import annotations
@@ -40,7 +44,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.errors import PrivacyError
+from gateway.face.protection import (
+    CancelableTransform,
+    Mode,
+    ProtectionError,
+    TemplateProtection,
+    orthonormalise,
+)
 from gateway.keys import Keys, Purpose, subkey_of
+from gateway.privacy import protection_record
 from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
@@ -204,24 +216,11 @@ def load_key(explicit: Path | None, credential: str) -> bytes:
     return _root_key((base / credential).read_bytes(), f"credential {credential!r}")
 
 
-def _orthonormalise(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Rows of ``a`` made orthonormal by Gram-Schmidt with re-orthogonalisation (CGS2).
-
-    Equals the Q of a QR with a positive diagonal (a Haar-random rotation for Gaussian ``a``).
-    Plain matrix-vector products: ``np.linalg.qr`` (multi-threaded LAPACK) can take over a
-    second on a busy 2-core board, this takes milliseconds.
-    """
-    q = np.zeros_like(a)
-    for j in range(a.shape[0]):
-        v = a[j].copy()
-        for _ in range(2):
-            v -= q[:j].T @ (q[:j] @ v)
-        q[j] = v / np.linalg.norm(v)
-    return q
-
-
 class SiteTransform:
     """Secret orthogonal rotation of embeddings, derived from the site key (cosine-preserving)."""
+
+    mode: Mode = "orthogonal"
+    score_scale = 1.0
 
     def __init__(self, site_key: bytes, dim: int = TEMPLATE_DIM) -> None:
         """Derive the ``dim`` x ``dim`` rotation and a public site fingerprint from ``site_key``."""
@@ -234,8 +233,8 @@ class SiteTransform:
             info=b"ag-template-rotation-v1|dim=%d" % dim,
         ).derive(site_key)
         rng = np.random.default_rng(np.frombuffer(seed, dtype=np.uint32))
-        self.matrix: F32 = _orthonormalise(rng.standard_normal((dim, dim))).astype(np.float32)
-        self.dim = dim
+        self.matrix: F32 = orthonormalise(rng.standard_normal((dim, dim))).astype(np.float32)
+        self.dim = self.in_dim = self.out_dim = dim
         self.fingerprint = hmac.new(site_key, b"ag-site-fingerprint", "sha256").hexdigest()[:16]
 
     def apply(self, embeddings: np.ndarray) -> F32:
@@ -245,6 +244,28 @@ class SiteTransform:
             raise VaultError(f"embedding has {arr.shape[-1]} values, expected {self.dim}")
         out: F32 = (arr @ self.matrix.T).astype(np.float32)
         return out
+
+    def enrol(self, embeddings: np.ndarray) -> F32:
+        """Stored templates: the rotated embeddings."""
+        return self.apply(embeddings)
+
+    def probe(self, embeddings: np.ndarray) -> F32:
+        """Search vectors: rotated like the stored templates (exact cosine scores)."""
+        return self.apply(embeddings)
+
+    def invert(self, templates: np.ndarray) -> F32:
+        """The embeddings :meth:`apply` rotated into ``templates`` (the roster office's)."""
+        return (np.asarray(templates, dtype=np.float32) @ self.matrix).astype(np.float32)
+
+
+def protection_of(site_key: bytes, mode: Mode, dim: int = TEMPLATE_DIM) -> TemplateProtection:
+    """The template protection ``mode`` keyed by ``site_key`` (the template-transform subkey)."""
+    if mode == "orthogonal":
+        return SiteTransform(site_key, dim)
+    try:
+        return CancelableTransform(site_key, dim)
+    except ProtectionError as exc:
+        raise VaultError(str(exc)) from exc
 
 
 class Vault:
@@ -257,30 +278,46 @@ class Vault:
         *,
         dim: int = TEMPLATE_DIM,
         clock: Callable[[], float] = time.time,
+        protection: Mode = "orthogonal",
     ) -> None:
-        """Use ``keys`` to wrap data keys and ``site_key`` for the site-bound transform."""
+        """Use ``keys`` to wrap data keys and ``site_key`` to key the template ``protection``
+        (``dim`` is the raw embedding size; :attr:`dim` the stored template size)."""
         self.keys = keys
-        self.site = SiteTransform(site_key, dim)
-        self.dim = dim
+        self.mode: Mode = protection
+        self.site = protection_of(site_key, protection, dim)
+        self.dim = self.site.out_dim
         self._clock = clock
 
     @classmethod
-    def from_root_keys(cls, device_root: bytes, site_root: bytes) -> Vault:
+    def from_root_keys(
+        cls, device_root: bytes, site_root: bytes, *, protection: Mode = "orthogonal"
+    ) -> Vault:
         """A vault of a gate without its own gates key (the site key stands in)."""
-        return cls.from_keys(Keys(device=device_root, site=site_root))
+        return cls.from_keys(Keys(device=device_root, site=site_root), protection=protection)
 
     @classmethod
-    def from_keys(cls, keys: Keys, *, clock: Callable[[], float] = time.time) -> Vault:
+    def from_keys(
+        cls,
+        keys: Keys,
+        *,
+        clock: Callable[[], float] = time.time,
+        protection: Mode = "orthogonal",
+    ) -> Vault:
         """The vault the daemon uses: subkeys derived exactly as :class:`gateway.keys.Keys`."""
         return cls(
             StaticKeyProvider(keys.subkey(Purpose.TEMPLATE_WRAP)),
             keys.subkey(Purpose.TEMPLATE_TRANSFORM),
             clock=clock,
+            protection=protection,
         )
 
     def transform(self, embeddings: np.ndarray) -> F32:
-        """Map raw embeddings (probe or enrolment) into the site space the gallery holds."""
-        return self.site.apply(embeddings)
+        """Map raw probe embeddings into the space the gallery's stored templates are matched
+        in (the gallery scores them by dot product; see ``site.score_scale``)."""
+        try:
+            return self.site.probe(embeddings)
+        except ProtectionError as exc:
+            raise VaultError(str(exc)) from exc
 
     def _key_aad(self, person_id: str) -> bytes:
         return b"|".join((_FORMAT, b"key", self.keys.key_id.encode(), person_id.encode()))
@@ -305,12 +342,12 @@ class Vault:
         Runs in one transaction; the caller audits.
         """
         raw = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
-        if raw.shape[1] != self.dim or raw.shape[0] == 0:
-            raise VaultError(f"templates must be n x {self.dim}, got {raw.shape}")
+        if raw.shape[1] != self.site.in_dim or raw.shape[0] == 0:
+            raise VaultError(f"templates must be n x {self.site.in_dim}, got {raw.shape}")
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
         if not np.all(np.isfinite(raw)) or np.any(norms == 0):
             raise VaultError("templates contain zero or non-finite vectors")
-        site = self.transform(raw / norms)
+        site = self.site.enrol(raw / norms)
         return self.store_site_templates(db, person_id, site, model=model, qualities=qualities)
 
     def store_site_templates(
@@ -344,6 +381,9 @@ class Vault:
         aad = self._tpl_aad(person_id, model)
         conn = db.conn
         with transaction(db):
+            if problem := protection_record.mismatch(conn, self.mode):
+                raise VaultError(problem)  # never a gallery of two modes
+            protection_record.record(conn, self.mode)
             if conn.execute("DELETE FROM face_keys WHERE person_id = ?", (person_id,)).rowcount:
                 from gateway.privacy.scrub import mark_pending
 
@@ -441,6 +481,18 @@ class Vault:
         return n
 
 
+def _turn(old: Vault, new: Vault) -> npt.NDArray[np.float64]:
+    """The map from ``old``'s stored templates to ``new``'s (identity for the same transform)."""
+    if old.site.fingerprint == new.site.fingerprint:
+        return np.eye(old.dim)
+    if not isinstance(old.site, SiteTransform) or not isinstance(new.site, SiteTransform):
+        raise VaultError(
+            "cancelable templates cannot be re-transformed (the raw embedding is never kept): "
+            "a new template-protection key means re-enrolling every face"
+        )
+    return old.site.matrix.astype(np.float64) @ new.site.matrix.astype(np.float64).T
+
+
 def rekey_templates(db: sqlite_utils.Database, old: Vault, new: Vault) -> tuple[int, int]:
     """Move every stored template from ``old``'s keys to ``new``'s, without re-enrolment.
 
@@ -450,7 +502,7 @@ def rekey_templates(db: sqlite_utils.Database, old: Vault, new: Vault) -> tuple[
     (``secure_delete`` zeroes them) and the WAL scrub is marked pending. One transaction
     (joins the caller's). Returns (people, templates).
     """
-    turn = old.site.matrix.astype(np.float64) @ new.site.matrix.astype(np.float64).T
+    turn = _turn(old, new) if old.enrolled_people(db) else np.eye(old.dim)  # none: any key
     conn = db.conn
     people = templates = 0
     with transaction(db):

@@ -143,7 +143,8 @@ class CacheFollower:
         fut.add_done_callback(_retrieve)
         self._pending = fut
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), deadline_s)
+            async with asyncio.timeout(deadline_s):
+                return await asyncio.shield(fut)
         except sqlite3.Error:
             await loop.run_in_executor(self._pool, self._close)
             raise

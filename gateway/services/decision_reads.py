@@ -67,7 +67,9 @@ class DecisionReads:
         if self.credentials.store_down and not self.credentials.may_try_store():
             return await self._memory(fn, *args, **kwargs)
         try:
-            return await asyncio.wait_for(self.run_decide(fn, *args, **kwargs), self.deadline_s)
+            async with asyncio.timeout(self.deadline_s):
+                result: T = await self.run_decide(fn, *args, **kwargs)
+                return result
         except TimeoutError:
             self.timeouts += 1
             self.credentials.mark_store_down(f"{what} took over {self.deadline_s * 1000:.0f} ms")
@@ -96,7 +98,8 @@ class DecisionReads:
         if self.credentials.store_down:
             return  # known to be slow: never make the next decision wait for it
         try:
-            await asyncio.wait_for(asyncio.shield(fut), BOOKKEEPING_DEADLINE_S)
+            async with asyncio.timeout(BOOKKEEPING_DEADLINE_S):
+                await asyncio.shield(fut)
         except TimeoutError:
             log.debug("gate %s: decision bookkeeping continues in the background", self.gate)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -42,17 +43,19 @@ from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
 from gateway.config.root import GatewayConfig
 from gateway.errors import ConfigError, GatewayError
+from gateway.face.protection import Mode
 from gateway.keys import (
-    CARRIED,
     CARRY_KV,
     MIN_KEY_BYTES,
     Keys,
     Purpose,
+    carry_over,
     key_id,
     open_carried,
     seal_carried,
 )
-from gateway.privacy import audit
+from gateway.privacy import audit, protection_record
+from gateway.privacy.protection_record import template_count
 from gateway.privacy.scrub import complete_pending
 from gateway.privacy.vault import Vault, rekey_templates
 from gateway.store.tx import transaction
@@ -67,6 +70,11 @@ SCRUB_WAIT_S = 2.0
 GATES_ID_KV = "keys.gates_id"
 #: kv entry holding the id of the device key in use, written by a device rotation.
 DEVICE_ID_KV = "keys.device_id"
+#: kv entry: how many times each site- or gates-rooted purpose was rotated (JSON).
+GENERATIONS_KV = "keys.generations"
+#: In one rotation's transaction: recompute the stored values keyed by the old keys under the
+#: new ones; returns counts for the audit row.
+Migrate = Callable[[sqlite_utils.Database, Keys, Keys], Mapping[str, Any]]
 
 
 class RotationError(GatewayError):
@@ -120,6 +128,12 @@ def load_keys(
     (``gates_optional``: see there; the database decides whether the site key may stand in
     for the gates key, :func:`check_gates`). A rotation interrupted between its commit and
     its key file's move is finished first (:func:`finish_interrupted`)."""
+    from gateway.services.decommission import is_decommissioned
+
+    mark = is_decommissioned(conn)
+    if mark is not None:
+        why = f"this gate was decommissioned ({mark}): provision it anew (new database, keys)"
+        raise ConfigError([("storage.database", str(cfg.storage.database_path), why)])
     finish_interrupted(cfg, conn)
     keys = Keys.from_config(cfg, gates_optional=gates_optional)
     check_gates(conn, keys)
@@ -131,7 +145,19 @@ def load_keys(
             "interrupted rotation the new key is at <file>.new: move it (both blobs) in"
         )
         raise ConfigError([(where, "<redacted>", why)])
-    return replace(keys, carried=read_carried(conn, keys.device))
+    generations = read_generations(conn)
+    return replace(keys, carried=read_carried(conn, keys.device), generations=generations)
+
+
+def read_generations(conn: sqlite3.Connection) -> dict[Purpose, int]:
+    """How many times each site- or gates-rooted purpose was rotated (kv, not secret)."""
+    text = kv_value(conn, GENERATIONS_KV)
+    if text is None:
+        return {}
+    try:
+        return {Purpose[name]: int(n) for name, n in json.loads(text).items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError([("kv", GENERATIONS_KV, "not a map of purpose to count")]) from exc
 
 
 def finish_interrupted(cfg: GatewayConfig, conn: sqlite3.Connection) -> None:
@@ -149,7 +175,18 @@ def finish_interrupted(cfg: GatewayConfig, conn: sqlite3.Connection) -> None:
 def _finish_tpm_move(conn: sqlite3.Connection, cfg: KeysConfig) -> None:
     """The TPM blob pair's :func:`_finish_move`: the pair made of each ``<blob>.new`` still
     there (else the blob already moved) is moved in when it unseals to the recorded key,
-    so a crash between the two moves is finished too."""
+    so a crash between the two moves is finished too; then the NV counter is advanced if
+    the blob in place was sealed for its next value (a crash before :func:`tpm.advance`)."""
+    from gateway import tpm
+
+    _move_tpm_blobs(conn, cfg)
+    with contextlib.suppress(ConfigError):  # load_keys names what is wrong with the blobs
+        if tpm.pending(tpm.read_blobs(cfg), cfg):  # moved in, counter not yet advanced
+            tpm.advance(cfg)
+            log.warning("finished an interrupted key rotation: old sealed blobs revoked")
+
+
+def _move_tpm_blobs(conn: sqlite3.Connection, cfg: KeysConfig) -> None:
     from gateway import tpm
 
     recorded = kv_value(conn, DEVICE_ID_KV)
@@ -223,6 +260,21 @@ def stage_key_file(target: Path, key: bytes, recorded: str | None = None) -> Pat
     return staged
 
 
+def overwrite_in_place(path: Path) -> None:
+    """Overwrite the file ``path`` with random bytes (its size, at least 64) and sync it; a
+    missing file is left alone (OSError otherwise)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, os.urandom(max(size, 64)))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def commit_key_file(staged: Path, target: Path) -> None:
     """Atomically replace ``target`` with ``staged`` and sync the directory."""
     staged.replace(target)
@@ -247,10 +299,19 @@ class _Staged:
     """A new device key written beside the old one, moved in once the database commits."""
 
     moves: tuple[tuple[Path, Path], ...]
+    after: Callable[[], object] | None = None  # e.g. advancing the TPM's NV counter
 
     def commit(self) -> None:
         for staged, target in self.moves:
+            # the old key's own blocks, not only its name (a hard link or a copy of the
+            # inode would keep it); a crash here is finished from <file>.new at the next load
+            try:
+                overwrite_in_place(target)
+            except OSError as exc:
+                log.warning("key rotation: the old %s not overwritten: %s", target, exc.strerror)
             commit_key_file(staged, target)
+        if self.after is not None:
+            self.after()
 
     def discard(self) -> None:
         for staged, _ in self.moves:
@@ -269,12 +330,17 @@ def _apply(
     clock: Callable[[], float],
     extra: Mapping[str, Any] | None = None,
     kv: Mapping[str, str] | None = None,
+    migrate: Callable[[sqlite_utils.Database], Mapping[str, Any]] | None = None,
 ) -> Rotation:
     """Move every template from ``old`` to ``new`` (and store the ``kv`` entries) in one
     transaction, audited; then move the staged key in and scrub the WAL. Nothing changes
-    (and the staged key is removed) when the transaction fails."""
+    (and the staged key is removed) when the transaction fails. The commit is synced
+    (``synchronous = FULL``) before the key moves: under the database's usual ``NORMAL`` a
+    power cut could undo a WAL commit whose new key already replaced the old one."""
+    db.execute("PRAGMA synchronous = FULL")
     try:
-        with transaction(db):
+        protection_record.check(db.conn, old.mode)  # templates of another mode: refused
+        with transaction(db, join=False):  # acts on its own commit: never joins another
             people, templates = rekey_templates(db, old, new)
             for name, value in (kv or {}).items():
                 db.execute(
@@ -282,9 +348,11 @@ def _apply(
                     " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     [name, value],
                 )
+            moved = {} if migrate is None else migrate(db)
             details = {
                 "what": what,
                 **(extra or {}),
+                **moved,
                 "people": people,
                 "template_count": templates,
                 "old_key_id": ids[0],
@@ -294,6 +362,8 @@ def _apply(
     except BaseException:
         staged.discard()
         raise
+    finally:
+        db.execute("PRAGMA synchronous = NORMAL")
     staged.commit()
     log.info("%s key rotated: %d people, %d templates moved", what, people, templates)
     return Rotation(what, people, templates, ids[0], ids[1], _scrub(db))
@@ -307,10 +377,13 @@ def rotate_transform(
     actor: str,
     new_key: bytes | None = None,
     clock: Callable[[], float] = time.time,
+    protection: Mode = "orthogonal",
 ) -> Rotation:
     """Renew the gates key (template transform, bundle wrap, fan-out MAC) and move every
     template to it in one transaction. ``new_key``: the key another gate of the site rotated
-    to (default: a fresh random one)."""
+    to (default: a fresh random one). Cancelable templates cannot follow a new transform:
+    while any is stored, the current transform key is carried over (:func:`_carry_transform`)
+    and only bundle wrapping and the fan-out MAC move to the new key."""
     if gates_key is None or gates_key.file is None:
         raise RotationError(
             "privacy.gates_key must name a file (the gateway writes the new key there; a "
@@ -324,13 +397,41 @@ def rotate_transform(
             raise RotationError(f"the gates key must differ from the {name} key")
     if hmac.compare_digest(key, keys.gates_root):
         raise RotationError("this gate already uses that gates key")
-    old = Vault.from_keys(keys)
-    new = Vault.from_keys(replace(keys, gates=key), clock=clock)
+    carried, extra = _carry_transform(db, keys, protection)
+    old = Vault.from_keys(keys, protection=protection)
+    new_keys = replace(keys, gates=key, carried=carried)
+    new = Vault.from_keys(new_keys, clock=clock, protection=protection)
     recorded = kv_value(db.conn, GATES_ID_KV)
     staged = _Staged(((stage_key_file(gates_key.file, key, recorded), gates_key.file),))
-    ids = (old.site.fingerprint, new.site.fingerprint)
-    kv = {GATES_ID_KV: key_id(key)}
-    return _apply(db, old, new, staged, what="transform", ids=ids, actor=actor, clock=clock, kv=kv)
+    ids = (key_id(keys.gates_root), key_id(key))
+    kv = {GATES_ID_KV: key_id(key), CARRY_KV: seal_carried(keys.device, carried)}
+    return _apply(
+        db,
+        old,
+        new,
+        staged,
+        what="transform",
+        ids=ids,
+        actor=actor,
+        clock=clock,
+        kv=kv,
+        extra=extra,
+    )
+
+
+def _carry_transform(
+    db: sqlite_utils.Database, keys: Keys, protection: Mode
+) -> tuple[dict[Purpose, bytes], dict[str, Any]]:
+    """The carried keys after a gates-key rotation: with cancelable templates stored, the
+    current template-transform key (sealed under the device key, never leaving the gate;
+    the templates keep matching, not renewed); else none (a fresh transform: renewal)."""
+    carried = dict(keys.carried)
+    keep = protection == "cancelable" and template_count(db.conn) > 0
+    if keep:
+        carried[Purpose.TEMPLATE_TRANSFORM] = keys.subkey(Purpose.TEMPLATE_TRANSFORM)
+    else:
+        carried.pop(Purpose.TEMPLATE_TRANSFORM, None)
+    return carried, {"template_transform": "carried over" if keep else "renewed"}
 
 
 def _stage_tpm(key: bytes, cfg: KeysConfig) -> _Staged:
@@ -346,7 +447,8 @@ def _stage_tpm(key: bytes, cfg: KeysConfig) -> _Staged:
         }
     )
     tpm.write_blobs(sealed, staged, replace=True)
-    return _Staged(((staged.public_blob, cfg.public_blob), (staged.private_blob, cfg.private_blob)))
+    moves = ((staged.public_blob, cfg.public_blob), (staged.private_blob, cfg.private_blob))
+    return _Staged(moves, after=lambda: tpm.advance(cfg))  # the old blob is revoked
 
 
 def _new_device_key(cfg: GatewayConfig, recorded: str | None) -> tuple[bytes, _Staged]:
@@ -367,6 +469,18 @@ def _new_device_key(cfg: GatewayConfig, recorded: str | None) -> tuple[bytes, _S
     return key, _Staged(((staged, ref.file),))
 
 
+def check_current(conn: sqlite3.Connection, keys: Keys) -> None:
+    """RotationError unless ``keys`` are the ones the database records now: keys loaded
+    before another rotation (a daemon not restarted yet) would drop what that rotation
+    carried (a card or PIN layer, the new audit key) or re-bind the keys it replaced."""
+    recorded = kv_value(conn, DEVICE_ID_KV)
+    if recorded is not None and recorded != key_id(keys.device):
+        raise RotationError(
+            f"the keys in use are not the database's (device key id {recorded}): a rotation "
+            "ran since they were loaded; restart the gate, then rotate"
+        )
+
+
 def rotate_device(
     db: sqlite_utils.Database,
     keys: Keys,
@@ -374,22 +488,31 @@ def rotate_device(
     *,
     actor: str,
     clock: Callable[[], float] = time.time,
+    what: str = "device",
+    carried: Mapping[Purpose, bytes] | None = None,
+    migrate: Migrate | None = None,
 ) -> Rotation:
     """Renew the device key held by the configured provider: every template key re-wrapped
-    in one transaction, the lookup and audit keys carried over, the old key erased."""
-    carried = {p: keys.subkey(p) for p in CARRIED}
+    in one transaction, the lookup and audit keys carried over, the old key erased. A
+    device purpose's rotation (:mod:`gateway.services.key_purposes`) passes its own
+    ``carried`` (without the renewed key) and the ``migrate`` of its stored values."""
+    check_current(db.conn, keys)
+    carried = carry_over(keys) if carried is None else dict(carried)
     key, staged = _new_device_key(cfg, kv_value(db.conn, DEVICE_ID_KV))
     new_keys = replace(keys, device=key, carried=carried)
-    old, new = Vault.from_keys(keys), Vault.from_keys(new_keys, clock=clock)
+    mode = cfg.privacy.template_protection
+    old = Vault.from_keys(keys, protection=mode)
+    new = Vault.from_keys(new_keys, clock=clock, protection=mode)
     return _apply(
         db,
         old,
         new,
         staged,
-        what="device",
+        what=what,
         ids=(old.keys.key_id, new.keys.key_id),
         actor=actor,
         clock=clock,
         extra={"provider": cfg.keys.provider},
         kv={CARRY_KV: seal_carried(key, carried), DEVICE_ID_KV: key_id(key)},
+        migrate=None if migrate is None else lambda d: migrate(d, keys, new_keys),
     )

@@ -122,19 +122,28 @@ def show_person(db: sqlite_utils.Database, person_id: str, *, grace_days: float)
     return PersonDetails(p, int(n), st, people.person_has_non_face_credential(db, p.id))
 
 
+def find_person(db: sqlite_utils.Database, person_id: str) -> Person | None:
+    """The person with ``person_id``, or None."""
+    return people.find_person(db, person_id)
+
+
 def export_bundle(
     db: sqlite_utils.Database,
     vault: Vault,
     person_id: str,
     site_root: bytes,
     *,
+    seal_key: bytes,
     actor: str,
     grace_days: float,
 ) -> dict[str, Any]:
-    """The ``sync_person`` args (encrypted for the site) of an enrolled person. Audited."""
+    """The ``sync_person`` args (encrypted for the site's gates; the person sealed under
+    ``seal_key``, the site key) of an enrolled person. Audited."""
     from gateway.privacy.sync import export_sync_args
 
-    return export_sync_args(db, vault, person_id, site_root, actor=actor, grace_days=grace_days)
+    return export_sync_args(
+        db, vault, person_id, site_root, seal_key=seal_key, actor=actor, grace_days=grace_days
+    )
 
 
 def delete_person(

@@ -207,6 +207,165 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX web_sessions_account ON web_sessions(account);
     """,
+    # the web console's API tokens for a property-management platform (SHA-256 only)
+    """
+    CREATE TABLE web_api_tokens (
+        id TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('operator', 'auditor')),
+        created_by TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_used REAL,
+        revoked_at REAL
+    );
+    """,
+    # 7 (issue 15): the compound roster. Office: the gates it serves, who may use which
+    # gate and to which gates a face goes, the people whose roster entries must be
+    # recomputed (filled by triggers, whoever writes: the CLI, the daemon, the web console),
+    # what each gate was last sent, the hash-chained change log per gate and each gate's
+    # acknowledgement (the triggers fire only where gates are registered: an office).
+    # Gate: the roster version applied and which people came from it.
+    """
+    CREATE TABLE roster_gates (
+        name TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        added_at REAL NOT NULL
+    );
+    CREATE TABLE roster_access (
+        person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        gate TEXT NOT NULL,
+        PRIMARY KEY (person_id, gate)
+    );
+    CREATE TABLE roster_face_gates (
+        person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+        gate TEXT NOT NULL,
+        PRIMARY KEY (person_id, gate)
+    );
+    CREATE TABLE roster_dirty (person_id TEXT PRIMARY KEY);
+    CREATE TABLE roster_sent (
+        gate TEXT NOT NULL,
+        roster_id TEXT NOT NULL,
+        person_id TEXT NOT NULL,
+        entry_hash TEXT NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (gate, roster_id)
+    );
+    CREATE INDEX roster_sent_person ON roster_sent(person_id);
+    CREATE TABLE roster_changes (
+        gate TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        op TEXT NOT NULL CHECK (op IN ('put', 'drop')),
+        erasure INTEGER NOT NULL,
+        roster_id TEXT NOT NULL,
+        sealed TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        change_id INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        chunk INTEGER,
+        retained INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (gate, version)
+    );
+    CREATE INDEX roster_changes_change ON roster_changes(change_id);
+    CREATE TABLE roster_acks (
+        gate TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        head TEXT NOT NULL,
+        applied_at REAL NOT NULL,
+        error TEXT,
+        received_at REAL NOT NULL
+    );
+    CREATE TABLE roster_alerts (
+        gate TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        alerted_at REAL NOT NULL,
+        PRIMARY KEY (gate, version)
+    );
+    CREATE TABLE roster_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL,
+        head TEXT NOT NULL,
+        applied_at REAL NOT NULL
+    );
+    CREATE TABLE roster_members (
+        person_id TEXT PRIMARY KEY REFERENCES people(id) ON DELETE CASCADE,
+        face_digest TEXT
+    );
+    CREATE TRIGGER roster_dirty_people_insert AFTER INSERT ON people
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.id); END;
+    CREATE TRIGGER roster_dirty_people_update AFTER UPDATE OF
+        role, access_group, valid_from, valid_until, is_minor, guardian_id, birth_month,
+        needs_renotice ON people
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.id); END;
+    CREATE TRIGGER roster_dirty_people_delete AFTER DELETE ON people
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (OLD.id); END;
+    CREATE TRIGGER roster_dirty_consents AFTER INSERT ON consents
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.person_id); END;
+    CREATE TRIGGER roster_dirty_face_insert AFTER INSERT ON face_keys
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.person_id); END;
+    CREATE TRIGGER roster_dirty_face_update AFTER UPDATE ON face_keys
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.person_id); END;
+    CREATE TRIGGER roster_dirty_face_delete AFTER DELETE ON face_keys
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (OLD.person_id); END;
+    CREATE TRIGGER roster_dirty_templates AFTER INSERT ON templates
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.person_id); END;
+    CREATE TRIGGER roster_dirty_cards_insert AFTER INSERT ON cards
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.person_id); END;
+    CREATE TRIGGER roster_dirty_cards_update AFTER UPDATE ON cards
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.person_id); END;
+    CREATE TRIGGER roster_dirty_cards_delete AFTER DELETE ON cards
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (OLD.person_id); END;
+    CREATE TRIGGER roster_dirty_pins_insert AFTER INSERT ON pins
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.person_id); END;
+    CREATE TRIGGER roster_dirty_pins_update AFTER UPDATE OF pin_hash, kind, expires_at,
+        revoked_at ON pins
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.person_id); END;
+    CREATE TRIGGER roster_dirty_pins_delete AFTER DELETE ON pins
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (OLD.person_id); END;
+    CREATE TRIGGER roster_dirty_access_insert AFTER INSERT ON roster_access
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.person_id); END;
+    CREATE TRIGGER roster_dirty_access_delete AFTER DELETE ON roster_access
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (OLD.person_id); END;
+    CREATE TRIGGER roster_dirty_faces_insert AFTER INSERT ON roster_face_gates
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (NEW.person_id); END;
+    CREATE TRIGGER roster_dirty_faces_delete AFTER DELETE ON roster_face_gates
+    WHEN EXISTS (SELECT 1 FROM roster_gates)
+    BEGIN INSERT OR IGNORE INTO roster_dirty VALUES (OLD.person_id); END;
+    """,
+    # the web console's optional TOTP second factor: the secret sealed under the device
+    # key's WEB_TOTP purpose; active once confirmed with a code; the last time step used
+    # (a code is never accepted twice)
+    """
+    CREATE TABLE web_totp (
+        account TEXT PRIMARY KEY REFERENCES web_accounts(name) ON DELETE CASCADE,
+        secret_sealed BLOB NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        last_step INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    """,
+    # issue 15: a gate's Ed25519 key that signs its roster acknowledgements (NULL: a gate
+    # registered before signed acks; its acks are refused until the key is registered)
+    """
+    ALTER TABLE roster_gates ADD COLUMN ack_key TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -25,6 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from gateway.errors import GatewayError
 from gateway.privacy import audit
 from gateway.store.tx import transaction
+from gateway.web.i18n import N_
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ ROLES: tuple[Role, ...] = ("admin", "operator", "auditor")
 ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 256
-REFUSED = "wrong account name or password, or the account is locked for a while"
+REFUSED = N_("wrong account name, password or one-time code, or the account is locked for a while")
 """The one answer to every refused login."""
 
 _HASHER = PasswordHasher()  # argon2id, the library's (RFC 9106 low-memory) parameters
@@ -131,16 +132,25 @@ def finish_login(
 ) -> tuple[str, Session]:
     """After :func:`verify`: a new session token and its session, or AccountError (one
     message for an unknown account, a wrong password and a locked account); a failure
-    is counted, and locks the account after ``policy.max_failures``."""
+    is counted, and locks the account after ``policy.max_failures``. The count and the lock
+    are read and written in the database in one transaction, never from ``record`` (read
+    before the slow check): parallel failures all count, and a lock set meanwhile holds."""
     now = time.time() if now is None else now
     name = record.name
-    if record.role is None or (record.locked_until is not None and record.locked_until > now):
-        raise AccountError(REFUSED)  # a lock is not told apart: it would confirm the name
+    if record.role is None:
+        raise AccountError(REFUSED)
     if not ok:
-        _failed(db, name, record.failures + 1, policy, now)
+        _failed(db, name, policy, now)
         raise AccountError(REFUSED)
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with transaction(db):
+        row = db.execute(
+            "SELECT role FROM web_accounts WHERE name = ?"
+            " AND (locked_until IS NULL OR locked_until <= ?)",
+            [name, now],
+        ).fetchone()
+        if row is None:  # removed, or locked since its record was read: not told apart
+            raise AccountError(REFUSED)
         db.execute(
             "UPDATE web_accounts SET failures = 0, locked_until = NULL WHERE name = ?", [name]
         )
@@ -150,7 +160,7 @@ def finish_login(
             [_digest(token), name, csrf, now, now],
         )
         audit.append(db, f"web:{name}", "web.login", name, {}, now=now)
-    return token, Session(name, record.role, csrf)
+    return token, Session(name, row[0], csrf)
 
 
 def _verify(pw_hash: str, password: str) -> bool:
@@ -160,19 +170,27 @@ def _verify(pw_hash: str, password: str) -> bool:
         return False
 
 
-def _failed(
-    db: sqlite_utils.Database, name: str, failures: int, policy: LoginPolicy, now: float
-) -> None:
-    locked = failures >= policy.max_failures
+def _failed(db: sqlite_utils.Database, name: str, policy: LoginPolicy, now: float) -> None:
+    """Count one failure in SQL (failures = failures + 1) and lock the account there when
+    it reaches the limit; a failure while locked changes nothing (the lock is not extended)."""
     with transaction(db):
-        db.execute(
-            "UPDATE web_accounts SET failures = ?, locked_until = ? WHERE name = ?",
-            [0 if locked else failures, now + policy.lockout_s if locked else None, name],
-        )
+        row = db.execute(
+            "UPDATE web_accounts SET"
+            " failures = CASE WHEN failures + 1 >= :max THEN 0 ELSE failures + 1 END,"
+            " locked_until = CASE WHEN failures + 1 >= :max THEN :until ELSE NULL END"
+            " WHERE name = :name AND (locked_until IS NULL OR locked_until <= :now)"
+            " RETURNING locked_until",
+            {"max": policy.max_failures, "until": now + policy.lockout_s, "name": name, "now": now},
+        ).fetchone()
+        locked = row is not None and row[0] is not None
         if locked:
-            audit.append(db, "web", "web.account.locked", name, {"failures": failures}, now=now)
+            audit.append(
+                db, "web", "web.account.locked", name, {"failures": policy.max_failures}, now=now
+            )
     if locked:
-        log.warning("web console account %s locked after %d failed logins", name, failures)
+        log.warning(
+            "web console account %s locked after %d failed logins", name, policy.max_failures
+        )
 
 
 class SeenInMemory:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.privacy.people import PersonError
+from gateway.web import openapi as openapi_doc
 from gateway.web import ops
 from gateway.web.security import BACKEND, actor, allow, session
 
@@ -99,6 +100,12 @@ async def compliance(request: web.Request) -> web.Response:
     return await _call(lambda: ops.compliance_report(request.app[BACKEND]))
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """The API's OpenAPI document."""
+    session(request)
+    return web.json_response(openapi_doc.document())
+
+
 def routes() -> list[web.RouteDef]:
     """The API routes."""
     return [
@@ -110,9 +117,13 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/people/{pid}/consent", _change(ops.answer_consent)),
         web.post("/api/people/{pid}/withdraw", _change(ops.withdraw_consent)),
         web.post("/api/people/{pid}/cards", _change(ops.add_card)),
+        web.post("/api/people/{pid}/cards/present", _change(ops.add_presented_card)),
+        web.post("/api/people/{pid}/pins/typed", _change(ops.set_typed_pin)),
         web.post("/api/people/{pid}/cards/revoke", _change(ops.revoke_card)),
         web.post("/api/people/{pid}/pins/revoke", _change(ops.revoke_pin)),
         web.post("/api/people/{pid}/validity", _change(ops.set_validity)),
+        web.post("/api/people/{pid}/edit", _change(ops.edit_person)),
         web.get("/api/notice", notice),
         web.get("/api/compliance", compliance),
+        web.get("/api/openapi.json", openapi),
     ]

@@ -4,7 +4,8 @@ the dependencies of the services (the same operations the CLI and MQTT commands 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
@@ -15,10 +16,23 @@ from gateway.privacy.vault import GalleryLike, Vault
 from gateway.services.compliance import ReportRequest
 from gateway.services.credentials import CredentialDeps
 from gateway.services.people import DeletionDeps
+from gateway.web.live import EventFeed
 
 T = TypeVar("T")
 Runner = Callable[..., Awaitable[Any]]
 """``await run(fn, *args, **kwargs)``: ``fn`` on the thread that owns the connection."""
+
+
+@dataclass(frozen=True)
+class RosterRole:
+    """This instance's part in the compound roster (``[roster]``): ``off``, ``office``
+    (the dashboard shows every gate's convergence) or ``gate`` (the version applied)."""
+
+    role: str = "off"
+    site: str = ""
+    gate: str = ""
+    alert_after_s: float = 300.0
+    """An erasure or revocation not acknowledged within this time is highlighted."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,40 @@ class Backend:
     read_only: str | None = None
     """Why the state database is read-only (the daemon runs DEGRADED), else None: changes
     and logins are then refused with 503, pages that only read keep working."""
+    feed: EventFeed = field(default_factory=EventFeed)
+    """The gate's events as published (anonymized), for the dashboard and the events page."""
+    status: Callable[[], dict[str, Any]] = dict
+    """The gate's live status: ``doors`` (name -> state), ``readers``, ``face`` (camera ->
+    face path state), ``broker``, ``outbox``, ``services``, ``storage`` (no identities)."""
+    pseudonym_key: bytes | None = None
+    """The site's pseudonym key (resolving an event's pseudonym), None: not possible here."""
+    pseudonym_epoch_s: int = 86_400
+    reload: Callable[[], Awaitable[bool]] | None = None
+    """Re-read, validate and apply the configuration (the daemon's reload), if available."""
+    validate: Callable[[], list[str]] | None = None
+    """The configuration file's problems (empty: valid), as ``gateway config validate``."""
+    doctor: Callable[[], Awaitable[list[tuple[str, str, str]]]] | None = None
+    """The ``gateway doctor`` table (check, PASS/WARN/FAIL/SKIP, detail), if available."""
+    next_card: Callable[[str, float], Awaitable[tuple[int | None, int]]] | None = None
+    """``(reader, timeout_s)``: the next card presented there, ``(facility, number)``
+    (GatewayError when none came), if this process drives readers."""
+    next_pin: Callable[[str, float], Awaitable[str]] | None = None
+    """``(reader, timeout_s)``: the next PIN typed on that reader's keypad (never shown)."""
+    readers: list[str] = field(default_factory=list)
+    """The gate's readers (where a card may be presented)."""
+    face_pipeline: Callable[[], Awaitable[Any]] | None = None
+    """The face pipeline for office enrolment (the gate's, or loaded on first use), if
+    this process has the face models."""
+    config_path: Path | None = None
+    """The configuration file the zones page reads and writes (None: not here)."""
+    preview_detector: Callable[[], Any] = lambda: None
+    """The face detector that blurs passers-by in the zones preview (None: the whole
+    frame is blurred)."""
+    roster: RosterRole = field(default_factory=RosterRole)
+    """The roster role, for the dashboard's convergence section."""
+    totp_key: bytes | None = None
+    """The device key's ``WEB_TOTP`` subkey (accounts' second factors), None: none here
+    (a login with an active second factor is then refused)."""
 
     def deletion_deps(self) -> DeletionDeps:
         """The people service's deletion dependencies, from the credential ones."""

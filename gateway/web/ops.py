@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import tempfile
+import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -110,6 +111,7 @@ async def add_person(backend: Backend, data: Mapping[str, Any], actor: str) -> s
         role=choice(data, "role", PERSON_ROLES, "resident"),
         access_group=text(data, "group", required=False, default="residents"),
         is_minor=flag(data, "minor"),
+        birth_month=text(data, "birth_month", required=False) or None,
         guardian_id=text(data, "guardian", required=False) or None,
     )
     return str(await backend.run_db(people_svc.add_person, backend.db, new, actor=actor))
@@ -123,8 +125,22 @@ async def show_person(backend: Backend, person_id: str) -> dict[str, Any]:
     view = await backend.run_db(
         consent_svc.show, backend.db, person_id, grace_days=backend.grace_days
     )
+    guardian, candidates = None, []
+    if d.person.is_minor and d.person.guardian_id is None:  # adults of the same unit
+        rows = await backend.run_db(people_svc.list_people, backend.db)
+        candidates = [
+            _person(r.person)
+            for r in rows
+            if not r.person.is_minor and d.person.unit and r.person.unit == d.person.unit
+        ]
+    if d.person.guardian_id is not None:
+        g = await backend.run_db(people_svc.find_person, backend.db, d.person.guardian_id)
+        guardian = None if g is None else _person(g)
     return _person(d.person) | {
         "guardian": d.person.guardian_id,
+        "guardian_person": guardian,
+        "guardian_candidates": candidates,
+        "birth_month": d.person.birth_month,
         "valid_from": d.person.valid_from,
         "valid_until": d.person.valid_until,
         "templates": d.templates,
@@ -144,6 +160,25 @@ async def show_person(backend: Backend, person_id: str) -> dict[str, Any]:
             for r in view.history
         ],
     }
+
+
+async def edit_person(
+    backend: Backend, person_id: str, data: Mapping[str, Any], actor: str
+) -> dict[str, Any]:
+    """Change name, unit, role or access group (``services.credentials.edit_person``);
+    an absent field is kept."""
+
+    def given(key: str) -> str | None:
+        return text(data, key, required=False) if key in data else None
+
+    edit = creds_svc.PersonEdit(
+        name=given("name"),
+        unit=given("unit"),
+        role=choice(data, "role", PERSON_ROLES, "") if data.get("role") else None,
+        access_group=given("group"),
+    )
+    p = await _credential_change(backend, creds_svc.edit_person, person_id, actor, edit=edit)
+    return _person(p)
 
 
 async def delete_person(
@@ -175,11 +210,14 @@ async def answer_consent(
 ) -> dict[str, Any]:
     """Record a grant or a decline on the notice in force (``services.consent``)."""
     decision = choice(data, "decision", ("grant", "decline"), "")
+    guardian = text(data, "guardian", required=False) or None
+    if guardian is not None and not flag(data, "guardian_present"):
+        raise InputError("a guardian answers in person: confirm guardian_present")
     answer = consent_svc.ConsentAnswer(
         person_id,
         method=choice(data, "method", METHODS, "web"),
         recorded_by=actor,
-        guardian_id=text(data, "guardian", required=False) or None,
+        guardian_id=guardian,
         scope=choice(data, "scope", SCOPES, "device"),
     )
     n = backend.notice()
@@ -204,6 +242,7 @@ async def withdraw_consent(
         "person_id": person_id,
         "channel": "web",
         "templates_erased": done["templates_erased"],
+        "at": time.time(),
     }
 
 
@@ -216,6 +255,45 @@ async def add_card(
         creds_svc.add_card, backend.credential_deps(), person_id, c, actor=actor, channel="web"
     )
     return {"card_id": card_id}
+
+
+PRESENT_TIMEOUT_S = 30.0
+
+
+async def add_presented_card(
+    backend: Backend, person_id: str, data: Mapping[str, Any], actor: str
+) -> dict[str, Any]:
+    """Give a person the next card presented at ``reader`` (within 30 s): the number never
+    reaches the browser; stored as a keyed hash (``services.credentials.add_card``)."""
+    if backend.next_card is None or not backend.readers:
+        raise InputError("presenting a card needs the gate's readers: type the number instead")
+    reader = choice(data, "reader", tuple(backend.readers), backend.readers[0])
+    await backend.run_db(people_svc.show_person, backend.db, person_id, grace_days=0.0)
+    c = await backend.next_card(reader, PRESENT_TIMEOUT_S)
+    card_id = await backend.run_decide(
+        creds_svc.add_card, backend.credential_deps(), person_id, c, actor=actor, channel="web"
+    )
+    return {"card_id": card_id, "reader": reader}
+
+
+async def set_typed_pin(
+    backend: Backend, person_id: str, data: Mapping[str, Any], actor: str
+) -> dict[str, Any]:
+    """Set a person's PIN as they type it on ``reader``'s keypad (digits, then ``#``,
+    within 60 s): the operator never sees it (``services.credentials.set_pin``)."""
+    if backend.next_pin is None or not backend.readers:
+        raise InputError("a PIN is typed on the gate's keypad: this console has no reader")
+    reader = choice(data, "reader", tuple(backend.readers), backend.readers[0])
+    kind = choice(data, "kind", ("normal", "duress"), "normal")
+    await backend.run_db(people_svc.show_person, backend.db, person_id, grace_days=0.0)
+    pin = await backend.next_pin(reader, PIN_TIMEOUT_S)
+    pin_id = await _credential_change(
+        backend, creds_svc.set_pin, person_id, actor, pin=pin, kind=kind
+    )
+    return {"pin_id": pin_id, "kind": kind, "reader": reader}
+
+
+PIN_TIMEOUT_S = 60.0
 
 
 async def _credential_change(

@@ -21,9 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.web import accounts
+from gateway.web import accounts, tokens
 from gateway.web.accounts import Role, Session
 from gateway.web.backend import Backend
+from gateway.web.i18n import N_
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,17 @@ HEADERS = {
     "Strict-Transport-Security": "max-age=31536000",
     "Cache-Control": "no-store",
 }
-PUBLIC = ("/login", "/static/")
+PUBLIC = ("/login", "/static/", "/lang/")
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-READ_ONLY = "storage is read-only: nothing can be changed now (the gate runs DEGRADED)"
+READ_ONLY = N_("storage is read-only: nothing can be changed now (the gate runs DEGRADED)")
 
 BACKEND: web.AppKey[Backend] = web.AppKey("backend", Backend)
 SEEN: web.AppKey[accounts.SeenInMemory] = web.AppKey("seen", accounts.SeenInMemory)
 SESSION_KEY: web.RequestKey[Session] = web.RequestKey("session", Session)
+CAMERA_ALLOWED: web.RequestKey[bool] = web.RequestKey("camera", bool)
+"""Set by a page that may use the browser's camera (the enrolment page only)."""
+CAMERA_POLICY = "camera=(self), microphone=(), geolocation=()"
 
 
 class LoginThrottle:
@@ -167,6 +171,8 @@ async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
                 status=500, text="internal error (logged)", content_type="text/plain"
             )
     resp.headers.update(HEADERS)
+    if request.get(CAMERA_ALLOWED):
+        resp.headers["Permissions-Policy"] = CAMERA_POLICY
     return resp
 
 
@@ -185,9 +191,11 @@ def read_only_refusal(request: web.Request) -> web.Response:
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse a request without a live session, or a change without its CSRF token."""
-    if request.path == "/login" or request.path.startswith("/static/"):
+    if request.path in ("/login",) or request.path.startswith(("/static/", "/lang/")):
         return await handler(request)
     backend = request.app[BACKEND]
+    if "Authorization" in request.headers:
+        return await _with_api_token(request, handler, backend)
     token = request.cookies.get(COOKIE)
     s = None
     if token:
@@ -201,16 +209,35 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in CHANGES:
         _same_origin(request)
         given = request.headers.get("X-CSRF-Token")
-        if given is None and request.content_type in (
-            "application/x-www-form-urlencoded",
-            "multipart/form-data",
-        ):
+        if given is None and request.content_type == "application/x-www-form-urlencoded":
+            # a multipart body (photos) is never parsed here: aiohttp would spool its files
+            # to disk; it must carry the X-CSRF-Token header (the enrolment page's script)
             given = str((await request.post()).get("csrf", ""))
         if not accounts.csrf_matches(s, given):
             log.warning("web: a change without a valid CSRF token was refused")
             raise web.HTTPForbidden(text="missing or wrong CSRF token", content_type="text/plain")
         if backend.read_only is not None and request.path != "/logout":
             return read_only_refusal(request)
+    request[SESSION_KEY] = s
+    return await handler(request)
+
+
+async def _with_api_token(
+    request: web.Request, handler: Handler, backend: Backend
+) -> web.StreamResponse:
+    """An API call with ``Authorization: Bearer <token>`` (no CSRF token: a browser never
+    sends this header by itself); pages refuse it."""
+    scheme, _, given = request.headers["Authorization"].partition(" ")
+    if not wants_json(request) or scheme.lower() != "bearer":
+        raise web.HTTPUnauthorized(
+            text="API tokens are for /api/ (Bearer)", content_type="text/plain"
+        )
+    s = await backend.run_db(tokens.session_of, backend.db, given.strip())
+    if s is None:
+        log.warning("web: an unknown or revoked API token was refused")
+        raise web.HTTPUnauthorized(text="unknown or revoked API token", content_type="text/plain")
+    if request.method in CHANGES and backend.read_only is not None:
+        return read_only_refusal(request)
     request[SESSION_KEY] = s
     return await handler(request)
 

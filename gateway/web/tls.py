@@ -17,13 +17,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.config.web import WebConfig
+from gateway.config.web import SELF_SIGNED_KEY, WebConfig
 from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 
 CERT_NAME = "web-cert.pem"
-KEY_NAME = "web-key.pem"
+KEY_NAME = SELF_SIGNED_KEY
 
 
 def fingerprint(cert_pem: bytes) -> str:

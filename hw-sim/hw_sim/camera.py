@@ -17,9 +17,11 @@ import time
 from http.server import BaseHTTPRequestHandler
 
 import cv2
+import numpy as np
 
 from hw_sim.corpus import FaceCorpus, Image
 from hw_sim.scenes import Actor, Polygon, Scene
+from hw_sim.stereo import StereoView
 
 log = logging.getLogger(__name__)
 BOUNDARY = "hwsimframe"
@@ -39,8 +41,12 @@ class SimCamera:
         jpeg_quality: int = 80,
         zones: list[Polygon] | None = None,
         basic_auth: tuple[str, str] | None = None,
+        stereo: StereoView | None = None,
     ) -> None:
         self.name = name
+        #: a USB stereo camera or an RGB+NIR module (a NirView): each frame holds both views
+        #: side by side (left: the first, colour view)
+        self.stereo = stereo
         self._auth = (
             None
             if basic_auth is None
@@ -86,7 +92,7 @@ class SimCamera:
             "plugged": self.plugged,
             "clients": self._clients,
             "fps": self.fps,
-            "size": [self.scene.width, self.scene.height],
+            "size": [self.scene.width * (2 if self.stereo else 1), self.scene.height],
             "people": [
                 {"variant": a.variant, "progress": round(a.progress(self.now()), 2)} for a in actors
             ],
@@ -94,7 +100,14 @@ class SimCamera:
 
     def snapshot(self) -> Image:
         """Render one frame now (for tests and previews)."""
-        return self.scene.render(self.now())
+        return self.render(self.now())
+
+    def render(self, t: float) -> Image:
+        """The frame at scene time ``t``: both views side by side for a stereo camera."""
+        first = self.scene.render(t)
+        if self.stereo is None:
+            return first
+        return np.hstack([first, self.scene.render(t, self.stereo)])
 
     def stop(self) -> None:
         self._stop.set()
@@ -125,7 +138,7 @@ class SimCamera:
                     return
                 plugged = self.plugged
             if plugged:
-                ok, buf = cv2.imencode(".jpg", self.scene.render(self.now()), params)
+                ok, buf = cv2.imencode(".jpg", self.render(self.now()), params)
                 if ok:
                     with self._cond:
                         self._jpeg = buf.tobytes()

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hw_sim.config import ConfigError, SimConfig
+from hw_sim.config import VARIANTS, ConfigError, SimConfig
 
 DEFAULT_API = os.environ.get("HWSIM_API", "http://127.0.0.1:8765")
 
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "variant",
                     {
                         "default": "live",
-                        "choices": ["live", "photo", "replay", "in_zone", "backlight", "lowlight"],
+                        "choices": list(VARIANTS),
                     },
                 ),
                 ("count", {"type": int, "default": 1}),

@@ -13,6 +13,18 @@ from hw_sim.cards import CardFormatError, get_format
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 Point = tuple[float, float]
 
+#: what walks up to a camera (see hw_sim.scenes)
+VARIANTS: tuple[str, ...] = (
+    "live",
+    "photo",
+    "bent",
+    "replay",
+    "tablet",
+    "curved",
+    "in_zone",
+    "backlight",
+    "lowlight",
+)
 DEMO_SCBK = "000102030405060708090a0b0c0d0e0f"  # test fixture, never a production key
 
 
@@ -39,6 +51,21 @@ class CameraConfig(_Model):
         default_factory=list,
         description="No-capture regions drawn in the scene (normalised polygons), e.g. a window.",
     )
+    stereo_baseline_mm: float | None = Field(
+        None,
+        gt=10,
+        le=1000,
+        description="A USB stereo camera: each frame holds a second view, this far to the "
+        "right, beside the first (the stream is twice 'width' wide).",
+    )
+    nir_baseline_mm: float | None = Field(
+        None,
+        gt=10,
+        le=1000,
+        description="An RGB+NIR camera module: each frame holds the near-infrared view (with "
+        "its own IR illuminator), this far to the right, beside the colour one.",
+    )
+    focal_px: float = Field(560.0, gt=0, description="Focal length of the (ideal) lens, px.")
 
     @field_validator("zones")
     @classmethod
@@ -49,6 +76,12 @@ class CameraConfig(_Model):
             if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in poly):
                 raise ValueError("zone points are normalised: 0 <= x, y <= 1")
         return v
+
+    @model_validator(mode="after")
+    def _one_pair(self) -> CameraConfig:
+        if self.stereo_baseline_mm is not None and self.nir_baseline_mm is not None:
+            raise ValueError("a camera is stereo or RGB+NIR, not both")
+        return self
 
 
 class ReaderConfig(_Model):
@@ -120,7 +153,9 @@ class SimConfig(_Model):
 
     @classmethod
     def demo(cls, **overrides: Any) -> SimConfig:
-        """The demo site: camera main-cam on main-gate (reader entry), side-door (reader side)."""
+        """The demo site: camera main-cam on main-gate (reader entry), side-door (reader side),
+        the stereo camera stereo-cam on stereo-gate (reader stereo-entry), the RGB+NIR camera
+        nir-cam on nir-gate (reader nir-entry)."""
         data: dict[str, Any] = {
             "cameras": [
                 {
@@ -129,18 +164,39 @@ class SimConfig(_Model):
                     "height": 480,
                     "fps": 10,
                     "zones": [[(0.72, 0.12), (0.95, 0.12), (0.95, 0.42), (0.72, 0.42)]],
-                }
+                },
+                {
+                    "name": "stereo-cam",
+                    "width": 640,
+                    "height": 480,
+                    "fps": 10,
+                    "stereo_baseline_mm": 60.0,
+                },
+                {
+                    "name": "nir-cam",
+                    "width": 640,
+                    "height": 480,
+                    "fps": 10,
+                    "nir_baseline_mm": 25.0,
+                },
             ],
             "readers": [
                 {"name": "entry", "address": 101, "facility": 10},
                 {"name": "side", "address": 101, "facility": 10},
+                {"name": "stereo-entry", "address": 101, "facility": 10},
+                {"name": "nir-entry", "address": 101, "facility": 10},
             ],
             "doors": [
                 {"name": "main-gate", "reader": "entry", "camera": "main-cam"},
                 {"name": "side-door", "reader": "side"},
+                {"name": "stereo-gate", "reader": "stereo-entry", "camera": "stereo-cam"},
+                {"name": "nir-gate", "reader": "nir-entry", "camera": "nir-cam"},
             ],
         }
         data.update(overrides)
+        if "doors" not in overrides:  # other cameras given: drop the doors of missing ones
+            names = {c["name"] for c in data["cameras"]}
+            data["doors"] = [d for d in data["doors"] if d.get("camera") in (None, *names)]
         return cls.model_validate(data)
 
     @classmethod

@@ -137,7 +137,8 @@ class MqttObserver:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.connected.wait(), 5.0)
+            async with asyncio.timeout(5.0):
+                await self.connected.wait()
         if not self.connected.is_set():
             log.warning("runner: MQTT broker %s:%d not reachable yet", self.host, self.port)
 
@@ -472,9 +473,11 @@ async def _run_one(  # noqa: PLR0917 - internal, called once
             except Exception as exc:  # noqa: BLE001 - any simulator failure is reported, not raised
                 result.notes.append(f"hardware state unavailable: {exc}")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), sample_s)
+                async with asyncio.timeout(sample_s):
+                    await stop.wait()
 
     sampling = asyncio.create_task(sampler())
+    approaches = 0  # this scenario's own: its frames do not depend on what ran before it
     try:
         for i, step in sorted(enumerate(sc.steps), key=lambda p: p[1].at):
             delay = loop_t0 + step.at - time.monotonic()
@@ -486,7 +489,11 @@ async def _run_one(  # noqa: PLR0917 - internal, called once
                 await harness(step.harness, dict(step.args))
             else:
                 assert step.action is not None  # noqa: S101 - validated
-                await asyncio.to_thread(sim.do, step.action, dict(step.args))
+                args = dict(step.args)
+                if step.action == "person-approaches":
+                    args.setdefault("seed", approaches)
+                    approaches += int(args.get("count", 1))
+                await asyncio.to_thread(sim.do, step.action, args)
         rest = loop_t0 + sc.total_duration - time.monotonic()
         if rest > 0:
             await asyncio.sleep(rest)
@@ -505,6 +512,24 @@ async def _run_one(  # noqa: PLR0917 - internal, called once
     if result.status != "error" and not all(c.ok for c in result.checks):
         result.status = "fail"
     return result
+
+
+def _approached(sc: Scenario) -> list[str]:
+    """The cameras people approach in ``sc``."""
+    steps = [s for s in sc.steps if s.action == "person-approaches" and "camera" in s.args]
+    return sorted({str(s.args["camera"]) for s in steps})
+
+
+async def _empty(sim: SimHandle, cameras: list[str], clear_s: float) -> None:
+    """Clear ``cameras`` of people and wait ``clear_s`` (see :func:`run_scenarios_async`)."""
+    if not cameras:
+        return
+    for camera in cameras:
+        try:
+            await asyncio.to_thread(sim.do, "clear-camera", {"camera": camera})
+        except Exception as exc:  # noqa: BLE001 - e.g. a camera a scenario left unplugged
+            log.info("runner: camera %s not cleared: %s", camera, exc)
+    await asyncio.sleep(clear_s)
 
 
 def _resolved_fixtures(sc: Scenario, corpus: FaceCorpus | None) -> dict[str, Any]:
@@ -529,6 +554,7 @@ async def run_scenarios_async(
     unmet: Mapping[str, str] | None = None,
     settle_s: float = 1.0,
     sample_s: float = 0.05,
+    clear_s: float = 2.5,
 ) -> list[ScenarioResult]:
     """Run each scenario in turn; one result per path, in order.
 
@@ -536,6 +562,10 @@ async def run_scenarios_async(
     ``provision`` (args = the scenario's fixtures with corpus names resolved).
     ``capabilities=None`` means everything is available. ``unmet`` maps a requirement
     that cannot be met here to the reason: a scenario requiring it is ``skipped`` with it.
+    After a scenario in which people approached, its cameras are emptied and stay empty
+    for ``clear_s`` (longer than the gate's approach gap, 2 s by default): the next
+    scenario starts a new approach, never the tail of the last one's (a lingering attacker
+    at the same place would otherwise carry its refusal over to a resident).
     """
     caps = None if capabilities is None else set(capabilities)
     if corpus is None:
@@ -575,6 +605,7 @@ async def run_scenarios_async(
                 if res.status == "fail":
                     res.status = "pending"
             results.append(res)
+            await _empty(sim, _approached(sc), clear_s)
             await asyncio.sleep(settle_s)
     finally:
         await obs.stop()

@@ -52,6 +52,11 @@ class PersonFixture(_Model):
     pin: str | None = Field(None, pattern=r"^[0-9]{4,8}$")
     duress_pin: str | None = Field(None, pattern=r"^[0-9]{4,8}$")
     doors: list[str] = Field(default_factory=lambda: ["main-gate", "side-door"])
+    office: bool = Field(
+        False,
+        description="enrolled at the compound's roster office (the gate learns of them "
+        "from the roster only)",
+    )
 
 
 class VisitorPin(_Model):

@@ -3,7 +3,10 @@
 Variants of an approach: ``live`` (a real head: it grows as the person walks up, bobs and
 sways, turns a few degrees and changes expression, so its landmarks move NON-rigidly),
 ``photo`` (a printed photo on white paper, glossy, moved by hand as one rigid plane),
+``bent`` (the same print bent round a vertical axis: a cylinder, the hardest flat attack),
 ``replay`` (a phone screen: black bezel, colour cast, moire, moving glare, rigid),
+``tablet`` (the same on a tablet: the face life-size), ``curved`` (a print on a face-shaped
+surface, a mask: the live head's relief, rigid, no expression: the hardest case),
 ``in_zone`` (the face shows inside a configured no-capture region, e.g. a neighbour's
 window), ``backlight`` and ``lowlight`` (live heads in bad light).
 
@@ -28,17 +31,26 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from hw_sim import nir
 from hw_sim.corpus import ASTRONAUT, FaceCorpus, Image
+from hw_sim.nir import NirView
+from hw_sim.stereo import StereoView, bend
 
-Variant = Literal["live", "photo", "replay", "in_zone", "backlight", "lowlight"]
-VARIANTS: tuple[str, ...] = ("live", "photo", "replay", "in_zone", "backlight", "lowlight")
-ATTACKS: tuple[str, ...] = ("photo", "replay")
+Variant = Literal[
+    "live", "photo", "bent", "replay", "tablet", "curved", "in_zone", "backlight", "lowlight"
+]
+#: attacks drawn as one rigid plane (or a bent one); ``curved`` is drawn as a head
+ATTACKS: tuple[str, ...] = ("photo", "bent", "replay", "tablet")
+PRINTS = ("photo", "bent")
+SCREENS = ("replay", "tablet")
 Polygon = list[tuple[float, float]]  # normalised (0..1) frame coordinates
 Points = npt.NDArray[np.float64]  # (n, 2) pixel coordinates
 Field = npt.NDArray[np.float32]
 
 PHOTO_FACE = 0.8  # printed face height / live face height at the same distance
 PHONE_FACE = 0.7
+TABLET_FACE = 1.0
+FACE_SCALE = {"photo": PHOTO_FACE, "bent": PHOTO_FACE, "replay": PHONE_FACE, "tablet": TABLET_FACE}
 
 
 @dataclass(frozen=True)
@@ -136,10 +148,11 @@ def head_fields(
 
 
 def _displacement(
-    z: Field, ex: Field, ey: Field, pose: HeadPose
+    z: Field, ex: Field, ey: Field, pose: HeadPose, parallax: float = 0.0
 ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]:
-    """Image displacement of the head surface for ``pose`` (orthographic, small angles)."""
-    dx = math.sin(pose.yaw) * z + pose.smile * ex
+    """Image displacement of the head surface for ``pose`` (orthographic, small angles);
+    ``parallax``: the second view's extra leftward shift per pixel of relief."""
+    dx = (math.sin(pose.yaw) - parallax) * z + pose.smile * ex
     dy = math.sin(pose.pitch) * z + pose.smile * ey
     return dx, dy
 
@@ -243,15 +256,16 @@ class Scene:
         self._bg = bg
         return bg
 
-    def render(self, t: float) -> Image:
-        """The frame at scene time ``t`` (seconds)."""
-        frame = self.background().copy()
+    def render(self, t: float, view: StereoView | None = None) -> Image:
+        """The frame at scene time ``t`` (seconds); ``view``: a stereo rig's second view."""
+        infrared = isinstance(view, NirView)
+        frame = nir.background(self.background()) if infrared else self.background().copy()
         actors = self.active(t)
-        variants = {a.variant for a in actors}
+        variants = set() if infrared else {a.variant for a in actors}  # own illuminator
         if "backlight" in variants:  # bright sky behind a darkened subject
             _backlight(frame)
         for actor in sorted(actors, key=lambda a: a.progress(t)):
-            self._draw(frame, actor, t)
+            self._draw(frame, actor, t, view)
         if "lowlight" in variants:
             _lowlight(frame, t)
         return frame
@@ -269,7 +283,7 @@ class Scene:
             return np.asarray(pts @ mat[:, :2].T + mat[:, 2], np.float64)
         crop = self.corpus.scaled(actor.name, actor.image_index, pl.fh)
         ch, cw = crop.shape[:2]
-        dest = _head_forward(geom.px(cw, ch), geom, (cw, ch), head_pose(pl.rel, actor.seed))
+        dest = _head_forward(geom.px(cw, ch), geom, (cw, ch), _pose(actor, pl.rel))
         return np.add(dest, np.array([int(pl.cx) - cw // 2, int(pl.cy) - ch // 2], np.float64))
 
     def _placement(self, actor: Actor, t: float) -> _Placement:
@@ -286,34 +300,52 @@ class Scene:
         bob = walking * h * 0.006 * math.sin(rel * 2 * math.pi * 1.8)  # steps
         return _Placement(fh, w * actor.lane + sway, h * (0.52 - 0.12 * p) + bob, rel)
 
-    def _draw(self, frame: Image, actor: Actor, t: float) -> None:
+    def _iod_px(self, actor: Actor, fh: int) -> float:
+        """Eye distance (px) of the actor's live face at this size (sets its distance)."""
+        crop = self.corpus.scaled(actor.name, actor.image_index, fh)
+        pts = geometry_for(self.corpus.resolve(actor.name)).px(crop.shape[1], crop.shape[0])
+        return float(np.hypot(*(pts[1] - pts[0])))
+
+    def _draw(self, frame: Image, actor: Actor, t: float, view: StereoView | None) -> None:
         pl = self._placement(actor, t)
+        shift = parallax = 0.0
+        light = 1.0 if not isinstance(view, NirView) else view.light(self._iod_px(actor, pl.fh))
+        if view is not None:
+            iod = self._iod_px(actor, pl.fh)
+            shift, parallax = view.disparity(iod), view.parallax(iod)
         if actor.variant in ATTACKS:
             _layout, mat = self._attack_layout(actor, pl)
-            inst = (
-                self._photo(actor, pl.fh, pl.rel)
-                if actor.variant == "photo"
-                else self._phone(actor, pl.fh, pl.rel)
-            )
+            mat = mat - np.array([[0.0, 0.0, shift], [0.0, 0.0, 0.0]])
+            printed = actor.variant in PRINTS
+            inst = (self._photo if printed else self._phone)(actor, pl.fh, pl.rel)
+            if actor.variant == "bent":
+                inst = bend(inst, parallax)
+            if isinstance(view, NirView):
+                inst = nir.paper(inst, light) if printed else nir.screen(inst, light)
             _paste_affine(frame, inst, mat)
             return
-        face = self._head(actor, pl.fh, pl.rel)
-        if actor.variant != "in_zone":
+        face = self._head(actor, pl.fh, pl.rel, parallax)
+        if isinstance(view, NirView):
+            face = nir.paper(face, light) if actor.variant == "curved" else nir.skin(face, light)
+        elif actor.variant == "curved":  # printed: the print's gamut, no lighting drift
+            face = np.asarray(cv2.convertScaleAbs(face, alpha=0.75, beta=30), np.uint8)
+        elif actor.variant != "in_zone":
             gain = 1.0 + 0.06 * math.sin(pl.rel * 0.9 + actor.seed)  # lighting drift
             if actor.variant == "backlight":
                 gain *= 0.45
             face = np.asarray(cv2.convertScaleAbs(face, alpha=gain, beta=0), np.uint8)
-        self._paste(frame, face, int(pl.cx), int(pl.cy), soft=True)
+        self._paste(frame, face, int(pl.cx - shift), int(pl.cy), soft=True)
 
     # ------------------------------------------------------------------ live head
-    def _head(self, actor: Actor, fh: int, rel: float) -> Image:
-        """The crop seen on a live head: turned, tilted and smiling per :func:`head_pose`."""
+    def _head(self, actor: Actor, fh: int, rel: float, parallax: float = 0.0) -> Image:
+        """The crop seen on a live head: turned, tilted and smiling per :func:`head_pose`
+        (``parallax``: as seen by a stereo rig's second camera)."""
         crop = self.corpus.scaled(actor.name, actor.image_index, fh)
         ch, cw = crop.shape[:2]
         geom = geometry_for(self.corpus.resolve(actor.name))
         gx, gy, z, ex, ey = self._head_grid(cw, ch, geom)
-        pose = head_pose(rel, actor.seed)
-        dx, dy = _displacement(z, ex, ey, pose)
+        pose = _pose(actor, rel)
+        dx, dy = _displacement(z, ex, ey, pose, parallax)
         c = geom.px(cw, ch)[2]
         cos, sin = math.cos(pose.roll), math.sin(pose.roll)
         # inverse map (dest -> src): undo the roll about the nose, then the 3-D displacement
@@ -346,9 +378,9 @@ class Scene:
         A hand holds the photo / phone: one rigid plane that sways, rotates and skews a
         little (an affine map per frame, continuous in scale).
         """
-        photo = actor.variant == "photo"
-        target = pl.fh * (PHOTO_FACE if photo else PHONE_FACE)
-        face = self.corpus.scaled(actor.name, actor.image_index, _face_px(pl.fh, photo))
+        photo = actor.variant in PRINTS
+        target = pl.fh * FACE_SCALE[actor.variant]
+        face = self.corpus.scaled(actor.name, actor.image_index, _face_px(pl.fh, actor.variant))
         fh, fw = face.shape[:2]
         if photo:
             m = max(4, fh // 8)
@@ -370,7 +402,7 @@ class Scene:
 
     def _photo(self, actor: Actor, fh: int, rel: float) -> Image:
         """Printed photo (unwarped): face on white paper, print tone, a moving gloss."""
-        size = _face_px(fh, photo=True)
+        size = _face_px(fh, "photo")
         key = (actor.name, actor.image_index, size)
         paper = self._papers.get(key)
         if paper is None:
@@ -396,8 +428,9 @@ class Scene:
         return np.asarray(out.clip(0, 255), np.uint8)
 
     def _phone(self, actor: Actor, fh: int, rel: float) -> Image:
-        """Phone replay (unwarped): black bezel, bluish screen, glare, moire, pixel grid."""
-        face = self.corpus.scaled(actor.name, actor.image_index, _face_px(fh, photo=False))
+        """Phone or tablet replay (unwarped): black bezel, bluish screen, glare, moire,
+        pixel grid."""
+        face = self.corpus.scaled(actor.name, actor.image_index, _face_px(fh, actor.variant))
         face_f = face.astype(np.float32)
         sh, sw = face.shape[:2]
         yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
@@ -443,9 +476,17 @@ class Scene:
         return hit
 
 
-def _face_px(fh: int, photo: bool) -> int:
-    """Source size (pixels) of the face printed on a photo / shown on a phone."""
-    return max(16, int(fh * (PHOTO_FACE if photo else PHONE_FACE)))
+def _face_px(fh: int, variant: str) -> int:
+    """Source size (pixels) of the face printed on a photo / shown on a phone or tablet."""
+    return max(16, int(fh * FACE_SCALE[variant]))
+
+
+def _pose(actor: Actor, rel: float) -> HeadPose:
+    """A live head's pose; a mask (``curved``) turns with the hand but has no expression."""
+    pose = head_pose(rel, actor.seed)
+    if actor.variant == "curved":
+        return HeadPose(pose.yaw * 0.5, pose.pitch * 0.5, pose.roll, 0.0)
+    return pose
 
 
 def _head_forward(

@@ -14,17 +14,28 @@ from collections.abc import Callable
 from typing import Any
 
 from hw_sim.camera import SimCamera
-from hw_sim.config import SimConfig
+from hw_sim.config import VARIANTS, CameraConfig, SimConfig
 from hw_sim.corpus import FaceCorpus
 from hw_sim.door import Door
+from hw_sim.nir import NirView
 from hw_sim.osdp_pd import ReaderError, ReaderSettings, SimReader
-from hw_sim.scenes import VARIANTS, Actor
+from hw_sim.scenes import Actor
+from hw_sim.stereo import StereoView
 
 log = logging.getLogger(__name__)
 
 
 class SimError(ValueError):
     """A request the simulator cannot carry out (unknown device, bad argument)."""
+
+
+def _second_view(c: CameraConfig) -> StereoView | None:
+    """A camera's second view: stereo, NIR, or none."""
+    if c.nir_baseline_mm is not None:
+        return NirView(c.nir_baseline_mm, c.focal_px)
+    if c.stereo_baseline_mm is not None:
+        return StereoView(c.stereo_baseline_mm, c.focal_px)
+    return None
 
 
 class Simulator:
@@ -43,6 +54,7 @@ class Simulator:
                 jpeg_quality=c.jpeg_quality,
                 zones=[list(z) for z in c.zones],
                 basic_auth=c.basic_auth,
+                stereo=_second_view(c),
             )
             for c in config.cameras
         }
@@ -153,6 +165,11 @@ class Simulator:
     def reader_url(self, name: str) -> str:
         return self._reader(name).url
 
+    def config_camera(self, name: str) -> CameraConfig:
+        """A camera's configuration (size, fps, stereo rig)."""
+        self._camera(name)
+        return next(c for c in self.config.cameras if c.name == name)
+
     def reader_scbk(self, name: str) -> str | None:
         self._reader(name)
         return next(r.scbk for r in self.config.readers if r.name == name)
@@ -215,11 +232,16 @@ class Simulator:
         approach_s: float = 3.0,
         linger_s: float = 6.0,
         lane: float | None = None,
+        seed: int | None = None,
     ) -> list[str]:
         """``count`` people walk up to ``camera``; returns the corpus names used.
 
-        ``lane`` (0..1, left to right) places a single person; several people spread out."""
+        ``lane`` (0..1, left to right) places a single person; several people spread out.
+        ``seed`` numbers the first of them (their sway, head pose and probe image); by
+        default the approaches so far. The scenario runner passes each scenario's own count,
+        so a scenario plays the same frames whatever was played before it."""
         cam = self._camera(camera)
+        base = self._approaches if seed is None else int(seed)
         if variant not in VARIANTS:
             raise SimError(f"unknown variant {variant!r} (use {', '.join(VARIANTS)})")
         if not 1 <= int(count) <= 6:
@@ -230,7 +252,7 @@ class Simulator:
         now = cam.now()
         for i in range(int(count)):
             try:
-                name = self.corpus.resolve(person, index=self._approaches + i)
+                name = self.corpus.resolve(person, index=base + i)
             except Exception as exc:
                 raise SimError(str(exc)) from exc
             if count == 1:
@@ -246,7 +268,7 @@ class Simulator:
                     approach_s=float(approach_s),
                     linger_s=float(linger_s),
                     lane=where,
-                    seed=self._approaches + i,
+                    seed=base + i,
                 )
             )
             names.append(name)
@@ -278,6 +300,7 @@ class Simulator:
                     approach_s=float(a.get("approach_s", 3.0)),
                     linger_s=float(a.get("linger_s", 6.0)),
                     lane=None if a.get("lane") is None else float(a["lane"]),
+                    seed=None if a.get("seed") is None else int(a["seed"]),
                 )
                 return {"ok": True, "people": len(names)}
             elif action == "clear-camera":

@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from hw_sim.config import VARIANTS
 from hw_sim.corpus import FaceCorpus
-from hw_sim.scenes import VARIANTS, Actor, Scene
+from hw_sim.scenes import Actor, Scene
 from hw_sim.sim import SimError, Simulator
 
 
@@ -138,3 +139,24 @@ def test_astronaut_fallback() -> None:
     assert c.crop("astronaut").shape[2] == 3
     with pytest.raises(Exception, match="no face that is not a resident"):
         c.resolve("unknown")
+
+
+def test_an_approach_given_a_seed_plays_the_same_whatever_came_before(sim: Simulator) -> None:
+    """The scenario runner numbers each scenario's approaches from 0 (its frames must not
+    depend on which scenarios ran before it in the same simulator); without a seed the
+    simulator keeps counting."""
+    cam = sim.cameras["main-cam"]
+
+    def last() -> Actor:
+        return cam.scene.actors[-1]
+
+    sim.do("person-approaches", {"camera": "main-cam", "person": "resident1"})
+    sim.do("person-approaches", {"camera": "main-cam", "person": "resident1"})
+    assert last().seed == 1  # counting
+    sim.do("person-approaches", {"camera": "main-cam", "person": "resident1", "seed": 0})
+    first = cam.scene.actors[0]
+    assert (last().seed, last().image_index, last().name) == (0, first.image_index, first.name)
+    sim.do(
+        "person-approaches", {"camera": "main-cam", "person": "resident1", "seed": 0, "count": 2}
+    )
+    assert [a.seed for a in cam.scene.actors[-2:]] == [0, 1]

@@ -292,3 +292,29 @@ expect:
     assert res.status == "pass", format_report([res])
     assert res.time_to_decision_s is not None
     assert 0.1 <= res.time_to_decision_s < 0.5
+
+
+def test_each_scenario_numbers_its_approaches_and_leaves_its_cameras_empty(
+    tmp_path: Path,
+) -> None:
+    """Each scenario's approaches are numbered from 0 (its frames do not depend on what
+    ran before); afterwards the cameras people approached are cleared and stay empty for
+    ``clear_s`` before the next scenario (a new approach, never the last one's tail)."""
+    calls: list[tuple[str, dict[str, Any], float]] = []
+
+    class Sim(_NoSim):
+        def do(self, action: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+            calls.append((action, dict(args or {}), time.monotonic()))
+            return super().do(action, args)
+
+    walk = "{at: 0.0, action: person-approaches, args: {camera: door-cam, person: r1}}"
+    expect = "[{absent: access.denied}]"
+    text = f"name: walk\nsteps: [{walk}, {walk}]\nduration: 0.1\nexpect: {expect}\n"
+    files = _files(tmp_path, a=text, b=text.replace("name: walk", "name: walk2"))
+    asyncio.run(run_scenarios_async(files, Sim(), observer=FakeObserver(), settle_s=0, clear_s=0.3))
+    seeds = [a["seed"] for action, a, _ in calls if action == "person-approaches"]
+    assert seeds == [0, 1, 0, 1]
+    clears = [(a, t) for action, a, t in calls if action == "clear-camera"]
+    assert [a for a, _ in clears] == [{"camera": "door-cam"}, {"camera": "door-cam"}]
+    next_walk = next(t for action, _, t in calls[3:] if action == "person-approaches")
+    assert next_walk - clears[0][1] >= 0.3

@@ -27,6 +27,9 @@ REQUIRED = {
     "forced-door",
     "held-open-door",
     "consent-withdrawn",
+    "withdraw-while-gate-offline",
+    "revoke-card-while-gate-offline",
+    "delete-person",
 }
 
 

@@ -19,6 +19,7 @@ from gateway.credentials.hashing import (
 )
 from gateway.credentials.store import Credentials
 from gateway.hardware.events import CardRead
+from gateway.privacy import person_ref
 from gateway.store import database as store
 
 KEY = bytes(range(32))
@@ -389,9 +390,11 @@ def test_set_pin_command_end_to_end() -> None:
     h, idx = management_record("90210")
 
     def send(args: dict[str, Any]) -> Any:
+        args = dict(args)
+        pid = args.pop("person_id")  # a person travels sealed (person_ref), never in clear
         if "pin_hash" in args:  # travels sealed under the site key, bound to the person
-            args = dict(args)
-            args["pin_hash_sealed"] = seal_pin_hash(args.pop("pin_hash"), args["person_id"], SITE)
+            args["pin_hash_sealed"] = seal_pin_hash(args.pop("pin_hash"), pid, SITE)
+        args["person_ref"] = person_ref.seal(SITE, pid)
         env = sign.sign_envelope(
             "set_pin", args, key, site="site1", gate="gate1", ts=sign.now_rfc3339(now)
         )

@@ -4,6 +4,7 @@ services are cancelled and buses closed only afterwards."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from gateway.config.root import load_config
@@ -73,3 +74,40 @@ def test_config_reload_restart_takes_the_same_safe_path(minimal_config: Path) ->
     assert asyncio.run(daemon.run(setup)) == 0
     assert daemon.restart_requested
     assert order == ["door safe", "service stopped"]
+
+
+def test_a_service_ignoring_its_cancel_does_not_keep_the_daemon_running(
+    minimal_config: Path,
+) -> None:
+    """A stop completes within the shutdown limit even when a service swallows its
+    cancel: the daemon names what was left running and still closes up."""
+    cfg = load_config(minimal_config, env=False)
+    daemon = Daemon(minimal_config, cfg)
+    closed: list[str] = []
+    release = {"now": False}
+
+    async def stubborn() -> None:
+        while not release["now"]:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:  # the defect this guards against
+                continue
+
+    async def close() -> None:
+        closed.append("closed")
+
+    async def setup(d: Daemon) -> None:
+        d.add_service(ServiceSpec("stubborn", stubborn))
+        d.on_shutdown("close", close)
+        asyncio.get_running_loop().call_later(0.3, d.request_stop)
+
+    runner = asyncio.Runner()
+    t0 = time.monotonic()
+    code = runner.run(daemon.run(setup))
+    took = time.monotonic() - t0
+    release["now"] = True
+    runner.close()
+    assert code == 0
+    assert took < 0.3 + cfg.runtime.shutdown_timeout_s, took
+    assert closed == ["closed"]
+    assert any("stubborn" in name for name in daemon.stuck), daemon.stuck

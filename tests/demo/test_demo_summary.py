@@ -139,7 +139,7 @@ def test_fresh_clone_models_live_apart(
     monkeypatch.setattr(demo, "MODEL_CACHE", tmp_path / "cache")
     installed: list[Path] = []
 
-    def install(model_dir: Path) -> bool:
+    def install(model_dir: Path, shared_dir: Path) -> bool:
         installed.append(model_dir)
         return with_antispoof
 

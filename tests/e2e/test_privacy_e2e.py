@@ -12,9 +12,10 @@ import aiomqtt
 import numpy as np
 import pytest
 
-from gateway.demo.run import DEFAULT_SCENARIOS, PREFIX, DemoStack
-from hw_sim.runner import format_report, run_scenarios_async
+from gateway.demo.run import DemoStack
+from hw_sim.runner import format_report
 from tests.mosquitto import Mosquitto
+from tests.support.demo import demo_stack, play_one
 
 # Face grants need the anti-spoofing models and real faces from ../shared.
 pytestmark = [pytest.mark.mosquitto, pytest.mark.models, pytest.mark.slow, pytest.mark.shared]
@@ -56,42 +57,28 @@ def test_face_scenario_leaves_no_image_or_template_bytes(broker: Mosquitto, tmp_
         async def control(step: str) -> None:
             await asyncio.to_thread(broker.stop if step == "stop_broker" else broker.start)
 
-        stack = DemoStack(
-            mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
-            broker_control=control,
-            workdir=tmp_path,
-            print_events=False,
-        )
-        await asyncio.to_thread(stack.start_sim)
         stop = asyncio.Event()
         spy = asyncio.create_task(capture(stop))
         try:
-            await asyncio.to_thread(stack.load_pipeline)
-            stack.write_config()
-            await stack.start_daemon()
-            (result,) = await run_scenarios_async(
-                [DEFAULT_SCENARIOS / "resident-by-face.yaml"],
-                stack.sim,
-                stack.mqtt_url,
-                PREFIX,
-                harness=stack.harness,
-            )
-            assert result.passed, format_report([result])
-            # The raw embeddings of the enrolment images, as the pipeline computes them.
-            name = stack.sim.corpus.resolve("resident1")
-            raw = []
-            for image in stack.sim.corpus.enrolment_images(name):
-                sample = stack.pipeline.embed_image(image)
-                if sample.embedding is not None:
-                    raw.append(sample.embedding)
-            assert raw, "the enrolment images gave no embedding"
-            return stack, raw
+            async with demo_stack(broker.port, tmp_path, control) as stack:
+                await asyncio.to_thread(stack.load_pipeline)
+                stack.write_config()
+                await stack.start_daemon()
+                result = await play_one(stack, "resident-by-face")
+                assert result.passed, format_report([result])
+                # The raw embeddings of the enrolment images, as the pipeline computes them.
+                name = stack.sim.corpus.resolve("resident1")
+                raw = []
+                for image in stack.sim.corpus.enrolment_images(name):
+                    sample = stack.pipeline.embed_image(image)
+                    if sample.embedding is not None:
+                        raw.append(sample.embedding)
+                assert raw, "the enrolment images gave no embedding"
+                return stack, raw
         finally:
-            await stack.stop_daemon()
             stop.set()
             await asyncio.sleep(0.5)
             spy.cancel()
-            await asyncio.to_thread(stack.stop_sim)
 
     stack, raw = asyncio.run(main())
     assert captured, "the spy saw no MQTT traffic at all"

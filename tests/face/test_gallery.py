@@ -124,3 +124,19 @@ def test_concurrent_enrol_withdraw_and_search() -> None:
     assert not errors
     people = g.people()
     assert len(g) == 2 * (len(people) - 1) + 1
+
+
+def test_identify_scored_gives_the_evidence_behind_the_answer() -> None:
+    g = Gallery(dim=4)
+    assert g.identify_scored(np.array([1.0, 0, 0, 0], np.float32), 0.5, 0.1) == (None, None, None)
+    g.replace_person("a", np.array([[1.0, 0, 0, 0]], np.float32))
+    probe = np.array([0.8, 0.6, 0, 0], np.float32)
+    # one person enrolled: the lead is the score itself (a runner-up at 0)
+    assert g.identify_scored(probe, 0.5, 0.1) == ("a", pytest.approx(0.8), pytest.approx(0.8))
+    g.replace_person("b", np.array([[0.0, 1.0, 0, 0]], np.float32))
+    who, score, lead = g.identify_scored(probe, 0.5, 0.1)
+    assert (who, score, lead) == ("a", pytest.approx(0.8), pytest.approx(0.2))
+    # refused for a small lead, the evidence still reported; identify agrees
+    assert g.identify_scored(probe, 0.5, 0.25) == (None, pytest.approx(0.8), pytest.approx(0.2))
+    assert g.identify(probe, 0.5, 0.25) is None
+    assert g.identify(probe, 0.85, 0.1) is None

@@ -180,7 +180,9 @@ def _backdate_enrolment(db: Path, seconds: float) -> None:
 async def revoke_card_over_mqtt(stack: FaultStack, person: str = REVOKED_PERSON) -> None:
     """Revoke every card of ``person`` with the signed ``revoke_card`` command, as the
     management system does (the path that bypassed the credential cache, issue 18 #3)."""
-    body = await stack.command("revoke_card", {"person_id": stack.person_id(person)})
+    body = await stack.command(
+        "revoke_card", {"person_ref": stack.person_ref(stack.person_id(person))}
+    )
     result = body.get("result", body)
     revoked = result.get("revoked") if isinstance(result, dict) else None
     assert revoked == 1, f"revoke_card did not revoke exactly one card: {body}"

@@ -37,7 +37,7 @@ class RecordingPipeline:
         return [FaceObservation(BOX, np.zeros((5, 2)), 0.9, verdict(self.accept), None, emb)]
 
 
-def make_path(pipeline: RecordingPipeline) -> FacePath:
+def make_path(pipeline: Any, gallery: Any = None, **more: Any) -> FacePath:
     none = cast(Any, None)
     return FacePath(
         camera="cam",
@@ -45,13 +45,14 @@ def make_path(pipeline: RecordingPipeline) -> FacePath:
         reader=None,
         capture=none,
         pipeline=cast(Any, pipeline),
-        gallery=none,
+        gallery=gallery,
         transform=lambda x: x,
         masker=ZoneMasker("cam", []),
         engine=none,
         tracker=none,
         settings=MatchSettings(0.5, 0.1),
         sink=none,
+        **more,
     )
 
 

@@ -165,7 +165,9 @@ def test_a_crash_between_commit_and_key_move_is_finished_at_load(
             rotate()
     audit.bind_key(db, None)
     staged = target.with_name(target.name + ".new")
-    assert (target.read_bytes() if target.exists() else None) == old  # the crash's state
+    crashed = target.read_bytes() if target.exists() else None  # the crash's state: the old
+    assert (crashed is None) == (old is None)  # key, or its file already overwritten,
+    assert crashed != staged.read_bytes()  # never the new key yet
     kv_name = svc.GATES_ID_KV if what == "transform" else svc.DEVICE_ID_KV
     with pytest.raises(svc.RotationError, match="interrupted"):  # .new is never dropped
         svc.stage_key_file(target, b"x" * 64, svc.kv_value(db.conn, kv_name))

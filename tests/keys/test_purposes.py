@@ -42,7 +42,12 @@ def test_no_two_purposes_share_key_material(gates: bool) -> None:
 
 def test_the_office_holds_only_site_keys_never_the_template_transform() -> None:
     office = set(office_purposes())
-    assert office == {Purpose.PSEUDONYM, Purpose.PIN_INDEX, Purpose.PIN_TRANSPORT}
+    assert office == {
+        Purpose.PSEUDONYM,
+        Purpose.PIN_INDEX,
+        Purpose.PIN_TRANSPORT,
+        Purpose.PERSON_REF,
+    }
     assert all(p.spec.root is Root.SITE for p in office)
     assert all(p.spec.root is not Root.SITE for p in set(Purpose) - office)
     # a gate with its own gates key: nothing the site key derives opens a gate's templates

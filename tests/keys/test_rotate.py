@@ -18,6 +18,7 @@ from gateway.privacy.vault import Vault, VaultError
 from gateway.services import keys as svc
 from gateway.store import database as store
 from tests.keys.legacy import legacy, legacy_config, open_keyed
+from tests.keys.rotation_checks import db_and_wal
 
 RNG = np.random.default_rng(24745)
 
@@ -36,11 +37,6 @@ def _probes(raw: np.ndarray) -> np.ndarray:
     strangers = RNG.standard_normal((3, raw.shape[2])).astype(np.float32)
     probes = np.concatenate([noisy, strangers])
     return probes / np.linalg.norm(probes, axis=1, keepdims=True)
-
-
-def _files(path: Path) -> bytes:
-    wal = path.with_name(path.name + "-wal")
-    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
 
 def test_rotating_the_transform_keeps_every_match_and_erases_the_old_key(
@@ -72,7 +68,7 @@ def test_rotating_the_transform_keeps_every_match_and_erases_the_old_key(
     assert not np.allclose(new_vault.load_person(db, "p0"), old_p0, atol=1e-2)
     with pytest.raises(VaultError):
         old_vault.load_person(db, "p0")
-    files = _files(path)
+    files = db_and_wal(path)
     assert not any(row in files for row in old_rows)  # neither the DB nor its WAL keeps them
     rows = db.execute("SELECT actor, subject, details FROM audit WHERE action = 'keys.rotate'")
     ((actor, subject, details),) = rows.fetchall()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gateway.config.root import load_config
-from gateway.credentials.store import Credentials
+from gateway.errors import ConfigError
 from gateway.keys import CARRIED, Keys, Purpose
 from gateway.privacy import audit, compliance
 from gateway.privacy.vault import Vault, VaultError
@@ -21,12 +21,8 @@ from gateway.services.keys import load_keys
 from gateway.store import database as store
 from tests.conftest import built_gateway
 from tests.keys.legacy import legacy_config, open_keyed
+from tests.keys.rotation_checks import check_credentials, seal_to
 from tests.support.swtpm import SoftTpm, running_swtpm, skip_reason
-
-
-class Card:
-    facility = 12
-    card_number = 1003
 
 
 def _rotate(config: Path) -> None:
@@ -58,12 +54,7 @@ def _check_gate(config: Path, raw: np.ndarray, old: Keys) -> Keys:
         np.testing.assert_allclose(np.diag(scores), 1.0, atol=1e-5)
     with pytest.raises(VaultError, match="wrapped by device key"):
         before.load_person(db, "p0")
-    creds = Credentials(db, keys.device, index_key=keys.pin_index_site, carried=keys.carried)
-    assert creds.identify_card(Card()) == "p3"
-    match = creds.identify_pin("482913", reader="entry", now=1_780_000_100.0)
-    assert match is not None
-    assert match.person_id == "p0"
-    assert audit.verify(db).ok
+    check_credentials(db, keys)
     assert compliance.key_rotations(db)["device"]["by"] == "ops"
     audit.bind_key(db, None)
     assert old.device not in _state(Path(cfg.storage.database_path))
@@ -116,24 +107,6 @@ def swtpm(tmp_path: Path) -> Iterator[SoftTpm]:
         yield tpm
 
 
-def _seal_to(swtpm: SoftTpm, tmp_path: Path, minimal_config: Path, device_file: Path) -> Path:
-    """Seal the device key file to ``swtpm`` and switch the config to the TPM provider;
-    return the blobs' directory."""
-    from gateway.cli.main import main
-
-    text = "\n".join(
-        ln for ln in minimal_config.read_text().splitlines() if not ln.startswith("device_key")
-    )
-    blobs = tmp_path / "cred"
-    minimal_config.write_text(
-        f'{text}\n[keys]\nprovider = "tpm"\ntcti = "{swtpm.tcti}"\n'
-        f'public_blob = "{blobs / "dk.pub"}"\nprivate_blob = "{blobs / "dk.priv"}"\n'
-    )
-    argv = ["--config", str(minimal_config), "keys", "seal", "--from", str(device_file)]
-    assert main([*argv, "--remove-clear"]) == 0
-    return blobs
-
-
 @needs_swtpm
 def test_tpm_device_key_rotation_seals_a_new_blob(
     swtpm: SoftTpm, tmp_path: Path, minimal_config: Path
@@ -144,14 +117,20 @@ def test_tpm_device_key_rotation_seals_a_new_blob(
     device_file = tmp_path / "legacy-keys" / "device"
     base = load_config(minimal_config, env=False)
     old = Keys.from_config(base)
-    blobs = _seal_to(swtpm, tmp_path, minimal_config, device_file)
+    blobs = seal_to(swtpm, tmp_path, minimal_config, device_file)
     cfg = load_config(minimal_config, env=False)
-    sealed_before = tpm.read_blobs(cfg.keys)
+    sealed_before = tpm.read_blobs(cfg.keys)  # an attacker's copy of the old blob pair
+    assert tpm.unseal(sealed_before, cfg.keys) == old.device
 
     _rotate(minimal_config)
 
     sealed_after = tpm.read_blobs(cfg.keys)
     assert sealed_after.private != sealed_before.private
+    with pytest.raises(ConfigError) as exc:  # the old copy, on the same TPM
+        tpm.unseal(sealed_before, cfg.keys)
+    assert exc.value.problems[0][0] == "keys.private_blob"
+    assert "NV counter" in exc.value.problems[0][2]
+    _tpm_refuses_old_bound(sealed_before, cfg.keys)
     assert (blobs / "dk.priv").stat().st_mode & 0o777 == 0o600
     assert not (blobs / "dk.priv.new").exists()
     keys = _check_gate(minimal_config, raw, old)
@@ -161,18 +140,33 @@ def test_tpm_device_key_rotation_seals_a_new_blob(
     assert keys.subkey(Purpose.TEMPLATE_WRAP) != old.subkey(Purpose.TEMPLATE_WRAP)
 
 
+def _tpm_refuses_old_bound(sealed: object, keys_cfg: object) -> None:
+    """Not only our policy matching: the TPM itself refuses the old blob's own policy
+    (PolicyNV "counter <= its bound" with the bound it was sealed for)."""
+    from gateway import tpm
+
+    assert isinstance(sealed, tpm.SealedKey)
+    with tpm._esapi(keys_cfg) as esys:  # type: ignore[arg-type]
+        current = tpm._read_counter(esys, keys_cfg)  # type: ignore[arg-type]
+    for bound in range(max(current - 3, 0), current):  # every earlier bound
+        with pytest.raises(ConfigError):
+            tpm._unseal(sealed, keys_cfg, lambda *_, b=bound: b)  # type: ignore[arg-type]
+
+
 @needs_swtpm
 def test_a_crash_between_the_two_blob_moves_is_finished_at_load(
     swtpm: SoftTpm, tmp_path: Path, minimal_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from gateway import tpm
 
     raw = legacy_config(tmp_path, minimal_config)
     device_file = tmp_path / "legacy-keys" / "device"
     old = Keys.from_config(load_config(minimal_config, env=False))
-    blobs = _seal_to(swtpm, tmp_path, minimal_config, device_file)
+    blobs = seal_to(swtpm, tmp_path, minimal_config, device_file)
     cfg = load_config(minimal_config, env=False)
     db = open_keyed(cfg.storage.database_path, old)
     keys = svc.load_keys(cfg, db.conn)
+    sealed_before = tpm.read_blobs(cfg.keys)
     moved: list[Path] = []
     real = svc.commit_key_file
 
@@ -189,8 +183,12 @@ def test_a_crash_between_the_two_blob_moves_is_finished_at_load(
     audit.bind_key(db, None)
     assert len(moved) == 1  # one blob moved, the other still at .new
 
+    assert tpm.unseal(sealed_before, cfg.keys) == old.device  # counter not advanced yet
+
     loaded = svc.load_keys(cfg, db.conn)
 
+    with pytest.raises(ConfigError):  # finishing the rotation revoked the old blob too
+        tpm.unseal(sealed_before, cfg.keys)
     assert not (blobs / "dk.pub.new").exists()
     assert not (blobs / "dk.priv.new").exists()
     assert loaded.device != old.device

@@ -72,6 +72,75 @@ def test_blob_copied_to_another_tpm_does_not_unseal(swtpm: SoftTpm, tmp_path: Pa
 
 
 @needs_swtpm
+def test_a_new_seal_revokes_every_older_blob_on_the_same_tpm(
+    swtpm: SoftTpm, tmp_path: Path
+) -> None:
+    from gateway import tpm
+
+    cfg = _keys(swtpm, tmp_path)
+    first, second = secrets.token_bytes(32), secrets.token_bytes(32)
+    old = tpm.seal(first, cfg)
+    tpm.advance(cfg)
+    assert tpm.unseal(old, cfg) == first
+    new = tpm.seal(second, cfg)  # sealed for the counter's next value
+    assert tpm.pending(new, cfg)
+    assert tpm.unseal(new, cfg) == second
+    assert tpm.unseal(old, cfg) == first  # until the counter moves: a crash keeps both
+    tpm.advance(cfg)
+    assert not tpm.pending(new, cfg)
+    assert tpm.unseal(new, cfg) == second
+    with pytest.raises(ConfigError) as exc:
+        tpm.unseal(old, cfg)
+    path, value, message = _only_problem(exc)
+    assert (path, value) == ("keys.private_blob", str(cfg.private_blob))
+    assert "NV counter 0x1000a6e moved past it" in message
+    with tpm._esapi(cfg) as esys:
+        current = tpm._read_counter(esys, cfg)
+    with pytest.raises(ConfigError):  # the TPM itself: PolicyNV with the old blob's bound
+        tpm._unseal(old, cfg, lambda *_: current - 1)
+    assert not tpm.pcr_bound(new, cfg)
+
+
+def _seal_before_the_counter(key: bytes, cfg: KeysConfig) -> object:
+    """A blob as the provider sealed it before the NV counter: user auth and no policy, or
+    (PCRs configured) a PolicyPCR alone."""
+    from gateway import tpm
+
+    tss = tpm._tss()
+    with tpm._esapi(cfg) as esys:
+        primary = tpm._primary(esys)
+        attrs = tss.TPMA_OBJECT.FIXEDTPM | tss.TPMA_OBJECT.FIXEDPARENT | tss.TPMA_OBJECT.NODA
+        if not cfg.pcrs:
+            attrs |= tss.TPMA_OBJECT.USERWITHAUTH
+        template = tss.TPM2B_PUBLIC.parse("keyedhash", objectAttributes=attrs)
+        if cfg.pcrs:
+            template.publicArea.authPolicy = tpm._policy_digest(esys, cfg, None)
+        sensitive = tss.TPM2B_SENSITIVE_CREATE()
+        sensitive.sensitive.data = key
+        private, public, *_ = esys.create(primary, sensitive, template)
+        esys.flush_context(primary)
+    return tpm.SealedKey(public=bytes(public.marshal()), private=bytes(private.marshal()))
+
+
+@needs_swtpm
+def test_a_blob_sealed_before_the_counter_still_opens(swtpm: SoftTpm, tmp_path: Path) -> None:
+    from gateway import tpm
+
+    cfg = _keys(swtpm, tmp_path)
+    key = secrets.token_bytes(32)
+    legacy = _seal_before_the_counter(key, cfg)
+    assert isinstance(legacy, tpm.SealedKey)
+    assert tpm.unseal(legacy, cfg) == key  # no NV counter defined yet
+    assert not tpm.pending(legacy, cfg)
+    assert not tpm.pcr_bound(legacy, cfg)
+    pcr_cfg = _keys(swtpm, tmp_path, pcrs=[7])
+    legacy_pcr = _seal_before_the_counter(key, pcr_cfg)  # PolicyPCR only, no counter
+    assert isinstance(legacy_pcr, tpm.SealedKey)
+    assert tpm.pcr_bound(legacy_pcr, pcr_cfg)
+    assert tpm.unseal(legacy_pcr, pcr_cfg) == key
+
+
+@needs_swtpm
 def test_pcr_bound_seal_fails_after_a_pcr_extend(swtpm: SoftTpm, tmp_path: Path) -> None:
     from gateway import tpm
 
@@ -79,6 +148,7 @@ def test_pcr_bound_seal_fails_after_a_pcr_extend(swtpm: SoftTpm, tmp_path: Path)
     key = secrets.token_bytes(48)
     sealed = tpm.seal(key, cfg)
     assert tpm.unseal(sealed, cfg) == key
+    assert tpm.pcr_bound(sealed, cfg)
     swtpm.extend_pcr(16)
     with pytest.raises(ConfigError) as exc:
         tpm.unseal(sealed, cfg)
@@ -173,8 +243,10 @@ def test_cli_seal_then_the_daemon_loads_its_keys_from_the_tpm(
     assert cfg.privacy.device_key is None
     assert environment_problems(cfg) == []
     check = check_keys(cfg)
-    assert check.status == "PASS"
+    assert check.status == "WARN"  # unsealed, but the seal is bound to no PCR
+    assert "tpm provider" in check.detail
     assert swtpm.tcti in check.detail
+    assert "not bound to PCRs" in check.detail
 
     async def device_key() -> bytes:
         async with built_gateway(minimal_config) as gw:
@@ -198,8 +270,13 @@ def test_cli_init_seals_a_fresh_key_and_keeps_existing_blobs(
     assert len(first) == 32
     assert main(argv) == 2  # the blobs hold the key of every template: never replaced silently
     assert device_key_provider(cfg).device_key() == first
+    from gateway import tpm
+
+    copy = tpm.read_blobs(cfg.keys)
     assert main([*argv, "--force"]) == 0
     assert device_key_provider(cfg).device_key() != first
+    with pytest.raises(ConfigError):  # the replaced blob's copy: revoked by the NV counter
+        tpm.unseal(copy, cfg.keys)
 
 
 def test_tpm_provider_with_a_clear_device_key_is_refused(minimal_config: Path) -> None:

@@ -21,7 +21,7 @@ from gateway.mqtt.client import MqttService, MqttSettings
 from gateway.mqtt.commands import CommandProcessor
 from gateway.mqtt.outbox import Outbox
 from gateway.mqtt.topics import Topics
-from gateway.privacy import audit
+from gateway.privacy import audit, person_ref
 from gateway.store import database as store
 from tests.mosquitto import Mosquitto
 from tests.mqtt.mqtt_support import Collector
@@ -30,6 +30,8 @@ TOPICS = Topics("access", "site1", "gate1")
 SITE, GATE = "site1", "gate1"
 TARGET_ARGS = ["--site", SITE, "--gate", GATE]
 NOW = 1_800_000_000.0
+SITE_KEY = bytes(range(32))
+REF = person_ref.seal(SITE_KEY, "p1")
 
 
 class Recorder:
@@ -195,7 +197,7 @@ def test_bad_commands_rejected_never_executed(case: str, reason: str) -> None:
     elif case == "not_registered":
         payload = env_bytes(
             sign.sign_envelope(
-                "purge", {"target": "person", "person_id": "p1"}, key, ts=ts, site=SITE, gate=GATE
+                "purge", {"target": "person", "person_ref": REF}, key, ts=ts, site=SITE, gate=GATE
             )
         )
         name = "purge"
@@ -297,8 +299,9 @@ def test_sync_person_requires_compound_consent_scope() -> None:
         "notice_version": "v2",
         "notice_sha256": "0" * 64,
         "granted_at": "2026-01-01T00:00:00Z",
+        "guardian_ref": person_ref.seal(SITE_KEY, None, role="guardian"),
     }
-    args = {"person_id": "p-1", "consent": consent, "bundle": bundle}
+    args = {"person_ref": REF, "consent": consent, "bundle": bundle}
     ts = sign.now_rfc3339(NOW)
     res = run(
         proc,
@@ -326,7 +329,7 @@ def test_handler_failure_is_a_result_not_a_crash() -> None:
 
     proc.register("withdraw_consent", boom)
     env = sign.sign_envelope(
-        "withdraw_consent", {"person_id": "p1"}, key, ts=sign.now_rfc3339(NOW), site=SITE, gate=GATE
+        "withdraw_consent", {"person_ref": REF}, key, ts=sign.now_rfc3339(NOW), site=SITE, gate=GATE
     )
     res = run(proc, "withdraw_consent", env_bytes(env))
     assert (res.ok, res.error) == (False, "handler_failed")
@@ -397,6 +400,8 @@ def test_cli_pin_args_seals_the_hash(
     assert "argon2" not in out
     args = SetPinArgs.model_validate_json(out)
     assert open_pin_hash(args.pin_hash_sealed, "p-1", site).startswith("$argon2id$")
+    assert '"p-1"' not in out  # the person travels sealed
+    assert person_ref.open_ref(site, args.person_ref) == "p-1"
     monkeypatch.setattr("sys.stdin", io.StringIO("12\n"))
     assert a.func(a) == 2
     assert "digits" in capsys.readouterr().err
@@ -473,3 +478,64 @@ def test_commands_over_mqtt_end_to_end(broker: Mosquitto, tmp_path: Path) -> Non
     actions = [r[1] for r in audit_rows(db)]
     assert actions.count("command.rejected") == len(cases) - 1
     assert actions.count("command.executed") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"person_id": "p1"},
+        {"person_id": "p1", "receipt_id": "r1"},
+        {"person_ref": REF, "consent": {"guardian_id": "g1"}},
+    ],
+)
+def test_a_person_id_in_clear_is_refused_with_a_clear_reason(args: dict[str, Any]) -> None:
+    """The format before issue #15 is refused (no upgrade window), naming the field and the
+    fix, and the refusal itself names nobody."""
+    db = store.connect(":memory:")
+    proc, key, _ = make(db)
+    called: list[Any] = []
+
+    async def withdraw(a: Any) -> dict[str, Any]:
+        called.append(a)
+        return {}
+
+    proc.register("withdraw_consent", withdraw)
+    env = sign.sign_envelope(
+        "withdraw_consent", args, key, ts=sign.now_rfc3339(NOW), site=SITE, gate=GATE
+    )
+    res = run(proc, "withdraw_consent", env_bytes(env))
+    assert (res.ok, res.error) == (False, "clear_identity")
+    assert "_id: a person id in clear is refused" in (res.detail or "")
+    assert "person_ref" in (res.detail or "") or "guardian_ref" in (res.detail or "")
+    assert "p1" not in res.to_json().decode()
+    assert "g1" not in res.to_json().decode()
+    assert called == []
+    assert audit_rows(db)[-1][3]["reason"] == "clear_identity"
+
+
+def test_cli_seal_person_prints_unlinkable_refs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = bytes(range(1, 33))
+    key_file = tmp_path / "site-key"
+    key_file.write_bytes(site)
+    key_file.chmod(0o600)
+    parser = argparse.ArgumentParser()
+    commands_cli.register(parser.add_subparsers(dest="cmd"))
+    a = parser.parse_args(["mqtt", "seal-person", "p-42", "--site-key", str(key_file)])
+    assert a.func(a) == 0
+    assert a.func(a) == 0
+    first, second = capsys.readouterr().out.split()
+    assert first != second  # a fresh nonce each time
+    assert len(first) == len(second)
+    assert "p-42" not in first
+    assert person_ref.open_ref(site, first) == person_ref.open_ref(site, second) == "p-42"
+    with pytest.raises(person_ref.PersonRefError, match="does not open"):
+        person_ref.open_ref(SITE_KEY, first)  # another site's key
+    with pytest.raises(person_ref.PersonRefError, match="does not open"):
+        person_ref.open_ref(site, first, role="guardian")  # not a guardian's ref
+    g = parser.parse_args(["mqtt", "seal-person", "", "--site-key", str(key_file)])
+    assert g.func(g) == 0  # the empty id: "no guardian", as long as any other ref
+    none_ref = capsys.readouterr().out.strip()
+    assert len(none_ref) == len(first)
+    assert person_ref.open_ref(site, none_ref) is None

@@ -15,9 +15,10 @@ import pytest
 
 from gateway.errors import ProtocolError
 from gateway.mqtt import fanout
-from tests.conftest import MINIMAL_CONFIG, REPO, built_gateway, write_secret
+from tests.conftest import REPO, built_gateway, write_secret
 from tests.mosquitto import Mosquitto
 from tests.support.net import free_port
+from tests.support.site_gate import site_gate_config
 
 KEY = bytes(range(32))
 
@@ -26,10 +27,14 @@ def test_message_round_trip_and_every_refusal() -> None:
     rx = fanout.FanoutReceiver(KEY, "gate-2")
     msg = fanout.build(KEY, "gate-1", "p-1", now=1000.0)
     got = rx.accept(msg, now=1001.0)
-    assert got == fanout.Withdrawal("gate-1", fanout.subject_of(KEY, "p-1"))
+    assert got == fanout.Withdrawal("gate-1", fanout.subject_of(KEY, "p-1", got.salt), got.salt)
     assert b"p-1" not in msg  # only a keyed hash of the person travels
-    assert fanout.find_person(KEY, got.subject, ["p-0", "p-1"]) == "p-1"
-    assert fanout.find_person(KEY, got.subject, ["p-0"]) is None
+    assert fanout.find_person(KEY, got.subject, ["p-0", "p-1"], got.salt) == "p-1"
+    assert fanout.find_person(KEY, got.subject, ["p-0"], got.salt) is None
+    # a fresh salt per message: two withdrawals of the same person share no subject
+    again = rx.accept(fanout.build(KEY, "gate-1", "p-1", now=1000.0), now=1000.5)
+    assert again is not None
+    assert again.subject != got.subject
     with pytest.raises(ProtocolError, match="replayed"):
         rx.accept(msg, now=1002.0)
     with pytest.raises(ProtocolError, match="bad MAC"):
@@ -45,31 +50,27 @@ def test_message_round_trip_and_every_refusal() -> None:
     assert rx.accept(fanout.build(KEY, "gate-2", "p-1", now=1000.0), now=1000.0) is None
 
 
+def test_a_version_1_message_from_a_gate_not_upgraded_is_accepted() -> None:
+    import hashlib
+    import hmac
+    import json
+
+    subject = fanout.subject_of(KEY, "p-1")  # no salt: version 1
+    text = f"v1|gate-1|{subject}|1000|{'ab' * 8}".encode()
+    mac = hmac.new(KEY, text, hashlib.sha256).hexdigest()
+    doc = {"v": 1, "gate": "gate-1", "subject": subject, "ts": 1000, "nonce": "ab" * 8, "mac": mac}
+    got = fanout.FanoutReceiver(KEY, "gate-2").accept(json.dumps(doc).encode(), now=1001.0)
+    assert got == fanout.Withdrawal("gate-1", subject, "")
+    assert fanout.find_person(KEY, got.subject, ["p-0", "p-1"], got.salt) == "p-1"
+    doc["v"] = 2  # a version 2 message must carry its 16-hex salt
+    with pytest.raises(ProtocolError, match="missing or mistyped"):
+        fanout.FanoutReceiver(KEY, "gate-2").accept(json.dumps(doc).encode(), now=1001.0)
+
+
 @pytest.fixture
 def broker() -> Iterator[Mosquitto]:
     with Mosquitto() as m:
         yield m
-
-
-def _config(tmp_path: Path, gate: str, site_key: Path, port: int) -> Path:
-    d = tmp_path / gate
-    text = MINIMAL_CONFIG.format(
-        reader_port=free_port(),
-        scbk=write_secret(d / "scbk", secrets.token_hex(16).encode()),
-        state=d / "state",
-        site_key=site_key,
-        device_key=write_secret(d / "device-key", secrets.token_bytes(32)),
-    )
-    text = text.replace('gate = "gate-1"', f'gate = "{gate}"')
-    text = text.replace("[mqtt]\nenabled = false", f'[mqtt]\nurl = "mqtt://127.0.0.1:{port}"')
-    text = text.replace(
-        "[privacy]\n",
-        f'[privacy]\nnotice_file = "{REPO / "config" / "notice.example.txt"}"\n'
-        'notice_version = "2025-06"\n',
-    )
-    cfg = d / "gateway.toml"
-    cfg.write_text(text)
-    return cfg
 
 
 @pytest.mark.mosquitto
@@ -80,8 +81,8 @@ def test_withdrawal_at_one_gate_erases_the_copy_on_another(
     from gateway.privacy.notice import load_notice
 
     site_key = write_secret(tmp_path / "site-key", secrets.token_bytes(32))
-    cfg1 = _config(tmp_path, "gate-1", site_key, broker.port)
-    cfg2 = _config(tmp_path, "gate-2", site_key, broker.port)
+    cfg1 = site_gate_config(tmp_path, "gate-1", site_key, broker.port)
+    cfg2 = site_gate_config(tmp_path, "gate-2", site_key, broker.port)
     notice = load_notice(REPO / "config" / "notice.example.txt", "2025-06")
 
     def face_keys(gw: object, pid: str) -> int:
@@ -145,8 +146,8 @@ def test_a_cli_withdrawal_on_a_gate_without_face_path_reaches_the_others(
     from gateway.privacy.notice import load_notice
 
     site_key = write_secret(tmp_path / "site-key", secrets.token_bytes(32))
-    cfg1 = _config(tmp_path, "gate-1", site_key, broker.port)  # card/PIN only
-    cfg2 = _config(tmp_path, "gate-2", site_key, broker.port)
+    cfg1 = site_gate_config(tmp_path, "gate-1", site_key, broker.port)  # card/PIN only
+    cfg2 = site_gate_config(tmp_path, "gate-2", site_key, broker.port)
     notice = load_notice(REPO / "config" / "notice.example.txt", "2025-06")
 
     def face_keys(db: object, pid: str) -> int:
@@ -246,12 +247,12 @@ def test_announcing_never_blocks_on_one_receipt_and_waits_without_a_broker(
 
     assert set(CHANNELS) == {c.value for c in WithdrawalChannel}
     site_key = write_secret(tmp_path / "site-key", secrets.token_bytes(32))
-    cfg = _config(tmp_path, "gate-1", site_key, free_port())
+    cfg = site_gate_config(tmp_path, "gate-1", site_key, free_port())
     text = cfg.read_text()
     cfg.write_text(
         text[: text.index("[mqtt]")] + "[mqtt]\nenabled = true\n" + text[text.index("[storage]") :]
     )  # an outbox, no broker yet
-    offline = _config(tmp_path, "gate-2", site_key, free_port())
+    offline = site_gate_config(tmp_path, "gate-2", site_key, free_port())
     text = offline.read_text()
     offline.write_text(
         text[: text.index("[mqtt]")] + "[mqtt]\nenabled = false\n" + text[text.index("[storage]") :]

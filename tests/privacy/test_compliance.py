@@ -7,15 +7,19 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 
 from gateway.privacy import audit, consent
 from gateway.privacy.compliance import (
+    CalendarError,
     CameraRecord,
     Thresholds,
+    calendar_name,
     compliance_report,
     export_records,
     format_report,
+    is_working_day,
     working_days_after,
 )
 from gateway.privacy.notice import Notice
@@ -25,14 +29,39 @@ from gateway.privacy.vault import Vault
 from .conftest import random_embedding
 
 
-def test_working_days() -> None:
-    # Fri 2026-01-02 + 1 working day = Mon 2026-01-05
-    assert working_days_after(dt.date(2026, 1, 2), 1) == dt.date(2026, 1, 5)
-    # 30 working days from Mon 2026-03-02 = 6 weeks = Fri 2026-04-10; a holiday pushes one day
-    assert working_days_after(dt.date(2026, 3, 2), 30) == dt.date(2026, 4, 13)
-    assert working_days_after(dt.date(2026, 3, 2), 30, [dt.date(2026, 4, 6)]) == dt.date(
-        2026, 4, 14
+def test_working_days_follow_the_official_calendar() -> None:
+    # Fri 2026-01-02 is a New Year holiday; Sun 2026-01-04 is a make-up working day (调休)
+    assert working_days_after(dt.date(2026, 1, 2), 1) == dt.date(2026, 1, 4)
+    # National Day: Oct 1-7 off, Sat 2026-10-10 worked
+    assert working_days_after(dt.date(2026, 9, 30), 1) == dt.date(2026, 10, 8)
+    assert working_days_after(dt.date(2026, 10, 9), 1) == dt.date(2026, 10, 10)
+    # 30 working days from Mon 2026-03-02: six weeks, plus Mon 2026-04-06 (Qingming) off
+    assert working_days_after(dt.date(2026, 3, 2), 30) == dt.date(2026, 4, 14)
+    # a configured local closure pushes one more day
+    assert working_days_after(dt.date(2026, 3, 2), 30, [dt.date(2026, 4, 8)]) == dt.date(
+        2026, 4, 15
     )
+    assert is_working_day(dt.date(2026, 2, 28))  # a Saturday worked for the Spring Festival
+    assert not is_working_day(dt.date(2026, 10, 1))
+
+
+def test_a_deadline_beyond_the_calendar_fails_loudly(
+    db: sqlite_utils.Database, vault: Vault, consented: str
+) -> None:
+    """chinese-calendar 1.11 knows 2004-2026: a deadline in 2027 is not guessed."""
+    assert calendar_name().startswith("chinese-calendar ")
+    with pytest.raises(CalendarError, match="beyond the years chinese-calendar"):
+        working_days_after(dt.date(2026, 12, 15), 30)
+    vault.store_templates(db, consented, random_embedding(1)[None, :], model="m")
+    r = compliance_report(db, gate="g1", today=dt.date(2026, 12, 15), gate_counts={"g2": 99_999})
+    comp = r["compound"]
+    assert comp["level"] == "filing_required"
+    assert comp["filing_deadline"] is None
+    assert "upgrade the package" in comp["filing_deadline_error"]
+    assert "UNKNOWN" in comp["message"]
+    text = format_report(r)
+    assert "filing deadline UNKNOWN" in text
+    assert "ERROR:" in text
 
 
 def test_thresholds_and_deadline(db: sqlite_utils.Database, vault: Vault, consented: str) -> None:

@@ -21,7 +21,7 @@ from gateway.cli import privacy as commands
 from gateway.command_args import SyncPersonArgs, TemplateBundle
 from gateway.mqtt import sign
 from gateway.mqtt.commands import CommandProcessor
-from gateway.privacy import audit, consent, people
+from gateway.privacy import audit, consent, people, person_ref
 from gateway.privacy.enroll import enroll_images
 from gateway.privacy.notice import Notice
 from gateway.privacy.sync import (
@@ -118,7 +118,9 @@ def test_export_import_b_matches_same_probe(gates: tuple[Gate, Gate], tmp_path: 
     probe = _probe()
     assert a.gallery.identify(a.vault.transform(probe), THRESHOLD) == pid
 
-    sync_args = export_sync_args(a.db, a.vault, pid, a.site_key, actor="office-1")
+    sync_args = export_sync_args(
+        a.db, a.vault, pid, a.site_key, seal_key=a.site_key, actor="office-1"
+    )
     # the envelope the management side signs is valid
     args = _args(sync_args)
     TemplateBundle.model_validate(sync_args["bundle"])
@@ -126,9 +128,10 @@ def test_export_import_b_matches_same_probe(gates: tuple[Gate, Gate], tmp_path: 
     assert args.bundle.count == len(CODES)
 
     b.vault.store_templates(b.db, _add_bare(b.db, other), random_embedding(55), model="x")
-    res = import_bundle(b.db, b.vault, b.gallery, args, b.site_key, actor="mqtt:mgmt")
+    res = import_bundle(
+        b.db, b.vault, b.gallery, args, b.site_key, seal_key=b.site_key, actor="mqtt:mgmt"
+    )
     assert res == {
-        "person_id": pid,
         "templates": len(CODES),
         "person_added": True,
         "consent_recorded": True,
@@ -170,8 +173,12 @@ def _add_bare(db: sqlite_utils.Database, pid: str) -> str:
 def test_audit_rows_on_both_sides(gates: tuple[Gate, Gate], tmp_path: Path) -> None:
     a, b = gates
     pid = _enrol(a, tmp_path)
-    args = _args(export_sync_args(a.db, a.vault, pid, a.site_key, actor="office-1"))
-    import_bundle(b.db, b.vault, b.gallery, args, b.site_key, actor="mqtt:mgmt")
+    args = _args(
+        export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key, actor="office-1")
+    )
+    import_bundle(
+        b.db, b.vault, b.gallery, args, b.site_key, seal_key=b.site_key, actor="mqtt:mgmt"
+    )
     model = a.db.execute("SELECT DISTINCT model FROM templates").fetchone()[0]
     exports = [d for act, s, d in _actions(a.db) if act == "template.export" and s == pid]
     assert exports == [
@@ -199,15 +206,26 @@ def test_other_site_cannot_import(gates: tuple[Gate, Gate], tmp_path: Path) -> N
     a, _ = gates
     c = _gate(tmp_path, "c", secrets.token_bytes(32))
     pid = _enrol(a, tmp_path)
-    sync_args = export_sync_args(a.db, a.vault, pid, a.site_key)
+    sync_args = export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key)
     with pytest.raises(SyncError, match="another site"):
-        import_bundle(c.db, c.vault, c.gallery, _args(sync_args), c.site_key, actor="mqtt:m")
+        import_bundle(
+            c.db,
+            c.vault,
+            c.gallery,
+            _args(sync_args),
+            c.site_key,
+            seal_key=c.site_key,
+            actor="mqtt:m",
+        )
     # even with the key id forged to C's, the wrapped key does not open
     from gateway.privacy.sync import bundle_key_id, bundle_wrap_key
 
     forged = _tampered(sync_args, key_id=bundle_key_id(bundle_wrap_key(c.site_key)))
     with pytest.raises(SyncError, match="does not unwrap"):
-        import_bundle(c.db, c.vault, c.gallery, forged, c.site_key, actor="mqtt:m")
+        # (the office's site key opens the person ref; the gates key is another site's)
+        import_bundle(
+            c.db, c.vault, c.gallery, forged, c.site_key, seal_key=a.site_key, actor="mqtt:m"
+        )
     assert (_count(c.db, "people"), _count(c.db, "consents"), _count(c.db, "templates")) == (
         0,
         0,
@@ -236,7 +254,7 @@ def test_tampered_bundle_refused_nothing_stored(
 ) -> None:
     a, b = gates
     pid = _enrol(a, tmp_path)
-    sync_args = export_sync_args(a.db, a.vault, pid, a.site_key)
+    sync_args = export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key)
     with pytest.raises(SyncError, match=match):
         import_bundle(
             b.db,
@@ -244,6 +262,7 @@ def test_tampered_bundle_refused_nothing_stored(
             b.gallery,
             _tampered(sync_args, **change(sync_args)),
             b.site_key,
+            seal_key=b.site_key,
             actor="mqtt:m",
         )
     assert (_count(b.db, "people"), _count(b.db, "consents"), _count(b.db, "templates")) == (
@@ -258,10 +277,12 @@ def test_tampered_bundle_refused_nothing_stored(
 def test_bundle_for_another_person_refused(gates: tuple[Gate, Gate], tmp_path: Path) -> None:
     a, b = gates
     pid = _enrol(a, tmp_path)
-    data = export_sync_args(a.db, a.vault, pid, a.site_key)
-    data["person_id"] = "someone-else"
+    data = export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key)
+    data["person_ref"] = person_ref.seal(a.site_key, "someone-else")
     with pytest.raises(SyncError, match="does not unwrap"):
-        import_bundle(b.db, b.vault, b.gallery, _args(data), b.site_key, actor="mqtt:m")
+        import_bundle(
+            b.db, b.vault, b.gallery, _args(data), b.site_key, seal_key=b.site_key, actor="mqtt:m"
+        )
     assert _count(b.db, "templates") == 0
 
 
@@ -270,7 +291,7 @@ def test_device_scope_refused_at_export(gates: tuple[Gate, Gate], tmp_path: Path
     pid = _enrol(a, tmp_path, scope="device")
     n_audit = _count(a.db, "audit")
     with pytest.raises(SyncError, match="scope is 'device'"):
-        export_sync_args(a.db, a.vault, pid, a.site_key)
+        export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key)
     assert _count(a.db, "audit") == n_audit  # nothing exported, nothing audited as exported
 
 
@@ -281,29 +302,31 @@ def test_withdrawn_or_unenrolled_refused_at_export(
     pid = _enrol(a, tmp_path)
     withdraw(a.db, a.vault, a.gallery, pid, "app")
     with pytest.raises(SyncError, match="withdrawn"):
-        export_sync_args(a.db, a.vault, pid, a.site_key)
+        export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key)
     bare = people.add_person(a.db, "No Face")
     consent.grant(
         a.db, bare, Notice("2025-06", NOTICE_EN), method="paper", recorded_by="o", scope="compound"
     )
     with pytest.raises(SyncError, match="no face templates"):
-        export_sync_args(a.db, a.vault, bare, a.site_key)
+        export_sync_args(a.db, a.vault, bare, a.site_key, seal_key=a.site_key)
 
 
 def test_device_scope_refused_at_import(gates: tuple[Gate, Gate], tmp_path: Path) -> None:
     a, b = gates
     pid = _enrol(a, tmp_path)
-    data = export_sync_args(a.db, a.vault, pid, a.site_key)
+    data = export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key)
     data["consent"]["scope"] = "device"
     with pytest.raises(SyncError, match="scope 'device'"):
-        import_bundle(b.db, b.vault, b.gallery, _args(data), b.site_key, actor="mqtt:m")
+        import_bundle(
+            b.db, b.vault, b.gallery, _args(data), b.site_key, seal_key=b.site_key, actor="mqtt:m"
+        )
     assert _count(b.db, "templates") == 0
 
 
 def test_bundle_holds_no_embedding_in_clear(gates: tuple[Gate, Gate], tmp_path: Path) -> None:
     a, _ = gates
     pid = _enrol(a, tmp_path)
-    text = json.dumps(export_sync_args(a.db, a.vault, pid, a.site_key))
+    text = json.dumps(export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key))
     bundle = json.loads(text)["bundle"]
     blobs = [text.encode()] + [
         base64.b64decode(bundle[k]) for k in ("ciphertext_b64", "wrapped_key_b64", "nonce_b64")
@@ -325,10 +348,12 @@ def test_bundle_holds_no_embedding_in_clear(gates: tuple[Gate, Gate], tmp_path: 
 def test_import_twice_is_idempotent(gates: tuple[Gate, Gate], tmp_path: Path) -> None:
     a, b = gates
     pid = _enrol(a, tmp_path)
-    args = _args(export_sync_args(a.db, a.vault, pid, a.site_key))
-    import_bundle(b.db, b.vault, b.gallery, args, b.site_key, actor="mqtt:m")
+    args = _args(export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key))
+    import_bundle(b.db, b.vault, b.gallery, args, b.site_key, seal_key=b.site_key, actor="mqtt:m")
     first = b.vault.load_person(b.db, pid)
-    res = import_bundle(b.db, b.vault, b.gallery, args, b.site_key, actor="mqtt:m")
+    res = import_bundle(
+        b.db, b.vault, b.gallery, args, b.site_key, seal_key=b.site_key, actor="mqtt:m"
+    )
     assert res["templates"] == len(CODES)
     assert (res["person_added"], res["consent_recorded"]) == (False, False)
     assert _count(b.db, "templates") == len(CODES)
@@ -342,12 +367,14 @@ def test_import_twice_is_idempotent(gates: tuple[Gate, Gate], tmp_path: Path) ->
 def test_stale_sync_after_withdrawal_refused(gates: tuple[Gate, Gate], tmp_path: Path) -> None:
     a, b = gates
     pid = _enrol(a, tmp_path)
-    args = _args(export_sync_args(a.db, a.vault, pid, a.site_key))
-    import_bundle(b.db, b.vault, b.gallery, args, b.site_key, actor="mqtt:m")
+    args = _args(export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key))
+    import_bundle(b.db, b.vault, b.gallery, args, b.site_key, seal_key=b.site_key, actor="mqtt:m")
     withdraw(b.db, b.vault, b.gallery, pid, "mqtt")
     assert _count(b.db, "templates") == 0
     with pytest.raises(SyncError, match="withdrawn at this gate after"):
-        import_bundle(b.db, b.vault, b.gallery, args, b.site_key, actor="mqtt:m")
+        import_bundle(
+            b.db, b.vault, b.gallery, args, b.site_key, seal_key=b.site_key, actor="mqtt:m"
+        )
     assert _count(b.db, "templates") == 0
     assert pid not in b.gallery.data
 
@@ -355,17 +382,19 @@ def test_stale_sync_after_withdrawal_refused(gates: tuple[Gate, Gate], tmp_path:
 def test_minor_needs_guardian_on_receiving_gate(gates: tuple[Gate, Gate], tmp_path: Path) -> None:
     a, b = gates
     pid = _enrol(a, tmp_path)
-    data = export_sync_args(a.db, a.vault, pid, a.site_key)
-    data["consent"]["guardian_id"] = "guardian-1"
+    data = export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key)
+    data["consent"]["guardian_ref"] = person_ref.seal(a.site_key, "guardian-1", role="guardian")
     with pytest.raises(SyncError, match="guardian"):
-        import_bundle(b.db, b.vault, b.gallery, _args(data), b.site_key, actor="mqtt:m")
+        import_bundle(
+            b.db, b.vault, b.gallery, _args(data), b.site_key, seal_key=b.site_key, actor="mqtt:m"
+        )
     assert _count(b.db, "people") == 0
 
 
 def test_handler_through_signed_command(gates: tuple[Gate, Gate], tmp_path: Path) -> None:
     a, b = gates
     pid = _enrol(a, tmp_path)
-    sync_args = export_sync_args(a.db, a.vault, pid, a.site_key)
+    sync_args = export_sync_args(a.db, a.vault, pid, a.site_key, seal_key=a.site_key)
     key = sign.generate()
     kid = sign.key_id_of(key.public_key())
     proc = CommandProcessor(
@@ -387,6 +416,7 @@ def test_handler_through_signed_command(gates: tuple[Gate, Gate], tmp_path: Path
             vault=b.vault,
             gallery=b.gallery,
             site_key=b.site_key,
+            seal_key=b.site_key,
             run_db=run_db,
         ),
     )
@@ -395,7 +425,9 @@ def test_handler_through_signed_command(gates: tuple[Gate, Gate], tmp_path: Path
     assert len(payload) < proc.max_bytes
     res = asyncio.run(proc.process("sync_person", payload))
     assert res.ok, res
-    assert res.result["person_id"] == pid
+    assert pid not in json.dumps(res.result)  # the result never names the person
+    assert pid not in payload.decode()
+    assert "Li Wei" not in payload.decode()
     assert res.result["templates"] == len(CODES)
     assert b.gallery.identify(b.vault.transform(_probe()), THRESHOLD) == pid
 
@@ -435,7 +467,7 @@ def test_cli_export_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert out.stat().st_mode & 0o077 == 0
     args = SyncPersonArgs.model_validate_json(out.read_text())
     b = _gate(tmp_path, "b", site)
-    import_bundle(b.db, b.vault, b.gallery, args, site, actor="mqtt:m")
+    import_bundle(b.db, b.vault, b.gallery, args, site, seal_key=site, actor="mqtt:m")
     assert b.gallery.identify(b.vault.transform(_probe()), THRESHOLD) == pid
     # scope device: the CLI refuses with an error naming the scope
     dev_pid = _enrol(a, tmp_path, scope="device", name="Zhao")

@@ -25,7 +25,7 @@ from gateway.gate.withdrawal_announce import GateWithdrawals, WithdrawalDeps
 from gateway.keys import Keys
 from gateway.mqtt import sign
 from gateway.mqtt.commands import CommandProcessor
-from gateway.privacy import audit, consent, people
+from gateway.privacy import audit, consent, people, person_ref
 from gateway.privacy.notice import Notice
 from gateway.privacy.vault import NullGallery, StaticKeyProvider, Vault
 from gateway.services import credentials as svc
@@ -186,12 +186,14 @@ def test_mqtt_revoke_card_and_pin_run_the_credential_services(
     assert gate.cache_state.refuse_reason(pid) is None
     proc, key = _processor(gate)
 
-    assert _send(proc, key, "revoke_card", {"person_id": pid}) == {"revoked": 1}
+    ref = person_ref.seal(gate.keys.site, pid)
+    assert _send(proc, key, "revoke_card", {"person_ref": ref}) == {"revoked": 1}
     assert _audited(gate.db, "card.revoked") == [
         ("mqtt", pid, {"count": 1, "one_card": False, "channel": "mqtt"})
     ]
     assert gate.cache_state.refuse_reason(pid) == RECENT  # the daemon's cache was told
-    assert _send(proc, key, "revoke_pin", {"person_id": pid, "kind": "normal"}) == {"revoked": 1}
+    ref = person_ref.seal(gate.keys.site, pid)  # a fresh ref: not linkable to the first
+    assert _send(proc, key, "revoke_pin", {"person_ref": ref, "kind": "normal"}) == {"revoked": 1}
     assert _audited(gate.db, "pin.revoked") == [
         ("mqtt", pid, {"count": 1, "kind": "normal", "channel": "mqtt"})
     ]
@@ -217,7 +219,7 @@ def test_the_cli_revokes_through_the_same_services(
     assert [r[2]["channel"] for r in _audited(gate.db, "card.revoked")] == ["cli"]
 
 
-def test_mqtt_purge_of_a_person_is_the_withdrawal_service(gate: FakeGate) -> None:
+def test_mqtt_purge_of_a_person_deletes_the_person_with_a_receipt(gate: FakeGate) -> None:
     pid = _person_with_credentials(gate, 1_800_000_000.0)
     consent.grant(
         gate.db, pid, Notice("1", NOTICE_EN), method="paper", recorded_by="office", scope="device"
@@ -226,19 +228,40 @@ def test_mqtt_purge_of_a_person_is_the_withdrawal_service(gate: FakeGate) -> Non
     gate.vault.store_templates(gate.db, pid, np.ones((2, 128), np.float32) / 11.3, model="sface")
     proc, key = _processor(gate)
 
-    assert _send(proc, key, "purge", {"target": "person", "person_id": pid}) == {"erased": 2}
-    receipt = gate.db.execute(
-        "SELECT person_id, channel, templates_erased FROM withdrawal_receipts"
+    ref = person_ref.seal(gate.keys.site, pid)
+    got = _send(proc, key, "purge", {"target": "person", "person_ref": ref})
+    assert set(got) == {"templates_erased", "cards", "pins", "consents", "receipt_id"}
+    # consents: the grant and the withdrawal the deletion records
+    assert (got["templates_erased"], got["cards"], got["pins"], got["consents"]) == (2, 1, 1, 2)
+    assert pid not in json.dumps(got)  # the result never names the person
+    receipt = gate.db.execute("SELECT id, channel, templates_erased FROM withdrawal_receipts")
+    assert receipt.fetchall() == [(got["receipt_id"], "mqtt", 2)]  # announced to the site
+    assert people.find_person(gate.db, pid) is None  # the record, cards and PINs are gone
+    for table in ("cards", "pins", "consents", "face_keys", "templates"):
+        n = gate.db.execute(f"SELECT count(*) FROM {table} WHERE person_id = ?", [pid])  # noqa: S608
+        assert n.fetchone()[0] == 0, table
+    ((actor, subject, details),) = _audited(gate.db, "person.delete")
+    assert (actor, subject, details["channel"]) == ("mqtt", pid, "mqtt")  # local audit only
+    assert gate.cache_state.refuse_reason(pid) is not None  # the daemon's cache was told
+
+
+def test_a_refusal_does_not_name_the_person(gate: FakeGate) -> None:
+    proc, key = _processor(gate)
+    ref = person_ref.seal(gate.keys.site, "p-unknown-42")
+    env = sign.sign_envelope(
+        "withdraw_consent", {"person_ref": ref}, key, ts=sign.now_rfc3339(), site=SITE, gate=GATE
     )
-    assert receipt.fetchall() == [(pid, "mqtt", 2)]  # what the daemon announces to the site
-    (deleted,) = _audited(gate.db, "template.delete")
-    assert deleted[2]["reason"] == "consent_withdrawn"
-    assert deleted[2]["channel"] == "mqtt"
-    latest = consent.latest(gate.db, pid)
-    assert latest is not None
-    assert latest.status == "withdrawn"
-    # documented: the person record, cards and PINs stay
-    assert people.person_has_non_face_credential(gate.db, pid)
+    res = asyncio.run(proc.process("withdraw_consent", json.dumps(env).encode()))
+    assert (res.ok, res.error) == (False, "refused")
+    assert "p-unknown-42" not in res.to_json().decode()
+    assert "<person>" in (res.detail or "")
+    other = person_ref.seal(secrets.token_bytes(32), "p1")  # another site's ref
+    env = sign.sign_envelope(
+        "revoke_pin", {"person_ref": other}, key, ts=sign.now_rfc3339(), site=SITE, gate=GATE
+    )
+    res = asyncio.run(proc.process("revoke_pin", json.dumps(env).encode()))
+    assert (res.ok, res.error) == (False, "refused")
+    assert "does not open with this site's key" in (res.detail or "")
 
 
 def test_mqtt_purge_of_the_access_log_is_audited(gate: FakeGate) -> None:
@@ -271,3 +294,64 @@ def test_a_failed_audit_leaves_the_access_log_untouched(gate: FakeGate) -> None:
     with pytest.raises((audit.AuditError, sqlite3.Error)):
         purge_access_log(gate.db, 5000.0, actor="mqtt", channel="mqtt")
     assert gate.db.execute("SELECT count(*) FROM access_log").fetchone()[0] == 1
+
+
+def test_a_sync_refusal_names_neither_the_person_nor_the_guardian(gate: FakeGate) -> None:
+    gate.face_paths["gate-cam"] = object()  # a gate that runs a face path
+    proc, key = _processor(gate)
+    args = {
+        "person_ref": person_ref.seal(gate.keys.site, "p-minor-7"),
+        "consent": {
+            "scope": "compound",
+            "notice_version": "1",
+            "notice_sha256": "0" * 64,
+            "granted_at": "2026-01-01T00:00:00Z",
+            "guardian_ref": person_ref.seal(gate.keys.site, "g-unknown-9", role="guardian"),
+        },
+        "bundle": {
+            "key_id": "k1",
+            "wrapped_key_b64": "A" * 60,
+            "nonce_b64": "B" * 16,
+            "ciphertext_b64": "C" * 700,
+            "model": "sface-2021dec",
+            "count": 3,
+        },
+    }
+    env = sign.sign_envelope("sync_person", args, key, ts=sign.now_rfc3339(), site=SITE, gate=GATE)
+    res = asyncio.run(proc.process("sync_person", json.dumps(env).encode()))
+    assert (res.ok, res.error) == (False, "refused")
+    assert "guardian '<person>' is not an adult" in (res.detail or "")
+    text = res.to_json().decode()
+    assert "p-minor-7" not in text
+    assert "g-unknown-9" not in text
+    assert gate.db.execute("SELECT count(*) FROM people").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("channel", "named"),
+    [("gate", True), ("cli", True), ("kiosk", True), ("mqtt", False), ("compound", False)],
+)
+def test_a_withdrawal_after_a_broker_message_emits_no_pseudonym(
+    gate: FakeGate, channel: str, named: bool
+) -> None:
+    """A command or a fan-out on the broker, then the event: nothing links the two."""
+    from gateway.mqtt.pseudonym import Pseudonymizer
+
+    pz = Pseudonymizer(secrets.token_bytes(32))
+    emitted: list[Any] = []
+    withdrawals = GateWithdrawals(
+        WithdrawalDeps(
+            gate.cfg,  # type: ignore[arg-type]
+            gate.keys,
+            gate.db,
+            gate.run_db,
+            gate.vault,
+            gate.gallery,
+            pz,
+            emitted.append,
+        )
+    )
+    withdrawals._announce_one("p-1", channel, 2)
+    (event,) = emitted
+    assert (event.type, event.channel, event.templates_erased) == ("consent.withdrawn", channel, 2)
+    assert event.person == (pz("p-1") if named else None)

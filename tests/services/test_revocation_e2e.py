@@ -18,6 +18,7 @@ from gateway.demo.run import DemoStack
 from tests.conftest import REPO
 from tests.mosquitto import Mosquitto
 from tests.services.test_revocation_outage import _hold_wal_index
+from tests.support.demo import demo_stack
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 
@@ -49,14 +50,7 @@ def test_revoked_cards_never_open_while_the_database_is_unreadable(
     broker: Mosquitto, tmp_path: Path
 ) -> None:
     async def main() -> None:
-        stack = DemoStack(
-            mqtt_url=f"mqtt://127.0.0.1:{broker.port}",
-            broker_control=None,
-            workdir=tmp_path,
-            print_events=False,
-        )
-        await asyncio.to_thread(stack.start_sim)
-        try:
+        async with demo_stack(broker.port, tmp_path) as stack:
             stack.write_config()
             people = [
                 {"name": name, "card": {"facility": FACILITY, "number": n}, "consent": False}
@@ -71,7 +65,7 @@ def test_revoked_cards_never_open_while_the_database_is_unreadable(
                 assert await _relay_opens(stack, number, 3.0), f"{name}: card does not open"
             # revoke one card by the signed MQTT command, one by the CLI (another process)
             body = await stack.command(
-                "revoke_card", {"person_id": stack._people["Revoked By Mqtt"]}
+                "revoke_card", {"person_ref": stack.person_ref(stack._people["Revoked By Mqtt"])}
             )
             assert body["result"] == {"revoked": 1}, body
             cli = await asyncio.to_thread(
@@ -107,8 +101,5 @@ def test_revoked_cards_never_open_while_the_database_is_unreadable(
             assert "deciding from the in-memory cache" in log
             assert "41001" not in log
             assert "41002" not in log
-        finally:
-            await stack.stop_daemon()
-            await asyncio.to_thread(stack.stop_sim)
 
     asyncio.run(main())

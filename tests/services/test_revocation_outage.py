@@ -19,7 +19,9 @@ from typing import Any
 
 from gateway.hardware.events import CardRead, KeyPress
 from gateway.mqtt import sign
+from gateway.privacy import person_ref
 from tests.conftest import REPO, built_gateway
+from tests.support.site_gate import with_command_key
 
 CARDS = {"mqtt": 1111, "cli": 2222, "valid": 3333}
 FACILITY = 10
@@ -33,16 +35,6 @@ class QuietReader:
             return None
 
         return ignore
-
-
-def _config(minimal_config: Path) -> tuple[Path, Any]:
-    key = sign.generate()
-    kid, pub = sign.key_id_of(key.public_key()), sign.public_b64(key.public_key())
-    text = minimal_config.read_text().replace(
-        "[mqtt]\nenabled = false", f'[mqtt]\nenabled = true\ncommand_keys = {{ "{kid}" = "{pub}" }}'
-    )
-    minimal_config.write_text(text)
-    return minimal_config, key
 
 
 def _seed(config: Path) -> dict[str, str]:
@@ -110,7 +102,7 @@ def _hold_wal_index(db_path: Path) -> subprocess.Popen[str]:
 
 
 def test_revoked_cards_refused_while_the_database_is_unavailable(minimal_config: Path) -> None:
-    config, key = _config(minimal_config)
+    config, key = with_command_key(minimal_config)
     people = _seed(config)
 
     async def main() -> None:
@@ -141,7 +133,7 @@ def test_revoked_cards_refused_while_the_database_is_unavailable(minimal_config:
                 # 1. revoked through the signed MQTT command
                 env = sign.sign_envelope(
                     "revoke_card",
-                    {"person_id": people["mqtt"]},
+                    {"person_ref": person_ref.seal(gw.keys.site, people["mqtt"])},
                     key,
                     site="test-site",
                     gate="gate-1",
@@ -210,7 +202,7 @@ def test_revoked_cards_refused_while_the_database_is_unavailable(minimal_config:
 def test_decisions_stay_fast_while_database_reads_fail(minimal_config: Path) -> None:
     """Item 5: every read fails after ~10 s (the WAL index is held by another process);
     card decisions come from memory with < 200 ms extra and a valid card opens."""
-    config, _ = _config(minimal_config)
+    config, _ = with_command_key(minimal_config)
     _seed(config)
 
     async def main() -> None:

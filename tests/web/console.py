@@ -6,6 +6,8 @@ HTTP) and the session's CSRF token."""
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import datetime as dt
 import re
 import secrets
@@ -55,12 +57,13 @@ class Console:
             h["X-CSRF-Token"] = self.csrf
         return h
 
-    async def login(self, name: str, password: str = PASSWORD) -> int:
-        """Log in through the form; keep the session; the HTTP status."""
+    async def login(self, name: str, password: str = PASSWORD, code: str = "") -> int:
+        """Log in through the form (``code``: the second factor's); keep the session; the
+        HTTP status."""
         form = await self.login_form()
         resp = await self.client.post(
             "/login",
-            data={"account": name, "password": password, "csrf": form},
+            data={"account": name, "password": password, "code": code, "csrf": form},
             headers={"Cookie": f"{LOGIN_COOKIE}={form}"},
             allow_redirects=False,
         )
@@ -90,8 +93,20 @@ class Console:
         return resp.status, json.loads(text) if is_json else text
 
 
+GATE_STATUS: dict[str, Any] = {
+    "doors": {"front": "locked"},
+    "readers": {"front-reader": "online"},
+    "face": {"cam-front": "running"},
+    "broker": "connected",
+    "outbox": {"pending": 0},
+    "storage": "ok",
+}
+"""A gate's status as the daemon reports it (a copy per backend; tests change theirs)."""
+
+
 def backend_for(tmp_path: Path, cfg: WebConfig | None = None) -> Backend:
-    """A backend over a new database in ``tmp_path`` (keyed audit chain)."""
+    """A backend over a new database in ``tmp_path`` (keyed audit chain); its gate status
+    is ``backend.status()``, a dict the test may change."""
     device, site = secrets.token_bytes(32), secrets.token_bytes(32)
     db = store.connect(tmp_path / "state.db")
     audit.bind_key(db, audit.ChainKey.from_device(device))
@@ -108,6 +123,7 @@ def backend_for(tmp_path: Path, cfg: WebConfig | None = None) -> Backend:
     async def after_deletion() -> None:
         return None
 
+    status = copy.deepcopy(GATE_STATUS)
     return Backend(
         cfg=cfg or WebConfig(),
         db=db,
@@ -126,13 +142,19 @@ def backend_for(tmp_path: Path, cfg: WebConfig | None = None) -> Backend:
         grace_days=30.0,
         withdraw=withdraw,
         after_deletion=after_deletion,
+        status=lambda: status,
+        pseudonym_key=secrets.token_bytes(32),
+        totp_key=secrets.token_bytes(32),
     )
 
 
 @contextlib.asynccontextmanager
-async def console(tmp_path: Path, cfg: WebConfig | None = None) -> AsyncIterator[Console]:
-    """A running console (test server) over a fresh database."""
-    backend = backend_for(tmp_path, cfg)
+async def console(
+    tmp_path: Path, cfg: WebConfig | None = None, **changes: Any
+) -> AsyncIterator[Console]:
+    """A running console (test server) over a fresh database (``changes``: Backend fields
+    to set, such as the daemon's reload)."""
+    backend = dataclasses.replace(backend_for(tmp_path, cfg), **changes)
     client: TestClient[web.Request, web.Application] = TestClient(
         TestServer(make_app(backend)), cookie_jar=DummyCookieJar()
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +85,36 @@ def test_a_spray_of_addresses_does_not_reset_a_throttled_one() -> None:
         if i % 40 == 0:
             assert not t.allow("198.51.100.1")  # still counted: recently seen
     assert not t.allow("198.51.100.1")
+
+
+def test_parallel_wrong_logins_each_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four wrong logins in flight at once (from four addresses, past the per-address
+    throttle) count four failures: each read its record before any check ended."""
+    read = threading.Event()
+    records: list[str] = []
+    real_record = accounts.login_record
+
+    def recording(db: Any, name: str) -> accounts.LoginRecord:
+        records.append(name)
+        if len(records) == 4:
+            read.set()
+        return real_record(db, name)
+
+    def held(pw_hash: str, password: str) -> bool:
+        assert read.wait(5.0)  # no check ends before all four records are read
+        return False
+
+    monkeypatch.setattr(accounts, "login_record", recording)
+    monkeypatch.setattr(accounts, "_verify", held)
+
+    async def main() -> int:
+        async with console(tmp_path) as c:
+            forms = [Console(c.client, c.backend) for _ in range(4)]
+            statuses = await asyncio.gather(*(f.login("operator", "a wrong guess") for f in forms))
+            assert statuses == [401] * 4
+            row = c.backend.db.execute(
+                "SELECT failures FROM web_accounts WHERE name = 'operator'"
+            ).fetchone()
+            return int(row[0])
+
+    assert asyncio.run(main()) == 4

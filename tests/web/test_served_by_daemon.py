@@ -129,3 +129,26 @@ def test_add_user_reads_the_password_from_stdin(
     assert gateway_main([*args[:2], "other", *args[3:]]) == 1
     assert "12 to 256" in capsys.readouterr().err
     db.conn.close()
+
+
+def test_the_daemon_gives_the_console_its_configuration_and_face_models(
+    minimal_config: Path,
+) -> None:
+    """The zones page edits the daemon's own configuration file; office enrolment loads
+    the configured face models on first use (a card/PIN gate without them: a clear error)."""
+    _enable(minimal_config, free_port())
+    from gateway.errors import GatewayError
+    from gateway.services import zones
+
+    async def main() -> None:
+        async with built_gateway(minimal_config) as gw:
+            spec = _web_service(gw)
+            assert spec is not None
+            backend = spec.run.args[0]  # type: ignore[attr-defined]
+            assert backend.config_path == minimal_config
+            assert zones.config_problems(backend.config_path) == []
+            assert backend.face_pipeline is not None
+            with pytest.raises(GatewayError, match=r"model"):
+                await backend.face_pipeline()
+
+    asyncio.run(main())
