@@ -12,7 +12,7 @@ import numpy as np
 
 from gateway.face.calibration import StereoCalibration, load_pair_calibration
 from gateway.face.nir import NirResponse, NirSettings, inner_face, measure, sample
-from gateway.face.pair_verdict import CheckVerdict, five_points, since_ms
+from gateway.face.pair_verdict import TOO_FAR, CheckVerdict, five_points, since_ms
 from gateway.face.stereo_pair import MEAN_IOD_MM, predict_second_view
 
 #: no verdict on a face smaller than this (eye distance, px)
@@ -61,7 +61,7 @@ class NirCheck:
         t0 = time.perf_counter()
         five, iod = five_points(five)
         if iod < MIN_IOD_PX:
-            return NirVerdict(None, "face_too_small", since_ms(t0))
+            return NirVerdict(None, TOO_FAR, since_ms(t0))
         _, five2 = predict_second_view(self.cal, box, five)
         vis = _gray(sample(first, inner_face(five)))
         nir = _gray(sample(second, inner_face(five2)))

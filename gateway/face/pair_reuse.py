@@ -5,10 +5,13 @@ of one face. A verdict is reused for at most ``max_frames`` following frames (an
 ``max_age_s``), and only while it is plainly the same face: the box has moved less than
 ``max_move`` of its width and changed size by less than ``max_scale``, and the face's
 embedding is the same person's (cosine >= ``min_cos``). A photo of someone else raised where
-a live face was is another embedding: it is measured at once. A pass is reused only once two
-measurements in a row on that face agree, so one spurious pass of an attack is never
-multiplied into the several frames a decision needs; a failure is reused at once (that only
-keeps a spoof refused). "No verdict" is never reused.
+a live face was is another embedding: it is measured at once. A verdict is reused only once two
+measurements in a row on that face agree, so one spurious verdict is never multiplied into
+the several frames a decision needs: neither a spurious pass of an attack (a grant) nor a
+spurious failure of a live face (a ``spoof_suspected`` refusal of a resident; a live face
+measured near the relief limits fails now and then, and reusing that at once refused
+residents at a loaded gate). An attack that fails twice is then reused as a failure. "No
+verdict" is never reused.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class VerdictReuse:
         agrees = (
             last is not None and last.live == live and self._same_face(last, box, embedding, now)
         )
-        self._last = _Measured(tuple(box), _unit(embedding), live, now, agrees or not live)
+        self._last = _Measured(tuple(box), _unit(embedding), live, now, agrees)
 
     def _same_face(
         self, last: _Measured, box: Box, embedding: np.ndarray | None, now: float

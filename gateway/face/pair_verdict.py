@@ -11,6 +11,9 @@ from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
+#: the reason of "no verdict" for a face too far away to measure (its depth too coarse)
+TOO_FAR = "face_too_small"
+
 
 class Measured(Protocol):
     """A check's measurement: whether it looks like a live face."""

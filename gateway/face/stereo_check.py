@@ -12,7 +12,7 @@ import numpy as np
 
 from gateway.face.calibration import StereoCalibration, load_pair_calibration
 from gateway.face.landmarks import DenseLandmarker, DenseLandmarks
-from gateway.face.pair_verdict import CheckVerdict, five_points, since_ms
+from gateway.face.pair_verdict import TOO_FAR, CheckVerdict, five_points, since_ms
 from gateway.face.relief import USED, Relief, ReliefSettings, measure, triangulate
 from gateway.face.stereo_pair import predict_second_view
 
@@ -164,7 +164,7 @@ class StereoCheck:
         t0 = time.perf_counter()
         five, iod = five_points(five)
         if iod < MIN_IOD_PX:
-            return StereoVerdict(None, "face_too_small", since_ms(t0))
+            return StereoVerdict(None, TOO_FAR, since_ms(t0))
         lm1 = self.landmarker.run(first, box, five)
         if lm1.presence < MIN_PRESENCE:
             return StereoVerdict(None, "no_face_first_view", since_ms(t0))

@@ -26,6 +26,7 @@ from gateway.face.gallery import Gallery
 from gateway.face.liveness import ConsistencyTracker
 from gateway.face.motion import MotionGate
 from gateway.face.pair_reuse import VerdictReuse
+from gateway.face.pair_verdict import TOO_FAR
 from gateway.face.pipeline import Box, FaceObservation, FacePipeline
 from gateway.face.settings import MatchSettings
 from gateway.face.stereo_pair import frames_match, split_side_by_side
@@ -145,15 +146,24 @@ class FacePath:
         target = max(good, key=lambda o: o.box[2] * o.box[3])
         box, now = target.box, time.monotonic()
         live = None if self.reuse is None else self.reuse.lookup(box, target.embedding, now)
+        quality = target.quality
         if live is None:
             verdict = self.stereo.check(first, second, target.box, target.landmarks)
             self._stereo_ms = verdict.ms
             live = verdict.live
             if self.reuse is not None:
                 self.reuse.store(box, target.embedding, live, now)
-            if live is None:
-                log.debug("camera %s: pair check: no verdict (%s)", self.camera, verdict.reason)
-        return [dataclasses.replace(o, relief=live) if o is target else o for o in observations]
+            if not live:
+                said = "no verdict" if live is None else "not live"
+                log.debug("camera %s: pair check: %s (%s)", self.camera, said, verdict.reason)
+            if verdict.reason == TOO_FAR:
+                # Too far for this door's pair check: not an attempt yet, as a face below
+                # the quality gate's size (no "low quality" refusal while someone walks up).
+                quality = dataclasses.replace(quality, ok=False, reason="too_small")
+        return [
+            dataclasses.replace(o, relief=live, quality=quality) if o is target else o
+            for o in observations
+        ]
 
     def _analyze_view(self, frame: np.ndarray) -> list[FaceObservation]:
         # The mask is applied in place, in this buffer, before any model runs.

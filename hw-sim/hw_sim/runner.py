@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.request
@@ -95,6 +96,23 @@ class Observed:
     type: str
     payload: dict[str, Any]
     raw: str
+
+
+def _leak(needles: Sequence[str], text: str) -> str | None:
+    """The first of ``needles`` found in ``text`` as a whole token, with its context; None.
+
+    A token: not inside a longer run of letters, digits and dots, so a card number "4242"
+    counts in ``"card":4242`` or ``/4242/`` but not inside a signature's hex, a UUID or a
+    number such as ``0.14242`` (where 4 digits turn up by chance: a substring match failed a
+    CI run that had leaked nothing).
+    """
+    for n in needles:
+        if not n:
+            continue
+        m = re.search(rf"(?<![0-9A-Za-z.]){re.escape(n)}(?![0-9A-Za-z.])", text)
+        if m:
+            return repr(text[max(0, m.start() - 20) : m.end() + 20])
+    return None
 
 
 def event_type(topic: str, payload: dict[str, Any]) -> str:
@@ -381,9 +399,10 @@ class _Run:
         if isinstance(e, NeverPublishedExpect):
             needles = [self._resolve(s) for s in e.never_published]
             leaks = [
-                ev.topic
+                f"{ev.topic} ({hit})"
                 for ev in self.events
-                if any(n and (n in ev.raw or n in ev.topic) for n in needles)
+                for hit in [_leak(needles, ev.topic) or _leak(needles, ev.raw)]
+                if hit
             ]
             return Check(
                 f"none of {len(needles)} private strings in any MQTT message",

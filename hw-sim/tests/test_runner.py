@@ -21,7 +21,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hw_sim.config import DEMO_SCBK
-from hw_sim.runner import Observed, format_report, run_scenarios, run_scenarios_async
+from hw_sim.runner import (
+    Observed,
+    _leak,
+    format_report,
+    run_scenarios,
+    run_scenarios_async,
+)
 from hw_sim.sim import Simulator
 from tests.support.osdp_peers import OsdpClient
 
@@ -318,3 +324,23 @@ def test_each_scenario_numbers_its_approaches_and_leaves_its_cameras_empty(
     assert [a for a, _ in clears] == [{"camera": "door-cam"}, {"camera": "door-cam"}]
     next_walk = next(t for action, _, t in calls[3:] if action == "person-approaches")
     assert next_walk - clears[0][1] >= 0.3
+
+
+@pytest.mark.parametrize(
+    ("text", "leaked"),
+    [
+        ('{"card":4242,"x":1}', True),
+        ('{"card":"4242"}', True),
+        ("access/demo/gate-1/cards/4242/events", True),
+        ('{"name":"Colin_Powell"}', True),
+        ('{"mac":"9fe4242ab0","ts":1796574242.5}', False),  # 4 digits inside other tokens
+        ('{"id":"01a24be6-8cb8-7469-9c54-d28fa08be847","cpu":0.4242}', False),
+        ('{"name":"Colin_Powell2"}', False),
+    ],
+)
+def test_leak_is_a_whole_token(text: str, leaked: bool) -> None:
+    """The leak check finds a private string as a value or a path part, never by chance
+    inside a hex signature, a UUID or another number (that once failed a clean CI run)."""
+    assert "4242" in text or "Colin_Powell" in text  # each case holds one as a substring
+    hit = _leak(["4242", "Colin_Powell"], text)
+    assert (hit is not None) is leaked, hit

@@ -8,6 +8,9 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
+from gateway.access import ApproachTracker, FusionSettings, LivenessPolicy, LowQuality
+from gateway.access.fusion import LIVENESS_UNAVAILABLE
+from gateway.face.pair_verdict import TOO_FAR
 from gateway.face.pipeline import FaceObservation
 from gateway.face.relief import Relief
 from gateway.face.stereo_check import StereoVerdict
@@ -140,3 +143,38 @@ def test_a_confirmed_verdict_stands_in_for_two_frames_of_the_same_face_only() ->
     faces.box = (x, y, w, h)
     assert [relief() for _ in range(2)] == [None, None]
     assert len(check.views) == 7
+
+
+class FixedVerdict(FakeCheck):
+    """A pair check that gives no verdict for ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(None)
+        self.reason = reason
+
+    def check(self, first: np.ndarray, second: np.ndarray, box: Any, five: Any) -> StereoVerdict:
+        return StereoVerdict(None, self.reason, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"), [(TOO_FAR, "too_small"), ("no_face_second_view", None)]
+)
+def test_a_face_too_far_for_the_pair_is_not_an_attempt_yet(
+    reason: str, expected: str | None
+) -> None:
+    """A face the quality gate accepts but the pair cannot measure yet (too far for its
+    depth) counts as too small, as a face below the quality gate's size does: the controller
+    refuses nobody for it while they walk up. Any other "no verdict" stays "liveness
+    unavailable", which is a refused attempt under liveness = required."""
+    path = make_path(FixedVerdict(reason))
+    path.motion_gate = None
+    tracker = ApproachTracker(FusionSettings(liveness=LivenessPolicy.REQUIRED))
+    outcomes = []
+    for i in range(2):
+        small, large = path._analyze(np.zeros((48, 128, 3), np.uint8))
+        assert large.quality.ok is (expected is None)
+        assert small.quality.ok  # only the measured face is concerned
+        outcomes += tracker.observe("cam", 100.0 + 0.1 * i, path._match([large], None, 0.0))
+    low = [o for o in outcomes if isinstance(o, LowQuality)]
+    assert len(low) == 1
+    assert low[0].reason == (expected or LIVENESS_UNAVAILABLE)
