@@ -15,7 +15,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loop_probes import Probes
-from loop_setup import CAMERA, READER, UNLOCK_TIMEOUT_S
+from loop_setup import CAMERA, READER, UNLOCK_TIMEOUT_S, without_camera
 from loop_stages import first_accepted
 
 from gateway.daemon.process import Daemon
@@ -114,6 +114,25 @@ async def cpu_rate(pid: int, seconds: float) -> float:
     c0, t0 = proc_cpu_s(pid), time.monotonic()
     await asyncio.sleep(seconds)
     return (proc_cpu_s(pid) - c0) / (time.monotonic() - t0)
+
+
+async def daemon_without_camera(stack: DemoStack, seconds: float) -> float:
+    """CPU s/s of the daemon process with its camera removed from the config (the baseline
+    of CPU per camera: MQTT, OSDP readers, doors, web console)."""
+    print("subprocess daemon without its camera: CPU baseline", flush=True)
+    config = stack.config_path
+    bare = config.with_name("gateway-without-camera.toml")
+    bare.write_text(without_camera(config.read_text(), CAMERA))
+    stack.config_path = bare
+    try:
+        await stack.start_daemon()
+        if stack.proc is None:
+            raise SystemExit("bench_loop: the daemon process did not start")
+        await asyncio.sleep(4.0)  # as with the camera: settled after start-up
+        return await cpu_rate(stack.proc.pid, seconds)
+    finally:
+        await stack.stop_daemon()
+        stack.config_path = config
 
 
 async def daemon_process(

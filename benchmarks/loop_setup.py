@@ -9,7 +9,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -59,38 +58,43 @@ def machine() -> dict[str, str]:
     }
 
 
+FAKE_GPIOD_DIR = Path(__file__).resolve().with_name("fake_gpiod")
+
+
 class FakeGpio:
-    """A fake libgpiod v2 module (``sys.modules["gpiod"]``): output lines record each write
-    (monotonic time, level); input lines read high (pull-up, switch open)."""
+    """The fake libgpiod of ``benchmarks/fake_gpiod`` (output writes recorded with their
+    monotonic time): in this process (:meth:`install`) and in a daemon process started with
+    :meth:`process_env` in its environment, whose writes go to ``writes_file``."""
 
-    def __init__(self) -> None:
-        import types
+    def __init__(self, writes_file: Path | None = None) -> None:
+        import importlib.util
 
-        self.writes: list[tuple[float, bool]] = []
-        fake = self
-
-        class Request:
-            def set_value(self, line: int, value: Any) -> None:
-                fake.writes.append((time.monotonic(), value == "active"))
-
-            def get_values(self, lines: list[int]) -> list[str]:
-                return ["active"] * len(lines)
-
-            def release(self) -> None:
-                pass
-
-        mod: Any = types.ModuleType("gpiod")
-        mod.request_lines = lambda chip, consumer, config: Request()
-        mod.LineSettings = types.SimpleNamespace
-        mod.line = types.SimpleNamespace(
-            Direction=types.SimpleNamespace(OUTPUT="out", INPUT="in"),
-            Value=types.SimpleNamespace(ACTIVE="active", INACTIVE="inactive"),
-            Bias=types.SimpleNamespace(PULL_UP="pull-up"),
-        )
-        self.module = mod
+        spec = importlib.util.spec_from_file_location("gpiod", FAKE_GPIOD_DIR / "gpiod.py")
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"bench_loop: cannot load {FAKE_GPIOD_DIR / 'gpiod.py'}")
+        self.module: Any = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.module)
+        self.writes_file = writes_file
 
     def install(self) -> None:
         sys.modules["gpiod"] = self.module
+
+    def process_env(self) -> dict[str, str]:
+        """Environment for a daemon process that must use this fake (and report to us)."""
+        if self.writes_file is None:
+            raise ValueError("a FakeGpio without writes_file cannot follow another process")
+        paths = [str(FAKE_GPIOD_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return {"PYTHONPATH": os.pathsep.join(paths), "FAKE_GPIOD_WRITES": str(self.writes_file)}
+
+    @property
+    def writes(self) -> list[tuple[float, bool]]:
+        """(monotonic time, active) of every output write, this process's and the file's."""
+        out = list(self.module.WRITES)
+        if self.writes_file is not None and self.writes_file.exists():
+            for row in self.writes_file.read_text().splitlines():
+                ts, active, *_ = row.split()
+                out.append((float(ts), active == "1"))
+        return sorted(out)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -103,11 +107,63 @@ def med(values: list[float]) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
+def only_camera(text: str, camera: str) -> str:
+    """The config without the other cameras, their doors and those doors' readers: the
+    daemon then runs one camera path, so its CPU is that camera's (with the rest of a gate:
+    MQTT, the OSDP readers of the doors left, the web console)."""
+    import tomllib
+
+    cfg = tomllib.loads(text)
+    drop = {f"cameras.{c}" for c in cfg.get("cameras", {}) if c != camera}
+    for name, door in cfg.get("doors", {}).items():
+        cams = {door.get("camera"), *(door.get("pair") or {}).get("cameras", [])}
+        if cams & {c.split(".", 1)[1] for c in drop}:
+            drop.add(f"doors.{name}")
+            if door.get("reader"):
+                drop.add(f"readers.{door['reader']}")
+    out: list[str] = []
+    keep = True
+    for line in text.splitlines(keepends=True):
+        if line.startswith("[") and not line.startswith("[["):
+            keep = line.strip().strip("[]") not in drop
+        if keep:
+            out.append(line)
+    left = tomllib.loads("".join(out))
+    if set(left.get("cameras", {})) != {camera}:
+        raise SystemExit(f"bench_loop: could not reduce the demo config to camera {camera}")
+    return "".join(out)
+
+
+def without_camera(text: str, camera: str) -> str:
+    """The config without ``camera``; its door keeps card and PIN (the daemon's CPU without
+    any camera path: the baseline that CPU per camera is measured against)."""
+    import tomllib
+
+    out: list[str] = []
+    section = ""
+    for line in text.splitlines(keepends=True):
+        if line.startswith("[") and not line.startswith("[["):
+            section = line.strip().strip("[]")
+        if section == f"cameras.{camera}":
+            continue
+        if section.startswith("doors.") and line == f'camera = "{camera}"\n':
+            continue
+        face_methods = line.startswith("methods = ") and '"face"' in line
+        if section.startswith("doors.") and face_methods:
+            out.append('methods = ["card", "pin", "card+pin"]\n')
+        else:
+            out.append(line)
+    if tomllib.loads("".join(out)).get("cameras"):
+        raise SystemExit(f"bench_loop: could not remove camera {camera} from the config")
+    return "".join(out)
+
+
 def write_config(stack: DemoStack, relay: str = "osdp") -> Path:
-    """The demo config, adjusted: 15 fps, short unlock, quiet log; ``relay="gpio"``: the main
-    gate's lock relay on GPIO line ``GPIO_LINE`` (the fake libgpiod)."""
+    """The demo config, adjusted: the benchmark's camera only, 15 fps, short unlock, quiet
+    log; ``relay="gpio"``: the main gate's lock relay on GPIO line ``GPIO_LINE`` (the fake
+    libgpiod)."""
     path = stack.write_config()
-    text = path.read_text()
+    text = only_camera(path.read_text(), CAMERA)
     if relay == "gpio":
         old = 'relay = { kind = "osdp", output = 0 }\n'
         if old not in text:

@@ -56,6 +56,13 @@ def print_table(r: dict[str, Any]) -> None:
         ("CPU per camera, idle", f"{c['idle']} CPU s / s"),
         ("CPU per camera, face in view", f"{c['face_in_view']} CPU s / s"),
         (
+            "  daemon idle / face in view / without camera",
+            (
+                f"{c.get('daemon_idle')} / {c.get('daemon_face_in_view')} / "
+                f"{c.get('daemon_without_camera')} CPU s / s"
+            ),
+        ),
+        (
             "analyze (no liveness) vs OpenCV reference",
             (
                 f"{ref['gateway_analyze_no_liveness_ms']} vs {ref['opencv_reference_ms']} ms "

@@ -164,9 +164,7 @@ def run_steps(args: argparse.Namespace, out: Path) -> Results:
             s = Step(name, [PY, str(ROOT / "benchmarks" / script)], None)
             steps[name] = s.run()
         if name == "loop" and "loop-gpio" not in args.skip:
-            steps["loop-gpio"] = script_step(
-                "loop-gpio", script, out, ["--relay", "gpio", "--check", "0"]
-            )
+            steps["loop-gpio"] = script_step("loop-gpio", script, out, ["--relay", "gpio"])
     pairs_steps: list[Step] = []
     if "pairs" not in args.skip and pairs_file.is_file():
         runs = (
