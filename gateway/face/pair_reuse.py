@@ -10,8 +10,11 @@ measurements in a row on that face agree, so one spurious verdict is never multi
 the several frames a decision needs: neither a spurious pass of an attack (a grant) nor a
 spurious failure of a live face (a ``spoof_suspected`` refusal of a resident; a live face
 measured near the relief limits fails now and then, and reusing that at once refused
-residents at a loaded gate). An attack that fails twice is then reused as a failure. "No
-verdict" is never reused.
+residents at a loaded gate). An attack that fails twice is then reused as a failure. A
+face that has failed a measurement never has a pass reused while it stays that face (a
+"no verdict" in between does not clear it): every frame of it is measured, so after a
+failure a grant needs passes measured on a whole window of frames, as the fusion's blocking
+rule asks. "No verdict" itself is never reused.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class _Measured:
     at: float
     confirmed: bool
     reused: int = 0
+    #: this face failed a measurement (since it became this face): a pass is never reused
+    failed: bool = False
 
 
 @dataclass
@@ -56,15 +61,20 @@ class VerdictReuse:
         return last.live
 
     def store(self, box: Box, embedding: np.ndarray | None, live: bool | None, now: float) -> None:
-        """Remember a measured verdict (None, or a face without embedding: forget)."""
-        if live is None or embedding is None:
-            self._last = None
-            return
+        """Remember a measured verdict (None, or a face without embedding: nothing to reuse;
+        a failure of the same face is still remembered)."""
         last = self._last
-        agrees = (
-            last is not None and last.live == live and self._same_face(last, box, embedding, now)
-        )
-        self._last = _Measured(tuple(box), _unit(embedding), live, now, agrees)
+        same = last is not None and self._same_face(last, box, embedding, now)
+        if live is None or embedding is None:
+            if last is not None and same and last.failed:
+                self._last = _Measured(tuple(box), last.unit, last.live, now, False, failed=True)
+            else:
+                self._last = None
+            return
+        failed = not live or (same and last is not None and last.failed)
+        agrees = same and last is not None and last.live == live
+        confirmed = agrees and (not live or not failed)
+        self._last = _Measured(tuple(box), _unit(embedding), live, now, confirmed, failed=failed)
 
     def _same_face(
         self, last: _Measured, box: Box, embedding: np.ndarray | None, now: float

@@ -146,7 +146,7 @@ class FacePath:
         target = max(good, key=lambda o: o.box[2] * o.box[3])
         box, now = target.box, time.monotonic()
         live = None if self.reuse is None else self.reuse.lookup(box, target.embedding, now)
-        quality = target.quality
+        too_far = False
         if live is None:
             verdict = self.stereo.check(first, second, target.box, target.landmarks)
             self._stereo_ms = verdict.ms
@@ -156,14 +156,18 @@ class FacePath:
             if not live:
                 said = "no verdict" if live is None else "not live"
                 log.debug("camera %s: pair check: %s (%s)", self.camera, said, verdict.reason)
-            if verdict.reason == TOO_FAR:
-                # Too far for this door's pair check: not an attempt yet, as a face below
-                # the quality gate's size (no "low quality" refusal while someone walks up).
-                quality = dataclasses.replace(quality, ok=False, reason="too_small")
-        return [
-            dataclasses.replace(o, relief=live, quality=quality) if o is target else o
-            for o in observations
-        ]
+            # Too far for this door's pair check: not an attempt yet, as a face below the
+            # quality gate's size (no "low quality" refusal while someone walks up); every
+            # other good face is smaller, so too far as well.
+            too_far = verdict.reason == TOO_FAR
+        out: list[FaceObservation] = []
+        for o in observations:
+            seen = dataclasses.replace(o, relief=live) if o is target else o
+            if too_far and seen.quality.ok:
+                small = dataclasses.replace(seen.quality, ok=False, reason="too_small")
+                seen = dataclasses.replace(seen, quality=small)
+            out.append(seen)
+        return out
 
     def _analyze_view(self, frame: np.ndarray) -> list[FaceObservation]:
         # The mask is applied in place, in this buffer, before any model runs.

@@ -340,6 +340,8 @@ def _frame_verdict(obs_list: Sequence[Any], min_liveness: float) -> tuple[str, A
     live = getattr(obs, "liveness", None)
     if live is None or live < min_liveness:  # not measured = not accepted at the gate
         return "not_live", None
+    if getattr(obs, "relief", None) is False:  # a camera pair's check failed (3-D or NIR)
+        return "not_live", None
     return "ok", obs
 
 

@@ -99,17 +99,22 @@ class Observed:
 
 
 def _leak(needles: Sequence[str], text: str) -> str | None:
-    """The first of ``needles`` found in ``text`` as a whole token, with its context; None.
+    """The first of ``needles`` found in ``text`` as a token of its own, with its context.
 
-    A token: not inside a longer run of letters, digits and dots, so a card number "4242"
-    counts in ``"card":4242`` or ``/4242/`` but not inside a signature's hex, a UUID or a
-    number such as ``0.14242`` (where 4 digits turn up by chance: a substring match failed a
-    CI run that had leaked nothing).
+    Not inside a longer run of letters and digits, nor a number's other digits across a
+    decimal point: a card number "4242" counts in ``"card":4242``, ``/4242/``, ``"4242"`` or
+    at the end of a sentence ("card 4242."), a name in ``Colin_Powell.jpg``; not inside a
+    signature's hex, a UUID or a number such as ``0.14242`` (where 4 digits turn up by
+    chance: a substring match failed a CI run that had leaked nothing). A number glued to
+    letters (``ID4242``) reads as part of another token, as hex does: the wire-capture test
+    (``tests/support/mqtt_capture.py``) is the strict check for real identities.
     """
     for n in needles:
         if not n:
             continue
-        m = re.search(rf"(?<![0-9A-Za-z.]){re.escape(n)}(?![0-9A-Za-z.])", text)
+        m = re.search(
+            rf"(?<![0-9A-Za-z])(?<![0-9]\.){re.escape(n)}(?!\.?[0-9])(?![A-Za-z0-9])", text
+        )
         if m:
             return repr(text[max(0, m.start() - 20) : m.end() + 20])
     return None

@@ -333,6 +333,8 @@ def test_each_scenario_numbers_its_approaches_and_leaves_its_cameras_empty(
         ('{"card":"4242"}', True),
         ("access/demo/gate-1/cards/4242/events", True),
         ('{"name":"Colin_Powell"}', True),
+        ('{"image":"Colin_Powell.jpg"}', True),
+        ('{"detail":"unknown card 4242."}', True),
         ('{"mac":"9fe4242ab0","ts":1796574242.5}', False),  # 4 digits inside other tokens
         ('{"id":"01a24be6-8cb8-7469-9c54-d28fa08be847","cpu":0.4242}', False),
         ('{"name":"Colin_Powell2"}', False),

@@ -58,3 +58,23 @@ def test_no_verdict_is_never_kept() -> None:
     assert r.lookup(BOX, EMB, 0.2) is None
     r.store(BOX, None, False, 0.3)
     assert r.lookup(BOX, EMB, 0.4) is None
+
+
+def test_after_a_failure_a_pass_of_the_same_face_is_never_reused() -> None:
+    """A photo that fails once and then passes by chance is measured on every frame: its
+    passes are never multiplied, so a grant needs a whole window of measured passes (the
+    fusion blocks the person while the failure is in its window). A "no verdict" between
+    does not clear the failure; another face does."""
+    r = VerdictReuse(max_frames=2)
+    r.store(BOX, EMB, False, 0.0)
+    r.store(BOX, EMB, True, 0.1)
+    r.store(BOX, EMB, True, 0.2)  # two passes agree, but this face failed: not reused
+    assert r.lookup(BOX, EMB, 0.3) is None
+    r.store(BOX, EMB, None, 0.3)  # no verdict: the failure is kept
+    r.store(BOX, EMB, True, 0.4)
+    r.store(BOX, EMB, True, 0.5)
+    assert r.lookup(BOX, EMB, 0.6) is None
+    other = np.roll(EMB, 40) * np.cos(np.arange(128))
+    r.store(BOX, other, True, 0.6)  # another person: a fresh face
+    r.store(BOX, other, True, 0.7)
+    assert r.lookup(BOX, other, 0.8) is True

@@ -172,9 +172,10 @@ def test_a_face_too_far_for_the_pair_is_not_an_attempt_yet(
     outcomes = []
     for i in range(2):
         small, large = path._analyze(np.zeros((48, 128, 3), np.uint8))
-        assert large.quality.ok is (expected is None)
-        assert small.quality.ok  # only the measured face is concerned
-        outcomes += tracker.observe("cam", 100.0 + 0.1 * i, path._match([large], None, 0.0))
+        # the smaller face (someone behind) is too far as well: never "liveness unavailable"
+        assert large.quality.ok is small.quality.ok is (expected is None)
+        matches = path._match([small, large], None, 0.0)
+        outcomes += tracker.observe("cam", 100.0 + 0.1 * i, matches)
     low = [o for o in outcomes if isinstance(o, LowQuality)]
     assert len(low) == 1
     assert low[0].reason == (expected or LIVENESS_UNAVAILABLE)

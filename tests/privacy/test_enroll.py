@@ -139,6 +139,7 @@ class Obs:
     embedding: np.ndarray | None
     liveness: float | None = 0.9
     det_score: float = 0.9
+    relief: bool | None = None  # a camera pair's verdict (None: no pair)
 
 
 async def _frames(items: list[Any]) -> AsyncIterator[Any]:
@@ -157,6 +158,7 @@ def test_enroll_from_frames(
         [Obs(Q(False, "not_frontal"), None)],
         [Obs(Q(True), random_embedding(7), liveness=0.1)],
         [Obs(Q(True), random_embedding(8), liveness=None)],  # not measured: not accepted
+        [Obs(Q(True), random_embedding(9), relief=False)],  # the pair's 3-D/NIR check failed
         [good[0]],
         good[1],
         [good[2]],
@@ -167,6 +169,7 @@ def test_enroll_from_frames(
         "no_face",
         "several_faces",
         "low_quality:not_frontal",
+        "not_live",
         "not_live",
         "not_live",
         "ok",
