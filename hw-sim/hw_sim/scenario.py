@@ -70,6 +70,9 @@ class Fixtures(_Model):
     visitor_pins: list[VisitorPin] = Field(default_factory=list)
 
 
+DOOR_ACTIONS = ("open-door", "push-door", "hold-door")
+
+
 class Step(_Model):
     """One timed step: a simulator action or a harness action, ``at`` seconds after start."""
 
@@ -77,6 +80,13 @@ class Step(_Model):
     action: str | None = None
     harness: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
     args: dict[str, Any] = Field(default_factory=dict)
+    await_unlock_s: float | None = Field(
+        None,
+        gt=0,
+        le=60,
+        description="door actions: from ``at``, first wait up to this long for the door's relay"
+        " to unlock, as a person pushes when the lock clicks (a busy machine may grant late)",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> Step:
@@ -84,6 +94,12 @@ class Step(_Model):
             raise ValueError("a step needs exactly one of 'action' (simulator) or 'harness'")
         if self.action is not None and self.action not in ACTIONS:
             raise ValueError(f"unknown action {self.action!r} (known: {', '.join(ACTIONS)})")
+        if self.await_unlock_s is not None and (
+            self.action not in DOOR_ACTIONS or not isinstance(self.args.get("door"), str)
+        ):
+            raise ValueError(
+                f"await_unlock_s: only for a door action ({', '.join(DOOR_ACTIONS)}) with args.door"
+            )
         return self
 
 
@@ -208,15 +224,16 @@ class Scenario(_Model):
 
     @property
     def total_duration(self) -> float:
-        """Observation time: explicit, or last step + the widest window + 1 s."""
+        """Observation time: explicit, or the last step (at its latest) + the widest window +
+        1 s."""
         if self.duration is not None:
             return self.duration
-        last = max(s.at for s in self.steps)
-        ends = [last + 3.0]
+        latest = [s.at + (s.await_unlock_s or 0.0) for s in self.steps]
+        ends = [max(latest) + 3.0]
         for e in self.expect:
             if isinstance(e, NeverPublishedExpect) or e.within is None:
                 continue
-            base = self.steps[e.after_step].at if e.after_step is not None else 0.0
+            base = latest[e.after_step] if e.after_step is not None else 0.0
             ends.append(base + e.within[1])
         return max(ends) + 1.0
 

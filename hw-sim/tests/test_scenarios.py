@@ -103,6 +103,20 @@ def _write(tmp_path: Path, text: str) -> Path:
             ),
             "fixtures.people.0.pin",
         ),
+        (
+            (
+                "name: x\nsteps: [{at: 0, action: type-pin, await_unlock_s: 2}]\n"
+                "expect: [{absent: x}]\n"
+            ),
+            "await_unlock_s: only for a door action",
+        ),
+        (
+            (
+                "name: x\nsteps: [{at: 0, action: open-door, await_unlock_s: 2}]\n"
+                "expect: [{absent: x}]\n"
+            ),
+            "with args.door",
+        ),
         ("- just\n- a list\n", "(top level)"),
         ("name: [unclosed\n", "not valid YAML"),
     ],
@@ -133,3 +147,16 @@ def test_duration_defaults_cover_windows() -> None:
         }
     )
     assert sc.total_duration == pytest.approx(11.0)
+
+
+def test_duration_covers_a_step_waiting_for_the_lock() -> None:
+    """A step that may wait for the door to unlock ends, at the latest, ``await_unlock_s``
+    after its ``at``: its windows and the observation time count from there."""
+    sc = Scenario.model_validate(
+        {
+            "name": "x",
+            "steps": [{"at": 1, "action": "open-door", "args": {"door": "d"}, "await_unlock_s": 4}],
+            "expect": [{"event": "door.opened", "within": [0, 2], "after_step": 0}],
+        }
+    )
+    assert sc.total_duration == pytest.approx(9.0)  # at its latest 5 s, + 3 s, + 1 s
