@@ -22,6 +22,7 @@ import sqlite_utils
 from gateway import __version__
 from gateway.config.root import GatewayConfig, format_problems, load_config
 from gateway.daemon import logs
+from gateway.daemon.heap import freeze_startup_heap
 from gateway.daemon.sdnotify import Notifier
 from gateway.daemon.supervisor import RestartBudgetExhaustedError, ServiceSpec, Supervisor
 from gateway.errors import ConfigError, StorageError
@@ -236,6 +237,7 @@ class Daemon:
         self.add_service(ServiceSpec("watchdog", self._watchdog, critical=True))
         self.add_service(ServiceSpec("storage-maintenance", self._maintenance))
         self.app = await build(self)
+        freeze_startup_heap("daemon")
         supervised = asyncio.create_task(self.supervisor.run(self.services), name="supervisor")
         stopper = asyncio.create_task(self._stop.wait(), name="stop-signal")
         self.notifier.ready(

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from gateway.daemon.heap import freeze_startup_heap
 from gateway.demo import console as web_console
 from gateway.demo import daemon_log, management
 from gateway.demo.console import DemoConsole
@@ -84,11 +85,13 @@ class DemoStack:
 
     # -- setup ------------------------------------------------------------------------------
     def start_sim(self) -> None:
-        """Start the hardware simulator on free ports."""
+        """Start the hardware simulator on free ports; its readers answer polls in this
+        process, so the heap so far is kept out of collections (:mod:`gateway.daemon.heap`)."""
         from hw_sim.config import SimConfig
         from hw_sim.sim import Simulator
 
         self.sim = Simulator(SimConfig.demo()).start()
+        freeze_startup_heap("simulator")
 
     def write_config(self, liveness: str | None = None) -> Path:
         """Keys, notice and the daemon's TOML, pointing at the simulator's URLs."""
