@@ -18,29 +18,34 @@ from gateway.web.security import BACKEND, actor, allow, session
 MAX_BODY = 64 * 1024
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object (400 naming the problem; 413 over ``MAX_BODY``)."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise web.HTTPRequestEntityTooLarge(MAX_BODY, request.content_length)
     try:
         data = json.loads(await request.text() or "{}")
     except ValueError as exc:
-        raise _bad("the body must be a JSON object") from exc
+        raise json_error("the body must be a JSON object") from exc
     if not isinstance(data, dict):
-        raise _bad("the body must be a JSON object")
+        raise json_error("the body must be a JSON object")
     return data
 
 
-def _bad(message: str, status: type[web.HTTPException] = web.HTTPBadRequest) -> web.HTTPException:
+def json_error(
+    message: str, status: type[web.HTTPException] = web.HTTPBadRequest
+) -> web.HTTPException:
+    """``{"error": message}`` with ``status`` (400 by default)."""
     return status(text=json.dumps({"error": message}), content_type="application/json")
 
 
-async def _call(fn: Callable[[], Awaitable[Any]]) -> web.Response:
+async def call_json(fn: Callable[[], Awaitable[Any]]) -> web.Response:
+    """``fn``'s result as JSON; a service's refusal as 400 (404: no such person)."""
     try:
         return web.json_response(await fn())
     except PersonError as exc:
-        raise _bad(str(exc), web.HTTPNotFound) from exc
+        raise json_error(str(exc), web.HTTPNotFound) from exc
     except GatewayError as exc:
-        raise _bad(str(exc)) from exc
+        raise json_error(str(exc)) from exc
 
 
 async def me(request: web.Request) -> web.Response:
@@ -53,32 +58,32 @@ async def me(request: web.Request) -> web.Response:
 async def people_list(request: web.Request) -> web.Response:
     """People on record (``?q=`` filters by name, unit or id)."""
     q = request.query.get("q", "")[: ops.MAX_TEXT]
-    return await _call(lambda: ops.list_people(request.app[BACKEND], q))
+    return await call_json(lambda: ops.list_people(request.app[BACKEND], q))
 
 
 @allow("operator")
 async def people_add(request: web.Request) -> web.Response:
     """Add a person: ``{"name", "unit", "role", "group", "minor", "guardian"}``."""
-    data = await _body(request)
+    data = await json_body(request)
 
     async def add() -> dict[str, str]:
         return {"id": await ops.add_person(request.app[BACKEND], data, actor(request))}
 
-    return await _call(add)
+    return await call_json(add)
 
 
 @allow("operator")
 async def person(request: web.Request) -> web.Response:
     """One person with their consent history."""
-    return await _call(lambda: ops.show_person(request.app[BACKEND], request.match_info["pid"]))
+    return await call_json(lambda: ops.show_person(request.app[BACKEND], request.match_info["pid"]))
 
 
 def _change(op: Any) -> Any:
     @allow("operator")
     async def change(request: web.Request) -> web.Response:
-        data = await _body(request)
+        data = await json_body(request)
         pid = request.match_info["pid"]
-        return await _call(lambda: op(request.app[BACKEND], pid, data, actor(request)))
+        return await call_json(lambda: op(request.app[BACKEND], pid, data, actor(request)))
 
     change.__name__ = op.__name__
     return change
@@ -91,13 +96,13 @@ async def notice(request: web.Request) -> web.Response:
     async def get() -> dict[str, str]:
         return ops.notice(request.app[BACKEND])
 
-    return await _call(get)
+    return await call_json(get)
 
 
 @allow("auditor")
 async def compliance(request: web.Request) -> web.Response:
     """The compliance report and the audit chain check."""
-    return await _call(lambda: ops.compliance_report(request.app[BACKEND]))
+    return await call_json(lambda: ops.compliance_report(request.app[BACKEND]))
 
 
 async def openapi(request: web.Request) -> web.Response:

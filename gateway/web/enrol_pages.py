@@ -16,7 +16,7 @@ from gateway.privacy.enroll import EnrolmentError, SampleVerdict
 from gateway.privacy.people import PersonError
 from gateway.services import enrolment as svc
 from gateway.web import i18n, ops
-from gateway.web.api import _bad
+from gateway.web.api import json_error
 from gateway.web.backend import Backend
 from gateway.web.i18n import N_
 from gateway.web.messages import language
@@ -126,9 +126,9 @@ def _api(op: Any) -> Any:
             else:
                 done = await check(backend, pid, photos)
         except PersonError as exc:
-            raise _bad(str(exc), web.HTTPNotFound) from exc
+            raise json_error(str(exc), web.HTTPNotFound) from exc
         except GatewayError as exc:
-            raise _bad(str(exc)) from exc
+            raise json_error(str(exc)) from exc
         catalog = i18n.translations(language(request))  # the verdicts in the page's language
         for v in done["verdicts"]:
             v["text"] = catalog.gettext(v["text"])

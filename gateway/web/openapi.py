@@ -50,6 +50,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "delete": _obj(["confirm"], confirm=TEXT),
     "resolve": _obj(["pseudonym", "ts", "reason"], pseudonym=PSEUDONYM, ts=WHEN, reason=TEXT),
     "token": _obj(["name", "role"], name=TEXT, role={"enum": ["operator", "auditor"]}),
+    "totp_code": _obj(["code"], code={"type": "string", "pattern": "^[0-9]{6}$"}),
     "none": _obj(),
     "zones": _obj(
         zones={
@@ -230,6 +231,33 @@ OPERATIONS: dict[tuple[str, str], tuple[str, str, str | None, list[dict[str, Any
         [{"name": "camera", "in": "path", "required": True, "schema": TEXT}],
     ),
     ("GET", "/api/openapi.json"): ("This document", "any", None, []),
+    ("GET", "/api/account"): (
+        "The session's account, role and whether its second factor is on",
+        "any",
+        None,
+        [],
+    ),
+    ("POST", "/api/account/totp"): (
+        (
+            "Set up the account's second factor: the secret and its otpauth link, shown once"
+            " (an API token has none: 403)"
+        ),
+        "any",
+        None,
+        [],
+    ),
+    ("POST", "/api/account/totp/confirm"): (
+        "Turn the second factor on with a code from the authenticator",
+        "any",
+        "totp_code",
+        [],
+    ),
+    ("POST", "/api/accounts/{name}/totp/reset"): (
+        "Remove an account's second factor (audited)",
+        "admin",
+        None,
+        [{"name": "name", "in": "path", "required": True, "schema": TEXT}],
+    ),
     ("GET", "/api/tokens"): ("The API tokens (never the token)", "admin", None, []),
     ("POST", "/api/tokens"): ("Make an API token (shown once)", "admin", "token", []),
     ("POST", "/api/tokens/{tid}/revoke"): (

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.cli.main import main as gateway_main
 from gateway.store import database as store
-from gateway.web import accounts, totp
+from gateway.web import accounts, tokens, totp
 from tests.web.console import PASSWORD, Console, console
 
 
@@ -176,3 +176,68 @@ def test_without_segno_the_set_up_shows_the_link_and_key_only(
 
     run(tmp_path, body)
     assert "segno is not installed" in caplog.text
+
+
+def test_the_second_factor_through_the_json_api(tmp_path: Path) -> None:
+    """The account API: set up (secret shown once, not cached), confirmed with a code, then
+    needed at login; an admin resets it; an API token has no second factor; a change
+    without the session's CSRF token is refused."""
+
+    async def body(c: Console) -> None:
+        assert await c.login("operator") == 303
+        assert await c.api("GET", "/api/account") == (
+            200,
+            {"account": "operator", "role": "operator", "totp": False, "totp_available": True},
+        )
+        no_csrf = await c.client.post("/api/account/totp", headers=c.headers(csrf=False))
+        assert no_csrf.status == 403
+        resp = await c.client.post("/api/account/totp", headers=c.headers())
+        assert resp.status == 200
+        assert "no-store" in resp.headers["Cache-Control"]
+        made = await resp.json()
+        assert made["uri"].startswith("otpauth://totp/access-gateway:operator?")
+        gen = pyotp.TOTP(made["secret"])
+        assert not totp.enabled(c.backend.db, "operator")  # pending until confirmed
+        status, err = await c.api("POST", "/api/account/totp/confirm", {"code": "000000"})
+        assert status == 400
+        assert "wrong code" in err["error"]
+        assert await c.api("POST", "/api/account/totp/confirm", {"code": gen.now()}) == (
+            200,
+            {"totp": True},
+        )
+        status, err = await c.api("POST", "/api/account/totp", {})
+        assert status == 400
+        assert "on already" in err["error"]
+        assert await c.login("operator") == 401  # the code is needed now
+        assert await c.login("operator", code=gen.at(time.time() + 30)) == 303
+
+        made_token = tokens.create(c.backend.db, "pms", "operator", actor="test")
+        bearer = {"Authorization": f"Bearer {made_token.token}"}
+        mine = await c.client.get("/api/account", headers=bearer)
+        assert (await mine.json())["totp"] is False
+        refused = await c.client.post("/api/account/totp", headers=bearer)
+        assert refused.status == 403
+        assert "its own credential" in (await refused.json())["error"]
+        assert c.backend.db.execute(
+            "SELECT COUNT(*) FROM web_totp WHERE account LIKE 'token:%'"
+        ).fetchone() == (0,)
+
+        status, _ = await c.api("POST", "/api/accounts/operator/totp/reset", {})
+        assert status == 403  # an operator may not
+        assert await c.login("admin") == 303
+        assert await c.api("POST", "/api/accounts/operator/totp/reset", {}) == (
+            200,
+            {"reset": True},
+        )
+        assert await c.api("POST", "/api/accounts/operator/totp/reset", {}) == (
+            200,
+            {"reset": False},
+        )
+        status, err = await c.api("POST", "/api/accounts/nobody/totp/reset", {})
+        assert (status, err) == (400, {"error": "no account nobody"})
+        assert await c.login("operator") == 303  # the password alone again
+        actions = [r[0] for r in c.backend.db.execute("SELECT action FROM audit")]
+        assert actions.count("web.totp.reset") == 1
+        assert "web.totp.on" in actions
+
+    run(tmp_path, body)
