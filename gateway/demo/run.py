@@ -85,13 +85,11 @@ class DemoStack:
 
     # -- setup ------------------------------------------------------------------------------
     def start_sim(self) -> None:
-        """Start the hardware simulator on free ports; its readers answer polls in this
-        process, so the heap so far is kept out of collections (:mod:`gateway.daemon.heap`)."""
+        """Start the hardware simulator on free ports."""
         from hw_sim.config import SimConfig
         from hw_sim.sim import Simulator
 
         self.sim = Simulator(SimConfig.demo()).start()
-        freeze_startup_heap("simulator")
 
     def write_config(self, liveness: str | None = None) -> Path:
         """Keys, notice and the daemon's TOML, pointing at the simulator's URLs."""
@@ -137,7 +135,11 @@ class DemoStack:
         self.pipeline = FacePipeline.load(self.model_dir, FaceSettings(threads=1, warmup=False))
 
     async def start_daemon(self, limit_s: float = 60.0) -> None:
-        """Run ``gateway run`` as its own process and wait until it is ready."""
+        """Run ``gateway run`` as its own process and wait until it is ready. The
+        simulator's readers answer its polls from this process: the heap so far (models,
+        browser driver, a test worker's modules) is first kept out of the collector's full
+        passes (:mod:`gateway.daemon.heap`)."""
+        freeze_startup_heap("simulator")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
         log_path = self.workdir / "daemon.log"

@@ -240,7 +240,8 @@ class _Run:
             pos = 0
             found: list[Observed] = []
             for part in e.sequence:
-                w = self.window(part.within or e.within, part.after_step or e.after_step)
+                after = part.after_step if part.after_step is not None else e.after_step
+                w = self.window(part.within or e.within, after)
                 while pos < len(self.events):
                     ev = self.events[pos]
                     pos += 1

@@ -70,7 +70,7 @@ class Fixtures(_Model):
     visitor_pins: list[VisitorPin] = Field(default_factory=list)
 
 
-DOOR_ACTIONS = ("open-door", "push-door", "hold-door")
+DOOR_ACTIONS = ("open-door", "hold-door")
 
 
 class Step(_Model):
