@@ -14,11 +14,15 @@ from markupsafe import Markup
 from gateway.web import totp
 from gateway.web.accounts import AccountError, Role
 from gateway.web.api import call_json, json_body, json_error
+from gateway.web.i18n import N_
 from gateway.web.pages import render
 from gateway.web.security import BACKEND, actor, allow, session
 
 log = logging.getLogger(__name__)
 EVERYONE: tuple[Role, ...] = ("operator", "auditor")
+NO_FACTOR_FOR_TOKENS = N_(
+    "an API token is its own credential: it has no second factor (log in as an account)"
+)
 
 
 async def _page(
@@ -100,10 +104,7 @@ def _own_account(request: web.Request) -> str:
     """The session's account; an API token has none to protect with a second factor."""
     name = session(request).account
     if name.startswith("token:"):
-        raise json_error(
-            "an API token is its own credential: it has no second factor (log in as an account)",
-            web.HTTPForbidden,
-        )
+        raise json_error(NO_FACTOR_FOR_TOKENS, web.HTTPForbidden)
     return name
 
 

@@ -218,6 +218,10 @@ def test_the_second_factor_through_the_json_api(tmp_path: Path) -> None:
         refused = await c.client.post("/api/account/totp", headers=bearer)
         assert refused.status == 403
         assert "its own credential" in (await refused.json())["error"]
+        zh = await c.client.post(
+            "/api/account/totp", headers=bearer | {"Accept-Language": "zh-CN,zh;q=0.9"}
+        )
+        assert (await zh.json())["error"].startswith("API 令牌本身即是凭据")
         assert c.backend.db.execute(
             "SELECT COUNT(*) FROM web_totp WHERE account LIKE 'token:%'"
         ).fetchone() == (0,)
