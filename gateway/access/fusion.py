@@ -15,7 +15,11 @@ forgotten. Within the approach the last ``n`` frames with faces form a window:
   Before that, a face failing liveness in the window blocks the person it matched (anywhere
   in the frame) and every face near where it was seen (with no position known: every face).
   So a single rejected frame of a bystander does not lock out the resident beside them,
-  while a photo that fails liveness even once cannot be moved elsewhere to pass;
+  while a photo that fails liveness even once cannot be moved elsewhere to pass. After a
+  person is recognised, a failing face that is theirs (matched to them or to nobody, where
+  they were last seen; never a face of unknown position) is not a frame of a new decision:
+  one decision per person and approach (the resident the door opened for, still in view,
+  is not refused afterwards);
 - ``LowQuality`` when ``k`` frames hold only faces that failed the quality gate: once;
 - a matched face strong enough on its own (:class:`SingleFrameRule`: score, margin to the
   runner-up, live probability, frame age) is ``Recognised`` on that frame without waiting for
@@ -35,7 +39,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gateway.errors import ConfigError
 
@@ -246,6 +250,21 @@ class _Approach:
     low_quality_sent: bool = False
     failures: int = 0
     fallback_sent: bool = False
+    last_box: dict[str, Box | None] = field(default_factory=dict)  # person -> last seen at
+
+
+def _granted_face_only(frame: _Frame, st: _Approach) -> bool:
+    """Whether every face of ``frame`` that failed liveness is a face already granted in
+    this approach: it matched nobody else, and it is where a recognised person last was (a
+    known position only: an unknown one is never theirs). One decision per person and
+    approach: the person the door opened for, still in view, is not decided on again."""
+    if not st.recognised or not frame.spoof_people <= st.recognised:
+        return False
+    theirs = [st.last_box.get(p) for p in st.recognised]
+    return all(
+        box is not None and any(b is not None and near(box, b) for b in theirs)
+        for box in frame.spoof_boxes
+    )
 
 
 class ApproachTracker:
@@ -331,7 +350,12 @@ class ApproachTracker:
         age_ms = None if now is None else (now - frame_ts) * 1000.0
         if age_ms is not None and age_ms > s.max_decision_age_ms:
             age_ms = None  # too old to open a door at all
-        st.window.append(self._classify(frame_ts, observations, policy, s.single, age_ms))
+        frame = self._classify(frame_ts, observations, policy, s.single, age_ms)
+        if frame.spoof and _granted_face_only(frame, st):
+            frame = replace(frame, spoof=False, spoof_boxes=[], spoof_people=set())
+        for pid, boxes in frame.boxes.items():
+            st.last_box[pid] = boxes[-1]
+        st.window.append(frame)
 
         out: list[FusionOutcome] = []
         window = list(st.window)

@@ -473,3 +473,31 @@ def test_at_most_one_unknown_and_one_fallback_per_approach(
     assert len(only(out, SpoofSuspected)) <= 1
     assert len(only(out, LowQuality)) <= 1
     assert len(only(out, OfferFallback)) <= 1
+
+
+def test_the_person_granted_is_not_decided_on_again_when_their_face_later_fails() -> None:
+    """One decision per person and approach: after alice's grant, her own face (where she
+    was, matched to her or to nobody) failing liveness on later frames is no spoof decision
+    and no failed attempt; a failing face elsewhere, or with no position, still is."""
+    t = ApproachTracker(FusionSettings(failed_face_attempts_before_fallback=1))
+    live = FaceMatch("alice", live=True, box=LEFT)
+    hers = FaceMatch("alice", live=False, box=(110.0, 205.0, 82.0, 82.0))
+    unmatched_there = FaceMatch(None, live=False, box=LEFT)
+    out = feed(t, [[live], [live], [hers], [hers], [unmatched_there], [hers]])
+    assert [o.person_id for o in only(out, Recognised)] == ["alice"]  # type: ignore[attr-defined]
+    assert only(out, SpoofSuspected) == []
+    assert only(out, OfferFallback) == []
+    # A photo held elsewhere in the same approach is still a spoof (and an attempt).
+    photo_right = FaceMatch(None, live=False, box=RIGHT)
+    later = feed(t, [[hers, photo_right]] * 2, start=101.2)
+    assert only(later, SpoofSuspected) == [SpoofSuspected(CAM, 101.4)]
+    # A failing face with no known position is never taken for hers.
+    t2 = ApproachTracker(FusionSettings())
+    nowhere = FaceMatch("alice", live=False)
+    out2 = feed(t2, [[live], [live], [nowhere], [nowhere]])
+    assert only(out2, SpoofSuspected) == [SpoofSuspected(CAM, 100.6)]
+    # Matched to someone else who was not granted: a decision about them.
+    t3 = ApproachTracker(FusionSettings())
+    bob_there = FaceMatch("bob", live=False, box=LEFT)
+    out3 = feed(t3, [[live], [live], [bob_there], [bob_there]])
+    assert only(out3, SpoofSuspected) == [SpoofSuspected(CAM, 100.6)]
