@@ -19,7 +19,8 @@ forgotten. Within the approach the last ``n`` frames with faces form a window:
   person is recognised, a failing face that is theirs (matched to them or to nobody, where
   they were last seen; never a face of unknown position) is not a frame of a new decision:
   one decision per person and approach (the resident the door opened for, still in view,
-  is not refused afterwards);
+  is not refused afterwards; its failed faces still block recognition near them, so this
+  opens no grant);
 - ``LowQuality`` when ``k`` frames hold only faces that failed the quality gate: once;
 - a matched face strong enough on its own (:class:`SingleFrameRule`: score, margin to the
   runner-up, live probability, frame age) is ``Recognised`` on that frame without waiting for
@@ -352,7 +353,8 @@ class ApproachTracker:
             age_ms = None  # too old to open a door at all
         frame = self._classify(frame_ts, observations, policy, s.single, age_ms)
         if frame.spoof and _granted_face_only(frame, st):
-            frame = replace(frame, spoof=False, spoof_boxes=[], spoof_people=set())
+            # No new decision; its failed faces still block recognition near them.
+            frame = replace(frame, spoof=False)
         for pid, boxes in frame.boxes.items():
             st.last_box[pid] = boxes[-1]
         st.window.append(frame)

@@ -501,3 +501,16 @@ def test_the_person_granted_is_not_decided_on_again_when_their_face_later_fails(
     bob_there = FaceMatch("bob", live=False, box=LEFT)
     out3 = feed(t3, [[live], [live], [bob_there], [bob_there]])
     assert only(out3, SpoofSuspected) == [SpoofSuspected(CAM, 100.6)]
+
+
+def test_a_failed_face_by_the_granted_person_still_blocks_a_photo_passing_there() -> None:
+    """After alice's grant, a photo near her that failed liveness matching nobody is no new
+    decision, but it still blocks a later pass near there (bob's photo cannot be moved in
+    beside her and then pass)."""
+    t = ApproachTracker(FusionSettings(k=2, n=3))
+    live = FaceMatch("alice", live=True, box=LEFT)
+    photo_fails = FaceMatch(None, live=False, box=(130.0, 190.0, 84.0, 84.0))
+    photo_passes = FaceMatch("bob", live=True, box=(135.0, 195.0, 84.0, 84.0))
+    out = feed(t, [[live], [live], [live, photo_fails], [live, photo_passes], [photo_passes]])
+    assert [o.person_id for o in only(out, Recognised)] == ["alice"]  # type: ignore[attr-defined]
+    assert only(out, SpoofSuspected) == []
