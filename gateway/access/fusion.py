@@ -12,15 +12,12 @@ forgotten. Within the approach the last ``n`` frames with faces form a window:
 - ``UnknownFace`` when ``k`` frames hold an unknown face and no known one: once per approach;
 - ``SpoofSuspected`` (liveness ``required``) when ``k`` frames fail liveness or multi-frame
   consistency: once per approach, and nobody is recognised for the rest of that approach.
+  It says ``after_grant`` when every failed face matched a person already recognised in
+  the approach (one decision per person and approach: the gate refuses nobody for it).
   Before that, a face failing liveness in the window blocks the person it matched (anywhere
   in the frame) and every face near where it was seen (with no position known: every face).
   So a single rejected frame of a bystander does not lock out the resident beside them,
-  while a photo that fails liveness even once cannot be moved elsewhere to pass. After a
-  person is recognised, a failing face that is theirs (matched to them or to nobody, where
-  they were last seen; never a face of unknown position) is not a frame of a new decision:
-  one decision per person and approach (the resident the door opened for, still in view,
-  is not refused afterwards; its failed faces still block recognition near them, so this
-  opens no grant);
+  while a photo that fails liveness even once cannot be moved elsewhere to pass;
 - ``LowQuality`` when ``k`` frames hold only faces that failed the quality gate: once;
 - a matched face strong enough on its own (:class:`SingleFrameRule`: score, margin to the
   runner-up, live probability, frame age) is ``Recognised`` on that frame without waiting for
@@ -40,7 +37,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from gateway.errors import ConfigError
 
@@ -172,10 +169,16 @@ class UnknownFace:
 
 @dataclass(frozen=True, slots=True)
 class SpoofSuspected:
-    """Liveness failed in k of n frames under ``required`` (one per approach)."""
+    """Liveness failed in k of n frames under ``required`` (one per approach).
+
+    ``after_grant``: every face that failed in those frames matched a person already
+    recognised in this approach (the resident the door opened for, still in view): no new
+    decision about anyone, so the gate logs it and refuses nobody. The tracker's state is
+    the same either way (the approach stays locked, the attempt counts)."""
 
     camera: str
     frame_ts: float
+    after_grant: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,7 @@ class _Frame:
     boxes: dict[str, list[Box | None]] = field(default_factory=dict)  # person -> boxes
     spoof_boxes: list[Box | None] = field(default_factory=list)
     spoof_people: set[str] = field(default_factory=set)  # whom the failed faces matched
+    spoof_unmatched: bool = False  # a failed face matched nobody
     strong: set[str] = field(default_factory=set)  # people matched strongly enough alone
 
 
@@ -251,20 +255,14 @@ class _Approach:
     low_quality_sent: bool = False
     failures: int = 0
     fallback_sent: bool = False
-    last_box: dict[str, Box | None] = field(default_factory=dict)  # person -> last seen at
 
 
-def _granted_face_only(frame: _Frame, st: _Approach) -> bool:
-    """Whether every face of ``frame`` that failed liveness is a face already granted in
-    this approach: it matched nobody else, and it is where a recognised person last was (a
-    known position only: an unknown one is never theirs). One decision per person and
-    approach: the person the door opened for, still in view, is not decided on again."""
-    if not st.recognised or not frame.spoof_people <= st.recognised:
-        return False
-    theirs = [st.last_box.get(p) for p in st.recognised]
-    return all(
-        box is not None and any(b is not None and near(box, b) for b in theirs)
-        for box in frame.spoof_boxes
+def _after_grant(window: Sequence[_Frame], st: _Approach) -> bool:
+    """Whether every failed face of the window's spoof frames matched someone already
+    recognised in this approach (one decision per person and approach)."""
+    failed = [f for f in window if f.spoof]
+    return bool(st.recognised) and all(
+        f.spoof_people and f.spoof_people <= st.recognised and not f.spoof_unmatched for f in failed
     )
 
 
@@ -351,13 +349,7 @@ class ApproachTracker:
         age_ms = None if now is None else (now - frame_ts) * 1000.0
         if age_ms is not None and age_ms > s.max_decision_age_ms:
             age_ms = None  # too old to open a door at all
-        frame = self._classify(frame_ts, observations, policy, s.single, age_ms)
-        if frame.spoof and _granted_face_only(frame, st):
-            # No new decision; its failed faces still block recognition near them.
-            frame = replace(frame, spoof=False)
-        for pid, boxes in frame.boxes.items():
-            st.last_box[pid] = boxes[-1]
-        st.window.append(frame)
+        st.window.append(self._classify(frame_ts, observations, policy, s.single, age_ms))
 
         out: list[FusionOutcome] = []
         window = list(st.window)
@@ -372,7 +364,7 @@ class ApproachTracker:
             st.window.clear()
             if not st.spoof_sent:
                 st.spoof_sent = True
-                out.append(SpoofSuspected(camera, frame_ts))
+                out.append(SpoofSuspected(camera, frame_ts, _after_grant(window, st)))
         elif sum(f.unknown for f in window) >= s.k and not known_in_window:
             st.failures += 1
             st.window.clear()
@@ -448,7 +440,7 @@ class ApproachTracker:
         boxes: dict[str, list[Box | None]] = {}
         spoof_boxes: list[Box | None] = []
         spoof_people: set[str] = set()
-        unknown = spoof = False
+        unknown = spoof = spoof_unmatched = False
         low: list[str | None] = []
         for face in faces:
             if not face.quality_ok:
@@ -462,6 +454,8 @@ class ApproachTracker:
                     spoof_boxes.append(face.box)
                     if face.person_id is not None:
                         spoof_people.add(face.person_id)
+                    else:
+                        spoof_unmatched = True
                     continue
                 if face.live is None:
                     low.append(LIVENESS_UNAVAILABLE)
@@ -492,5 +486,6 @@ class ApproachTracker:
             boxes=boxes,
             spoof_boxes=spoof_boxes,
             spoof_people=spoof_people,
+            spoof_unmatched=spoof_unmatched,
             strong=strong,
         )
