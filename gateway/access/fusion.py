@@ -173,8 +173,9 @@ class SpoofSuspected:
 
     ``after_grant``: every face that failed in those frames matched a person already
     recognised in this approach (the resident the door opened for, still in view): no new
-    decision about anyone, so the gate logs it and refuses nobody. The tracker's state is
-    the same either way (the approach stays locked, the attempt counts)."""
+    decision about anyone, so the gate refuses nobody and reports it as
+    ``door.liveness_failed_after_grant``; the approach stays closed to other faces as after
+    any spoof, but it is no failed attempt (no PIN prompt for the resident walking in)."""
 
     camera: str
     frame_ts: float
@@ -252,6 +253,7 @@ class _Approach:
     recognised: set[str] = field(default_factory=set)
     unknown_sent: bool = False
     spoof_sent: bool = False
+    spoof_after_grant_only: bool = False  # the spoof reported so far was after_grant
     low_quality_sent: bool = False
     failures: int = 0
     fallback_sent: bool = False
@@ -360,11 +362,16 @@ class ApproachTracker:
             out.extend(self._recognise(camera, st, window, spoofs, spoofed))
         known_in_window = any(f.matched for f in window)
         if sum(f.spoof for f in window) >= s.k:
-            st.failures += 1
+            after = _after_grant(window, st)
+            if not after:  # the person the door opened for is not prompted for a PIN
+                st.failures += 1
             st.window.clear()
-            if not st.spoof_sent:
+            # Reported once; a real spoof after one that was about the granted person only
+            # is reported too (nobody behind them probes with photos unseen).
+            if not st.spoof_sent or (st.spoof_after_grant_only and not after):
                 st.spoof_sent = True
-                out.append(SpoofSuspected(camera, frame_ts, _after_grant(window, st)))
+                st.spoof_after_grant_only = after
+                out.append(SpoofSuspected(camera, frame_ts, after))
         elif sum(f.unknown for f in window) >= s.k and not known_in_window:
             st.failures += 1
             st.window.clear()

@@ -346,12 +346,13 @@ class AccessController:
             self._deny_event(door, ev.AccessMethod.FACE, ev.DenyReason.UNKNOWN_FACE)
             await self._feedback(reader, feedback.Outcome.DENIED)
         elif isinstance(outcome, access.SpoofSuspected) and outcome.after_grant:
-            # One decision per person and approach: the door opened for them already.
+            # One decision per person and approach: nobody refused, the office told.
             log.warning(
-                "door %s: the face granted in this approach later failed liveness; no new "
-                "decision (nobody refused, the approach stays closed to other faces)",
+                "door %s: a face recognised in this approach later failed liveness; no new "
+                "decision (the approach stays closed to other faces)",
                 door,
             )
+            self.emit(ev.LivenessFailedAfterGrant, door=door)
         elif isinstance(outcome, access.SpoofSuspected):
             self._deny_event(door, ev.AccessMethod.FACE, ev.DenyReason.SPOOF_SUSPECTED)
             await self._feedback(reader, feedback.Outcome.DENIED)

@@ -313,6 +313,14 @@ class TailgatingSuspected(_DoorEvent):
     grants: int = Field(ge=0, le=100)
 
 
+class LivenessFailedAfterGrant(_DoorEvent):
+    """A face recognised at this door failed liveness later in the same approach: no new
+    decision (nobody refused), but the office sees it (a spoof that passed at first looks
+    like this). No person, no score."""
+
+    type: Literal["door.liveness_failed_after_grant"] = "door.liveness_failed_after_grant"
+
+
 class DoorUnlocked(_DoorEvent):
     """Relay released."""
 
@@ -467,6 +475,7 @@ Event = Annotated[
     | DoorHeldOpen
     | DoorForced
     | TailgatingSuspected
+    | LivenessFailedAfterGrant
     | DoorUnlocked
     | DoorLocked
     | ReaderOnline
@@ -494,6 +503,7 @@ EVENT_MODELS: tuple[type[_Event], ...] = (
     DoorHeldOpen,
     DoorForced,
     TailgatingSuspected,
+    LivenessFailedAfterGrant,
     DoorUnlocked,
     DoorLocked,
     ReaderOnline,

@@ -494,3 +494,18 @@ def test_a_spoof_after_a_grant_of_that_same_person_is_marked_after_grant() -> No
     # Before any grant, her failing face is a spoof decision as always.
     t3 = ApproachTracker(FusionSettings())
     assert only(feed(t3, [[hers], [hers]]), SpoofSuspected) == [SpoofSuspected(CAM, 100.2)]
+
+
+def test_after_a_grant_her_failures_prompt_no_pin_and_a_later_photo_is_still_reported() -> None:
+    t = ApproachTracker(FusionSettings(failed_face_attempts_before_fallback=1))
+    live = FaceMatch("alice", live=True, box=LEFT)
+    hers = FaceMatch("alice", live=False, box=LEFT)
+    out = feed(t, [[live], [live], [hers], [hers], [hers], [hers]])
+    assert only(out, SpoofSuspected) == [SpoofSuspected(CAM, 100.6, after_grant=True)]
+    assert only(out, OfferFallback) == []  # the resident walking in is not prompted
+    # Someone behind her then shows a photo: reported (once), and it is an attempt.
+    photo = FaceMatch(None, live=False, box=RIGHT)
+    later = feed(t, [[hers, photo]] * 4, start=101.2)
+    assert only(later, SpoofSuspected) == [SpoofSuspected(CAM, 101.4)]
+    assert only(later, OfferFallback) == [OfferFallback(CAM, 101.4, 1)]
+    assert only(later, Recognised) == []

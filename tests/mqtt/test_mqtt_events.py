@@ -32,6 +32,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "door.held_open": {"door": "main", "seconds": 40},
     "door.forced": {"door": "main"},
     "door.tailgating_suspected": {"door": "main", "people_seen": 2, "grants": 1},
+    "door.liveness_failed_after_grant": {"door": "main"},
     "door.unlocked": {"door": "main", "cause": "access", "seconds": 5},
     "door.locked": {"door": "main"},
     "reader.online": {"reader": "entry"},
