@@ -69,6 +69,7 @@ class DemoStack:
         self.print_events = print_events
         self.sim: Any = None
         self.proc: subprocess.Popen[bytes] | None = None
+        self._daemon_mark = 0  # daemon.log's size when the daemon was last started
         self.config_path = workdir / "gateway.toml"
         self.state_dir = workdir / "state"
         self.model_dir = MODEL_CACHE / "models"
@@ -143,7 +144,7 @@ class DemoStack:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
         log_path = self.workdir / "daemon.log"
-        offset = daemon_log.log_size(log_path)
+        offset = self._daemon_mark = daemon_log.log_size(log_path)
         logf = log_path.open("ab")
         self.proc = await asyncio.to_thread(
             subprocess.Popen,
@@ -402,6 +403,9 @@ class DemoStack:
         """
         from gateway.mqtt.topics import Topics
 
+        # A command is not kept for a gate that has not subscribed yet: wait for its session.
+        log_path = self.workdir / "daemon.log"
+        await daemon_log.wait_for_line(log_path, self._daemon_mark, "MQTT session ready", 15.0)
         topics = Topics(PREFIX, SITE, GATE)
         return await management.send_command(
             self.mqtt_url, self.command_key, topics, name, args, site=SITE, gate=GATE

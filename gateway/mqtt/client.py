@@ -398,6 +398,7 @@ class MqttService:
             if self._on_connected is not None:
                 await self._on_connected(self)
             self._state.ready = True
+            log.info("gate %s: MQTT session ready (subscriptions made)", self.topics.gate)
             await run_together(
                 self._read(client),
                 self.outbox.drain(self._publisher(client)),

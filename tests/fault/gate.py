@@ -91,7 +91,7 @@ class FaultStack(DemoStack):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("NOTIFY_SOCKET", None)
         log_path = self.workdir / "daemon.log"
-        offset = log_path.stat().st_size if log_path.exists() else 0
+        offset = self._daemon_mark = log_path.stat().st_size if log_path.exists() else 0
         cmd = [*self.launcher, sys.executable, "-m", "gateway", "--config", str(self.config_path)]
         with log_path.open("ab") as logf:
             self.proc = await asyncio.to_thread(
