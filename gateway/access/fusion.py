@@ -22,6 +22,10 @@ forgotten. Within the approach the last ``n`` frames with faces form a window:
 - a matched face strong enough on its own (:class:`SingleFrameRule`: score, margin to the
   runner-up, live probability, frame age) is ``Recognised`` on that frame without waiting for
   ``k`` frames; every other rule above (spoof blocks, cooldown, once per approach) still holds;
+- two consecutive frames (no faceless frame between) in which the same face has the same
+  best candidate, each within ``slack`` of the match threshold and with the margin, and whose
+  mean score clears the threshold (:class:`PairRule`) are ``Recognised`` on the second, as
+  ``k`` frames would be; a face that failed liveness ranking that person first blocks it;
 - each unknown/spoof fusion (and each external failure, :meth:`ApproachTracker.record_failure`)
   is a failed attempt; after ``failed_face_attempts_before_fallback`` of them the tracker
   says ``OfferFallback`` once (prompt for PIN or card).
@@ -42,6 +46,7 @@ from dataclasses import dataclass, field
 from gateway.errors import ConfigError
 
 from .decision import LivenessPolicy, is_fresh
+from .pair_frames import PairRule, same_face
 from .presented import FacePresented, FaceResult
 from .single_frame import SingleFrameRule
 
@@ -52,6 +57,7 @@ __all__ = [
     "FusionSettings",
     "LowQuality",
     "OfferFallback",
+    "PairRule",
     "Recognised",
     "SingleFrameRule",
     "SpoofSuspected",
@@ -75,6 +81,8 @@ class FaceMatch:
     model); ``consistent`` the multi-frame liveness consistency (None: not known yet).
     ``score``, ``margin`` (lead over the best other person, 1:N) and ``live_score`` (live
     probability) feed the single-frame rule; None means unknown (the face is then fused).
+    ``candidate`` is the best-scoring person when ``person_id`` is None because the score or
+    lead fell short (1:N; the pair rule may still use it), else None.
     """
 
     person_id: str | None
@@ -86,6 +94,7 @@ class FaceMatch:
     score: float | None = None
     margin: float | None = None
     live_score: float | None = None
+    candidate: str | None = None
 
 
 def near(a: Box | None, b: Box | None) -> bool:
@@ -118,6 +127,7 @@ class FusionSettings:
     failed_face_attempts_before_fallback: int = 3
     liveness: LivenessPolicy = LivenessPolicy.REQUIRED
     single: SingleFrameRule = field(default_factory=SingleFrameRule)
+    pair: PairRule = field(default_factory=PairRule)
 
     def __post_init__(self) -> None:
         problems: list[tuple[str, str, str]] = []
@@ -143,8 +153,9 @@ class FusionSettings:
 
 @dataclass(frozen=True, slots=True)
 class Recognised:
-    """``person_id`` matched in k of n frames (or on one strong frame: ``single_frame``);
-    ``frame_ts`` is the newest contributing frame."""
+    """``person_id`` matched in k of n frames (or on one strong frame: ``single_frame``, or
+    on two consecutive frames by their mean score: ``pair_frames``); ``frame_ts`` is the
+    newest contributing frame."""
 
     camera: str
     person_id: str
@@ -152,6 +163,7 @@ class Recognised:
     liveness_flagged: bool = False
     faces_in_approach: int = 1
     single_frame: bool = False
+    pair_frames: bool = False
 
     @property
     def evidence_ts(self) -> float:
@@ -242,6 +254,11 @@ class _Frame:
     spoof_people: set[str] = field(default_factory=set)  # whom the failed faces matched
     spoof_unmatched: bool = False  # a failed face matched nobody
     strong: set[str] = field(default_factory=set)  # people matched strongly enough alone
+    # person -> (score, box) of each live, unflagged face ranking them first within the
+    # pair rule's bars (matched or just below the threshold)
+    scored: dict[str, list[tuple[float, Box | None]]] = field(default_factory=dict)
+    spoof_ranked: set[str] = field(default_factory=set)  # failed faces' best candidates
+    follows: bool = False  # directly after the previous window frame (pair rule)
 
 
 @dataclass(slots=True)
@@ -345,13 +362,21 @@ class ApproachTracker:
         if st is None:
             st = _Approach(deque(maxlen=s.n), frame_ts, frame_ts)
             self._approaches[camera] = st
-        st.last_face_ts = st.last_frame_ts = frame_ts
         st.max_faces = max(st.max_faces, len(observations))
         policy = self.liveness(camera)
         age_ms = None if now is None else (now - frame_ts) * 1000.0
         if age_ms is not None and age_ms > s.max_decision_age_ms:
             age_ms = None  # too old to open a door at all
-        st.window.append(self._classify(frame_ts, observations, policy, s.single, age_ms))
+        prev = st.window[-1] if st.window else None
+        frame = self._classify(frame_ts, observations, policy, s, age_ms)
+        # no faceless frame between, and soon enough after it, for the pair rule
+        frame.follows = (
+            prev is not None
+            and st.last_frame_ts == prev.ts
+            and s.pair.follows((frame_ts - prev.ts) * 1000.0)
+        )
+        st.last_face_ts = st.last_frame_ts = frame_ts
+        st.window.append(frame)
 
         out: list[FusionOutcome] = []
         window = list(st.window)
@@ -400,19 +425,26 @@ class ApproachTracker:
         # Decided only on a frame that holds the person: evidence blocked when it was
         # completed (spoof in the window, cooldown) must not become a recognition later,
         # on someone else's frame, just because the block left the window or ran out.
-        for pid in sorted(window[-1].matched):
+        last = window[-1]
+        for pid in sorted(set(last.matched) | set(last.scored)):
             frames = [f for f in window if pid in f.matched]
-            single = len(frames) < s.k and pid in window[-1].strong
-            if (len(frames) < s.k and not single) or pid in st.recognised:
+            fused = pid in last.matched and len(frames) >= s.k
+            single = not fused and pid in last.strong
+            pair_boxes = [] if fused or single else _pair(window, pid, s.pair)
+            if not (fused or single or pair_boxes) or pid in st.recognised:
                 continue
             if pid in spoofed:
                 continue  # a face matching this person failed liveness in the window
-            boxes = [b for f in frames for b in f.boxes.get(pid, [None])]
+            if pair_boxes and any(pid in f.spoof_ranked for f in window):
+                continue  # near-miss evidence: so is a failed face ranking them first
+            boxes = [b for f in frames for b in f.boxes.get(pid, [None])] + pair_boxes
+            if pair_boxes:
+                frames = window[-2:]
             if any(near(b, sp) for b in boxes for sp in spoofs):
                 continue  # a face that failed liveness was seen where this one is
             newest = max(f.ts for f in frames)
-            last = self._last_event.get(pid)
-            if last is not None and newest - last < s.cooldown_s:
+            previous = self._last_event.get(pid)
+            if previous is not None and newest - previous < s.cooldown_s:
                 continue
             st.recognised.add(pid)
             self._last_event[pid] = newest
@@ -421,9 +453,10 @@ class ApproachTracker:
                     camera,
                     pid,
                     newest,
-                    liveness_flagged=any(f.matched[pid] for f in frames),
+                    liveness_flagged=any(f.matched.get(pid, False) for f in frames),
                     faces_in_approach=max(st.max_faces, len(st.recognised)),
                     single_frame=single,
+                    pair_frames=bool(pair_boxes),
                 )
             )
         return out
@@ -439,14 +472,16 @@ class ApproachTracker:
         ts: float,
         faces: Sequence[FaceMatch],
         policy: LivenessPolicy,
-        rule: SingleFrameRule,
+        s: FusionSettings,
         age_ms: float | None,
     ) -> _Frame:
         matched: dict[str, bool] = {}
         strong: set[str] = set()
+        scored: dict[str, list[tuple[float, Box | None]]] = {}
         boxes: dict[str, list[Box | None]] = {}
         spoof_boxes: list[Box | None] = []
         spoof_people: set[str] = set()
+        spoof_ranked: set[str] = set()
         unknown = spoof = spoof_unmatched = False
         low: list[str | None] = []
         for face in faces:
@@ -463,18 +498,26 @@ class ApproachTracker:
                         spoof_people.add(face.person_id)
                     else:
                         spoof_unmatched = True
+                    ranked_first = face.person_id or face.candidate
+                    if ranked_first:
+                        spoof_ranked.add(ranked_first)
                     continue
                 if face.live is None:
                     low.append(LIVENESS_UNAVAILABLE)
                     continue
             elif policy is LivenessPolicy.ADVISORY:
                 flagged = failed
+            ranked = face.person_id or face.candidate
+            score = face.score
+            pairable = not flagged and s.pair.candidate(score, face.margin)
+            if ranked and score is not None and pairable:
+                scored.setdefault(ranked, []).append((score, face.box))
             if face.person_id is None:
                 unknown = True
             else:
                 matched[face.person_id] = matched.get(face.person_id, False) or flagged
                 boxes.setdefault(face.person_id, []).append(face.box)
-                if not flagged and rule.strong(
+                if not flagged and s.single.strong(
                     score=face.score,
                     margin=face.margin,
                     live_score=face.live_score,
@@ -495,4 +538,18 @@ class ApproachTracker:
             spoof_people=spoof_people,
             spoof_unmatched=spoof_unmatched,
             strong=strong,
+            scored=scored,
+            spoof_ranked=spoof_ranked,
         )
+
+
+def _pair(window: Sequence[_Frame], pid: str, rule: PairRule) -> list[Box | None]:
+    """The boxes of one face of ``pid`` in the window's last two frames, consecutive, whose
+    scores decide together under ``rule`` (empty: none)."""
+    if len(window) < 2 or not window[-1].follows:
+        return []
+    for first, box1 in window[-2].scored.get(pid, []):
+        for second, box2 in window[-1].scored.get(pid, []):
+            if same_face(box1, box2) and rule.fires(first, second):
+                return [box1, box2]
+    return []

@@ -16,6 +16,7 @@ _PIPELINE = FaceSettings()
 _MATCH = MatchSettings()
 _FUSION = FusionSettings()
 _SINGLE = _FUSION.single
+_PAIR = _FUSION.pair
 
 
 class FaceConfig(Strict):
@@ -187,6 +188,20 @@ class FaceConfig(Strict):
         description="A frame older than this (capture to decision) is never decided alone "
         "(<= max_decision_age_ms).",
     )
+    pair_frames: bool = Field(
+        _PAIR.enabled,
+        description="Decide on two consecutive frames of the same face whose mean score "
+        "clears match_threshold (each within pair_frames_slack of it, each with "
+        "match_margin); otherwise fuse fusion_k of fusion_n frames. 1:N only.",
+    )
+    pair_frames_slack: float = Field(
+        _PAIR.slack,
+        ge=0,
+        le=0.05,
+        description="How far below match_threshold either frame of a two-frame decision may "
+        "score (at most 0.05, what benchmarks/eval_pair_frames.py measured); never below "
+        "verify_threshold.",
+    )
     enrol_images: int = Field(3, ge=1, le=20, description="Images asked for at enrolment.")
 
     @field_validator("detector_input")
@@ -200,6 +215,19 @@ class FaceConfig(Strict):
     def _k_le_n(self) -> Self:
         if self.fusion_k > self.fusion_n:
             raise ValueError("fusion_k cannot exceed fusion_n")
+        return self
+
+    @model_validator(mode="after")
+    def _pair_floor_above_verify(self) -> Self:
+        """A two-frame 1:N decision can meet a card or PIN claim made meanwhile (face+card):
+        its frames must then clear the 1:1 bar too."""
+        floor = self.match_threshold - self.pair_frames_slack
+        if self.pair_frames and floor < self.verify_threshold:
+            raise ValueError(
+                f"pair_frames_slack ({self.pair_frames_slack}): match_threshold - "
+                f"pair_frames_slack ({floor:.3f}) is below verify_threshold "
+                f"({self.verify_threshold}); lower the slack or set pair_frames = false"
+            )
         return self
 
     @model_validator(mode="after")

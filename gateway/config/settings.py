@@ -52,6 +52,7 @@ def door_policy(d: DoorConfig, cfg: GatewayConfig) -> access.DoorPolicy:
 def fusion_settings(cfg: GatewayConfig, d: DoorConfig) -> access.FusionSettings:
     """How a door's face path fuses frames into one outcome."""
     f = cfg.face
+    match = match_settings(cfg)
     return access.FusionSettings(
         k=f.fusion_k,
         n=f.fusion_n,
@@ -66,6 +67,14 @@ def fusion_settings(cfg: GatewayConfig, d: DoorConfig) -> access.FusionSettings:
             min_margin=f.single_frame_margin,
             min_live=f.single_frame_liveness,
             max_age_ms=float(f.single_frame_max_age_ms),
+        ),
+        # the face path's own bars (scaled under a cancelable protection), so the pair's
+        # mean clears exactly what one frame must clear
+        pair=access.PairRule(
+            enabled=f.pair_frames,
+            threshold=match.threshold,
+            margin=match.margin,
+            slack=f.pair_frames_slack * threshold_scale(cfg.privacy.template_protection),
         ),
     )
 

@@ -142,14 +142,22 @@ class Gallery:
         """:meth:`identify` with the evidence: (person or None, top score, lead over the
         runner-up). With nobody else enrolled the lead is the top score itself (as if the
         runner-up scored 0, an unrelated face's expected similarity)."""
+        person, score, lead, _ = self.identify_ranked(probe, threshold, margin)
+        return person, score, lead
+
+    def identify_ranked(
+        self, probe: np.ndarray, threshold: float, margin: float
+    ) -> tuple[str | None, float | None, float | None, str | None]:
+        """:meth:`identify_scored` and the best-ranked person, also when the score or lead
+        fell short (for the two-frame rule); None only with nobody enrolled."""
         top = self.search(probe, 2)
         if not top:
-            return None, None, None
+            return None, None, None, None
         score = top[0][1]
         lead = score - top[1][1] if len(top) > 1 else score
         if score < threshold or lead < margin:
-            return None, score, lead
-        return top[0][0], score, lead
+            return None, score, lead, top[0][0]
+        return top[0][0], score, lead, top[0][0]
 
     def score(self, probe: np.ndarray, person_id: str) -> float | None:
         """Best cosine similarity of ``probe`` to one person's templates (None if unknown)."""

@@ -220,15 +220,17 @@ class FacePath:
                 )
                 continue
             probe = self.transform(obs.embedding.reshape(1, -1))[0]
-            score = lead = None  # 1:1 leaves them unknown: no single-frame decision
+            # 1:1 leaves them unknown: no single-frame or two-frame decision
+            score = lead = candidate = None
             if claimed is not None:
                 limit = self.settings.verify_threshold
                 ok = self.gallery.verify(probe, claimed, limit)
                 person = claimed if ok else None
             else:
-                person, score, lead = self.gallery.identify_scored(
+                person, score, lead, ranked = self.gallery.identify_ranked(
                     probe, self.settings.threshold, self.settings.margin
                 )
+                candidate = ranked if person is None else None
             matches.append(
                 FaceMatch(
                     person,
@@ -239,6 +241,7 @@ class FacePath:
                     score=score,
                     margin=lead,
                     live_score=obs.liveness,
+                    candidate=candidate,
                 )
             )
         return matches

@@ -71,3 +71,31 @@ def test_the_door_fusion_gets_the_configured_bars(minimal_config: Path) -> None:
         120.0,
     )
     assert rule != FusionSettings().single  # the test values are not the defaults
+
+
+def test_the_two_frame_rule_uses_the_doors_own_per_frame_bars(minimal_config: Path) -> None:
+    """The pair's mean clears exactly what one frame must clear, also when the threshold is
+    raised or scaled for a cancelable template protection."""
+    from gateway.config.root import load_config
+    from gateway.config.settings import fusion_settings, match_settings
+
+    base = minimal_config.read_text()
+    assert FaceConfig().pair_frames == FusionSettings().pair.enabled
+    assert FaceConfig().pair_frames_slack == FusionSettings().pair.slack
+    assert FaceConfig.model_fields["pair_frames_slack"].description
+    extra = "\n[face]\nmatch_threshold = 0.6\nmatch_margin = 0.12\npair_frames_slack = 0.02\n"
+    minimal_config.write_text(base + extra)
+    cfg = load_config(minimal_config, env=False)
+    rule = fusion_settings(cfg, next(iter(cfg.doors.values()))).pair
+    match = match_settings(cfg)
+    assert (rule.enabled, rule.threshold, rule.margin) == (True, match.threshold, match.margin)
+    assert rule.floor == pytest.approx(0.58)
+    minimal_config.write_text(base + "\n[face]\npair_frames = false\n")
+    cfg = load_config(minimal_config, env=False)
+    assert not fusion_settings(cfg, next(iter(cfg.doors.values()))).pair.enabled
+    with pytest.raises(ValidationError, match="pair_frames_slack"):
+        FaceConfig(pair_frames_slack=0.06)  # beyond what the evaluation measured
+    with pytest.raises(ValidationError, match="below verify_threshold"):
+        FaceConfig(verify_threshold=0.5)  # 0.51 - 0.02 < 0.5: a pair could meet a card
+    assert FaceConfig(verify_threshold=0.5, pair_frames_slack=0.01).pair_frames
+    assert not FaceConfig(verify_threshold=0.5, pair_frames=False).pair_frames

@@ -57,10 +57,10 @@ class Everyone:
     def identify(self, probe: Any, threshold: float, margin: float) -> str:
         return "person"
 
-    def identify_scored(
+    def identify_ranked(
         self, probe: Any, threshold: float, margin: float
-    ) -> tuple[str, None, None]:
-        return "person", None, None  # no evidence: never a single-frame decision
+    ) -> tuple[str, None, None, str]:
+        return "person", None, None, "person"  # no evidence: never a one/two-frame decision
 
 
 class FakeSecond:

@@ -37,16 +37,22 @@ def mix(alice: float, bob: float) -> np.ndarray:
 
 
 class FixedPipeline:
-    """One face per frame with the given embedding and live probability."""
+    """One face per frame with the given embedding(s, one per frame in turn) and live
+    probability."""
 
-    def __init__(self, embedding: np.ndarray, live: float) -> None:
-        self.embedding, self.live = embedding, live
+    def __init__(self, embedding: np.ndarray | list[np.ndarray], live: float) -> None:
+        self.embeddings = embedding if isinstance(embedding, list) else [embedding]
+        self.live, self.calls = live, 0
 
     def analyze(self, frame: np.ndarray, **kwargs: Any) -> list[FaceObservation]:
-        return [FaceObservation(BOX, np.zeros((5, 2)), 0.9, OK, self.live, self.embedding)]
+        emb = self.embeddings[min(self.calls, len(self.embeddings) - 1)]
+        self.calls += 1
+        return [FaceObservation(BOX, np.zeros((5, 2)), 0.9, OK, self.live, emb)]
 
 
-def run_frames(embedding: np.ndarray, live: float, frames: int) -> list[list[Any]]:
+def run_frames(
+    embedding: np.ndarray | list[np.ndarray], live: float, frames: int
+) -> list[list[Any]]:
     """Outcomes after each frame of one approach at a door whose liveness is required."""
     gallery = Gallery()
     gallery.replace_person("alice", unit(0)[None])
@@ -130,3 +136,34 @@ def test_a_photo_of_a_resident_never_decides() -> None:
     assert frames[0] == []
     assert [type(o) for o in frames[1]] == [access.SpoofSuspected]
     assert frames[2] == []
+
+
+#: a resident scoring around the match threshold, as resident4 of bench_loop does
+NEAR_BELOW = mix(BASE.threshold - 0.017, 0.1)
+NEAR_ABOVE = mix(BASE.threshold + 0.052, 0.1)
+
+
+def test_two_frames_around_the_threshold_decide_on_the_second() -> None:
+    """First frame just below the bar (no per-frame match), the second above it: their mean
+    clears the bar, so the door opens on the second frame instead of waiting for a third."""
+    first, second = run_frames([NEAR_BELOW, NEAR_ABOVE], live=0.99, frames=2)
+    assert first == []
+    [rec] = second
+    assert isinstance(rec, access.Recognised)
+    assert (rec.person_id, rec.pair_frames, rec.single_frame) == ("alice", True, False)
+
+
+def test_two_frames_whose_mean_is_below_the_bar_wait_for_fusion() -> None:
+    below = mix(BASE.threshold - 0.02, 0.1)
+    barely = mix(BASE.threshold + 0.01, 0.1)
+    frames = run_frames([below, barely, barely], live=0.99, frames=3)
+    assert frames[:2] == [[], []]
+    [rec] = frames[2]  # fusion: 2 matched frames of 3
+    assert isinstance(rec, access.Recognised)
+    assert not rec.pair_frames
+
+
+def test_a_near_miss_photo_never_pairs() -> None:
+    frames = run_frames([NEAR_BELOW, NEAR_ABOVE], live=0.05, frames=2)
+    assert frames[0] == []
+    assert [type(o) for o in frames[1]] == [access.SpoofSuspected]
