@@ -234,6 +234,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     if cfg.face.single_frame
                     else "off"
                 ),
+                "pair_frames": (
+                    f"two consecutive frames, each >= match_threshold - "
+                    f"{cfg.face.pair_frames_slack}, mean >= match_threshold "
+                    f"({cfg.face.match_threshold})"
+                    if cfg.face.pair_frames
+                    else "off"
+                ),
                 "min_interocular_px": cfg.face.min_interocular_px,
                 "liveness": "required",
                 "relay": (

@@ -6,7 +6,7 @@ import shlex
 import time
 from pathlib import Path
 
-from report_accuracy import enrolment_section, single_frame_section
+from report_accuracy import enrolment_section, pair_frames_section, single_frame_section
 from report_sections import (
     fmt,
     fuzz_section,
@@ -89,6 +89,8 @@ def render(
     md += unlinkability_section(res.unlink)
     if res.single is not None:
         md += single_frame_section(res.single)
+    if res.pair is not None:
+        md += pair_frames_section(res.pair)
     md += ["## 1:N search time vs gallery size", ""]
     if search:
         md += [

@@ -132,6 +132,7 @@ class Results:
     unlink: Step | None
     single: Step | None
     search: dict[str, Any] | None
+    pair: Step | None = None
 
     @property
     def enrol_rows(self) -> list[dict[str, Any]]:
@@ -192,6 +193,9 @@ def run_steps(args: argparse.Namespace, out: Path) -> Results:
         single = script_step(
             "single-frame", "eval_single_frame.py", out, ["--data", str(enrol_data)]
         )
+    pair: Step | None = None
+    if "pair-frames" not in args.skip:
+        pair = script_step("pair-frames", "eval_pair_frames.py", out, ["--data", str(enrol_data)])
     search = None
     if "search" not in args.skip:
         if REUSE and (out / "search.json").is_file():
@@ -200,4 +204,4 @@ def run_steps(args: argparse.Namespace, out: Path) -> Results:
         else:
             search = search_scaling(tuple(int(x) for x in args.search_sizes.split(",")))
             (out / "search.json").write_text(json.dumps(search, indent=2) + "\n")
-    return Results(steps, pairs_file, pairs_steps, enrol, unlink, single, search)
+    return Results(steps, pairs_file, pairs_steps, enrol, unlink, single, search, pair)

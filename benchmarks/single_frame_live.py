@@ -105,13 +105,30 @@ def split(names: list[str]) -> dict[str, str]:
     return {n: ("calibration", "held_out")[i % 2] for i, n in enumerate(ranked)}
 
 
+def largest(obs: Any) -> Any:
+    """The largest face of one frame's observations (None: no face)."""
+    return max(obs, key=lambda x: float(x.box[2]) * float(x.box[3])) if obs else None
+
+
+def enrol(pipe: Any, corpus: Any, residents: list[str]) -> tuple[dict[str, Any], Any]:
+    """Each resident's embeddings of their enrolment images, and their gallery."""
+    from gateway.eval.identify import GalleryMatrix
+
+    enrolled = {}
+    for name in residents:
+        faces = [largest(pipe.analyze(im, liveness=False)) for im in corpus.enrolment_images(name)]
+        vecs = [o.embedding for o in faces if o is not None and o.embedding is not None]
+        if vecs:
+            enrolled[name] = vecs
+    return enrolled, GalleryMatrix.build(enrolled)
+
+
 def collect(residents_n: int, seeds: int, seconds: float) -> dict[str, Any]:
     """Run live/photo/replay approaches of ``residents_n`` residents through the pipeline."""
     import cv2
 
     from gateway.demo.models import install_models
     from gateway.demo.run import MODEL_CACHE, SHARED
-    from gateway.eval.identify import GalleryMatrix
     from gateway.face.pipeline import FacePipeline
     from gateway.face.settings import FaceSettings
     from hw_sim.corpus import FaceCorpus
@@ -123,17 +140,7 @@ def collect(residents_n: int, seeds: int, seconds: float) -> dict[str, Any]:
     pipe = FacePipeline.load(model_dir, FaceSettings())
     corpus = FaceCorpus()
     residents = corpus.residents(residents_n)
-
-    def largest(obs: Any) -> Any:
-        return max(obs, key=lambda x: float(x.box[2]) * float(x.box[3])) if obs else None
-
-    enrolled = {}
-    for name in residents:
-        faces = [largest(pipe.analyze(im, liveness=False)) for im in corpus.enrolment_images(name)]
-        vecs = [o.embedding for o in faces if o is not None and o.embedding is not None]
-        if vecs:
-            enrolled[name] = vecs
-    gallery = GalleryMatrix.build(enrolled)
+    enrolled, gallery = enrol(pipe, corpus, residents)
     halves = split(list(enrolled))
     out: list[Approach] = []
     for seed in range(seeds):
