@@ -256,7 +256,8 @@ class _Frame:
     strong: set[str] = field(default_factory=set)  # people matched strongly enough alone
     # person -> (score, box) of each live, unflagged face ranking them first within the
     # pair rule's bars (matched or just below the threshold)
-    scored: dict[str, list[tuple[float, Box | None]]] = field(default_factory=dict)
+    scored: dict[str, list[tuple[float, Box | None, bool]]] = field(default_factory=dict)
+    # (score, box, matched on its own)
     spoof_ranked: set[str] = field(default_factory=set)  # failed faces' best candidates
     follows: bool = False  # directly after the previous window frame (pair rule)
 
@@ -274,6 +275,7 @@ class _Approach:
     low_quality_sent: bool = False
     failures: int = 0
     fallback_sent: bool = False
+    faceless_since_face: bool = False  # a frame without faces came after the last face
 
 
 def _after_grant(window: Sequence[_Frame], st: _Approach) -> bool:
@@ -358,6 +360,7 @@ class ApproachTracker:
         if not observations:
             if st is not None:
                 st.last_frame_ts = frame_ts
+                st.faceless_since_face = True
             return []
         if st is None:
             st = _Approach(deque(maxlen=s.n), frame_ts, frame_ts)
@@ -372,9 +375,10 @@ class ApproachTracker:
         # no faceless frame between, and soon enough after it, for the pair rule
         frame.follows = (
             prev is not None
-            and st.last_frame_ts == prev.ts
+            and not st.faceless_since_face
             and s.pair.follows((frame_ts - prev.ts) * 1000.0)
         )
+        st.faceless_since_face = False
         st.last_face_ts = st.last_frame_ts = frame_ts
         st.window.append(frame)
 
@@ -431,12 +435,17 @@ class ApproachTracker:
             fused = pid in last.matched and len(frames) >= s.k
             single = not fused and pid in last.strong
             pair_boxes = [] if fused or single else _pair(window, pid, s.pair)
+            if pair_boxes and len([f for f in window[:-2] if pid in f.matched]) + 2 < s.k:
+                pair_boxes = []  # a pair counts as two of the k frames a door asks for
             if not (fused or single or pair_boxes) or pid in st.recognised:
                 continue
             if pid in spoofed:
                 continue  # a face matching this person failed liveness in the window
-            if pair_boxes and any(pid in f.spoof_ranked for f in window):
-                continue  # near-miss evidence: so is a failed face ranking them first
+            # near-miss evidence: so is a failed face ranking them first (required: block;
+            # advisory: flag)
+            ranked_failed = bool(pair_boxes) and any(pid in f.spoof_ranked for f in window)
+            if ranked_failed and self.liveness(camera) is LivenessPolicy.REQUIRED:
+                continue
             boxes = [b for f in frames for b in f.boxes.get(pid, [None])] + pair_boxes
             if pair_boxes:
                 frames = window[-2:]
@@ -453,7 +462,8 @@ class ApproachTracker:
                     camera,
                     pid,
                     newest,
-                    liveness_flagged=any(f.matched.get(pid, False) for f in frames),
+                    liveness_flagged=ranked_failed
+                    or any(f.matched.get(pid, False) for f in frames),
                     faces_in_approach=max(st.max_faces, len(st.recognised)),
                     single_frame=single,
                     pair_frames=bool(pair_boxes),
@@ -477,7 +487,7 @@ class ApproachTracker:
     ) -> _Frame:
         matched: dict[str, bool] = {}
         strong: set[str] = set()
-        scored: dict[str, list[tuple[float, Box | None]]] = {}
+        scored: dict[str, list[tuple[float, Box | None, bool]]] = {}
         boxes: dict[str, list[Box | None]] = {}
         spoof_boxes: list[Box | None] = []
         spoof_people: set[str] = set()
@@ -507,11 +517,14 @@ class ApproachTracker:
                     continue
             elif policy is LivenessPolicy.ADVISORY:
                 flagged = failed
+                if failed and (face.person_id or face.candidate):
+                    spoof_ranked.add(face.person_id or face.candidate or "")
             ranked = face.person_id or face.candidate
             score = face.score
             pairable = not flagged and s.pair.candidate(score, face.margin)
             if ranked and score is not None and pairable:
-                scored.setdefault(ranked, []).append((score, face.box))
+                own = face.person_id is not None
+                scored.setdefault(ranked, []).append((score, face.box, own))
             if face.person_id is None:
                 unknown = True
             else:
@@ -548,8 +561,10 @@ def _pair(window: Sequence[_Frame], pid: str, rule: PairRule) -> list[Box | None
     scores decide together under ``rule`` (empty: none)."""
     if len(window) < 2 or not window[-1].follows:
         return []
-    for first, box1 in window[-2].scored.get(pid, []):
-        for second, box2 in window[-1].scored.get(pid, []):
-            if same_face(box1, box2) and rule.fires(first, second):
+    for first, box1, own1 in window[-2].scored.get(pid, []):
+        for second, box2, own2 in window[-1].scored.get(pid, []):
+            # one of the two matched on its own (true whenever the rule's bars are the face
+            # path's; checked, not assumed)
+            if (own1 or own2) and same_face(box1, box2) and rule.fires(first, second):
                 return [box1, box2]
     return []

@@ -94,7 +94,7 @@ class PairRule:
     def follows(self, gap_ms: float) -> bool:
         """Whether a frame ``gap_ms`` after the previous one (no faceless frame between)
         may pair with it."""
-        return 0.0 <= gap_ms <= self.max_gap_ms
+        return 0.0 < gap_ms <= self.max_gap_ms
 
     def fires(self, first: float, second: float) -> bool:
         """Whether two candidate scores of the same person decide together."""

@@ -192,7 +192,8 @@ class FaceConfig(Strict):
         _PAIR.enabled,
         description="Decide on two consecutive frames of the same face whose mean score "
         "clears match_threshold (each within pair_frames_slack of it, each with "
-        "match_margin); otherwise fuse fusion_k of fusion_n frames. 1:N only.",
+        "match_margin), one of them matched on its own; such a pair counts as two of the "
+        "fusion_k frames. 1:N only.",
     )
     pair_frames_slack: float = Field(
         _PAIR.slack,

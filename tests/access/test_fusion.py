@@ -470,7 +470,9 @@ def test_at_most_one_unknown_and_one_fallback_per_approach(
     t = ApproachTracker(FusionSettings(approach_gap_s=1000.0))
     out = feed(t, frames)
     assert len(only(out, UnknownFace)) <= 1
-    assert len(only(out, SpoofSuspected)) <= 1
+    # one spoof decision; before it, at most one report about a person already let in
+    spoofs = only(out, SpoofSuspected)
+    assert [o.after_grant for o in spoofs] in ([], [True], [False], [True, False])  # type: ignore[attr-defined]
     assert len(only(out, LowQuality)) <= 1
     assert len(only(out, OfferFallback)) <= 1
 

@@ -218,3 +218,40 @@ def test_same_face() -> None:
     assert not same_face(BOX, None)
     assert not same_face(None, None)
     assert not same_face(BOX, (100.0, 80.0, 0.0, 70.0))
+
+
+def test_a_pair_counts_as_two_of_the_frames_a_stricter_door_asks_for() -> None:
+    """fusion_k = 3: a pair alone never decides; a pair after one more matched frame does."""
+    t = tracker(k=3, n=4)
+    out = play(t, [face(0.485)], [face(0.53)])
+    assert not any(isinstance(o, Recognised) for frame in out for o in frame)
+    t = tracker(k=3, n=4)
+    out = play(t, [face(0.52)], [face(0.485)], [face(0.53)])
+    assert out[2] == [Recognised(CAM, "alice", 100.132, pair_frames=True)]
+
+
+def test_on_an_advisory_door_a_failed_face_ranking_the_person_first_flags_the_pair() -> None:
+    photo = FaceMatch(None, live=False, box=FAR, score=0.49, margin=0.2, candidate="alice")
+    out = play(tracker(LivenessPolicy.ADVISORY), [face(0.49), photo], [face(0.53)])
+    assert out[1] == [
+        Recognised(CAM, "alice", 100.066, True, faces_in_approach=2, pair_frames=True)
+    ]
+
+
+def test_the_same_timestamp_never_pairs() -> None:
+    t = tracker()
+    assert t.observe(CAM, 100.0, [face(0.53)], now=100.0) == []
+    assert t.observe(CAM, 100.0, [face(0.485)], now=100.0) == []  # gap 0: the same frame?
+    t = tracker()
+    assert t.observe(CAM, 100.0, [face(0.53)], now=100.0) == []
+    assert t.observe(CAM, 100.0, [], now=100.0) == []  # a faceless frame, same clock tick
+    assert t.observe(CAM, 100.066, [face(0.485)], now=100.066) == []
+
+
+def test_two_near_misses_never_decide_even_with_looser_bars() -> None:
+    """One of the two frames must have matched on its own: a tracker whose pair bars were
+    (wrongly) looser than the face path's still never decides on two near misses."""
+    loose = PairRule(threshold=0.45, margin=0.1, slack=0.03)
+    miss = FaceMatch(None, live=True, score=0.5, margin=0.2, box=BOX, candidate="alice")
+    out = play(tracker(rule=loose), [miss], [miss])
+    assert not any(isinstance(o, Recognised) for frame in out for o in frame)
