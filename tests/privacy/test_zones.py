@@ -43,6 +43,34 @@ def test_masked_pixels_zero_before_detector() -> None:
     assert np.all(frame[:240, 320:] == 0)  # in place: no unmasked copy survives
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rng: rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),  # a BGR frame
+        lambda rng: rng.integers(0, 256, (480, 640), dtype=np.uint8),  # grey
+        lambda rng: rng.integers(0, 256, (480, 1280, 3), dtype=np.uint8)[:, 640:],  # a view
+        lambda rng: rng.random((480, 640, 3)).astype(np.float32),  # not uint8
+    ],
+)
+def test_the_masker_blanks_exactly_the_zone_in_place(make: Any) -> None:
+    """The fast path (a cached 0/1 multiplier) gives exactly what boolean indexing gives,
+    in the caller's buffer, whatever the frame's layout; every frame again, not once."""
+    rng = np.random.default_rng(7)
+    masker = ZoneMasker("gate-cam", [WINDOW, [(0.0, 0.6), (0.2, 1.0), (0.0, 1.0)]])
+    for _ in range(2):
+        frame = make(rng)
+        expected = frame.copy()
+        expected[build_mask(masker.polygons, 640, 480)] = 0
+        assert masker.apply(frame) is frame
+        assert np.array_equal(frame, expected)
+        assert frame[:240, 320:].max() == 0
+    small = make(rng)[:120, :160]  # another size: its own mask and multiplier
+    expected = small.copy()
+    expected[build_mask(masker.polygons, 160, 120)] = 0
+    masker.apply(small)
+    assert np.array_equal(small, expected)
+
+
 def test_mask_cached_per_size() -> None:
     masker = ZoneMasker("cam", [WINDOW])
     a = masker.mask_for(np.zeros((120, 160, 3), np.uint8))
