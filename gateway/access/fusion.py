@@ -254,10 +254,9 @@ class _Frame:
     spoof_people: set[str] = field(default_factory=set)  # whom the failed faces matched
     spoof_unmatched: bool = False  # a failed face matched nobody
     strong: set[str] = field(default_factory=set)  # people matched strongly enough alone
-    # person -> (score, box) of each live, unflagged face ranking them first within the
-    # pair rule's bars (matched or just below the threshold)
+    # person -> (score, box, matched on its own) of each live, unflagged face ranking them
+    # first within the pair rule's bars (matched or just below the threshold)
     scored: dict[str, list[tuple[float, Box | None, bool]]] = field(default_factory=dict)
-    # (score, box, matched on its own)
     spoof_ranked: set[str] = field(default_factory=set)  # failed faces' best candidates
     follows: bool = False  # directly after the previous window frame (pair rule)
 
@@ -499,6 +498,7 @@ class ApproachTracker:
                 low.append(face.low_quality_reason)
                 continue
             failed = face.live is False or face.consistent is False
+            ranked = face.person_id or face.candidate  # whom the face ranks first
             flagged = False
             if policy is LivenessPolicy.REQUIRED:
                 if failed:
@@ -508,18 +508,16 @@ class ApproachTracker:
                         spoof_people.add(face.person_id)
                     else:
                         spoof_unmatched = True
-                    ranked_first = face.person_id or face.candidate
-                    if ranked_first:
-                        spoof_ranked.add(ranked_first)
+                    if ranked:
+                        spoof_ranked.add(ranked)
                     continue
                 if face.live is None:
                     low.append(LIVENESS_UNAVAILABLE)
                     continue
             elif policy is LivenessPolicy.ADVISORY:
                 flagged = failed
-                if failed and (face.person_id or face.candidate):
-                    spoof_ranked.add(face.person_id or face.candidate or "")
-            ranked = face.person_id or face.candidate
+                if failed and ranked:
+                    spoof_ranked.add(ranked)
             score = face.score
             pairable = not flagged and s.pair.candidate(score, face.margin)
             if ranked and score is not None and pairable:

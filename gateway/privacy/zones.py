@@ -102,20 +102,19 @@ class ZoneMasker:
         0.04 ms for 640x480 against 1.3 ms for boolean indexing, on every frame of every
         camera); anything else is blanked by :func:`apply_zones`.
         """
-        mask = self.mask_for(frame)
-        if mask is None:
+        if not self.polygons:
             return frame
-        if mask.shape != frame.shape[:2]:
-            raise ZoneError(f"zone mask is {mask.shape}, frame is {frame.shape[:2]}")
         if frame.dtype != np.uint8:
-            return apply_zones(frame, mask)
+            return apply_zones(frame, self.mask_for(frame))
         with self._lock:
             keep = self._keep.get(frame.shape)
-            if keep is None:
-                inside = (~mask).astype(np.uint8)
-                keep = (
-                    inside if frame.ndim == 2 else np.repeat(inside[:, :, None], frame.shape[2], 2)
-                )
+        if keep is None:  # first frame of this shape: built once from the mask
+            mask = self.mask_for(frame)
+            if mask is None:
+                return frame
+            inside = (~mask).astype(np.uint8)
+            keep = inside if frame.ndim == 2 else np.repeat(inside[:, :, None], frame.shape[2], 2)
+            with self._lock:
                 self._keep[frame.shape] = keep
         np.multiply(frame, keep, out=frame)
         return frame
