@@ -12,6 +12,12 @@ and :func:`advance` increments it once the new blob is in place, so every older 
 exchange with the TPM runs in a session salted by the primary with AES-128-CFB parameter
 encryption: the key never crosses the bus (SPI) in clear.
 
+With ``keys.owner_auth`` configured, the owner hierarchy's auth value (set by the installer)
+authorises the primary and the counter's definition in HMAC sessions (the value itself never
+crosses the bus), and a new counter is owner-write: only the holder of that value can
+advance it (an older index-auth counter keeps working as before, not migrated).
+:func:`hierarchy_state` reads what ``gateway doctor`` reports about the hierarchies.
+
 The blobs are the marshalled TPM2B_PUBLIC and TPM2B_PRIVATE, as ``tpm2_create -u/-r`` write
 them.
 """
@@ -24,8 +30,9 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
 from gateway.config.loading import read_regular_file
 from gateway.errors import ConfigError
@@ -38,6 +45,7 @@ log = logging.getLogger(__name__)
 MAX_SEALED_BYTES = 128  # MAX_SYM_DATA of the TPM 2.0 library specification
 MAX_BLOB_BYTES = 4096
 COUNTER_BYTES = 8  # an NV counter is a 64-bit big-endian value
+MAX_AUTH_BYTES = 64  # TPM2B_AUTH
 
 _MISSING = (
     "the TPM key provider needs tpm2-pytss: install the 'tpm' extra "
@@ -62,10 +70,32 @@ def _tss() -> Any:
     return tpm2_pytss
 
 
+def _where(ref: SecretRef) -> str:
+    """Where a secret lives (its file or credential name), never its value."""
+    return str(ref.file) if ref.file is not None else f"credential {ref.credential}"
+
+
+def _owner_auth(cfg: KeysConfig) -> bytes | None:
+    """The owner hierarchy's auth value from ``keys.owner_auth`` (None: not configured)."""
+    ref = cfg.owner_auth
+    if ref is None:
+        return None
+    try:
+        value = ref.read_bytes()
+    except ConfigError as exc:
+        raise ConfigError([("keys.owner_auth", _where(ref), exc.problems[0][2])]) from exc
+    if not 1 <= len(value) <= MAX_AUTH_BYTES:
+        problem = f"the owner auth value must have 1..{MAX_AUTH_BYTES} bytes"
+        raise ConfigError([("keys.owner_auth", _where(ref), problem)])
+    return value
+
+
 @contextmanager
-def _esapi(cfg: KeysConfig) -> Iterator[ESAPI]:
-    """An ESAPI context on the configured TCTI; ConfigError naming ``keys.tcti`` if not."""
+def _esapi(cfg: KeysConfig, *, owner: bool = True) -> Iterator[ESAPI]:
+    """An ESAPI context on the configured TCTI, the owner auth set on ``ESYS_TR.OWNER``
+    (``owner``); ConfigError naming ``keys.tcti`` if the TPM does not open."""
     tss = _tss()
+    auth = _owner_auth(cfg) if owner else None
     try:
         esys = tss.ESAPI(cfg.tcti)
     except Exception as exc:  # TSS2_Exception, or a missing TCTI library (RuntimeError...)
@@ -73,17 +103,83 @@ def _esapi(cfg: KeysConfig) -> Iterator[ESAPI]:
             [("keys.tcti", cfg.tcti, f"cannot open the TPM through this TCTI: {exc}")]
         ) from exc
     try:
+        if auth is not None:
+            esys.tr_set_auth(tss.ESYS_TR.OWNER, auth)
         yield esys
     finally:
         esys.close()
 
 
-def _primary(esys: ESAPI) -> Any:
+def _property(esys: ESAPI, prop: int) -> int:
+    """One TPM property's value (TPM2_GetCapability, TPM_CAP_TPM_PROPERTIES)."""
+    tss = _tss()
+    _, data = esys.get_capability(tss.TPM2_CAP.TPM_PROPERTIES, prop, 1)
+    found = data.data.tpmProperties
+    if found.count < 1 or int(found.tpmProperty[0].property) != int(prop):
+        raise ConfigError([("keys.tcti", "", f"the TPM does not report property {prop:#x}")])
+    return int(found.tpmProperty[0].value)
+
+
+def _owner_refused(esys: ESAPI, cfg: KeysConfig, exc: Exception) -> ConfigError:
+    """The TPM refused the owner auth value: say which side is missing or wrong."""
+    tss = _tss()
+    ref = cfg.owner_auth
+    try:
+        on_tpm: bool | None = bool(
+            _property(esys, tss.TPM2_PT.PERMANENT) & tss.TPMA_PERMANENT.OWNERAUTHSET
+        )
+    except (ConfigError, tss.TSS2_Exception):
+        on_tpm = None
+    if ref is None:
+        problem = (
+            "the TPM's owner hierarchy has an auth value and the gateway has none: set "
+            "keys.owner_auth to the file (or systemd credential) holding the value given to "
+            "'tpm2_changeauth -c owner'"
+        )
+    elif on_tpm is False:
+        problem = (
+            "the TPM's owner hierarchy has no auth value, so the configured one is refused: "
+            "set it on the TPM ('tpm2_changeauth -c owner file:FILE') or remove keys.owner_auth"
+        )
+    else:
+        problem = (
+            "the TPM refuses the configured owner auth value: it is not the one set on this "
+            "TPM's owner hierarchy ('tpm2_changeauth -c owner'): correct the file"
+        )
+    where = _where(ref) if ref is not None else "unset"
+    return ConfigError([("keys.owner_auth", where, f"{problem} ({exc})")])
+
+
+@contextmanager
+def _as_owner(esys: ESAPI, cfg: KeysConfig | None) -> Iterator[Any]:
+    """An HMAC session for commands authorised by the owner hierarchy (its auth value keys
+    the HMAC and never crosses the bus); the auth refused: ConfigError naming
+    ``keys.owner_auth``."""
+    tss = _tss()
+    null = tss.TPMT_SYM_DEF(algorithm=tss.TPM2_ALG.NULL)
+    session = esys.start_auth_session(
+        tss.ESYS_TR.NONE, tss.ESYS_TR.NONE, tss.TPM2_SE.HMAC, null, tss.TPM2_ALG.SHA256
+    )
+    try:
+        yield session
+    except tss.TSS2_Exception as exc:
+        if cfg is None or exc.error not in (tss.TPM2_RC.BAD_AUTH, tss.TPM2_RC.AUTH_FAIL):
+            raise
+        raise _owner_refused(esys, cfg, exc) from exc
+    finally:
+        with contextlib.suppress(tss.TSS2_Exception):  # already gone after a refusal
+            esys.flush_context(session)
+
+
+def _primary(esys: ESAPI, cfg: KeysConfig | None = None) -> Any:
     """The storage primary key (deterministic from the owner seed: same key every time)."""
     tss = _tss()
     attrs = tss.TPMA_OBJECT.DEFAULT_TPM2_TOOLS_CREATEPRIMARY_ATTRS
     template = tss.TPM2B_PUBLIC.parse("ecc256:aes128cfb", objectAttributes=attrs)
-    handle, *_ = esys.create_primary(tss.TPM2B_SENSITIVE_CREATE(), template, tss.ESYS_TR.OWNER)
+    with _as_owner(esys, cfg) as session:
+        handle, *_ = esys.create_primary(
+            tss.TPM2B_SENSITIVE_CREATE(), template, tss.ESYS_TR.OWNER, session1=session
+        )
     return handle
 
 
@@ -144,7 +240,7 @@ def seal(key: bytes, cfg: KeysConfig) -> SealedKey:
         )
     tss = _tss()
     with _esapi(cfg) as esys:
-        primary = _primary(esys)
+        primary = _primary(esys, cfg)
         session = None
         try:
             attrs = tss.TPMA_OBJECT.FIXEDTPM | tss.TPMA_OBJECT.FIXEDPARENT | tss.TPMA_OBJECT.NODA
@@ -211,17 +307,31 @@ def _read_counter(esys: ESAPI, cfg: KeysConfig) -> int:
     return int.from_bytes(bytes(esys.nv_read(handle, COUNTER_BYTES, 0, handle)), "big")
 
 
+def _increment(esys: ESAPI, handle: Any, cfg: KeysConfig) -> None:
+    """TPM2_NV_Increment, authorised as the counter's attributes say: by the owner
+    hierarchy (owner-write) or by the index's own empty auth (an older counter)."""
+    tss = _tss()
+    nv_public, _ = esys.nv_read_public(handle)
+    if nv_public.nvPublic.attributes & tss.TPMA_NV.OWNERWRITE:
+        with _as_owner(esys, cfg) as session:
+            esys.nv_increment(handle, auth_handle=tss.ESYS_TR.OWNER, session1=session)
+    else:
+        esys.nv_increment(handle, handle)
+
+
 def _ensure_counter(esys: ESAPI, cfg: KeysConfig) -> int:
-    """The counter's value, defining it (no auth, read/write by anyone: incrementing it
-    only ever revokes blobs) and writing it once when it is not there yet."""
+    """The counter's value, defining it and writing it once when it is not there yet.
+    Anyone may read it (PolicyNV needs that; reading is harmless); with ``keys.owner_auth``
+    only the owner hierarchy may increment it, else (no owner auth) anyone may."""
     tss = _tss()
     try:
         handle = esys.tr_from_tpmpublic(cfg.nv_index)
     except tss.TSS2_Exception:
+        write = tss.TPMA_NV.OWNERWRITE if cfg.owner_auth is not None else tss.TPMA_NV.AUTHWRITE
         attrs = (
             (tss.TPM2_NT.COUNTER << tss.TPMA_NV.TPM2_NT_SHIFT)
             | tss.TPMA_NV.AUTHREAD
-            | tss.TPMA_NV.AUTHWRITE
+            | write
             | tss.TPMA_NV.NO_DA
         )
         public = tss.TPMS_NV_PUBLIC(
@@ -230,8 +340,11 @@ def _ensure_counter(esys: ESAPI, cfg: KeysConfig) -> int:
             attributes=attrs,
             dataSize=COUNTER_BYTES,
         )
-        handle = esys.nv_define_space(None, tss.TPM2B_NV_PUBLIC(nvPublic=public))
-        log.info("defined the TPM NV counter %s", hex(cfg.nv_index))
+        with _as_owner(esys, cfg) as session:
+            handle = esys.nv_define_space(
+                None, tss.TPM2B_NV_PUBLIC(nvPublic=public), session1=session
+            )
+        log.info("defined the TPM NV counter %s (%s)", hex(cfg.nv_index), _writer(attrs))
     nv_public, _ = esys.nv_read_public(handle)
     area = nv_public.nvPublic
     kind = (int(area.attributes) >> int(tss.TPMA_NV.TPM2_NT_SHIFT)) & 0xF
@@ -240,7 +353,7 @@ def _ensure_counter(esys: ESAPI, cfg: KeysConfig) -> int:
             [("keys.nv_index", hex(cfg.nv_index), "this NV index is in use and not a counter")]
         )
     if not area.attributes & tss.TPMA_NV.WRITTEN:
-        esys.nv_increment(handle, handle)
+        _increment(esys, handle, cfg)
     return _read_counter(esys, cfg)
 
 
@@ -249,10 +362,57 @@ def advance(cfg: KeysConfig) -> int:
     blob sealed before no longer unseals on this TPM. Returns the new value."""
     with _esapi(cfg) as esys:
         handle = _counter_handle(esys, cfg)
-        esys.nv_increment(handle, handle)
+        _increment(esys, handle, cfg)
         value = _read_counter(esys, cfg)
     log.info("TPM NV counter %s now %d: older sealed blobs revoked", hex(cfg.nv_index), value)
     return value
+
+
+CounterWriter = Literal["owner", "index", "other"]
+
+
+def _writer(attributes: int) -> CounterWriter:
+    """Who may increment a counter with these attributes: the owner hierarchy, anyone
+    (its own empty auth), or something else (a policy, the platform)."""
+    tss = _tss()
+    if attributes & tss.TPMA_NV.OWNERWRITE:
+        return "owner"
+    if attributes & tss.TPMA_NV.AUTHWRITE:
+        return "index"
+    return "other"
+
+
+@dataclass(frozen=True)
+class HierarchyState:
+    """What the TPM says about its hierarchies' auth values and the NV counter."""
+
+    owner_auth_set: bool
+    endorsement_auth_set: bool
+    lockout_auth_set: bool
+    platform_enabled: bool
+    counter: CounterWriter | None  # who may increment it; None: not defined yet
+
+
+def hierarchy_state(cfg: KeysConfig) -> HierarchyState:
+    """Read TPM_PT_PERMANENT, TPM_PT_STARTUP_CLEAR and the counter's public area (reading
+    only: needs no auth, changes nothing)."""
+    tss = _tss()
+    with _esapi(cfg, owner=False) as esys:
+        permanent = _property(esys, tss.TPM2_PT.PERMANENT)
+        startup = _property(esys, tss.TPM2_PT.STARTUP_CLEAR)
+        counter: CounterWriter | None = None
+        with contextlib.suppress(tss.TSS2_Exception):
+            handle = esys.tr_from_tpmpublic(cfg.nv_index)
+            nv_public, _ = esys.nv_read_public(handle)
+            counter = _writer(int(nv_public.nvPublic.attributes))
+    bits = tss.TPMA_PERMANENT
+    return HierarchyState(
+        owner_auth_set=bool(permanent & bits.OWNERAUTHSET),
+        endorsement_auth_set=bool(permanent & bits.ENDORSEMENTAUTHSET),
+        lockout_auth_set=bool(permanent & bits.LOCKOUTAUTHSET),
+        platform_enabled=bool(startup & tss.TPMA_STARTUP.CLEAR_PHENABLE),
+        counter=counter,
+    )
 
 
 _BY_AUTH = "auth"  # a blob sealed before policies: opens by its (empty) auth value
@@ -340,7 +500,7 @@ def _unseal(
     except Exception as exc:
         raise _foreign(cfg, exc) from exc
     with _esapi(cfg) as esys:
-        primary = _primary(esys)
+        primary = _primary(esys, cfg)
         handles = [primary]
         try:
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -197,6 +198,73 @@ def check_keys(cfg: GatewayConfig) -> Check:
     return Check("device key", "PASS", f"{provider.name} provider: {provider.describe()}")
 
 
+def _mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0  # unreadable: the device key check names it
+
+
+def check_tpm_hierarchy(cfg: GatewayConfig) -> Check:
+    """With the TPM provider: WARN, saying what it allows and how to fix it, for each TPM
+    setting that lets any process with TPM access lock the gate out of its sealed key."""
+    from gateway import tpm
+
+    keys = cfg.keys
+    try:
+        state = tpm.hierarchy_state(keys)
+    except GatewayError as exc:
+        return Check("TPM hierarchies", "FAIL", str(exc))
+    risks: list[str] = []
+    if not state.lockout_auth_set:
+        risks.append(
+            "the lockout auth is empty: any process that can open the TPM can clear it "
+            "(TPM2_Clear), and with it the sealed device key; set one ('tpm2_changeauth -c "
+            "lockout') and keep it off the board"
+        )
+    if not state.owner_auth_set:
+        risks.append(
+            f"the owner auth is empty: any process that can open the TPM can advance or "
+            f"undefine the NV counter {keys.nv_index:#x} and so lock the device key out; set "
+            "one ('tpm2_changeauth -c owner file:FILE', FILE 0600 without a trailing newline) "
+            'and keys.owner_auth = { file = "FILE" }'
+        )
+    if state.counter == "index":
+        risks.append(
+            f"the NV counter {keys.nv_index:#x} is written with its own empty auth: any "
+            "process that can open the TPM can advance it and lock the device key out; the "
+            "gateway does not migrate an existing counter (redefining it revokes the sealed "
+            "key): with the clear device key file at hand and keys.owner_auth set, undefine "
+            f"it ('tpm2_nvundefine -C o -P file:FILE {keys.nv_index:#x}') and seal again "
+            "('gateway keys seal --from KEYFILE --force'): the new counter is owner-write"
+        )
+    ref = keys.owner_auth
+    mode = _mode(ref.file) if ref is not None and ref.file is not None else 0
+    if mode & 0o077:
+        risks.append(
+            f"keys.owner_auth is readable by other users (mode {mode:o}): they can advance "
+            "or undefine the NV counter with it: chmod 0600 it"
+        )
+    if state.platform_enabled:
+        risks.append(
+            "the platform hierarchy is enabled: with its (usually empty) auth any process "
+            "that can open the TPM can clear it or disable the owner hierarchy; the firmware "
+            "should disable it at boot (TPM2_HierarchyControl)"
+        )
+    if risks:
+        return Check("TPM hierarchies", "WARN", "; ".join(risks))
+    counter = {
+        "owner": "owner-write",
+        "other": "not writable by its own auth",
+        None: "not defined yet (owner-write at the first seal)",
+    }[state.counter]
+    return Check(
+        "TPM hierarchies",
+        "PASS",
+        f"lockout and owner auths set, platform hierarchy disabled, NV counter {counter}",
+    )
+
+
 def check_template_protection(cfg: GatewayConfig) -> Check:
     """Which template protection mode is in use; FAIL when the stored templates were made
     under another one (the daemon refuses to start)."""
@@ -286,6 +354,8 @@ def run_checks(cfg: GatewayConfig, timeout: float) -> list[Check]:
         )
     )
     checks.append(check_keys(cfg))
+    if cfg.keys.provider == "tpm":
+        checks.append(check_tpm_hierarchy(cfg))
     checks.append(check_gates_key(cfg))
     checks.append(check_template_protection(cfg))
     checks.append(check_storage(cfg))

@@ -27,6 +27,8 @@ def _secret_refs(cfg: GatewayConfig) -> Iterator[tuple[str, SecretRef]]:
         yield "privacy.site_key", cfg.privacy.site_key
     if cfg.privacy.gates_key is not None:  # configured: the daemon refuses to start without it
         yield "privacy.gates_key", cfg.privacy.gates_key
+    if cfg.keys.owner_auth is not None:
+        yield "keys.owner_auth", cfg.keys.owner_auth
 
 
 def secret_problems(cfg: GatewayConfig) -> list[Problem]:

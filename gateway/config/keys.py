@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from gateway.config.base import Strict
+from gateway.config.base import SecretRef, Strict
 
 DEFAULT_TCTI = "device:/dev/tpmrm0"
 DEFAULT_BLOB_DIR = Path("/etc/access-gateway/credentials")
@@ -55,3 +55,17 @@ class KeysConfig(Strict):
     pcr_bank: Literal["sha1", "sha256", "sha384"] = Field(
         "sha256", description="PCR bank whose values the policy binds."
     )
+    owner_auth: SecretRef | None = Field(
+        None,
+        description="The TPM owner hierarchy's auth value as the installer set it "
+        "(tpm2_changeauth -c owner): a file (0600) or a systemd credential. The gateway "
+        "creates its primary key and defines and advances its NV counter with it, and "
+        "defines a new counter owner-write: no other process can advance it. Unset: the "
+        "owner auth must be empty ('gateway doctor' warns).",
+    )
+
+    @model_validator(mode="after")
+    def _owner_auth_needs_tpm(self) -> Self:
+        if self.owner_auth is not None and self.provider != "tpm":
+            raise ValueError("'owner_auth' applies only with provider = \"tpm\"")
+        return self
