@@ -179,10 +179,10 @@ def rekey_pin_index(index: int, over: list[bytes]) -> int:
 
 
 def carry_over(keys: Keys) -> dict[Purpose, bytes]:
-    """What a device-key rotation carries: the :data:`CARRIED` keys, the layers and a
-    carried cancelable transform key."""
+    """What a device-key rotation carries: the :data:`CARRIED` keys, the layers, a
+    carried cancelable transform key and the PIN-index key a site-key rotation carried."""
     out = {p: keys.subkey(p) for p in CARRIED}
-    for layer in (*LAYERED.values(), Purpose.TEMPLATE_TRANSFORM):
+    for layer in (*LAYERED.values(), Purpose.TEMPLATE_TRANSFORM, Purpose.PIN_INDEX):
         if layer in keys.carried:
             out[layer] = keys.carried[layer]
     return out

@@ -235,11 +235,13 @@ def _read_only(path: Path) -> sqlite3.Connection:
 def credentials_of(args: argparse.Namespace, db: sqlite_utils.Database) -> Credentials:
     """The gateway's card/PIN store, keyed exactly as the daemon keys it."""
     from gateway.credentials.store import Credentials
+    from gateway.keys import Purpose
     from gateway.services.keys import read_carried
 
     keys = keys_of(args)
     kept = read_carried(db.conn, keys.device)
-    return Credentials(db, keys.device, index_key=keys.pin_index_site, carried=kept)
+    index_key = kept.get(Purpose.PIN_INDEX) or keys.pin_index_site  # after a site rotation
+    return Credentials(db, keys.device, index_key=index_key, carried=kept)
 
 
 def notice_of(args: argparse.Namespace) -> Notice:

@@ -19,9 +19,10 @@ from pathlib import Path
 from gateway.cli.context import Sub
 from gateway.config.base import SecretRef
 from gateway.config.keys import KeysConfig
-from gateway.config.root import load_config
+from gateway.config.root import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from gateway.keys import MIN_KEY_BYTES, Purpose
+from gateway.services.key_rotation import COPIED, WHATS
 
 NEW_KEY_BYTES = 32
 
@@ -84,7 +85,7 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
     from gateway.services.key_rotation import rotate_stopped
 
     cfg = load_config(args.config)
-    if args.what != "transform" and args.key:
+    if args.what not in COPIED and args.key:
         raise ConfigError([("--key", args.key, f"a {args.what} key is never copied: omit --key")])
     new_key = SecretRef(file=Path(args.key)).read_bytes() if args.key else None
     outcome = rotate_stopped(cfg, args.what, actor=args.actor, new_key=new_key)
@@ -109,9 +110,30 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
             f"copy {cfg.privacy.gates_key.file} to the site's other gates and run there: "
             "gateway keys rotate --what transform --key FILE"
         )
+    if args.what == "site":
+        _site_next_steps(cfg, args.key is not None)
     print(outcome.residue.describe(), file=sys.stdout if outcome.residue.clean else sys.stderr)
     print("start the daemon again: systemctl start access-gateway")
     return 0 if outcome.residue.clean else 1
+
+
+def _site_next_steps(cfg: GatewayConfig, adopted: bool) -> None:
+    """What the operator does after a site-key rotation."""
+    if cfg.roster.role == "office":
+        print(
+            "every registered gate is sent the new site key in its roster (sealed for it "
+            "alone) and restarts with it once it applies it; `gateway roster status` shows "
+            "which gates have acknowledged"
+        )
+    elif not adopted and cfg.privacy.site_key is not None:
+        print(
+            f"copy {cfg.privacy.site_key.file} to the site's management side and run on "
+            "every other gate: gateway keys rotate --what site --key FILE"
+        )
+    print(
+        "the PIN-index key was carried over (stored PIN indexes cannot be recomputed): "
+        "`gateway mqtt pin-args` now takes --config (this instance's) instead of --site-key"
+    )
 
 
 def _cmd_erase_templates(args: argparse.Namespace) -> int:
@@ -161,11 +183,13 @@ def register(subparsers: Sub[argparse.ArgumentParser]) -> None:
     rotate = sub.add_parser("rotate", help="renew a key; stored templates follow (no re-enrolment)")
     rotate.add_argument(
         "--what",
-        choices=["device", "transform", "audit", "access-log", "card", "pin", "pseudonym"],
+        choices=list(WHATS),
         required=True,
         help="which key (a purpose: its stored values follow; see gateway.services.key_purposes)",
     )
-    rotate.add_argument("--key", help="adopt this new key file (rotated at another gate)")
+    rotate.add_argument(
+        "--key", help="adopt this new gates or site key file (rotated at another instance)"
+    )
     rotate.add_argument("--actor", default=os.environ.get("USER", "operator"), help="who")
     erase = sub.add_parser(
         "erase-templates",

@@ -43,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="print set_pin args for a PIN read from stdin (sealed hash + index; never the PIN)",
     )
     pa.add_argument("person_id", help="the person's id")
-    pa.add_argument("--site-key", type=Path, required=True, help="the site key file (0600)")
+    pa.add_argument(
+        "--site-key",
+        type=Path,
+        help="the site key file (0600); without it the keys of --config's instance (needed "
+        "after a site-key rotation, which carries the PIN-index key in its database)",
+    )
     pa.add_argument("--kind", choices=("normal", "duress", "visitor"), default="normal")
     pa.set_defaults(func=run_pin_args)
 
@@ -107,12 +112,11 @@ def run_pin_args(args: argparse.Namespace) -> int:
     from gateway.credentials.hashing import management_pin_record
     from gateway.errors import GatewayError
     from gateway.privacy import person_ref
-    from gateway.privacy.vault import load_key
 
     pin = sys.stdin.readline().strip()
     try:
-        site = load_key(args.site_key, "site-key")
-        sealed, index = management_pin_record(pin, site, args.person_id)
+        site, index_key = _site_keys(args)
+        sealed, index = management_pin_record(pin, site, args.person_id, index_key=index_key)
     except (GatewayError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
@@ -124,6 +128,29 @@ def run_pin_args(args: argparse.Namespace) -> int:
     }
     sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
     return 0
+
+
+def _site_keys(args: argparse.Namespace) -> tuple[bytes, bytes | None]:
+    """The site key and the PIN-index key: from --site-key (the index key derived from
+    it), else as the instance of --config loads them (its carried PIN-index key)."""
+    from gateway.errors import GatewayError
+    from gateway.privacy.vault import load_key
+
+    if args.site_key is not None:
+        return load_key(args.site_key, "site-key"), None
+    from gateway.config.root import load_config
+    from gateway.services.keys import load_keys
+    from gateway.store.readonly import open_state
+
+    cfg = load_config(args.config)
+    if not Path(cfg.storage.database_path).exists():
+        raise GatewayError(f"no state database at {cfg.storage.database_path}: give --site-key")
+    db, _ = open_state(cfg.storage.database_path)
+    try:
+        keys = load_keys(cfg, db.conn)
+    finally:
+        db.close()
+    return keys.site, keys.pin_index_site
 
 
 def run_seal_person(args: argparse.Namespace) -> int:

@@ -52,6 +52,18 @@ def _add_gate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove_gate(args: argparse.Namespace) -> int:
+    cfg = _cfg(args)
+    if args.name in cfg.roster.gates:
+        raise GatewayError(
+            f"gate {args.name} is in roster.gates of {args.config}: remove it there first "
+            "(the office registers every configured gate when it starts)"
+        )
+    dropped = roster_office.remove_gate(ctx.open_db(args), args.name, actor=args.actor)
+    print(f"gate {args.name} removed from the roster ({dropped} changes for it dropped)")
+    return 0
+
+
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
@@ -123,6 +135,11 @@ def register(subparsers: Sub) -> None:
         nargs="?",
         help="the second key it printed (Ed25519: the gate's acks are refused without it)",
     )
+    remove = sub.add_parser(
+        "remove-gate",
+        help="office: take a gate out of the roster (decommissioned, stolen, storage leaked)",
+    )
+    remove.add_argument("name", help="the gate's site.gate name")
     status = sub.add_parser("status", help="office: which gates applied which change")
     status.add_argument("--recent", type=int, default=20, help="changes listed")
     status.add_argument("--json", action="store_true", help="machine-readable")
@@ -139,6 +156,7 @@ def register(subparsers: Sub) -> None:
     for p, fn in (
         (key, _gate_key),
         (add, _add_gate),
+        (remove, _remove_gate),
         (status, _status),
         (gates, _gates),
         (narrow, _narrow),

@@ -193,15 +193,22 @@ def open_pin_hash(sealed: str, person_id: str, site_key: bytes) -> str:
 
 
 def management_pin_record(
-    pin: str, site_key: bytes, person_id: str, params: PinHashParams | None = None
+    pin: str,
+    site_key: bytes,
+    person_id: str,
+    params: PinHashParams | None = None,
+    *,
+    index_key: bytes | None = None,
 ) -> tuple[str, int]:
     """What the management side (holding the site key) sends in a ``set_pin`` command for
     ``pin``: its argon2id hash (fresh salt) sealed by :func:`seal_pin_hash`, and its index
-    under the site's PIN index key. Neither the PIN nor its bare hash ever travels."""
+    under the site's PIN index key (``index_key``: the one carried over a site-key
+    rotation; default derived from ``site_key``). Neither the PIN nor its bare hash ever
+    travels."""
     from gateway.keys import pin_index_key
 
     validate_pin(pin)
-    index = pin_index_for(pin, pin_index_key(site_key))
+    index = pin_index_for(pin, index_key or pin_index_key(site_key))
     return seal_pin_hash(make_hasher(params).hash(pin), person_id, site_key), index
 
 

@@ -86,7 +86,7 @@ def office_export(
     from gateway.privacy.vault import Vault
     from gateway.store import database as store
 
-    site = keys["site"].read_bytes()
+    site = site_key(keys)
     gates = SecretRef(file=keys.get("gates", keys["site"])).read_bytes()
     office = store.connect(office_dir / "office.db")
     try:
@@ -100,3 +100,18 @@ def office_export(
         return pid, args
     finally:
         office.close()
+
+
+def site_key(keys: dict[str, Path]) -> bytes:
+    """The demo site's key as the gateway reads its file (a rotation rewrites the file)."""
+    from gateway.config.base import SecretRef
+
+    return SecretRef(file=keys["site"]).read_bytes()
+
+
+def first_pin_index_key(keys: dict[str, Path]) -> bytes:
+    """The site's PIN-index key from its current site key: the management side takes it
+    before the first site-key rotation and keeps it (every rotation carries it over)."""
+    from gateway.keys import pin_index_key
+
+    return pin_index_key(site_key(keys))

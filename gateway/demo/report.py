@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -52,3 +53,16 @@ def exit_code(results: Sequence[Any]) -> int:
     """0 only when at least one scenario ran and every runnable scenario passed."""
     ran = runnable(results)
     return 0 if ran and all(r.passed for r in ran) else 1
+
+
+def print_results(results: Sequence[Any]) -> None:
+    """The summary and the counts, printed at the end of a demo run."""
+    print("\n" + format_summary(results), flush=True)
+    print("\n" + format_counts(results), flush=True)
+
+
+def all_failed(files: Sequence[Path], message: str) -> list[Any]:
+    """Every scenario of ``files`` as an error with ``message`` (the set-up failed)."""
+    from hw_sim.runner import ScenarioResult
+
+    return [ScenarioResult(f.stem, str(f), "error", message=message) for f in files]

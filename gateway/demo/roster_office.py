@@ -220,12 +220,17 @@ class DemoOffice:
         from gateway.keys import Purpose
         from gateway.privacy import audit
         from gateway.services.keys import load_keys
+        from gateway.services.site_rotation import carry_pin_index
         from gateway.store import database as store
 
         cfg = cfg or load_config(self.config_path, env=False)
         db = store.connect(cfg.storage.database_path)
         keys = load_keys(cfg, db.conn)
         audit.bind_key(db, audit.ChainKey(keys.subkey(Purpose.AUDIT_CHAIN)))
+        site_index = self.stack.site_pin_index_key()
+        if keys.pin_index_site != site_index:  # set up after a site-key rotation
+            carry_pin_index(db, keys, site_index, actor="installer")
+            keys = load_keys(cfg, db.conn)
         return db, keys
 
     def stop(self) -> None:

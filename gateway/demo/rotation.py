@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 #: Every key ``gateway keys rotate --what`` names; ``transform`` first (it writes the
 #: gates key file the config now names).
-ORDER = ("transform", "device", "audit", "access-log", "card", "pin", "pseudonym")
+ORDER = ("transform", "site", "device", "audit", "access-log", "card", "pin", "pseudonym")
 ACTOR = "demo"
 #: The resident the rotations must not lock out (as the library's resident-by-face has it).
 RESIDENT = {
@@ -151,6 +151,7 @@ async def rotate_every_key(stack: DemoStack, unmet: dict[str, str]) -> list[Any]
     config = stack.config_path.read_text()
     try:
         await stack.harness("provision", {"people": [person]})
+        stack.site_pin_index_key()  # kept by the management side over the site rotation
         await stack.stop_daemon()
         config = adopt_gates_key(stack)
         for line in await asyncio.to_thread(rotate_all, stack.config_path):

@@ -30,6 +30,7 @@ from gateway.demo import daemon_log, management
 from gateway.demo.console import DemoConsole
 from gateway.demo.files import demo_keys, render_config
 from gateway.demo.models import install_landmark_model, install_models
+from gateway.demo.report import all_failed, exit_code, print_results
 from gateway.demo.roster_office import STEPS as ROSTER_STEPS
 from gateway.demo.roster_office import DemoOffice
 from gateway.demo.rotation import rotate_every_key
@@ -83,6 +84,7 @@ class DemoStack:
         self._printer: asyncio.Task[None] | None = None
         self.console: DemoConsole | None = None  # the web console, when the extra is there
         self.office = DemoOffice(self)  # the compound's roster office, once a scenario needs it
+        self._pin_index_key: bytes | None = None
 
     # -- setup ------------------------------------------------------------------------------
     def start_sim(self) -> None:
@@ -359,11 +361,21 @@ class DemoStack:
             raise RuntimeError(f"person {ref} was not provisioned")
         await self.command("withdraw_consent", {"person_ref": self.person_ref(pid)})
 
+    def site_key(self) -> bytes:
+        """The site key as the gateway reads its file (a rotation rewrites the file)."""
+        return management.site_key(self.keys)
+
+    def site_pin_index_key(self) -> bytes:
+        """The site's PIN-index key, kept as a management side keeps it (carried over every
+        site-key rotation: :func:`management.first_pin_index_key`)."""
+        self._pin_index_key = self._pin_index_key or management.first_pin_index_key(self.keys)
+        return self._pin_index_key
+
     def person_ref(self, person_id: str) -> str:
         """``person_id`` sealed for the site's gates, as a command carries it."""
         from gateway.privacy import person_ref
 
-        return person_ref.seal(self.keys["site"].read_bytes(), person_id)
+        return person_ref.seal(self.site_key(), person_id)
 
     async def _sync(self, ref: str) -> None:
         """Enrol at the office and sync the templates to this gate by signed MQTT command."""
@@ -389,8 +401,10 @@ class DemoStack:
         pid = self._people.get(name)
         if pid is None:
             raise RuntimeError(f"person {ref} was not provisioned")
-        site = self.keys["site"].read_bytes()
-        sealed, index = await asyncio.to_thread(management_pin_record, pin, site, pid)
+        record = functools.partial(
+            management_pin_record, pin, self.site_key(), pid, index_key=self.site_pin_index_key()
+        )
+        sealed, index = await asyncio.to_thread(record)
         await self.command(
             "set_pin",
             {"person_ref": self.person_ref(pid), "pin_hash_sealed": sealed, "pin_index": index},
@@ -426,7 +440,6 @@ async def run_demo(args: argparse.Namespace) -> int:
     """Set everything up, play the scenarios, print the summary; 0 only if every runnable
     scenario passed. A failure in one scenario never stops the run."""
     from gateway.demo.broker import EmbeddedBroker
-    from gateway.demo.report import exit_code
 
     files = _scenario_files(args.scenarios)
     workdir = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
@@ -460,13 +473,13 @@ async def run_demo(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - reported; every scenario is marked failed
             print(f"demo set-up failed: {exc}", file=sys.stderr, flush=True)
             print(stack.daemon_log_tail(), file=sys.stderr, flush=True)
-            results = _all_failed(files, f"demo set-up failed: {type(exc).__name__}: {exc}")
+            results = all_failed(files, f"demo set-up failed: {type(exc).__name__}: {exc}")
         else:
             rotate = getattr(args, "rotate_keys", False)
             results = await rotate_every_key(stack, unmet) if rotate else []
             results += await _play(stack, files, mqtt_url, unmet)
             if getattr(args, "keep_open", False):
-                _print_results(results)
+                print_results(results)
                 printed = True
                 await web_console.keep_open()
     finally:
@@ -480,15 +493,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     if not printed:
-        _print_results(results)
+        print_results(results)
     return exit_code(results)
-
-
-def _print_results(results: list[Any]) -> None:
-    from gateway.demo.report import format_counts, format_summary
-
-    print("\n" + format_summary(results), flush=True)
-    print("\n" + format_counts(results), flush=True)
 
 
 def _scenario_files(args: Sequence[Path] | None) -> list[Path]:
@@ -496,12 +502,6 @@ def _scenario_files(args: Sequence[Path] | None) -> list[Path]:
     for p in sorted(Path(p) for p in (args or [DEFAULT_SCENARIOS])):
         files.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
     return files
-
-
-def _all_failed(files: Sequence[Path], message: str) -> list[Any]:
-    from hw_sim.runner import ScenarioResult
-
-    return [ScenarioResult(f.stem, str(f), "error", message=message) for f in files]
 
 
 async def _set_up(stack: DemoStack) -> dict[str, str]:
@@ -560,7 +560,7 @@ async def _play(
                     [f], stack.sim, mqtt_url, PREFIX, harness=stack.harness, unmet=unmet
                 )
             except Exception as exc:  # noqa: BLE001 - this scenario fails, the run goes on
-                one = _all_failed([f], f"{type(exc).__name__}: {exc}")
+                one = all_failed([f], f"{type(exc).__name__}: {exc}")
             results.extend(one)
             for r in one:
                 if not r.passed:

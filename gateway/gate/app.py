@@ -256,6 +256,7 @@ class Gateway:
             add_service=self.daemon.add_service,
             credentials=credentials,
             cache=self.cache_state,
+            restart=self.daemon.request_restart,
         )
         if self.roster is not None:  # the roster before the first decision (see README)
             await self.roster.sync_once(cfg.roster.startup_sync_s)

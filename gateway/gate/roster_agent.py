@@ -34,6 +34,8 @@ from gateway.services import roster_gate, roster_office, roster_publish
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RunDb = Callable[..., Awaitable[Any]]
+#: After adopting a site key: time for the acknowledgement to go out before the restart.
+RESTART_AFTER_KEYS_S = 1.0
 FETCH_BATCH = 16  # topics asked for at once (under the brokers' default in-flight windows)
 
 
@@ -242,9 +244,11 @@ class GateRosterAgent:
         run_db: RunDb,
         *,
         fetch_wait_s: float = 5.0,
+        restart: Callable[[str], None] | None = None,
     ) -> None:
         self.deps, self.mqtt, self.topics, self.run_db = deps, mqtt, topics, run_db
         self.fetch_wait_s = fetch_wait_s
+        self.restart = restart  # the daemon's restart in place (after adopting a site key)
         self.synced = asyncio.Event()  # a verified manifest applied since the start
         self._docs: dict[str, bytes] = {}
         self._changed = asyncio.Event()
@@ -256,7 +260,13 @@ class GateRosterAgent:
         self.rejections = 0
 
     async def run(self) -> None:
-        """Follow until cancelled."""
+        """Follow until cancelled (first adopting site keys a roster sent before a crash or
+        a failed adoption: :func:`roster_gate.adopt_pending`)."""
+        try:
+            if await self.run_db(roster_gate.adopt_pending, self.deps):
+                self._restart_with_new_keys()
+        except Exception:  # the roster goes on (a revocation is never held up); retried
+            log.exception("roster: adopting the site key sent before failed; retried later")
         await _reconnecting(f"gate {self.deps.gate}", self._session)
 
     async def _session(self) -> None:
@@ -352,8 +362,10 @@ class GateRosterAgent:
                 parts = [self._docs[f"s/{i}"] for i in range(n) if f"s/{i}" in self._docs]
             checked = await self.run_db(roster_gate.verify, self.deps, m, chunks, parts)
             if checked.snapshot is not None or checked.changes:
-                await self.run_db(roster_gate.apply, self.deps, checked)
+                counts = await self.run_db(roster_gate.apply, self.deps, checked)
                 self.applied += 1
+                if counts.get("site_key"):
+                    self._restart_with_new_keys()
         except sqlite3.Error:
             raise  # the store, not the message: the session restarts and tries again
         except Exception as exc:  # noqa: BLE001 - any message, however malformed: one refusal
@@ -367,6 +379,15 @@ class GateRosterAgent:
         self._refused = None
         self.synced.set()
         return await self.run_db(roster_gate.ack_payload, self.deps, None)
+
+    def _restart_with_new_keys(self) -> None:
+        """The gate adopted the site's new key: restart in place once the ack is out (every
+        part then runs with it; other writes are held until then)."""
+        why = "site key adopted from the roster"
+        if self.restart is None:
+            log.warning("roster: %s: restart the gateway to run with it", why)
+            return
+        asyncio.get_running_loop().call_later(RESTART_AFTER_KEYS_S, self.restart, why)
 
     def _late(self, since: float | None) -> bool:
         return since is not None and time.monotonic() - since >= self.fetch_wait_s

@@ -17,13 +17,13 @@ from gateway.config.root import GatewayConfig
 from gateway.daemon.supervisor import ServiceSpec
 from gateway.errors import ConfigError
 from gateway.gate.roster_agent import GateRosterAgent, OfficeRosterAgent, OfficeSettings, RunDb
-from gateway.keys import Keys, Purpose
+from gateway.keys import Keys, key_id
 from gateway.mqtt.client import MqttSettings
 from gateway.mqtt.fleet import settings_from_config
 from gateway.mqtt.roster_topics import RosterTopics
 from gateway.mqtt.sign import load_private
 from gateway.privacy.vault import GalleryLike, Vault
-from gateway.services import roster_gate, roster_office
+from gateway.services import roster_gate, roster_office, site_rotation
 
 if TYPE_CHECKING:
     from gateway.credentials.store import Credentials
@@ -62,14 +62,7 @@ def office_agent(
     r = cfg.roster
     if r.signing_key is None:
         raise ConfigError([("roster.signing_key", "None", "the office signs its manifests")])
-    deps = roster_office.OfficeDeps(
-        db,
-        vault,
-        keys.roster_root,
-        keys.subkey(Purpose.CARD_LOOKUP),
-        cfg.site.id,
-        grace_days=cfg.privacy.renotice_grace_days,
-    )
+    deps = roster_office.office_deps(cfg, keys, db, vault)
     roster_office.ensure_gates(db, {g: (c.public_key, c.ack_key) for g, c in r.gates.items()})
     settings = OfficeSettings(r.chunk_bytes, r.max_pending_changes, r.erasure_ack_s, r.poll_s)
     key = load_private(r.signing_key)
@@ -86,8 +79,12 @@ def gate_agent(
     run_db: RunDb,
     credentials: Credentials | None = None,
     cache: CacheState | None = None,
+    restart: Callable[[str], None] | None = None,
 ) -> GateRosterAgent:
-    """A gate's follower; the office's card key it keeps is given to ``credentials``."""
+    """A gate's follower; the office's card key it keeps is given to ``credentials``; it
+    adopts the site key the roster carries (:func:`site_rotation.adopt_from_roster`), then
+    ``restart`` (the daemon's restart in place), when it can (:func:`site_key_status`)."""
+    status = site_key_status(cfg, keys, restart)
     deps = roster_gate.GateDeps(
         db,
         vault,
@@ -99,14 +96,43 @@ def gate_agent(
         credentials=credentials,
         cache=cache,
         carried=keys.carried,
+        adopt_keys=functools.partial(site_rotation.adopt_from_roster, db, keys, cfg)
+        if status["adopts"]
+        else None,
+        site_key=status,
     )
     if credentials is not None:
         card_key = roster_gate.load_card_key(db, keys.roster_root)
         if card_key is not None:
             credentials.add_card_key(card_key)
     return GateRosterAgent(
-        deps, _broker(cfg), topics_of(cfg), run_db, fetch_wait_s=cfg.roster.fetch_wait_s
+        deps,
+        _broker(cfg),
+        topics_of(cfg),
+        run_db,
+        fetch_wait_s=cfg.roster.fetch_wait_s,
+        restart=restart,
     )
+
+
+def site_key_status(
+    cfg: GatewayConfig, keys: Keys, restart: Callable[[str], None] | None
+) -> dict[str, Any]:
+    """What the gate's acks tell the office of its site key: its fingerprint, whether it
+    adopts a new one from the roster, and why not (the office rotates only when every
+    registered gate does: :func:`roster_office.site_rotation_blockers`)."""
+    ref = cfg.privacy.site_key
+    why = ""
+    if restart is None:
+        why = "followed without the daemon (gateway roster follow): it cannot restart"
+    elif ref is None or ref.file is None:
+        why = "its privacy.site_key is a systemd credential, which the gateway cannot rewrite"
+    elif keys.gates is None:
+        why = (
+            "the site key stands in for its gates key: give it its own first "
+            "(gateway keys rotate --what transform)"
+        )
+    return {"id": key_id(keys.site), "adopts": not why, "why": why}
 
 
 def single_thread_runner() -> tuple[RunDb, Callable[[], None]]:
@@ -154,6 +180,7 @@ def add_roster(
     add_service: Callable[[ServiceSpec], None],
     credentials: Credentials | None = None,
     cache: CacheState | None = None,
+    restart: Callable[[str], None] | None = None,
 ) -> GateRosterAgent | None:
     """The daemon's roster service for ``[roster] role``; the gate's agent (None otherwise:
     an office's publisher or no roster)."""
@@ -173,6 +200,7 @@ def add_roster(
         run_db=run_db,
         credentials=credentials,
         cache=cache,
+        restart=restart,
     )
     add_service(ServiceSpec("roster-gate", agent.run))
     return agent

@@ -150,12 +150,12 @@ def rotate(
     in one transaction (what the CLI and the signed ``rotate_keys`` command run; the gates
     key needs the site's shared new key: :func:`gateway.services.keys.rotate_transform`).
     ``generation``: the target generation of a site-rooted purpose (the site-wide command's;
-    default the next one). ``running``: on the running gate (:func:`_holding_writes`)."""
+    default the next one). ``running``: on the running gate (:func:`holding_writes`)."""
     if running:
         again = partial(
             rotate, db, keys, cfg, what, actor=actor, generation=generation, clock=clock
         )
-        return _holding_writes(db, what, again)
+        return holding_writes(db, what, again)
     if what in GENERATION_PURPOSES:
         return _rotate_generation(db, keys, what, actor=actor, target=generation, clock=clock)
     if generation is not None:
@@ -194,7 +194,7 @@ def rotate(
         raise
 
 
-def _holding_writes(db: sqlite_utils.Database, what: str, run: Callable[[], Rotation]) -> Rotation:
+def holding_writes(db: sqlite_utils.Database, what: str, run: Callable[[], Rotation]) -> Rotation:
     """``run`` the rotation on the running gate, whose parts still hold the old keys until
     its restart: from before the rotation's transaction every other audited write to the
     database in this process (cards, PINs, enrolments, consents) is refused with a

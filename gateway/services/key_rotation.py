@@ -34,7 +34,9 @@ from gateway.services.keys import Rotation, RotationError, kv_value, load_keys, 
 from gateway.store import database as store
 
 #: What ``--what`` names: the device key, the gates key (``transform``), a purpose's key.
-WHATS = ("device", "transform", "audit", "access-log", "card", "pin", "pseudonym")
+WHATS = ("device", "transform", "site", "audit", "access-log", "card", "pin", "pseudonym")
+#: Adopted from a key file made elsewhere (``--key``): the gates key, the site key.
+COPIED = ("transform", "site")
 #: Stored values of one kind looked for at most (evenly sampled beyond; the report says so).
 MAX_VALUES = 512
 #: Never derived (:data:`gateway.keys.LAYERED`): their layers are in ``Keys.carried``.
@@ -95,7 +97,7 @@ class Outcome:
 
 def snapshot(db: sqlite_utils.Database, keys: Keys) -> Snapshot:
     """The key material of ``keys`` and the stored values keyed by it in ``db``."""
-    material = {"device key": keys.device}
+    material = {"device key": keys.device, "site key": keys.site}
     if keys.gates is not None:
         material["gates key"] = keys.gates
     for purpose in Purpose:
@@ -212,12 +214,13 @@ def rotate_stopped(
 ) -> Outcome:
     """Rotate ``what`` (one of :data:`WHATS`) on a stopped gate, then check that what it
     retired is gone from the database, its WAL and the key directories. ``new_key``: the
-    site's new gates key made at another gate (``transform`` only)."""
+    site's new gates or site key made elsewhere (``transform``, ``site``)."""
     from gateway.services.key_purposes import rotate
+    from gateway.services.site_rotation import rotate_site
 
     if what not in WHATS:
         raise RotationError(f"no key {what!r}: one of {', '.join(WHATS)}")
-    if what != "transform" and new_key is not None:
+    if what not in COPIED and new_key is not None:
         raise ConfigError([("--key", "<file>", f"a {what} key is never copied: omit --key")])
     with _opened(cfg, gates_optional=what == "transform") as (db, keys):
         before = snapshot(db, keys)
@@ -230,6 +233,8 @@ def rotate_stopped(
                 new_key=new_key,
                 protection=cfg.privacy.template_protection,
             )
+        elif what == "site":
+            done = rotate_site(db, keys, cfg, actor=actor, new_key=new_key)
         else:
             done = rotate(db, keys, cfg, what, actor=actor)
         after = snapshot(db, load_keys(cfg, db.conn))

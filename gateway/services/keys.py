@@ -70,6 +70,9 @@ SCRUB_WAIT_S = 2.0
 GATES_ID_KV = "keys.gates_id"
 #: kv entry holding the id of the device key in use, written by a device rotation.
 DEVICE_ID_KV = "keys.device_id"
+#: kv entry holding the id of the site key in use, written by a site-key rotation
+#: (:mod:`gateway.services.site_rotation`).
+SITE_ID_KV = "keys.site_id"
 #: kv entry: how many times each site- or gates-rooted purpose was rotated (JSON).
 GENERATIONS_KV = "keys.generations"
 #: In one rotation's transaction: recompute the stored values keyed by the old keys under the
@@ -145,6 +148,13 @@ def load_keys(
             "interrupted rotation the new key is at <file>.new: move it (both blobs) in"
         )
         raise ConfigError([(where, "<redacted>", why)])
+    site = kv_value(conn, SITE_ID_KV)
+    if site is not None and key_id(keys.site) != site:
+        why = (
+            f"the site key is not the one the database records (id {site}): the site key "
+            "was rotated; install the site's current key file (or the backup made with it)"
+        )
+        raise ConfigError([("privacy.site_key", "<redacted>", why)])
     generations = read_generations(conn)
     return replace(keys, carried=read_carried(conn, keys.device), generations=generations)
 
@@ -163,9 +173,11 @@ def read_generations(conn: sqlite3.Connection) -> dict[Purpose, int]:
 def finish_interrupted(cfg: GatewayConfig, conn: sqlite3.Connection) -> None:
     """Finish the key file move of a rotation that committed but crashed before moving its
     ``<file>.new`` in; ConfigError naming the file when neither holds the recorded key."""
-    gates, device = cfg.privacy.gates_key, cfg.privacy.device_key
+    gates, device, site = cfg.privacy.gates_key, cfg.privacy.device_key, cfg.privacy.site_key
     if gates is not None and gates.file is not None:
         _finish_move(conn, gates.file, GATES_ID_KV, "privacy.gates_key")
+    if site is not None and site.file is not None:
+        _finish_move(conn, site.file, SITE_ID_KV, "privacy.site_key")
     if cfg.keys.provider == "tpm":
         _finish_tpm_move(conn, cfg.keys)
     elif device is not None and device.file is not None:
@@ -473,12 +485,13 @@ def check_current(conn: sqlite3.Connection, keys: Keys) -> None:
     """RotationError unless ``keys`` are the ones the database records now: keys loaded
     before another rotation (a daemon not restarted yet) would drop what that rotation
     carried (a card or PIN layer, the new audit key) or re-bind the keys it replaced."""
-    recorded = kv_value(conn, DEVICE_ID_KV)
-    if recorded is not None and recorded != key_id(keys.device):
-        raise RotationError(
-            f"the keys in use are not the database's (device key id {recorded}): a rotation "
-            "ran since they were loaded; restart the gate, then rotate"
-        )
+    for name, key in ((DEVICE_ID_KV, keys.device), (SITE_ID_KV, keys.site)):
+        recorded = kv_value(conn, name)
+        if recorded is not None and recorded != key_id(key):
+            raise RotationError(
+                f"the keys in use are not the database's ({name} {recorded}): a rotation "
+                "ran since they were loaded; restart the gate, then rotate"
+            )
 
 
 def rotate_device(

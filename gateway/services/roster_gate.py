@@ -16,9 +16,11 @@ version. A refusal is audited
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CARD_KEY_KV = "roster.card_key"
+#: The site and PIN-index keys the roster sent and the gate has not adopted yet (sealed).
+PENDING_KEYS_KV = "roster.pending_keys"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,13 @@ class GateDeps:
     #: the keys carried over rotations (``Keys.carried``): the layers this gate's card and
     #: PIN-index rotations put over the stored values, which roster values are stored under
     carried: Mapping[Purpose, bytes] = field(default_factory=dict, repr=False)
+    #: adopt the site key and the PIN-index key the roster carries (True when adopted: the
+    #: gate restarts with them; :func:`gateway.services.site_rotation.adopt_from_roster`)
+    adopt_keys: Callable[[bytes, bytes | None], bool] | None = None
+    #: what the gate's acks say of its site key: ``id`` (its fingerprint), ``adopts``
+    #: (whether it can adopt a new one: the office rotates only when every gate can) and
+    #: ``why`` not (:func:`gateway.gate.roster_wiring.site_key_status`)
+    site_key: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -208,7 +219,7 @@ def _change_of(plain: bytes, v: int) -> dict[str, Any]:
     if (
         not isinstance(change, dict)
         or change.get("v") != v
-        or change.get("op") not in ("put", "drop")
+        or change.get("op") not in ("put", "drop", "keys")
         or not isinstance(change.get("rid"), str)
         or not isinstance(change.get("erasure"), bool)
         or not isinstance(change.get("entry"), dict | None)
@@ -253,7 +264,8 @@ def _open_snapshot(
 def apply(deps: GateDeps, checked: Verified) -> dict[str, int]:
     """Write a verified stream: one transaction, erasures first; return counts."""
     db, now = deps.db, deps.clock()
-    latest, erasing, card_key = _collapse(db, checked)
+    latest, erasing, sent = _collapse(db, checked)
+    card_key = sent.get("ck")
     ordered = sorted(latest.values(), key=lambda c: c["rid"] not in erasing)
     for rid in sorted(erasing):  # fail closed in memory first, as the services do
         deps.gallery.remove_person(rid)
@@ -266,6 +278,8 @@ def apply(deps: GateDeps, checked: Verified) -> dict[str, int]:
         counts, faces = apply_entries(db, deps.vault, ordered, now=now, carried=deps.carried)
         if card_key:
             _store_card_key(deps, unb64(card_key, "card key"))
+        if sent.get("sk") and deps.adopt_keys is not None:  # adopted after the commit;
+            _store_pending(deps, sent)  # kept until adopted (a crash, a failure: retried)
         db.execute(
             "INSERT OR REPLACE INTO roster_state (id, version, head, applied_at)"
             " VALUES (1, ?, ?, ?)",
@@ -281,18 +295,58 @@ def apply(deps: GateDeps, checked: Verified) -> dict[str, int]:
         )
     _after_commit(deps, faces, erasing)
     log.info("roster: version %d applied (%s)", checked.version, counts)
+    counts["site_key"] = int(adopt_pending(deps))
     return counts
+
+
+def _store_pending(deps: GateDeps, sent: Mapping[str, Any]) -> None:
+    """The site and PIN-index keys the roster sent, sealed under this gate's roster wrap
+    key, in the roster's transaction: :func:`adopt_pending` adopts them after it."""
+    doc = {"sk": sent["sk"], "pk": sent.get("pk")}
+    deps.db.execute(
+        "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
+        [PENDING_KEYS_KV, wrap_local(deps.device_root, canonical(doc), PENDING_KEYS_KV)],
+    )
+
+
+def adopt_pending(deps: GateDeps) -> bool:
+    """Adopt the keys the roster sent (:func:`_store_pending`), once the roster's entries
+    have committed; True when adopted now (the gate restarts with them). The record stays
+    until there is nothing left to adopt, so a crash or a failure is retried after the next
+    roster and at the start. A failure is audited (``keys.adopt_failed``) and never undoes
+    the roster; a database error is raised (the session retries)."""
+    if deps.adopt_keys is None:
+        return False
+    row = deps.db.execute("SELECT value FROM kv WHERE key = ?", [PENDING_KEYS_KV]).fetchone()
+    if row is None:
+        return False
+    try:
+        doc = json.loads(unwrap_local(deps.device_root, row[0], PENDING_KEYS_KV))
+        pin = unb64(doc["pk"], "PIN-index key") if doc.get("pk") else None
+        adopted = deps.adopt_keys(unb64(doc["sk"], "site key"), pin)
+    except sqlite3.Error:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure: audited, the roster stays applied
+        why = f"the site key the roster sent was not adopted: {type(exc).__name__}: {exc}"
+        log.error("roster: %s", why)
+        with contextlib.suppress(Exception), transaction(deps.db):
+            audit.append(deps.db, "roster", "keys.adopt_failed", deps.gate, {"error": why})
+        return False
+    if not adopted:  # in use already: nothing left to adopt
+        with transaction(deps.db):
+            deps.db.execute("DELETE FROM kv WHERE key = ?", [PENDING_KEYS_KV])
+    return adopted
 
 
 def _collapse(
     db: sqlite_utils.Database, checked: Verified
-) -> tuple[dict[str, dict[str, Any]], set[str], Any]:
+) -> tuple[dict[str, dict[str, Any]], set[str], dict[str, Any]]:
     """The latest change per person, the people any change of the batch erased something
     of (an erasure followed by another change of the same person is still an erasure),
-    and the newest card key sent."""
+    and the newest keys sent (``ck``: card, ``sk``: site, ``pk``: PIN index)."""
     latest: dict[str, dict[str, Any]] = {}
     erasing: set[str] = set()
-    card_key = None
+    sent: dict[str, Any] = {}
     if checked.snapshot is not None:  # a snapshot: every person's record is rewritten
         entries = checked.snapshot["entries"]
         members = [r[0] for r in db.execute("SELECT person_id FROM roster_members")]
@@ -302,13 +356,19 @@ def _collapse(
         for rid, entry in entries.items():
             latest[rid] = {"op": "put", "rid": rid, "erasure": True, "entry": entry}
         erasing.update(latest)
-        card_key = checked.snapshot.get("ck")
+        sent = {k: checked.snapshot[k] for k in _KEYS if checked.snapshot.get(k)}
     for change in checked.changes:
+        sent |= {k: change[k] for k in _KEYS if change.get(k)}
+        if change["op"] == "keys":  # no person in it
+            continue
         latest[change["rid"]] = change
         if change.get("erasure"):
             erasing.add(change["rid"])
-        card_key = change.get("ck") or card_key
-    return latest, erasing, card_key
+    return latest, erasing, sent
+
+
+#: The keys a change or snapshot may carry (``OfficeDeps.key_fields`` at the office).
+_KEYS = ("ck", "sk", "pk")
 
 
 def _after_commit(deps: GateDeps, faces: dict[str, np.ndarray], erased: set[str]) -> None:
@@ -368,6 +428,8 @@ def ack_payload(deps: GateDeps, error: str | None = None) -> bytes:
         "head": hd,
         "applied_at": row[0] if row else None,
     }
+    if deps.site_key is not None:
+        doc["site_key"] = dict(deps.site_key)
     if error:
         doc["error"] = error[:300]
     return canonical(sign_manifest(doc, gate_ack_private(deps.device_root)))

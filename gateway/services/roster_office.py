@@ -21,7 +21,8 @@ from typing import Any
 import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from gateway.keys import ed25519_key_id
+from gateway.config.root import GatewayConfig
+from gateway.keys import Keys, Purpose, ed25519_key_id
 from gateway.privacy import audit
 from gateway.privacy.notice import Notice
 from gateway.privacy.roster_crypto import (
@@ -67,6 +68,34 @@ class OfficeDeps:
     site: str
     grace_days: float = 30.0
     clock: Callable[[], float] = time.time
+    #: the site key and the site's PIN-index key, sent with every change and snapshot so
+    #: every gate adopts them after a site-key rotation (none: not sent)
+    site_key: bytes = field(default=b"", repr=False)
+    pin_index_key: bytes = field(default=b"", repr=False)
+
+    def key_fields(self) -> dict[str, str]:
+        """What every change and snapshot carries for the gate: the card lookup key
+        (``ck``), and the site and PIN-index keys (``sk``, ``pk``) when set."""
+        out = {"ck": b64(self.card_key)}
+        if self.site_key:
+            out |= {"sk": b64(self.site_key), "pk": b64(self.pin_index_key)}
+        return out
+
+
+def office_deps(
+    cfg: GatewayConfig, keys: Keys, db: sqlite_utils.Database, vault: Vault
+) -> OfficeDeps:
+    """The office's roster dependencies from its configuration and keys."""
+    return OfficeDeps(
+        db,
+        vault,
+        keys.roster_root,
+        keys.subkey(Purpose.CARD_LOOKUP),
+        cfg.site.id,
+        grace_days=cfg.privacy.renotice_grace_days,
+        site_key=keys.site,
+        pin_index_key=keys.pin_index_site,
+    )
 
 
 NO_ACK_KEY = (
@@ -115,6 +144,29 @@ def add_gate(
     log.info("roster: gate %s registered", name)
     _warn_no_ack_key(name, ack_key)
     return old is None
+
+
+def remove_gate(db: sqlite_utils.Database, name: str, *, actor: str) -> int:
+    """Take a gate out of the roster (decommissioned, stolen, its storage leaked): nothing
+    more is sealed or published for it (a later site-key rotation never reaches it), and
+    what the office kept for it (changes, what it was sent, its acks and alerts) goes.
+    Its retained messages on the broker are sealed for it alone. Returns the changes
+    dropped; RosterError for a gate not registered."""
+    from gateway.services.roster_publish import MANIFEST_KV, SNAPSHOT_KV
+
+    with transaction(db):
+        if db.execute("SELECT 1 FROM roster_gates WHERE name = ?", [name]).fetchone() is None:
+            raise RosterError(f"gate {name!r} is not registered")
+        dropped = int(
+            db.execute("SELECT count(*) FROM roster_changes WHERE gate = ?", [name]).fetchone()[0]
+        )
+        for table in ("roster_changes", "roster_sent", "roster_acks", "roster_alerts"):
+            db.execute(f"DELETE FROM {table} WHERE gate = ?", [name])  # noqa: S608 - constants
+        db.execute("DELETE FROM roster_gates WHERE name = ?", [name])
+        db.execute("DELETE FROM kv WHERE key IN (?, ?)", [SNAPSHOT_KV + name, MANIFEST_KV + name])
+        audit.append(db, actor, "roster.gate_remove", name, {"changes_dropped": dropped})
+    log.warning("roster: gate %s removed: nothing more is sent to it", name)
+    return dropped
 
 
 def _warn_no_ack_key(name: str, ack_key: str | None) -> None:
@@ -265,35 +317,14 @@ def _reconcile_person(deps: OfficeDeps, person_id: str, pass_: _Pass) -> int:
         ):
             continue
         change_id = change_id or _next_change_id(db)
-        version, prev = head(db, deps.site, gate)
-        change = {
-            "v": version + 1,
-            "op": "drop" if new is None else "put",
-            "rid": rid,
-            "erasure": is_erasure(old, new_sum),
-            "entry": new,
-            "ck": b64(deps.card_key),
-        }
-        sealed = pass_.sealer.seal(
-            public,
+        body = {"op": "drop" if new is None else "put", "rid": rid, "entry": new}
+        _append(
+            deps,
             gate,
-            canonical(change),
-            change_aad(deps.site, gate, version + 1),
-        )
-        db.execute(
-            "INSERT INTO roster_changes (gate, version, op, erasure, roster_id, sealed, hash,"
-            " change_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                gate,
-                version + 1,
-                change["op"],
-                int(bool(change["erasure"])),
-                rid,
-                b64(sealed),
-                link(prev, change),
-                change_id,
-                now,
-            ],
+            public,
+            pass_.sealer,
+            {**body, "erasure": is_erasure(old, new_sum)},
+            change_id=change_id,
         )
         if new_sum is None:
             db.execute("DELETE FROM roster_sent WHERE gate = ? AND roster_id = ?", [gate, rid])
@@ -305,6 +336,52 @@ def _reconcile_person(deps: OfficeDeps, person_id: str, pass_: _Pass) -> int:
             )
         made += 1
     return made
+
+
+def _append(
+    deps: OfficeDeps,
+    gate: str,
+    public: X25519PublicKey,
+    sealer: Sealer,
+    body: dict[str, Any],
+    *,
+    change_id: int,
+) -> None:
+    """``body`` (op, rid, erasure, entry) as ``gate``'s next version: sealed for it, with
+    the keys every change carries (:meth:`OfficeDeps.key_fields`), chained to its head."""
+    db = deps.db
+    version, prev = head(db, deps.site, gate)
+    change = {"v": version + 1, **body, **deps.key_fields()}
+    sealed = sealer.seal(public, gate, canonical(change), change_aad(deps.site, gate, version + 1))
+    db.execute(
+        "INSERT INTO roster_changes (gate, version, op, erasure, roster_id, sealed, hash,"
+        " change_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            gate,
+            version + 1,
+            change["op"],
+            int(bool(change["erasure"])),
+            change["rid"],
+            b64(sealed),
+            link(prev, change),
+            change_id,
+            deps.clock(),
+        ],
+    )
+
+
+def queue_keys(deps: OfficeDeps) -> int:
+    """A ``keys`` change (no person in it: the keys every change carries) for every
+    registered gate, in the caller's transaction: how a site-key rotation reaches every
+    gate, also one offline now. Returns the number of gates."""
+    gates = {g: load_gate_public(k) for g, k in gate_keys(deps.db).items()}
+    sealer = Sealer()
+    with transaction(deps.db):
+        change_id = _next_change_id(deps.db)
+        body = {"op": "keys", "rid": "", "erasure": False, "entry": None}
+        for gate, public in sorted(gates.items()):
+            _append(deps, gate, public, sealer, body, change_id=change_id)
+    return len(gates)
 
 
 class AckRefusedError(RosterError):
@@ -330,7 +407,7 @@ def record_ack(db: sqlite_utils.Database, site: str, gate: str, payload: bytes, 
     with transaction(db):
         db.execute(
             "INSERT OR REPLACE INTO roster_acks (gate, version, head, applied_at, error,"
-            " received_at) VALUES (?, ?, ?, ?, ?, ?)",
+            " received_at, site_key) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 gate,
                 doc["version"],
@@ -338,9 +415,38 @@ def record_ack(db: sqlite_utils.Database, site: str, gate: str, payload: bytes, 
                 float(doc.get("applied_at") or now),
                 None if error is None else str(error)[:300],
                 now,
+                _site_key_of(doc),
             ],
         )
     return True
+
+
+def _site_key_of(doc: Mapping[str, Any]) -> str | None:
+    """What an ack says of the gate's site key, checked and bounded (JSON), or None."""
+    info = doc.get("site_key")
+    if not isinstance(info, dict):
+        return None
+    key, adopts, why = info.get("id"), info.get("adopts"), info.get("why", "")
+    if not isinstance(key, str) or not isinstance(adopts, bool) or not isinstance(why, str):
+        return None
+    return json.dumps({"id": key[:32], "adopts": adopts, "why": why[:200]}, sort_keys=True)
+
+
+def site_rotation_blockers(db: sqlite_utils.Database) -> list[str]:
+    """Why a site-key rotation at the office would leave a registered gate behind (empty:
+    every gate said in its last ack that it adopts a new site key from the roster)."""
+    out = []
+    acks = dict(db.execute("SELECT gate, site_key FROM roster_acks").fetchall())
+    for gate in sorted(gate_keys(db)):
+        if gate not in acks:
+            out.append(f"{gate}: has never acknowledged the roster")
+            continue
+        info = json.loads(acks[gate]) if acks[gate] else None
+        if info is None:
+            out.append(f"{gate}: runs a gateway that cannot adopt a site key (upgrade it)")
+        elif not info["adopts"]:
+            out.append(f"{gate}: {info['why'] or 'cannot adopt a site key'}")
+    return out
 
 
 def verified_ack(db: sqlite_utils.Database, site: str, gate: str, payload: bytes) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.privacy import audit
 from gateway.privacy.roster_crypto import (
     FORMAT,
-    b64,
     canonical,
     load_gate_public,
     roster_id_key,
@@ -82,9 +81,7 @@ def _build_snapshot(deps: OfficeDeps, gate: str, chunk_bytes: int, pub: Publicat
         entry = entry_for(facts, gate)
         if entry is not None:
             entries[roster_id_with(id_key, gate, pid)] = entry
-    plain = canonical(
-        {"version": version, "head": hd, "entries": entries, "ck": b64(deps.card_key)}
-    )
+    plain = canonical({"version": version, "head": hd, "entries": entries, **deps.key_fields()})
     public = load_gate_public(gate_keys(db)[gate])
     sealed = seal(public, gate, plain, snapshot_aad(site, gate, version))
     parts = [sealed[i : i + chunk_bytes] for i in range(0, len(sealed), chunk_bytes)]

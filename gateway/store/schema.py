@@ -366,6 +366,31 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE roster_gates ADD COLUMN ack_key TEXT;
     """,
+    # issue 20: a roster change that carries only keys (a site-key rotation at the office
+    # sends one to every gate): op 'keys' (SQLite cannot alter a CHECK: the table is
+    # rebuilt); what a gate's ack says of its site key (JSON: id, adopts, why)
+    """
+    CREATE TABLE roster_changes_v2 (
+        gate TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        op TEXT NOT NULL CHECK (op IN ('put', 'drop', 'keys')),
+        erasure INTEGER NOT NULL,
+        roster_id TEXT NOT NULL,
+        sealed TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        change_id INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        chunk INTEGER,
+        retained INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (gate, version)
+    );
+    INSERT INTO roster_changes_v2 SELECT gate, version, op, erasure, roster_id, sealed, hash,
+        change_id, created_at, chunk, retained FROM roster_changes;
+    DROP TABLE roster_changes;
+    ALTER TABLE roster_changes_v2 RENAME TO roster_changes;
+    CREATE INDEX roster_changes_change ON roster_changes(change_id);
+    ALTER TABLE roster_acks ADD COLUMN site_key TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -285,8 +285,8 @@ def test_a_purpose_key_is_never_adopted_from_a_file(
     assert main([*argv, str(stray)]) == 2
     assert "a card key is never copied" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse names the keys that rotate
-        main(["--config", str(minimal_config), "keys", "rotate", "--what", "site"])
-    assert "invalid choice: 'site'" in capsys.readouterr().err
+        main(["--config", str(minimal_config), "keys", "rotate", "--what", "everything"])
+    assert "invalid choice: 'everything'" in capsys.readouterr().err
 
 
 def test_rotation_commit_is_synced_before_the_key_moves(
