@@ -123,7 +123,8 @@ def _site_next_steps(cfg: GatewayConfig, adopted: bool) -> None:
         print(
             "every registered gate is sent the new site key in its roster (sealed for it "
             "alone) and restarts with it once it applies it; `gateway roster status` shows "
-            "which gates have acknowledged"
+            "which gates are on it. A gate outside the roster (roster.role = off) that "
+            "shares the site key takes it by hand: gateway keys rotate --what site --key FILE"
         )
     elif not adopted and cfg.privacy.site_key is not None:
         print(

@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -59,8 +60,17 @@ def _remove_gate(args: argparse.Namespace) -> int:
             f"gate {args.name} is in roster.gates of {args.config}: remove it there first "
             "(the office registers every configured gate when it starts)"
         )
-    dropped = roster_office.remove_gate(ctx.open_db(args), args.name, actor=args.actor)
+    with _locked(cfg, "the office daemon publishes to the gate"):
+        db = ctx.open_db(args)
+        unacked = len([e for e in roster_publish.pending_erasures(db) if e.gate == args.name])
+        dropped = roster_office.remove_gate(db, args.name, actor=args.actor)
     print(f"gate {args.name} removed from the roster ({dropped} changes for it dropped)")
+    if unacked:
+        print(
+            f"WARNING: {unacked} erasures it never acknowledged are dropped with it: what it "
+            "holds is out of the office's reach (wipe the gate if it is found)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -71,11 +81,18 @@ def _when(ts: float | None) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from gateway.keys import key_id
+
     db = ctx.open_db(args, write=False)
     st = roster_publish.status(db, _cfg(args).site.id, recent=args.recent)
     if args.json:
         print(json.dumps(asdict(st), indent=2))
         return 0
+    try:
+        site: str | None = key_id(ctx.keys_of(args).site)
+    except GatewayError:  # the keys are not readable here: the rest still prints
+        site = None
+    stale = [g.gate for g in st.gates if site and g.site_key and g.site_key != site]
     now = dt.datetime.now(dt.UTC).timestamp()
     print(f"{'gate':16} {'version':>7} {'acked':>7} {'behind':>6} {'for':>8}  last ack / error")
     for g in st.gates:
@@ -88,7 +105,12 @@ def _status(args: argparse.Namespace) -> int:
         behind = f" / behind: {', '.join(c.behind)}" if c.behind else " / all applied"
         print(f"{c.change_id:>6} {_when(c.created_at):20} {kind:8} {', '.join(c.applied)}{behind}")
     print(f"\nalerts raised: {st.alerts}")
-    return 0 if all(g.behind == 0 for g in st.gates) else 3
+    if stale:
+        print(
+            f"not on the site key {site} yet (restarting, or refused: see their audit): "
+            + ", ".join(stale)
+        )
+    return 0 if all(g.behind == 0 for g in st.gates) and not stale else 3
 
 
 def _gates(args: argparse.Namespace) -> int:
@@ -112,11 +134,24 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.gate.roster_wiring import run_standalone
 
     cfg = _cfg(args)
-    keys = ctx.keys_of(args)
-    db = ctx.open_db(args)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_standalone(cfg, keys, db))
+    with _locked(cfg, "the daemon runs the roster agent already"):
+        keys = ctx.keys_of(args)
+        db = ctx.open_db(args)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_standalone(cfg, keys, db))
     return 0
+
+
+@contextlib.contextmanager
+def _locked(cfg: Any, why: str) -> Iterator[None]:
+    """The state directory's lock (the daemon's, a key rotation's) held for the block."""
+    from gateway.keys import StateLockedError, state_lock
+
+    try:
+        with state_lock(cfg.storage.state_dir):
+            yield
+    except StateLockedError as exc:
+        raise GatewayError(f"{exc} ({why}): stop it first") from exc
 
 
 def register(subparsers: Sub) -> None:

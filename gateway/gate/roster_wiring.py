@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -96,8 +97,8 @@ def gate_agent(
         credentials=credentials,
         cache=cache,
         carried=keys.carried,
-        adopt_keys=functools.partial(site_rotation.adopt_from_roster, db, keys, cfg)
-        if status["adopts"]
+        adopt_keys=functools.partial(site_rotation.adopt_from_roster, db, keys, cfg, status=status)
+        if restart is not None
         else None,
         site_key=status,
     )
@@ -127,6 +128,8 @@ def site_key_status(
         why = "followed without the daemon (gateway roster follow): it cannot restart"
     elif ref is None or ref.file is None:
         why = "its privacy.site_key is a systemd credential, which the gateway cannot rewrite"
+    elif not os.access(ref.file.parent, os.W_OK):
+        why = f"the gateway cannot write the directory of its site key ({ref.file.parent})"
     elif keys.gates is None:
         why = (
             "the site key stands in for its gates key: give it its own first "

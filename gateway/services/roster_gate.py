@@ -30,6 +30,7 @@ import numpy as np
 import sqlite_utils
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from gateway.errors import GatewayError
 from gateway.keys import Purpose
 from gateway.privacy import audit
 from gateway.privacy.roster_crypto import (
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 CARD_KEY_KV = "roster.card_key"
 #: The site and PIN-index keys the roster sent and the gate has not adopted yet (sealed).
 PENDING_KEYS_KV = "roster.pending_keys"
+#: The last site key a gate that cannot adopt here was sent and did not use (its id).
+UNADOPTED_KV = "roster.unadopted_site_key"
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,8 @@ def apply(deps: GateDeps, checked: Verified) -> dict[str, int]:
             _store_card_key(deps, unb64(card_key, "card key"))
         if sent.get("sk") and deps.adopt_keys is not None:  # adopted after the commit;
             _store_pending(deps, sent)  # kept until adopted (a crash, a failure: retried)
+        elif sent.get("sk"):
+            _note_unadopted(deps, unb64(sent["sk"], "site key"), now)
         db.execute(
             "INSERT OR REPLACE INTO roster_state (id, version, head, applied_at)"
             " VALUES (1, ?, ?, ?)",
@@ -309,16 +314,34 @@ def _store_pending(deps: GateDeps, sent: Mapping[str, Any]) -> None:
     )
 
 
+def _note_unadopted(deps: GateDeps, site_key: bytes, now: float) -> None:
+    """A gate that cannot adopt keys here (followed without the daemon) was sent a site
+    key it does not use: audited once per key (``keys.adopt_failed``)."""
+    from gateway.keys import key_id
+
+    kid = key_id(site_key)
+    if deps.site_key is None or deps.site_key.get("id") == kid:
+        return
+    seen = deps.db.execute("SELECT value FROM kv WHERE key = ?", [UNADOPTED_KV]).fetchone()
+    if seen is not None and seen[0] == kid:
+        return
+    deps.db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", [UNADOPTED_KV, kid])
+    why = f"the roster sent site key {kid}, not adopted: {deps.site_key.get('why')}"
+    log.error("roster: %s", why)
+    audit.append(deps.db, "roster", "keys.adopt_failed", deps.gate, {"error": why}, now=now)
+
+
 def adopt_pending(deps: GateDeps) -> bool:
     """Adopt the keys the roster sent (:func:`_store_pending`), once the roster's entries
     have committed; True when adopted now (the gate restarts with them). The record stays
     until there is nothing left to adopt, so a crash or a failure is retried after the next
     roster and at the start. A failure is audited (``keys.adopt_failed``) and never undoes
     the roster; a database error is raised (the session retries)."""
-    if deps.adopt_keys is None:
-        return False
     row = deps.db.execute("SELECT value FROM kv WHERE key = ?", [PENDING_KEYS_KV]).fetchone()
     if row is None:
+        return False
+    if deps.adopt_keys is None:  # recorded by a run that could adopt: not this one
+        _drop_pending(deps)
         return False
     try:
         doc = json.loads(unwrap_local(deps.device_root, row[0], PENDING_KEYS_KV))
@@ -331,11 +354,17 @@ def adopt_pending(deps: GateDeps) -> bool:
         log.error("roster: %s", why)
         with contextlib.suppress(Exception), transaction(deps.db):
             audit.append(deps.db, "roster", "keys.adopt_failed", deps.gate, {"error": why})
+        if isinstance(exc, GatewayError):  # refused (a retired key, a credential): for good
+            _drop_pending(deps)  # (the next roster sends the keys again)
         return False
     if not adopted:  # in use already: nothing left to adopt
-        with transaction(deps.db):
-            deps.db.execute("DELETE FROM kv WHERE key = ?", [PENDING_KEYS_KV])
+        _drop_pending(deps)
     return adopted
+
+
+def _drop_pending(deps: GateDeps) -> None:
+    with transaction(deps.db):
+        deps.db.execute("DELETE FROM kv WHERE key = ?", [PENDING_KEYS_KV])
 
 
 def _collapse(

@@ -53,6 +53,8 @@ from gateway.store.tx import transaction
 log = logging.getLogger(__name__)
 
 CHANGE_SEQ = "roster.change_seq"
+#: kv prefix marking a gate name removed from the roster (``remove_gate``).
+REMOVED_KV = "roster.removed."
 BATCH = 200  # people per transaction
 
 
@@ -120,6 +122,11 @@ def add_gate(
     load_gate_public(public_key)  # RosterError for a bad key
     if ack_key is not None:
         load_ack_public(ack_key)
+    if db.execute("SELECT 1 FROM kv WHERE key = ?", [REMOVED_KV + name]).fetchone():
+        raise RosterError(
+            f"gate {name!r} was removed from the roster: register its replacement under a "
+            "new name (a new database and keys on the gate)"
+        )
     now = time.time()
     with transaction(db):
         old = db.execute(
@@ -164,6 +171,9 @@ def remove_gate(db: sqlite_utils.Database, name: str, *, actor: str) -> int:
             db.execute(f"DELETE FROM {table} WHERE gate = ?", [name])  # noqa: S608 - constants
         db.execute("DELETE FROM roster_gates WHERE name = ?", [name])
         db.execute("DELETE FROM kv WHERE key IN (?, ?)", [SNAPSHOT_KV + name, MANIFEST_KV + name])
+        db.execute(  # never registered again under this name: its chain would restart at 0
+            "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", [REMOVED_KV + name, "1"]
+        )
         audit.append(db, actor, "roster.gate_remove", name, {"changes_dropped": dropped})
     log.warning("roster: gate %s removed: nothing more is sent to it", name)
     return dropped
@@ -429,17 +439,23 @@ def _site_key_of(doc: Mapping[str, Any]) -> str | None:
     key, adopts, why = info.get("id"), info.get("adopts"), info.get("why", "")
     if not isinstance(key, str) or not isinstance(adopts, bool) or not isinstance(why, str):
         return None
-    return json.dumps({"id": key[:32], "adopts": adopts, "why": why[:200]}, sort_keys=True)
+    why = "".join(c for c in why if c.isprintable())[:200]  # shown to the operator
+    return json.dumps({"id": key[:32], "adopts": adopts, "why": why}, sort_keys=True)
 
 
-def site_rotation_blockers(db: sqlite_utils.Database) -> list[str]:
+def site_rotation_blockers(db: sqlite_utils.Database, site: str) -> list[str]:
     """Why a site-key rotation at the office would leave a registered gate behind (empty:
-    every gate said in its last ack that it adopts a new site key from the roster)."""
+    every gate has applied its whole roster and said in that ack that it adopts a new site
+    key from the roster)."""
     out = []
     acks = dict(db.execute("SELECT gate, site_key FROM roster_acks").fetchall())
     for gate in sorted(gate_keys(db)):
         if gate not in acks:
             out.append(f"{gate}: has never acknowledged the roster")
+            continue
+        late = behind(db, site, gate)
+        if late:
+            out.append(f"{gate}: has not applied its last {late} roster changes")
             continue
         info = json.loads(acks[gate]) if acks[gate] else None
         if info is None:

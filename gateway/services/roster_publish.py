@@ -259,6 +259,8 @@ class GateStatus:
     behind_since: float | None
     last_ack: float | None
     error: str | None
+    #: the fingerprint of the site key its last ack says it uses (None: not said)
+    site_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -290,10 +292,11 @@ def status(db: sqlite_utils.Database, site: str, *, recent: int = 20) -> RosterS
     for gate in sorted(gate_keys(db)):
         version, _ = head(db, site, gate)
         row = db.execute(
-            "SELECT version, received_at, error FROM roster_acks WHERE gate = ?", [gate]
+            "SELECT version, received_at, error, site_key FROM roster_acks WHERE gate = ?",
+            [gate],
         ).fetchone()
         if gate in unsigned:
-            row = (row[0] if row else 0, row[1] if row else None, NO_ACK_KEY_STATUS)
+            row = (row[0] if row else 0, row[1] if row else None, NO_ACK_KEY_STATUS, None)
         done = int(row[0]) if row else 0
         acks[gate] = done
         since = db.execute(
@@ -309,6 +312,7 @@ def status(db: sqlite_utils.Database, site: str, *, recent: int = 20) -> RosterS
                 since,
                 row[1] if row else None,
                 row[2] if row else None,
+                json.loads(row[3])["id"] if row and row[3] else None,
             )
         )
     ids = [

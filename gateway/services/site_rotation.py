@@ -108,7 +108,7 @@ def rotate_site(
             "rotate --what site` at the office) and the roster brings it here"
         )
     if cfg.roster.role == "office":
-        blockers = roster_blockers(db)
+        blockers = roster_blockers(db, cfg.site.id)
         if blockers:
             raise RotationError(
                 "not every registered gate can adopt a new site key from the roster, so it "
@@ -146,9 +146,7 @@ def rotate_site(
         CARRY_KV: seal_carried(keys.device, carried),
         RETIRED_KV: json.dumps([*retired, key_id(keys.site)][-MAX_RETIRED:]),
     }
-    migrate = None
-    if cfg.roster.role == "office":
-        migrate = _queue_for_gates(cfg, new_keys, new)
+    migrate = _queue_for_gates(cfg, new_keys, new) if cfg.roster.role == "office" else _adopted
     return _apply(
         db,
         old,
@@ -171,11 +169,18 @@ def retired_site_keys(db: sqlite_utils.Database) -> list[str]:
     return [str(k) for k in json.loads(text)] if text else []
 
 
-def roster_blockers(db: sqlite_utils.Database) -> list[str]:
+def roster_blockers(db: sqlite_utils.Database, site: str) -> list[str]:
     """:func:`gateway.services.roster_office.site_rotation_blockers` (imported late)."""
     from gateway.services.roster_office import site_rotation_blockers
 
-    return site_rotation_blockers(db)
+    return site_rotation_blockers(db, site)
+
+
+def _adopted(db: sqlite_utils.Database) -> Mapping[str, Any]:
+    """A gate's part of the transaction: the roster's record of the keys to adopt goes
+    (:data:`gateway.services.roster_gate.PENDING_KEYS_KV`: a sealed copy of the key)."""
+    db.execute("DELETE FROM kv WHERE key = ?", ["roster.pending_keys"])
+    return {}
 
 
 def _queue_for_gates(
@@ -197,17 +202,24 @@ def adopt_from_roster(
     cfg: GatewayConfig,
     site_key: bytes,
     pin_index_key: bytes | None,
+    *,
+    status: Mapping[str, Any],
 ) -> bool:
-    """A gate adopts the site key (and the PIN-index key) its roster carries; False when
-    it already uses them (or adopted them and waits for its restart). On the running gate
-    the other audited writes are held from before the transaction until its restart
-    (:func:`gateway.services.key_purposes.holding_writes`)."""
+    """A gate adopts the site key (and the PIN-index key) its roster carries; True when the
+    gate must restart with them (adopted now, or adopted before but not running yet), False
+    when it already runs with them. ``status``: whether it can take a new site key
+    (:func:`gateway.gate.roster_wiring.site_key_status`); RotationError saying why when it
+    cannot (the roster stays applied; the office does not rotate while a gate says so). On
+    the running gate the other audited writes are held from before the transaction until
+    its restart (:func:`gateway.services.key_purposes.holding_writes`), also when the
+    rotation committed but its key file could not be moved (finished at the start)."""
+    from gateway.privacy import audit
     from gateway.services.key_purposes import holding_writes
     from gateway.services.keys import read_carried
 
     recorded = kv_value(db.conn, SITE_ID_KV)
     if recorded == key_id(site_key) and recorded != key_id(keys.site):
-        return False  # adopted already: the gate restarts with it
+        return True  # adopted already, not running with it yet: restart
     if hmac.compare_digest(site_key, keys.site):  # a gate set up after a rotation
         stored = read_carried(db.conn, keys.device).get(Purpose.PIN_INDEX)
         current = stored or keys.pin_index_site
@@ -216,13 +228,23 @@ def adopt_from_roster(
         carry_pin_index(db, keys, pin_index_key, actor=ROSTER_ACTOR)
         log.warning("PIN-index key adopted from the roster: restarting with it")
         return True
+    if not status.get("adopts"):
+        raise RotationError(f"this gate cannot take a new site key: {status.get('why')}")
 
     def run() -> Rotation:
         return rotate_site(
             db, keys, cfg, actor=ROSTER_ACTOR, new_key=site_key, pin_index_key=pin_index_key
         )
 
-    done = holding_writes(db, "site", run)
+    try:
+        done = holding_writes(db, "site", run)
+    except Exception:
+        if kv_value(db.conn, SITE_ID_KV) != key_id(site_key):
+            raise  # rolled back: nothing changed
+        # committed, its key file not moved in: the next start finishes it (finish_interrupted)
+        audit.hold_writes(db, "the gate restarts with its new site key: retry in a few seconds")
+        log.exception("site key adopted, its file not moved in: the restart finishes it")
+        return True
     log.warning("site key %s adopted from the roster: restarting with it", done.new_key_id)
     return True
 

@@ -17,7 +17,7 @@ import pytest
 from gateway.config.base import SecretRef
 from gateway.credentials.store import Credentials
 from gateway.gate.roster_wiring import site_key_status
-from gateway.keys import Keys
+from gateway.keys import Keys, key_id
 from gateway.privacy import audit
 from gateway.privacy.roster_crypto import (
     RosterError,
@@ -31,6 +31,7 @@ from gateway.services import credentials as creds_svc
 from gateway.services import roster_gate, roster_office
 from gateway.services.keys import SITE_ID_KV, RotationError, check_current, kv_value, read_carried
 from gateway.services.site_rotation import adopt_from_roster, rotate_site
+from gateway.store.tx import transaction
 from tests.conftest import write_secret
 from tests.roster.support import (
     GATES_KEY,
@@ -74,6 +75,12 @@ def _office_restarted(tmp: Path, office: Office, cfg: Any) -> Keys:
     return keys
 
 
+def _adopter(db: Any, keys: Keys, cfg: Any) -> Any:
+    """``adopt_keys`` as :func:`gateway.gate.roster_wiring.gate_agent` wires it."""
+    status = site_key_status(cfg, keys, lambda why: None)
+    return functools.partial(adopt_from_roster, db, keys, cfg, status=status)
+
+
 def _follow(tmp: Path, gate: Gate, site_key: SecretRef | None = None) -> Gate:
     """The gate adopting the keys its roster carries, wired as the daemon wires it
     (:func:`site_key_status`: a credential-held ``site_key`` cannot adopt)."""
@@ -81,8 +88,8 @@ def _follow(tmp: Path, gate: Gate, site_key: SecretRef | None = None) -> Gate:
     if site_key is not None:
         cfg.privacy.site_key = site_key
     status = site_key_status(cfg, gate.keys, lambda why: None)
-    adopt = functools.partial(adopt_from_roster, gate.db, gate.keys, cfg)
-    gate.deps = replace(gate.deps, adopt_keys=adopt if status["adopts"] else None, site_key=status)
+    adopt = functools.partial(adopt_from_roster, gate.db, gate.keys, cfg, status=status)
+    gate.deps = replace(gate.deps, adopt_keys=adopt, site_key=status)
     return gate
 
 
@@ -182,12 +189,7 @@ def test_a_gate_registered_after_the_rotation_gets_the_carried_pin_index(
     late.keys = replace(late.keys, site=new_site)
     late.deps = replace(
         late.deps,
-        adopt_keys=functools.partial(
-            adopt_from_roster,
-            late.db,
-            late.keys,
-            _cfg(tmp_path / "east-site-key", "gate"),
-        ),
+        adopt_keys=_adopter(late.db, late.keys, _cfg(tmp_path / "east-site-key", "gate")),
     )
     assert late.keys.pin_index_site != office_keys.pin_index_site
     office.publish(broker)
@@ -287,16 +289,14 @@ def test_a_failed_adoption_is_retried_and_never_blocks_the_roster(tmp_path: Path
     north = _restarted(tmp_path, gate)
     gate.deps = replace(
         gate.deps,
-        adopt_keys=functools.partial(
-            adopt_from_roster, gate.db, north, _cfg(tmp_path / "north-site-key", "gate")
-        ),
+        adopt_keys=_adopter(gate.db, north, _cfg(tmp_path / "north-site-key", "gate")),
     )
     assert not roster_gate.adopt_pending(gate.deps)  # after the restart: nothing left
     assert kv_value(gate.db.conn, roster_gate.PENDING_KEYS_KV) is None
 
     # an office restored from a backup of before the rotation sends the old key again
     with pytest.raises(RotationError, match="retired"):
-        adopt_from_roster(gate.db, north, _cfg(tmp_path / "north-site-key", "gate"), SITE_KEY, None)
+        _adopter(gate.db, north, _cfg(tmp_path / "north-site-key", "gate"))(SITE_KEY, None)
 
 
 @pytest.mark.mosquitto
@@ -349,3 +349,85 @@ def test_over_the_broker_the_gate_adopts_the_key_and_restarts(tmp_path: Path) ->
     assert restarts == ["site key adopted from the roster"]
     assert kv_value(north.db.conn, SITE_ID_KV) == rotation.new_key_id
     assert _restarted(tmp_path, north).site == office_keys.site
+
+
+def test_a_gate_that_can_no_longer_adopt_says_so_and_still_applies_the_roster(
+    tmp_path: Path,
+) -> None:
+    office, office_cfg = _office(tmp_path)
+    gate = _follow(tmp_path, make_gate(tmp_path, "north", office))
+    broker: dict[str, bytes] = {}
+    office.publish(broker)
+    gate.sync(broker, office)  # it said it adopts; then its key became a credential
+    _follow(tmp_path, gate, SecretRef(credential="site-key"))
+    rotate_site(office.db, office.keys, office_cfg, actor="ops")
+    _office_restarted(tmp_path, office, office_cfg)
+    office.add("Lin", card=4242)
+    office.publish(broker)
+
+    gate.sync(broker, office)
+
+    assert gate.creds.identify_card(SimpleNamespace(facility=10, card_number=4242)) is not None
+    failed = gate.db.execute("SELECT details FROM audit WHERE action = 'keys.adopt_failed'")
+    assert "systemd credential" in failed.fetchone()[0]
+    assert kv_value(gate.db.conn, SITE_ID_KV) is None
+    assert json.loads(gate.acks[-1])["site_key"]["adopts"] is False  # the office sees it
+    assert roster_office.site_rotation_blockers(office.db, SITE)[0].startswith("north: its")
+
+
+def test_an_adoption_whose_key_file_did_not_move_restarts_and_finishes_at_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.services import keys as keys_svc
+
+    office, office_cfg = _office(tmp_path)
+    gate = _follow(tmp_path, make_gate(tmp_path, "north", office))
+    broker: dict[str, bytes] = {}
+    office.publish(broker)
+    gate.sync(broker, office)
+    rotation = rotate_site(office.db, office.keys, office_cfg, actor="ops")
+    _office_restarted(tmp_path, office, office_cfg)
+    office.publish(broker)
+
+    def power_cut(self: object) -> None:
+        raise OSError("I/O error")  # after the commit, before the key file moved
+
+    adopt = gate.deps.adopt_keys
+    assert adopt is not None
+    answers: list[bool] = []
+
+    def recorded(site: bytes, pin: bytes | None) -> bool:
+        answers.append(adopt(site, pin))
+        return answers[-1]
+
+    gate.deps = replace(gate.deps, adopt_keys=recorded)
+    monkeypatch.setattr(keys_svc._Staged, "commit", power_cut)
+    gate.sync(broker, office)
+    monkeypatch.undo()
+
+    assert answers == [True]  # the restart is asked for
+    assert kv_value(gate.db.conn, SITE_ID_KV) == rotation.new_key_id
+    with pytest.raises(audit.WritesHeldError), transaction(gate.db):  # none under old keys
+        audit.append(gate.db, "t", "t.x", "t", {})
+    site_file = tmp_path / "north-site-key"
+    assert SecretRef(file=site_file).read_bytes() == SITE_KEY  # not moved yet
+    cfg = SimpleNamespace(
+        privacy=SimpleNamespace(
+            gates_key=None, device_key=None, site_key=SecretRef(file=site_file)
+        ),
+        keys=SimpleNamespace(provider="file"),
+    )
+    keys_svc.finish_interrupted(cfg, gate.db.conn)  # what the start does
+    assert key_id(SecretRef(file=site_file).read_bytes()) == rotation.new_key_id
+
+
+def test_a_removed_gate_name_is_never_registered_again(tmp_path: Path) -> None:
+    office, _ = _office(tmp_path)
+    make_gate(tmp_path, "north", office)
+    office.add("Lin")
+    office.publish({})
+    assert roster_office.remove_gate(office.db, "north", actor="ops") == 1
+    with pytest.raises(RosterError, match="new name"):
+        make_gate(tmp_path, "north", office)
+    with pytest.raises(RosterError, match="not registered"):
+        roster_office.remove_gate(office.db, "north", actor="ops")
