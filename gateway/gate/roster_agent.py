@@ -227,6 +227,17 @@ class OfficeRosterAgent:
                 )
             )
             await self.run_db(roster_publish.published_many, self.deps, pubs)
+        for gate, suffixes in (
+            await self.run_db(roster_office.pending_clears, self.deps.db)
+        ).items():
+            await asyncio.gather(  # a removed gate's retained messages: gone from the broker
+                *(
+                    client.publish(self.topics.gate(gate, suffix), b"", qos=1, retain=True)
+                    for suffix in suffixes
+                )
+            )
+            await self.run_db(roster_office.cleared, self.deps.db, gate)
+            log.info("roster: the retained messages of removed gate %s cleared", gate)
         for alert in await self.run_db(roster_publish.due_alerts, self.deps, s.erasure_ack_s):
             log.warning("roster: erasure not acknowledged by gate %s in time", alert["gate"])
             await client.publish(self.topics.alerts, canonical(alert), qos=1)

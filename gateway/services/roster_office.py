@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 CHANGE_SEQ = "roster.change_seq"
 #: kv prefix marking a gate name removed from the roster (``remove_gate``).
 REMOVED_KV = "roster.removed."
+#: kv prefix: a removed gate's retained topics not cleared on the broker yet (JSON list).
+CLEAR_KV = "roster.clear."
 BATCH = 200  # people per transaction
 
 
@@ -156,9 +158,10 @@ def add_gate(
 def remove_gate(db: sqlite_utils.Database, name: str, *, actor: str) -> int:
     """Take a gate out of the roster (decommissioned, stolen, its storage leaked): nothing
     more is sealed or published for it (a later site-key rotation never reaches it), and
-    what the office kept for it (changes, what it was sent, its acks and alerts) goes.
-    Its retained messages on the broker are sealed for it alone. Returns the changes
-    dropped; RosterError for a gate not registered."""
+    what the office kept for it (changes, what it was sent, its acks and alerts) goes, and
+    its retained messages are cleared from the broker by the office's agent
+    (:func:`pending_clears`). Returns the changes dropped; RosterError for a gate not
+    registered."""
     from gateway.services.roster_publish import MANIFEST_KV, SNAPSHOT_KV
 
     with transaction(db):
@@ -167,6 +170,16 @@ def remove_gate(db: sqlite_utils.Database, name: str, *, actor: str) -> int:
         dropped = int(
             db.execute("SELECT count(*) FROM roster_changes WHERE gate = ?", [name]).fetchone()[0]
         )
+        clear = ["manifest", "ack"] + [
+            f"c/{r[0]}"
+            for r in db.execute(
+                "SELECT min(version) FROM roster_changes WHERE gate = ? AND retained = 1"
+                " GROUP BY chunk",
+                [name],
+            )
+        ]
+        snap = db.execute("SELECT value FROM kv WHERE key = ?", [SNAPSHOT_KV + name]).fetchone()
+        clear += [f"s/{i}" for i in range(int(json.loads(snap[0])["parts"]) if snap else 0)]
         for table in ("roster_changes", "roster_sent", "roster_acks", "roster_alerts"):
             db.execute(f"DELETE FROM {table} WHERE gate = ?", [name])  # noqa: S608 - constants
         db.execute("DELETE FROM roster_gates WHERE name = ?", [name])
@@ -174,9 +187,25 @@ def remove_gate(db: sqlite_utils.Database, name: str, *, actor: str) -> int:
         db.execute(  # never registered again under this name: its chain would restart at 0
             "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", [REMOVED_KV + name, "1"]
         )
+        db.execute(  # its retained messages, cleared from the broker by the office's agent
+            "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
+            [CLEAR_KV + name, json.dumps(clear)],
+        )
         audit.append(db, actor, "roster.gate_remove", name, {"changes_dropped": dropped})
     log.warning("roster: gate %s removed: nothing more is sent to it", name)
     return dropped
+
+
+def pending_clears(db: sqlite_utils.Database) -> dict[str, list[str]]:
+    """The retained topics (suffixes) of removed gates still to be cleared on the broker."""
+    rows = db.execute("SELECT key, value FROM kv WHERE key LIKE ?", [CLEAR_KV + "%"])
+    return {str(k)[len(CLEAR_KV) :]: [str(t) for t in json.loads(v)] for k, v in rows}
+
+
+def cleared(db: sqlite_utils.Database, gate: str) -> None:
+    """A removed gate's retained topics were cleared (:func:`pending_clears`)."""
+    with transaction(db):
+        db.execute("DELETE FROM kv WHERE key = ?", [CLEAR_KV + gate])
 
 
 def _warn_no_ack_key(name: str, ack_key: str | None) -> None:

@@ -421,12 +421,49 @@ def test_an_adoption_whose_key_file_did_not_move_restarts_and_finishes_at_the_st
     assert key_id(SecretRef(file=site_file).read_bytes()) == rotation.new_key_id
 
 
-def test_a_removed_gate_name_is_never_registered_again(tmp_path: Path) -> None:
+def test_a_removed_gate_is_cleared_from_the_broker_and_never_registered_again(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from gateway.gate.roster_agent import OfficeRosterAgent, OfficeSettings
+    from gateway.mqtt.roster_topics import RosterTopics
+    from tests.roster.test_roster_mqtt import _inline
+
     office, _ = _office(tmp_path)
     make_gate(tmp_path, "north", office)
+    make_gate(tmp_path, "south", office)
     office.add("Lin")
-    office.publish({})
-    assert roster_office.remove_gate(office.db, "north", actor="ops") == 1
+    broker: dict[str, bytes] = {}
+    office.publish(broker, max_pending=0)  # a snapshot retained for each gate,
+    office.add("Wu")
+    office.publish(broker)  # and a change chunk after it
+    retained = {t.split("/", 1)[1] for t in broker if t.startswith("north/")}
+    assert {"manifest", "s/0"} <= retained
+    assert any(t.startswith("c/") for t in retained)
+
+    assert roster_office.remove_gate(office.db, "north", actor="ops") == 2
+
+    assert set(roster_office.pending_clears(office.db)["north"]) >= retained | {"ack"}
+    published: list[tuple[str, bytes, bool]] = []
+
+    class Client:
+        async def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+            published.append((topic, payload, retain))
+
+    agent = OfficeRosterAgent(
+        office.deps,
+        office.signing,
+        Any,
+        RosterTopics("access", SITE),
+        _inline,
+        settings=OfficeSettings(chunk_bytes=16 * 1024, max_pending=5000, poll_s=0.05),
+    )
+    asyncio.run(agent.step(Client()))  # type: ignore[arg-type]
+    cleared = {t for t, payload, keep in published if payload == b"" and keep}
+    assert {f"access/{SITE}/roster/north/{s}" for s in retained} <= cleared
+    assert not any("/south/" in t for t in cleared)
+    assert roster_office.pending_clears(office.db) == {}
     with pytest.raises(RosterError, match="new name"):
         make_gate(tmp_path, "north", office)
     with pytest.raises(RosterError, match="not registered"):
