@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 import sqlite_utils
 
 from gateway.errors import GatewayError, PrivacyError
+from gateway.store.kv import put_kv
 from gateway.store.tx import snapshot, transaction
 
 log = logging.getLogger(__name__)
@@ -374,11 +375,7 @@ def _insert(
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (seq, ts, actor, action, subject, details_text, prev_hash, h, key and key.key_id),
     )
-    conn.execute(
-        "INSERT INTO kv (key, value) VALUES (?, ?)"
-        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (HEAD_KEY, f"{seq}:{h}"),
-    )
+    put_kv(conn, HEAD_KEY, f"{seq}:{h}")
     return seq
 
 

@@ -32,6 +32,7 @@ from gateway.privacy import audit
 from gateway.privacy.minors import LAPSE_RULE, guardian_lapsed
 from gateway.privacy.notice import Notice
 from gateway.privacy.people import GUARDIAN_RULE, find_person, get_person, is_adult_on_record
+from gateway.store.kv import put_kv
 from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
@@ -80,14 +81,6 @@ def _kv_get(db: sqlite_utils.Database, key: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-def _kv_set(db: sqlite_utils.Database, key: str, value: str) -> None:
-    db.execute(
-        "INSERT INTO kv (key, value) VALUES (?, ?)"
-        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [key, value],
-    )
-
-
 def current_notice_version(db: sqlite_utils.Database) -> str | None:
     """The notice version in force on this device (set by :func:`set_notice`)."""
     return _kv_get(db, NOTICE_VERSION_KEY)
@@ -124,9 +117,9 @@ def set_notice(
             for pid in ids:
                 db.execute("UPDATE people SET needs_renotice = 1 WHERE id = ?", [pid])
             flagged = len(ids)
-        _kv_set(db, NOTICE_VERSION_KEY, notice.version)
-        _kv_set(db, NOTICE_SHA_KEY, notice.sha256)
-        _kv_set(db, NOTICE_CHANGED_KEY, repr(now))
+        put_kv(db, NOTICE_VERSION_KEY, notice.version)
+        put_kv(db, NOTICE_SHA_KEY, notice.sha256)
+        put_kv(db, NOTICE_CHANGED_KEY, repr(now))
     audit.append(
         db,
         actor,

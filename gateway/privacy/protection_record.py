@@ -13,6 +13,7 @@ import sqlite3
 
 from gateway.errors import ConfigError
 from gateway.face.protection import CANCELABLE_BITS, MODES, Mode
+from gateway.store.kv import put_kv
 
 MODE_KV = "privacy.template_protection"
 _GCM_TAG = 16
@@ -61,11 +62,7 @@ def mismatch(conn: sqlite3.Connection, configured: Mode) -> str | None:
 
 def record(conn: sqlite3.Connection, mode: Mode) -> None:
     """Record ``mode`` as the stored templates' (inside the enrolment's transaction)."""
-    conn.execute(
-        "INSERT INTO kv (key, value) VALUES (?, ?)"
-        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (MODE_KV, mode),
-    )
+    put_kv(conn, MODE_KV, mode)
 
 
 def check(conn: sqlite3.Connection, configured: Mode) -> None:

@@ -34,6 +34,8 @@ from typing import Any
 
 import sqlite_utils
 
+from gateway.store.kv import put_kv
+
 log = logging.getLogger(__name__)
 
 PENDING_KEY = "privacy.scrub_pending"
@@ -42,11 +44,7 @@ RETRY_S = 0.02
 
 def mark_pending(db: sqlite_utils.Database, now: float) -> None:
     """Record (inside the erase transaction) that erased pages still wait for a checkpoint."""
-    db.execute(
-        "INSERT INTO kv (key, value) VALUES (?, ?)"
-        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [PENDING_KEY, repr(float(now))],
-    )
+    put_kv(db, PENDING_KEY, repr(float(now)))
 
 
 def is_pending(conn: sqlite3.Connection) -> bool:

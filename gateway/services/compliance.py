@@ -24,6 +24,7 @@ from gateway.config.root import GatewayConfig
 from gateway.face.protection import Mode
 from gateway.privacy import audit, compliance, retention
 from gateway.privacy.vault import GalleryLike, Vault
+from gateway.store.kv import put_kv
 from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,7 @@ def watch_thresholds(
         row = db.execute("SELECT value FROM kv WHERE key = ?", [ALERTED_LEVEL_KEY]).fetchone()
         before = str(row[0]) if row and row[0] in LEVELS else "ok"
         if level != before:
-            db.execute(
-                "INSERT INTO kv (key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [ALERTED_LEVEL_KEY, level],
-            )
+            put_kv(db, ALERTED_LEVEL_KEY, level)
         if LEVELS.index(level) <= LEVELS.index(before):
             return None
         due = status.get("filing_deadline") if level == "filing_required" else None

@@ -49,6 +49,7 @@ from gateway.errors import GatewayError
 from gateway.privacy import audit
 from gateway.privacy.scrub import checkpoint_truncate
 from gateway.services.keys import overwrite_in_place
+from gateway.store.kv import put_kv
 from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
@@ -169,9 +170,7 @@ def _erase_rows(db: sqlite_utils.Database, rep: DecommissionReport, now: float) 
             rep.rows[table] = int(db.execute(sql).rowcount)
         rep.key_records = int(db.execute("DELETE FROM kv WHERE key LIKE 'keys.%'").rowcount)
         mark = json.dumps({"at": rep.at, "by": rep.by, "channel": rep.channel})
-        db.execute(
-            "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", [DECOMMISSIONED_KV, mark]
-        )
+        put_kv(db, DECOMMISSIONED_KV, mark)
         deleted = {f"{table}_deleted": n for table, n in rep.rows.items()}
         details = {"rows": deleted, "key_records": rep.key_records, "channel": rep.channel}
         if audit.bound_key(db) is None and audit.is_keyed(db):

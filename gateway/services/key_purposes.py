@@ -77,6 +77,7 @@ from gateway.services.keys import (
     read_generations,
     rotate_device,
 )
+from gateway.store.kv import put_kv
 from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
@@ -234,11 +235,7 @@ def _rotate_generation(
         old_id = key_id(keys.subkey(purpose))
         new_keys = Keys(keys.device, keys.site, keys.gates, keys.carried, generations)
         new_id = key_id(new_keys.subkey(purpose))
-        db.execute(
-            "INSERT INTO kv (key, value) VALUES (?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [GENERATIONS_KV, json.dumps({p.name: n for p, n in generations.items()})],
-        )
+        put_kv(db, GENERATIONS_KV, json.dumps({p.name: n for p, n in generations.items()}))
         details = {"what": what, "generation": new_gen, "old_key_id": old_id}
         audit.append(db, actor, ROTATE_ACTION, what, {**details, "new_key_id": new_id}, now=clock())
     return Rotation(what, 0, 0, old_id, new_id, True)

@@ -58,6 +58,7 @@ from gateway.privacy import audit, protection_record
 from gateway.privacy.protection_record import template_count
 from gateway.privacy.scrub import complete_pending
 from gateway.privacy.vault import Vault, rekey_templates
+from gateway.store.kv import put_kv
 from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
@@ -307,7 +308,7 @@ def _scrub(db: sqlite_utils.Database) -> bool:
 
 
 @dataclass(frozen=True)
-class _Staged:
+class StagedKey:
     """A new device key written beside the old one, moved in once the database commits."""
 
     moves: tuple[tuple[Path, Path], ...]
@@ -330,11 +331,11 @@ class _Staged:
             staged.unlink(missing_ok=True)
 
 
-def _apply(
+def apply_rotation(
     db: sqlite_utils.Database,
     old: Vault,
     new: Vault,
-    staged: _Staged,
+    staged: StagedKey,
     *,
     what: str,
     ids: tuple[str, str],
@@ -355,11 +356,7 @@ def _apply(
         with transaction(db, join=False):  # acts on its own commit: never joins another
             people, templates = rekey_templates(db, old, new)
             for name, value in (kv or {}).items():
-                db.execute(
-                    "INSERT INTO kv (key, value) VALUES (?, ?)"
-                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    [name, value],
-                )
+                put_kv(db, name, value)
             moved = {} if migrate is None else migrate(db)
             details = {
                 "what": what,
@@ -394,7 +391,7 @@ def rotate_transform(
     """Renew the gates key (template transform, bundle wrap, fan-out MAC) and move every
     template to it in one transaction. ``new_key``: the key another gate of the site rotated
     to (default: a fresh random one). Cancelable templates cannot follow a new transform:
-    while any is stored, the current transform key is carried over (:func:`_carry_transform`)
+    while any is stored, the current transform key is carried over (:func:`carry_transform`)
     and only bundle wrapping and the fan-out MAC move to the new key."""
     if gates_key is None or gates_key.file is None:
         raise RotationError(
@@ -409,15 +406,15 @@ def rotate_transform(
             raise RotationError(f"the gates key must differ from the {name} key")
     if hmac.compare_digest(key, keys.gates_root):
         raise RotationError("this gate already uses that gates key")
-    carried, extra = _carry_transform(db, keys, protection)
+    carried, extra = carry_transform(db, keys, protection)
     old = Vault.from_keys(keys, protection=protection)
     new_keys = replace(keys, gates=key, carried=carried)
     new = Vault.from_keys(new_keys, clock=clock, protection=protection)
     recorded = kv_value(db.conn, GATES_ID_KV)
-    staged = _Staged(((stage_key_file(gates_key.file, key, recorded), gates_key.file),))
+    staged = StagedKey(((stage_key_file(gates_key.file, key, recorded), gates_key.file),))
     ids = (key_id(keys.gates_root), key_id(key))
     kv = {GATES_ID_KV: key_id(key), CARRY_KV: seal_carried(keys.device, carried)}
-    return _apply(
+    return apply_rotation(
         db,
         old,
         new,
@@ -431,7 +428,7 @@ def rotate_transform(
     )
 
 
-def _carry_transform(
+def carry_transform(
     db: sqlite_utils.Database, keys: Keys, protection: Mode
 ) -> tuple[dict[Purpose, bytes], dict[str, Any]]:
     """The carried keys after a gates-key rotation: with cancelable templates stored, the
@@ -446,7 +443,7 @@ def _carry_transform(
     return carried, {"template_transform": "carried over" if keep else "renewed"}
 
 
-def _stage_tpm(key: bytes, cfg: KeysConfig) -> _Staged:
+def _stage_tpm(key: bytes, cfg: KeysConfig) -> StagedKey:
     from gateway import tpm
 
     sealed = tpm.seal(key, cfg)
@@ -460,10 +457,10 @@ def _stage_tpm(key: bytes, cfg: KeysConfig) -> _Staged:
     )
     tpm.write_blobs(sealed, staged, replace=True)
     moves = ((staged.public_blob, cfg.public_blob), (staged.private_blob, cfg.private_blob))
-    return _Staged(moves, after=lambda: tpm.advance(cfg))  # the old blob is revoked
+    return StagedKey(moves, after=lambda: tpm.advance(cfg))  # the old blob is revoked
 
 
-def _new_device_key(cfg: GatewayConfig, recorded: str | None) -> tuple[bytes, _Staged]:
+def _new_device_key(cfg: GatewayConfig, recorded: str | None) -> tuple[bytes, StagedKey]:
     """A fresh device key, staged where the configured provider keeps it."""
     if cfg.keys.provider == "tpm":
         from gateway.tpm import fresh_key
@@ -478,7 +475,7 @@ def _new_device_key(cfg: GatewayConfig, recorded: str | None) -> tuple[bytes, _S
         )
     key = new_key_text()
     staged = stage_key_file(ref.file, key, recorded)
-    return key, _Staged(((staged, ref.file),))
+    return key, StagedKey(((staged, ref.file),))
 
 
 def check_current(conn: sqlite3.Connection, keys: Keys) -> None:
@@ -516,7 +513,7 @@ def rotate_device(
     mode = cfg.privacy.template_protection
     old = Vault.from_keys(keys, protection=mode)
     new = Vault.from_keys(new_keys, clock=clock, protection=mode)
-    return _apply(
+    return apply_rotation(
         db,
         old,
         new,

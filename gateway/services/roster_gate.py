@@ -51,6 +51,7 @@ from gateway.privacy.roster_crypto import (
 )
 from gateway.privacy.vault import GalleryLike, Vault
 from gateway.services.roster_apply import apply_entries
+from gateway.store.kv import put_kv
 from gateway.store.tx import transaction
 
 if TYPE_CHECKING:
@@ -308,10 +309,7 @@ def _store_pending(deps: GateDeps, sent: Mapping[str, Any]) -> None:
     """The site and PIN-index keys the roster sent, sealed under this gate's roster wrap
     key, in the roster's transaction: :func:`adopt_pending` adopts them after it."""
     doc = {"sk": sent["sk"], "pk": sent.get("pk")}
-    deps.db.execute(
-        "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
-        [PENDING_KEYS_KV, wrap_local(deps.device_root, canonical(doc), PENDING_KEYS_KV)],
-    )
+    put_kv(deps.db, PENDING_KEYS_KV, wrap_local(deps.device_root, canonical(doc), PENDING_KEYS_KV))
 
 
 def _note_unadopted(deps: GateDeps, site_key: bytes, now: float) -> None:
@@ -325,7 +323,7 @@ def _note_unadopted(deps: GateDeps, site_key: bytes, now: float) -> None:
     seen = deps.db.execute("SELECT value FROM kv WHERE key = ?", [UNADOPTED_KV]).fetchone()
     if seen is not None and seen[0] == kid:
         return
-    deps.db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", [UNADOPTED_KV, kid])
+    put_kv(deps.db, UNADOPTED_KV, kid)
     why = f"the roster sent site key {kid}, not adopted: {deps.site_key.get('why')}"
     log.error("roster: %s", why)
     audit.append(deps.db, "roster", "keys.adopt_failed", deps.gate, {"error": why}, now=now)
@@ -422,10 +420,7 @@ def _after_commit(deps: GateDeps, faces: dict[str, np.ndarray], erased: set[str]
 def _store_card_key(deps: GateDeps, key: bytes) -> None:
     if load_card_key(deps.db, deps.device_root) == key:
         return
-    deps.db.execute(
-        "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
-        [CARD_KEY_KV, wrap_local(deps.device_root, key, CARD_KEY_KV)],
-    )
+    put_kv(deps.db, CARD_KEY_KV, wrap_local(deps.device_root, key, CARD_KEY_KV))
 
 
 def load_card_key(db: sqlite_utils.Database, device_root: bytes) -> bytes | None:

@@ -48,6 +48,7 @@ from gateway.services.roster_entries import (
     summary,
     summary_hash,
 )
+from gateway.store.kv import put_kv
 from gateway.store.tx import transaction
 
 log = logging.getLogger(__name__)
@@ -184,13 +185,8 @@ def remove_gate(db: sqlite_utils.Database, name: str, *, actor: str) -> int:
             db.execute(f"DELETE FROM {table} WHERE gate = ?", [name])  # noqa: S608 - constants
         db.execute("DELETE FROM roster_gates WHERE name = ?", [name])
         db.execute("DELETE FROM kv WHERE key IN (?, ?)", [SNAPSHOT_KV + name, MANIFEST_KV + name])
-        db.execute(  # never registered again under this name: its chain would restart at 0
-            "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", [REMOVED_KV + name, "1"]
-        )
-        db.execute(  # its retained messages, cleared from the broker by the office's agent
-            "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
-            [CLEAR_KV + name, json.dumps(clear)],
-        )
+        put_kv(db, REMOVED_KV + name, "1")  # never registered again: its chain restarts
+        put_kv(db, CLEAR_KV + name, json.dumps(clear))  # the agent clears its messages
         audit.append(db, actor, "roster.gate_remove", name, {"changes_dropped": dropped})
     log.warning("roster: gate %s removed: nothing more is sent to it", name)
     return dropped
@@ -236,7 +232,7 @@ def head(db: sqlite_utils.Database, site: str, gate: str) -> tuple[int, str]:
 def _next_change_id(db: sqlite_utils.Database) -> int:
     row = db.execute("SELECT value FROM kv WHERE key = ?", [CHANGE_SEQ]).fetchone()
     n = (int(row[0]) if row else 0) + 1
-    db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", [CHANGE_SEQ, str(n)])
+    put_kv(db, CHANGE_SEQ, str(n))
     return n
 
 

@@ -33,6 +33,7 @@ from gateway.privacy.roster_crypto import (
 )
 from gateway.services.roster_entries import entry_for, person_facts
 from gateway.services.roster_office import OfficeDeps, acked, gate_keys, head
+from gateway.store.kv import put_kv
 from gateway.store.tx import transaction
 
 SNAPSHOT_KV = "roster.snapshot."
@@ -232,10 +233,7 @@ def published(deps: OfficeDeps, pub: Publication) -> None:
                     " AND version <= ?",
                     [gate, pub.snapshot["version"]],
                 )
-        db.execute(
-            "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
-            [MANIFEST_KV + gate, json.dumps(pub.manifest_key)],
-        )
+        put_kv(db, MANIFEST_KV + gate, json.dumps(pub.manifest_key))
 
 
 def published_many(deps: OfficeDeps, pubs: list[Publication]) -> None:

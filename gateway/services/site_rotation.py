@@ -65,14 +65,15 @@ from gateway.services.keys import (
     SITE_ID_KV,
     Rotation,
     RotationError,
-    _apply,
-    _carry_transform,
-    _Staged,
+    StagedKey,
+    apply_rotation,
+    carry_transform,
     check_current,
     kv_value,
     new_key_text,
     stage_key_file,
 )
+from gateway.store.kv import put_kv
 
 log = logging.getLogger(__name__)
 
@@ -133,21 +134,21 @@ def rotate_site(
     mode = cfg.privacy.template_protection
     extra: dict[str, Any] = {"pin_index": "carried over"}
     if keys.gates is None:  # the site key stands in for the gates key: templates follow
-        carried, moved = _carry_transform(db, replace(keys, carried=carried), mode)
+        carried, moved = carry_transform(db, replace(keys, carried=carried), mode)
         extra["gates_root"] = "site key"
         extra.update(moved)
     new_keys = replace(keys, site=key, carried=carried)
     old = Vault.from_keys(keys, protection=mode)
     new = Vault.from_keys(new_keys, clock=clock, protection=mode)
     recorded = kv_value(db.conn, SITE_ID_KV)
-    staged = _Staged(((stage_key_file(ref.file, key, recorded), ref.file),))
+    staged = StagedKey(((stage_key_file(ref.file, key, recorded), ref.file),))
     kv = {
         SITE_ID_KV: key_id(key),
         CARRY_KV: seal_carried(keys.device, carried),
         RETIRED_KV: json.dumps([*retired, key_id(keys.site)][-MAX_RETIRED:]),
     }
     migrate = _queue_for_gates(cfg, new_keys, new) if cfg.roster.role == "office" else _adopted
-    return _apply(
+    return apply_rotation(
         db,
         old,
         new,
@@ -179,7 +180,9 @@ def roster_blockers(db: sqlite_utils.Database, site: str) -> list[str]:
 def _adopted(db: sqlite_utils.Database) -> Mapping[str, Any]:
     """A gate's part of the transaction: the roster's record of the keys to adopt goes
     (:data:`gateway.services.roster_gate.PENDING_KEYS_KV`: a sealed copy of the key)."""
-    db.execute("DELETE FROM kv WHERE key = ?", ["roster.pending_keys"])
+    from gateway.services.roster_gate import PENDING_KEYS_KV
+
+    db.execute("DELETE FROM kv WHERE key = ?", [PENDING_KEYS_KV])
     return {}
 
 
@@ -264,10 +267,6 @@ def carry_pin_index(
     check_current(db.conn, keys)
     carried = {**keys.carried, Purpose.PIN_INDEX: pin_index_key}
     with transaction(db):
-        db.execute(
-            "INSERT INTO kv (key, value) VALUES (?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [CARRY_KV, seal_carried(keys.device, carried)],
-        )
+        put_kv(db, CARRY_KV, seal_carried(keys.device, carried))
         detail = {"what": "pin-index", "new_key_id": key_id(pin_index_key)}
         audit.append(db, actor, "keys.adopt", "pin-index", detail)

@@ -91,7 +91,7 @@ def test_an_interrupted_site_rotation_is_finished_at_the_next_load(
     def crash(self: object) -> None:
         raise KeyboardInterrupt  # the power cut after the commit, before the key file moved
 
-    monkeypatch.setattr(keys_svc._Staged, "commit", crash)
+    monkeypatch.setattr(keys_svc.StagedKey, "commit", crash)
     db, keys = open_gate(cfg)
     try:
         with pytest.raises(KeyboardInterrupt):

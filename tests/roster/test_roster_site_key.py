@@ -401,7 +401,7 @@ def test_an_adoption_whose_key_file_did_not_move_restarts_and_finishes_at_the_st
         return answers[-1]
 
     gate.deps = replace(gate.deps, adopt_keys=recorded)
-    monkeypatch.setattr(keys_svc._Staged, "commit", power_cut)
+    monkeypatch.setattr(keys_svc.StagedKey, "commit", power_cut)
     gate.sync(broker, office)
     monkeypatch.undo()
 
